@@ -1,0 +1,286 @@
+"""Binarizers: the sign functions of binary networks and their surrogate gradients.
+
+Each binarizer is a pure ``torch.autograd.Function`` (one fused elementwise op
+forward, one backward) wrapped in a tiny, immutable ``nn.Module`` that carries
+its name and settings. Forward values are exactly -1 or +1 with sign(0) = +1;
+``torch.sign`` maps 0 to 0 and is therefore never used.
+
+Activation binarizers (``g`` is the incoming gradient):
+
+========== ==================================== =======================================
+name       backward                             paper
+========== ==================================== =======================================
+ste        g                                    Bengio et al. 2013
+clipped_ste g * 1{|x| <= 1}                     BinaryNet (Courbariaux et al. 2016)
+approx_sign g * max(0, 2 - 2|x|)                Bi-Real Net (Liu et al. 2018)
+stochastic  as clipped_ste; training forward    BinaryNet
+            is +1 with prob clip((x+1)/2, 0, 1)
+========== ==================================== =======================================
+
+Weight binarizers (latent float W of shape [C_out, ...]):
+
+======= ===================================== ==========================================
+name    forward                               backward to W
+======= ===================================== ==========================================
+sign    sign(W)                               g * 1{|W| <= 1}           (BinaryConnect)
+xnor    sign(W) * alpha, alpha = mean|W|      autograd through alpha and a clipped
+        per output channel                    STE through sign          (XNOR-Net)
+bireal  sign(W) * alpha, alpha detached       g * alpha * 1{|W| <= 1}: the gradient
+                                              of alpha * clamp(W, -1, 1) (Bi-Real Net)
+======= ===================================== ==========================================
+
+``identity`` (both kinds) turns a binarizer off; it exists for the float twin
+of a binary network, used to measure what binarization costs in speed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bnn_nas.errors import PrimitiveError
+
+
+def binary_sign(x: Tensor) -> Tensor:
+    """sign with sign(0) = +1, as one fused elementwise op in x's dtype."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        return g
+
+
+class _SignClippedSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x.abs() <= 1)
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return g * inside
+
+
+class _SignApprox(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return g * (2 - 2 * x.abs()).clamp_min(0)
+
+
+class _SignStochastic(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, uniform: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x.abs() <= 1)
+        # P(+1) = clip((x + 1) / 2, 0, 1)  <=>  +1 iff u < (x + 1) / 2, u ~ U[0, 1)
+        return torch.where(uniform * 2 - 1 < x, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return g * inside, None
+
+
+class Binarizer(nn.Module):
+    """Base of all binarizers: an immutable module with a ``name`` and ``bits``."""
+
+    name: str = ""
+    kind: str = ""  # "activation" or "weight"
+    bits: int = 1
+
+    def __setattr__(self, key: str, value: object) -> None:
+        if getattr(self, "_frozen", False) and not key.startswith("_") and key != "training":
+            raise AttributeError(f"{type(self).__name__} settings are immutable")
+        super().__setattr__(key, value)
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class SteSign(Binarizer):
+    """Sign with the plain straight-through estimator (gradient passed unchanged)."""
+
+    name, kind = "ste", "activation"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SignSTE.apply(x)
+
+
+class ClippedSteSign(Binarizer):
+    """BinaryNet's sign: gradient passed where |x| <= 1 (hard-tanh STE)."""
+
+    name, kind = "clipped_ste", "activation"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SignClippedSTE.apply(x)
+
+
+class ApproxSign(Binarizer):
+    """Bi-Real Net's ApproxSign: piecewise-quadratic surrogate, gradient 2 - 2|x|."""
+
+    name, kind = "approx_sign", "activation"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SignApprox.apply(x)
+
+
+class StochasticSign(Binarizer):
+    """BinaryNet's stochastic binarization; deterministic sign in eval mode.
+
+    With ``seed`` the noise comes from a private generator (one per device), so
+    a run is reproducible independent of other random draws; without it the
+    global torch RNG is used (seeded by the trainer).
+    """
+
+    name, kind = "stochastic", "activation"
+
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__()
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._freeze()
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return _SignClippedSTE.apply(x)
+        uniform = torch.rand(
+            x.shape, device=x.device, dtype=torch.float32, generator=self._generator(x.device)
+        )
+        return _SignStochastic.apply(x, uniform)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, seed={self.seed}"
+
+
+class IdentityActivation(Binarizer):
+    """No binarization (full-precision twin)."""
+
+    name, kind, bits = "identity", "activation", 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _channel_mean_abs(w: Tensor) -> Tensor:
+    return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+
+
+class SignWeight(Binarizer):
+    """BinaryConnect: sign(W), clipped straight-through gradient."""
+
+    name, kind = "sign", "weight"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, w: Tensor) -> Tensor:
+        return _SignClippedSTE.apply(w)
+
+
+class XnorWeight(Binarizer):
+    """XNOR-Net: sign(W) scaled by the mean |W| of each output channel (alpha trained)."""
+
+    name, kind = "xnor", "weight"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, w: Tensor) -> Tensor:
+        return _SignClippedSTE.apply(w) * _channel_mean_abs(w)
+
+
+class BirealWeight(Binarizer):
+    """Bi-Real Net: magnitude-aware sign(W) * alpha with alpha treated as a constant."""
+
+    name, kind = "bireal", "weight"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, w: Tensor) -> Tensor:
+        return _SignClippedSTE.apply(w) * _channel_mean_abs(w).detach()
+
+
+class IdentityWeight(Binarizer):
+    """No binarization (full-precision twin)."""
+
+    name, kind, bits = "identity", "weight", 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._freeze()
+
+    def forward(self, w: Tensor) -> Tensor:
+        return w
+
+
+ACTIVATION_BINARIZERS: dict[str, type[Binarizer]] = {
+    cls.name: cls
+    for cls in (SteSign, ClippedSteSign, ApproxSign, StochasticSign, IdentityActivation)
+}
+WEIGHT_BINARIZERS: dict[str, type[Binarizer]] = {
+    cls.name: cls for cls in (SignWeight, XnorWeight, BirealWeight, IdentityWeight)
+}
+
+
+def _resolve(spec: str | Binarizer, table: dict[str, type[Binarizer]], kind: str) -> Binarizer:
+    if isinstance(spec, Binarizer):
+        if spec.kind != kind:
+            raise PrimitiveError(f"{spec.name!r} is a {spec.kind} binarizer, not a {kind} one")
+        return spec
+    if isinstance(spec, str) and spec in table:
+        return table[spec]()
+    raise PrimitiveError(
+        f"unknown {kind} binarizer {spec!r}; choose one of: {', '.join(sorted(table))}"
+    )
+
+
+def activation_binarizer(spec: str | Binarizer) -> Binarizer:
+    """Resolve an activation binarizer given by name or object (the only place that does)."""
+    return _resolve(spec, ACTIVATION_BINARIZERS, "activation")
+
+
+def weight_binarizer(spec: str | Binarizer) -> Binarizer:
+    """Resolve a weight binarizer given by name or object (the only place that does)."""
+    return _resolve(spec, WEIGHT_BINARIZERS, "weight")

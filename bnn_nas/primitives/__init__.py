@@ -1,0 +1,27 @@
+"""Primitives: the registry, the built-in ops and plugin loading."""
+
+from bnn_nas.primitives import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from bnn_nas.primitives.options import FAMILY_DEFAULTS, BinaryOptions
+from bnn_nas.primitives.plugins import load_entry_point_plugins, load_plugin, load_plugins
+from bnn_nas.primitives.registry import (
+    REGISTRY,
+    PrimitiveSpec,
+    build_primitive,
+    get_primitive,
+    list_primitives,
+    register_primitive,
+)
+
+__all__ = [
+    "FAMILY_DEFAULTS",
+    "REGISTRY",
+    "BinaryOptions",
+    "PrimitiveSpec",
+    "build_primitive",
+    "get_primitive",
+    "list_primitives",
+    "load_entry_point_plugins",
+    "load_plugin",
+    "load_plugins",
+    "register_primitive",
+]

@@ -1,0 +1,94 @@
+"""Settings of the binary primitive families, validated once and frozen.
+
+The variants that papers disagree on (BN before or after the binary conv, the
+stride-2 shortcut, ...) are values of :class:`BinaryOptions`, never new code.
+A family is its defaults; a caller's options override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from bnn_nas.binary import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
+from bnn_nas.errors import PrimitiveError
+
+ORDERS = ("bn_conv", "conv_bn")
+ACTIVATIONS = ("none", "relu", "prelu")
+DOWNSAMPLES = ("avgpool_concat", "avgpool_conv", "binary_conv")
+REDUCES = ("strided", "factorized")
+
+
+@dataclass(frozen=True)
+class BinaryOptions:
+    """How a binary primitive is built.
+
+    act / weight: binarizer names (see ``bnn_nas.binary``).
+    order: ``bn_conv`` (BN -> binary conv, XNOR-Net) or ``conv_bn`` (binary conv -> BN, Bi-Real).
+    activation: applied after the block (after the shortcut is added).
+    downsample: the shortcut when the shape changes: ``avgpool_concat`` (2x2 avg-pool, channels
+      doubled by concatenation; parameter-free), ``avgpool_conv`` (2x2 avg-pool + float 1x1
+      conv + BN, BMXNet-v2 / Real-to-Binary), ``binary_conv`` (binary 1x1 conv + BN).
+    reduce: a stride-2 binary conv is ``strided`` or ``factorized`` (two stride-2 convs on
+      grids offset by one pixel, each making half the channels, concatenated).
+    """
+
+    act: str
+    weight: str
+    order: str
+    activation: str
+    downsample: str
+    reduce: str
+
+    def __post_init__(self) -> None:
+        allowed = {
+            "act": tuple(ACTIVATION_BINARIZERS),
+            "weight": tuple(WEIGHT_BINARIZERS),
+            "order": ORDERS,
+            "activation": ACTIVATIONS,
+            "downsample": DOWNSAMPLES,
+            "reduce": REDUCES,
+        }
+        for key, values in allowed.items():
+            value = getattr(self, key)
+            if value not in values:
+                raise PrimitiveError(
+                    f"option {key}={value!r} is invalid; choose one of: {', '.join(values)}"
+                )
+
+    def with_overrides(self, options: dict[str, Any], primitive: str) -> BinaryOptions:
+        """These defaults with the caller's options applied; unknown keys are errors."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise PrimitiveError(
+                f"primitive {primitive!r} has no option {unknown[0]!r}; "
+                f"its options are: {', '.join(sorted(known))}"
+            )
+        try:
+            return replace(self, **options)
+        except PrimitiveError as err:
+            raise PrimitiveError(f"primitive {primitive!r}: {err}") from None
+
+
+FAMILY_DEFAULTS: dict[str, BinaryOptions] = {
+    # XNOR-Net: BN -> sign -> binary conv (scaled weights) -> (+ shortcut)
+    "xnor": BinaryOptions(
+        act="clipped_ste",
+        weight="xnor",
+        order="bn_conv",
+        activation="none",
+        downsample="avgpool_concat",
+        reduce="strided",
+    ),
+    # Bi-Real Net: sign -> binary conv -> BN -> + real-valued shortcut; the paper's
+    # stride-2 shortcut is avg-pool + real 1x1 conv + BN.
+    "bireal": BinaryOptions(
+        act="approx_sign",
+        weight="bireal",
+        order="conv_bn",
+        activation="none",
+        downsample="avgpool_conv",
+        reduce="strided",
+    ),
+}
