@@ -1,0 +1,246 @@
+"""Run configuration: YAML -> frozen dataclasses, strictly checked.
+
+An unknown key or a wrong type is an error naming the key and the file, with the
+closest valid key suggested; nothing is silently ignored. Every setting reaches the
+code as an explicit, immutable value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from bnn_nas.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, and how the training set is split for search."""
+
+    name: str = "cifar10_sample"  # cifar10 | image_folder | cifar10_sample
+    root: str | None = None
+    download: bool = False
+    cache_dir: str | None = None
+    # search-train / search-valid split of the training set (class-balanced, seeded)
+    valid_fraction: float = 0.5
+    search_train_size: int | None = None  # cap on search-train images (None: all)
+    search_valid_size: int | None = None  # cap on search-valid images (None: all)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What `bnn-nas train --model` builds when no genotype is given."""
+
+    type: str = "cells"  # cells | resnet18 | resnet20 | vgg_small
+    family: str = "xnor"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: a search trial (section `train`) or a final one (section `final`)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    decay_binary_and_bn: bool = False  # weight decay on binary latent weights and BN too
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    drop_path: float = 0.0
+    augment: bool = True
+    bf16: bool = True  # autocast to bfloat16 on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    checkpoint_every: int = 1  # epochs between checkpoints (final training)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The controller and its budget."""
+
+    controller: str = "evolution"  # random | evolution | pareto
+    budget: int = 20  # trials in all
+    population: int = 8  # evolution / pareto: trials kept
+    sample_size: int = 3  # evolution: tournament size
+    eliminate: str = "oldest"  # evolution: oldest (aging evolution) | worst
+    max_ops: float | None = None  # pareto: drop candidates above this many OPs
+    parallel: int = 1  # trials asked for at once
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where trials run."""
+
+    type: str = "local"  # local | processes | ray
+    devices: tuple[str, ...] = ()
+    trials_per_device: int = 1
+    max_attempts: int = 2
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: search space, data, training of trials and of the final network."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    run_dir: str | None = None
+    plugins: tuple[str, ...] = ()
+    search_space: str | dict[str, Any] = "bnn_darts"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    final: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=50))
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    source: str = field(default="<defaults>", compare=False)  # the file it came from
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "data.name": ("cifar10", "image_folder", "cifar10_sample"),
+    "model.type": ("cells", "resnet18", "resnet20", "vgg_small"),
+    "model.family": ("xnor", "bireal"),
+    "train.optimizer": ("adam", "sgd"),
+    "final.optimizer": ("adam", "sgd"),
+    "search.controller": ("random", "evolution", "pareto"),
+    "search.eliminate": ("oldest", "worst"),
+    "executor.type": ("local", "processes", "ray"),
+}
+_POSITIVE = {
+    "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
+    "parallel", "trials_per_device", "max_attempts", "checkpoint_every",
+}  # fmt: skip
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """``value`` checked (and lightly normalised) against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key, where)
+            except ConfigError as err:
+                errors.append(err)
+        names = " or ".join(_type_name(o) for o in options)
+        raise ConfigError(f"{where}: {key} must be {names}, not {value!r}")
+    if is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a mapping of settings, not {value!r}")
+        return _from_mapping(tp, value, where, f"{key}.")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: {key} must be a list, not {value!r}")
+        (item_type, _) = typing.get_args(tp)
+        return tuple(_convert(v, item_type, f"{key}[{i}]", where) for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a mapping, not {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, not {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, not {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module
+
+
+def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls) if f.name != "source"]  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            raise ConfigError(
+                f"{where}: unknown key {prefix}{key}; {hint}allowed: {', '.join(names)}"
+            )
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        key = f"{prefix}{f.name}"
+        value = _convert(data[f.name], hints[f.name], key, where)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(
+                f"{where}: {key} is {value!r}; choose one of {', '.join(_CHOICES[key])}"
+            )
+        if f.name in _POSITIVE and isinstance(value, int) and value < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1, not {value}")
+        values[f.name] = value
+    base = cls() if all(f.default is not MISSING or f.default_factory is not MISSING
+                        for f in fields(cls)) else None  # type: ignore[arg-type]  # fmt: skip
+    return replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config:
+    """A :class:`Config` from its mapping form; ``where`` names the source in errors."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a config must be a mapping of sections")
+    config = _from_mapping(Config, data, where)
+    return replace(config, source=where)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a YAML config. Relative paths inside stay relative to the CWD."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass --config path/to/config.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}; fix the file") from None
+    return config_from_dict(data, str(path))
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain mapping of a config (for run metadata), the inverse of config_from_dict."""
+
+    def plain(value: Any) -> Any:
+        if is_dataclass(value):
+            return {
+                f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name != "source"
+            }
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)

@@ -1,0 +1,589 @@
+"""The genotype: the frozen value that carries an architecture from search to final training.
+
+A genotype lists, for the normal and the reduction cell, two ``(op, input)`` edges per
+intermediate step and the nodes whose outputs the cell concatenates. Nodes 0 and 1 are the
+cell inputs (s0, s1); node ``k >= 2`` is step ``k - 2``. Steps and edges are numbered from 0
+in messages, like the node names in :mod:`bnn_nas.space.drawing`.
+
+The text form is DARTS's, so published genotypes paste in. DARTS reads it back with ``eval``;
+here it is read with :mod:`ast` and ``ast.literal_eval`` only, so text never runs code.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import json
+import operator
+import os
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bnn_nas.errors import GenotypeError
+
+Edge = tuple[str, int]
+
+KINDS = ("normal", "reduce")
+_KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_EXPECTED = (
+    "expected Genotype(normal=[('op', input), ...], normal_concat=[...], "
+    "reduce=[...], reduce_concat=[...])"
+)
+_MAX_RANGE = 10_000  # a concat written as range(...) longer than this is a typo, not a cell
+# `DARTS_V2 = Genotype(...)`, as published genotypes are written in DARTS's genotypes.py.
+_ASSIGN = re.compile(r"[A-Za-z_]\w*\s*=\s*(?=[A-Za-z_][\w.]*\s*\()")
+
+
+@dataclass(frozen=True, repr=False)
+class Genotype:
+    """Both cells of an architecture; immutable so it can key stores and caches.
+
+    Lists are normalised to tuples (and numpy integers to ``int``) so that equal
+    architectures compare and hash equal however they were built. Only the form is
+    checked here; :func:`validate_genotype` checks the structure against a search space.
+    """
+
+    normal: tuple[Edge, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Edge, ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for kind in KINDS:
+            object.__setattr__(self, kind, _edges(getattr(self, kind), kind, "Genotype"))
+            field = f"{kind}_concat"
+            object.__setattr__(self, field, _concat(getattr(self, field), field, "Genotype"))
+
+    @property
+    def normal_steps(self) -> int:
+        """Intermediate nodes of the normal cell (two edges each)."""
+        return len(self.normal) // 2
+
+    @property
+    def reduce_steps(self) -> int:
+        """Intermediate nodes of the reduction cell (two edges each)."""
+        return len(self.reduce) // 2
+
+    def cell(self, kind: str) -> tuple[tuple[Edge, ...], tuple[int, ...]]:
+        """The ``(edges, concat)`` of the ``"normal"`` or ``"reduce"`` cell."""
+        if kind == "normal":
+            return self.normal, self.normal_concat
+        if kind == "reduce":
+            return self.reduce, self.reduce_concat
+        raise GenotypeError(f"unknown cell kind {kind!r}; use 'normal' or 'reduce'")
+
+    def ops(self) -> frozenset[str]:
+        """Every op name used by either cell, e.g. to check them against the registry."""
+        return frozenset(op for edges in (self.normal, self.reduce) for op, _ in edges)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """Plain lists and ints, for YAML and JSON (``safe_dump`` cannot write tuples)."""
+        return {
+            "normal": [[op, index] for op, index in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [[op, index] for op, index in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
+        """Inverse of :meth:`to_dict`; edges may also be ``{op: NAME, input: INDEX}`` mappings."""
+        return _from_mapping(data, "genotype mapping")
+
+    def canonical(self) -> Genotype:
+        """The representative of this architecture's equivalence class, used for the hash.
+
+        A node sums its two edges, so their order is irrelevant: each step's pair is sorted
+        by ``(input, op)``. The concat order sets the channel layout of the built cell, so
+        :class:`Genotype` keeps it; but a permutation of channels is the same architecture
+        to train from scratch, so here concat is sorted. Duplicates are kept (not dropped)
+        so that two genotypes building different networks never share a canonical form;
+        :func:`validate_genotype` rejects duplicates anyway. Steps are not renumbered:
+        node indices are part of the identity.
+        """
+        return Genotype(
+            normal=_canonical_edges(self.normal),
+            normal_concat=tuple(sorted(self.normal_concat)),
+            reduce=_canonical_edges(self.reduce),
+            reduce_concat=tuple(sorted(self.reduce_concat)),
+        )
+
+    @property
+    def hash(self) -> str:
+        """Short stable identity of the architecture; see :func:`genotype_hash`."""
+        return genotype_hash(self)
+
+    def __str__(self) -> str:
+        return format_genotype(self)
+
+    def __repr__(self) -> str:
+        # The DARTS text rather than tuples: it is what users paste and parse_genotype reads.
+        return format_genotype(self)
+
+
+def format_genotype(g: Genotype) -> str:
+    """The DARTS text form, e.g. ``Genotype(normal=[('sep_conv_3x3', 0), ...], ...)``."""
+
+    def edges(items: tuple[Edge, ...]) -> str:
+        return "[" + ", ".join(f"({op!r}, {index})" for op, index in items) + "]"
+
+    def concat(items: tuple[int, ...]) -> str:
+        return "[" + ", ".join(str(node) for node in items) + "]"
+
+    return (
+        f"Genotype(normal={edges(g.normal)}, normal_concat={concat(g.normal_concat)}, "
+        f"reduce={edges(g.reduce)}, reduce_concat={concat(g.reduce_concat)})"
+    )
+
+
+def genotype_hash(g: Genotype) -> str:
+    """First 16 hex digits of the SHA-256 of the canonical text; keys the results store.
+
+    Stable across processes and versions as long as :func:`format_genotype` is; a test pins
+    the hash of DARTS V2 so that a format change cannot silently orphan stored trials.
+    """
+    return hashlib.sha256(format_genotype(g.canonical()).encode("utf-8")).hexdigest()[:16]
+
+
+def parse_genotype(text: str) -> Genotype:
+    """Read the DARTS text form without evaluating it.
+
+    Accepts ``Genotype(...)``, a dotted prefix such as ``genotypes.Genotype(...)``, an
+    assignment ``NAME = Genotype(...)`` as in DARTS's genotypes.py, ``#`` comments, and
+    ``range(a, b)`` for a concat (DARTS logs print ``normal_concat=range(2, 6)``).
+    """
+    return _parse_text(text, "genotype text")
+
+
+def load_genotype(text_or_path: str | os.PathLike[str]) -> Genotype:
+    """A genotype from a file (YAML, JSON or DARTS text) or from DARTS text itself.
+
+    ``.yaml``/``.yml``/``.json`` files hold the mapping form, or a mapping whose
+    ``genotype`` key holds the DARTS text or the mapping form (what ``bnn-nas derive``
+    writes; other keys are ignored). Any other file holds DARTS text. The loaded genotype
+    is checked with :func:`validate_genotype` (structure only; op names are checked by the
+    network builder against the registry).
+    """
+    if isinstance(text_or_path, os.PathLike):
+        path: Path | None = Path(text_or_path).expanduser()
+        if not path.is_file():
+            raise GenotypeError(_missing(str(text_or_path), path))
+    elif isinstance(text_or_path, str):
+        path = _existing_file(text_or_path)
+        if path is None:
+            if not _looks_like_text(text_or_path):
+                raise GenotypeError(_missing(text_or_path, Path(text_or_path).expanduser()))
+            g = _parse_text(text_or_path, "genotype text")
+            _validate_at(g, "genotype text")
+            return g
+    else:
+        raise GenotypeError(
+            f"a genotype must be given as a path or DARTS text, not {type(text_or_path).__name__}"
+        )
+    g = _load_file(path)
+    _validate_at(g, str(path))
+    return g
+
+
+def validate_genotype(
+    g: Genotype,
+    *,
+    normal_ops: Collection[str] | None = None,
+    reduce_ops: Collection[str] | None = None,
+    steps: int | None = None,
+) -> None:
+    """Check that ``g`` describes buildable cells, naming the cell, step and edge at fault.
+
+    ``normal_ops``/``reduce_ops`` restrict each cell's ops independently (``None``: any
+    name); ``steps`` requires that many intermediate nodes in both cells.
+    """
+    if not isinstance(g, Genotype):
+        raise GenotypeError(f"expected a Genotype, not {type(g).__name__}; parse it first")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise GenotypeError(f"steps must be a positive integer, not {steps!r}")
+    for kind, allowed in (("normal", normal_ops), ("reduce", reduce_ops)):
+        edges, concat = g.cell(kind)
+        _validate_cell(f"{kind} cell", edges, concat, allowed, steps)
+
+
+# --- structure ----------------------------------------------------------------------------
+
+
+def _validate_cell(
+    cell: str,
+    edges: tuple[Edge, ...],
+    concat: tuple[int, ...],
+    allowed: Collection[str] | None,
+    steps: int | None,
+) -> None:
+    if not edges:
+        raise GenotypeError(f"{cell} has no edges; give two ('op', input) edges per step")
+    if len(edges) % 2:
+        raise GenotypeError(
+            f"{cell} has {len(edges)} edges, an odd number; give exactly two edges per step"
+        )
+    n = len(edges) // 2
+    if steps is not None and n != steps:
+        raise GenotypeError(
+            f"{cell} has {n} steps ({len(edges)} edges) but the search space has {steps}; "
+            f"give {2 * steps} edges"
+        )
+    allowed_set = None if allowed is None else frozenset(allowed)
+    for j, (op, index) in enumerate(edges):
+        step, e = divmod(j, 2)
+        place = f"{cell}, step {step}, edge {e} ({op!r}, {index})"
+        if not 0 <= index < step + 2:
+            raise GenotypeError(
+                f"{place}: input {index} is not an earlier node (allowed 0..{step + 1})"
+            )
+        if allowed_set is not None and op not in allowed_set:
+            names = ", ".join(sorted(allowed_set)) or "(none)"
+            raise GenotypeError(
+                f"{place}: unknown op {op!r}{_suggest(op, allowed_set)}; allowed: {names}"
+            )
+    if not concat:
+        raise GenotypeError(
+            f"{cell}: concat is empty; list the intermediate nodes to output, "
+            f"e.g. {list(range(2, n + 2))}"
+        )
+    seen: set[int] = set()
+    for node in concat:
+        if not 2 <= node < n + 2:
+            raise GenotypeError(
+                f"{cell}: concat node {node} is out of range; "
+                f"allowed are the intermediate nodes 2..{n + 1}"
+            )
+        if node in seen:
+            raise GenotypeError(f"{cell}: concat lists node {node} twice; list each node once")
+        seen.add(node)
+
+
+def _canonical_edges(edges: tuple[Edge, ...]) -> tuple[Edge, ...]:
+    out: list[Edge] = []
+    for i in range(0, len(edges) - 1, 2):
+        out.extend(sorted(edges[i : i + 2], key=lambda edge: (edge[1], edge[0])))
+    if len(edges) % 2:
+        out.append(edges[-1])
+    return tuple(out)
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+# --- form: shared by the constructor, the text and the mapping readers ---------------------
+
+
+def _short(value: object, limit: int = 70) -> str:
+    """One line, at most ``limit`` characters: error messages must stay one line."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(item: object) -> str:
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return _short(f"({item[0]!r}, {item[1]!r})")
+    return _short(repr(item))
+
+
+def _int(value: object, message: str) -> int:
+    if isinstance(value, bool):
+        raise GenotypeError(message)
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise GenotypeError(message) from None
+
+
+def _is_list_like(value: object) -> bool:
+    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
+
+
+def _edges(value: object, field: str, where: str) -> tuple[Edge, ...]:
+    if not _is_list_like(value):
+        raise GenotypeError(
+            f"{where}: {field} must be a list of ('op', input) pairs, not {type(value).__name__}"
+        )
+    return tuple(
+        _edge(item, f"{where}: {field} edge {i} {_show(item)}")
+        for i, item in enumerate(value)  # type: ignore[arg-type]
+    )
+
+
+def _edge(item: object, place: str) -> Edge:
+    if isinstance(item, Mapping):
+        for key in item:
+            if key not in ("op", "input"):
+                raise GenotypeError(
+                    f"{place}: unknown key {key!r}; write {{op: NAME, input: INDEX}}"
+                )
+        for key in ("op", "input"):
+            if key not in item:
+                raise GenotypeError(
+                    f"{place}: missing key {key!r}; write {{op: NAME, input: INDEX}}"
+                )
+        item = (item["op"], item["input"])
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise GenotypeError(f"{place}: must be a pair ('op', input)")
+    op, index = item
+    if not isinstance(op, str) or not op:
+        raise GenotypeError(f"{place}: op must be a non-empty string naming a primitive")
+    return str(op), _int(index, f"{place}: input must be an integer node index")
+
+
+def _concat(value: object, field: str, where: str) -> tuple[int, ...]:
+    if not _is_list_like(value):
+        raise GenotypeError(
+            f"{where}: {field} must be a list of node indices like [2, 3, 4, 5], "
+            f"not {type(value).__name__}"
+        )
+    return tuple(
+        _int(node, f"{where}: {field} item {i} {_short(repr(node))}: must be an integer node index")
+        for i, node in enumerate(value)  # type: ignore[arg-type]
+    )
+
+
+def _from_mapping(data: object, where: str) -> Genotype:
+    if not isinstance(data, Mapping):
+        raise GenotypeError(
+            f"{where} must be a mapping with keys {', '.join(_KEYS)}, not {type(data).__name__}"
+        )
+    for key in data:
+        if key not in _KEYS:
+            raise GenotypeError(
+                f"{where}: unknown key {key!r}{_suggest(str(key), _KEYS)}; "
+                f"the keys are {', '.join(_KEYS)}"
+            )
+    for key in _KEYS:
+        if key not in data:
+            raise GenotypeError(f"{where}: missing key {key!r}; the keys are {', '.join(_KEYS)}")
+    values: dict[str, Any] = {}
+    for kind in KINDS:
+        values[kind] = _edges(data[kind], kind, where)
+        field = f"{kind}_concat"
+        values[field] = _concat(data[field], field, where)
+    return Genotype(**values)
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def _prepare(text: str) -> tuple[str, int, int]:
+    """Blank comment lines and drop leading space and a ``NAME =`` prefix, keeping positions.
+
+    Returns the source, the line where it starts and how many columns were removed there.
+    """
+    lines = text.split("\n")
+    text = "\n".join("" if line.lstrip().startswith("#") else line for line in lines)
+    body = text.lstrip()
+    leading = text[: len(text) - len(body)]
+    first_line = leading.count("\n") + 1
+    shift = len(leading) - (leading.rfind("\n") + 1)
+    match = _ASSIGN.match(body)
+    if match:
+        shift += match.end()
+        body = body[match.end() :]
+    return "\n" * (first_line - 1) + body, first_line, shift
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _parse_text(text: object, where: str) -> Genotype:
+    if not isinstance(text, str):
+        raise GenotypeError(f"{where} must be a string, not {type(text).__name__}")
+    source, first_line, shift = _prepare(text)
+    if not source.strip():
+        raise GenotypeError(f"{where} is empty; {_EXPECTED}")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        line, column = exc.lineno or 1, exc.offset or 1
+        if line == first_line:
+            column += shift
+        at = f"line {line}, column {column}" if "\n" in text.strip() else f"column {column}"
+        raise GenotypeError(
+            f"{where} is not valid: {_short(exc.msg)} at {at}; {_EXPECTED}"
+        ) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise GenotypeError(f"{where} is not valid: {_short(exc)}; {_EXPECTED}") from None
+    call = tree.body
+    name = _dotted(call.func) if isinstance(call, ast.Call) else None
+    if not isinstance(call, ast.Call) or name is None or name.split(".")[-1] != "Genotype":
+        raise GenotypeError(
+            f"{where} must be one Genotype(...) call, found {_short(ast.unparse(call))}; "
+            f"{_EXPECTED}"
+        )
+    if call.args:
+        raise GenotypeError(
+            f"{where}: positional arguments are not accepted; name them: "
+            f"Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)"
+        )
+    nodes: dict[str, ast.expr] = {}
+    for keyword in call.keywords:
+        key = keyword.arg
+        if key is None:
+            raise GenotypeError(f"{where}: '**' arguments are not accepted; {_EXPECTED}")
+        if key not in _KEYS:
+            raise GenotypeError(
+                f"{where}: unknown key {key!r}{_suggest(key, _KEYS)}; "
+                f"the keys are {', '.join(_KEYS)}"
+            )
+        if key in nodes:
+            raise GenotypeError(f"{where}: {key}= is given twice; give it once")
+        nodes[key] = keyword.value
+    for key in _KEYS:
+        if key not in nodes:
+            raise GenotypeError(f"{where}: missing {key}=...; {_EXPECTED}")
+    values: dict[str, Any] = {}
+    for kind in KINDS:
+        values[kind] = _literal_edges(nodes[kind], kind, where)
+        field = f"{kind}_concat"
+        values[field] = _literal_concat(nodes[field], field, where)
+    return Genotype(**values)
+
+
+_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
+
+
+def _literal_edges(node: ast.expr, field: str, where: str) -> tuple[Edge, ...]:
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        raise GenotypeError(
+            f"{where}: {field} must be a list of ('op', input) pairs, "
+            f"found {_short(ast.unparse(node))}"
+        )
+    items = []
+    for i, element in enumerate(node.elts):
+        try:
+            items.append(ast.literal_eval(element))
+        except _LITERAL_ERRORS:
+            raise GenotypeError(
+                f"{where}: {field} edge {i} {_short(ast.unparse(element))}: "
+                f"must be a literal pair ('op', input)"
+            ) from None
+    return _edges(items, field, where)
+
+
+def _literal_concat(node: ast.expr, field: str, where: str) -> tuple[int, ...]:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+        return _literal_range(node, field, where)
+    try:
+        value = ast.literal_eval(node)
+    except _LITERAL_ERRORS:
+        raise GenotypeError(
+            f"{where}: {field} must be a literal list of node indices like [2, 3, 4, 5], "
+            f"found {_short(ast.unparse(node))}"
+        ) from None
+    return _concat(value, field, where)
+
+
+def _literal_range(node: ast.Call, field: str, where: str) -> tuple[int, ...]:
+    bad = f"{where}: {field}={_short(ast.unparse(node))}: write range(start, stop) with integers"
+    if node.keywords or not 1 <= len(node.args) <= 3:
+        raise GenotypeError(bad)
+    bounds = []
+    for arg in node.args:
+        try:
+            value = ast.literal_eval(arg)
+        except _LITERAL_ERRORS:
+            raise GenotypeError(bad) from None
+        bounds.append(_int(value, bad))
+    try:
+        nodes = range(*bounds)
+    except ValueError:  # step 0
+        raise GenotypeError(bad) from None
+    if len(nodes) > _MAX_RANGE:
+        raise GenotypeError(f"{where}: {field}={_short(ast.unparse(node))} is too long; check it")
+    return tuple(nodes)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _looks_like_text(text: str) -> bool:
+    return "Genotype" in text or "=" in text or "[" in text
+
+
+def _missing(given: str, path: Path) -> str:
+    if path.is_dir():
+        return f"{given} is a directory, not a genotype file; name the file"
+    return (
+        f"no such file: {_short(given)}; pass a genotype file (.yaml, .yml, .json or DARTS "
+        f"text) or the text Genotype(normal=[...], ...)"
+    )
+
+
+def _existing_file(text: str) -> Path | None:
+    try:
+        path = Path(text).expanduser()
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # too long or a NUL byte: not a path
+        return None
+
+
+def _validate_at(g: Genotype, where: str) -> None:
+    try:
+        validate_genotype(g)
+    except GenotypeError as exc:
+        raise GenotypeError(f"{where}: {exc}") from None
+
+
+def _load_file(path: Path) -> Genotype:
+    where = str(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GenotypeError(
+            f"{where}: not UTF-8 text; a genotype file holds YAML, JSON or DARTS text"
+        ) from None
+    except OSError as exc:
+        raise GenotypeError(
+            f"cannot read {where}: {exc.strerror}; check the path and permissions"
+        ) from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            data = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise GenotypeError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    elif suffix == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise GenotypeError(
+                f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            ) from None
+    else:
+        return _parse_text(raw, where)
+    if isinstance(data, Mapping) and "genotype" in data:
+        where = f"{where}: genotype"
+        data = data["genotype"]
+        if not isinstance(data, (str, Mapping)):
+            raise GenotypeError(
+                f"{where} must be DARTS text or a mapping with keys {', '.join(_KEYS)}, "
+                f"not {type(data).__name__}"
+            )
+    if isinstance(data, str):
+        return _parse_text(data, where)
+    return _from_mapping(data, where)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return _short(exc.problem + at, 120)
+    return _short(exc, 120)

@@ -1,0 +1,1 @@
+"""Search spaces shipped with bnn-nas (installed as ``bnn_nas.search_spaces``)."""

@@ -1,0 +1,49 @@
+"""Config loading: strict keys and types, named in one-line errors; a lossless mapping form."""
+
+from __future__ import annotations
+
+import pytest
+
+from bnn_nas.config import Config, config_from_dict, config_to_dict, load_config
+from bnn_nas.errors import ConfigError
+
+
+def test_defaults_and_overrides():
+    c = config_from_dict({"seed": 3, "train": {"epochs": 2, "lr": 1}, "plugins": ["a.py"]}, "x")
+    assert c.seed == 3 and c.train.epochs == 2 and c.train.lr == 1.0
+    assert isinstance(c.train.lr, float) and c.plugins == ("a.py",)
+    assert c.search == Config().search
+    assert config_from_dict(config_to_dict(c), "y") == c
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"trian": {}}, "cfg.yaml: unknown key trian; did you mean train?"),
+        ({"train": {"epoch": 3}}, "cfg.yaml: unknown key train.epoch; did you mean train.epochs?"),
+        ({"train": {"epochs": "3"}}, "cfg.yaml: train.epochs must be an integer, not '3'"),
+        ({"train": {"epochs": 0}}, "cfg.yaml: train.epochs must be at least 1"),
+        ({"train": {"bf16": 1}}, "cfg.yaml: train.bf16 must be true or false"),
+        ({"search": {"controller": "rl"}}, "search.controller is 'rl'; choose one of random"),
+        ({"data": []}, "cfg.yaml: data must be a mapping"),
+        ({"plugins": "a.py"}, "cfg.yaml: plugins must be a list"),
+        ({"seed": True}, "cfg.yaml: seed must be an integer"),
+    ],
+)
+def test_errors_name_key_and_file(data, expected):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data, "cfg.yaml")
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  epochs: 4\n")
+    config = load_config(good)
+    assert config.train.epochs == 4 and config.source == str(good)
