@@ -41,8 +41,11 @@ class ModelConfig:
     """What `bnn-nas train --model` builds when no genotype is given."""
 
     type: str = "cells"  # cells | resnet18 | resnet20 | vgg_small
-    family: str = "xnor"
-    options: dict[str, Any] = field(default_factory=dict)
+    family: str = "xnor"  # baselines: the primitive family of their blocks
+    options: dict[str, Any] = field(default_factory=dict)  # baselines: block options
+    # cells: the final network may be larger than the search candidates (DARTS: 20 x 36)
+    cells: int | None = None
+    channels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
-    "parallel", "trials_per_device", "max_attempts", "checkpoint_every",
+    "parallel", "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
 }  # fmt: skip
 
 

@@ -6,9 +6,13 @@ is exactly the genotype: an op per edge, a sum per node, a concat of the listed 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
+from bnn_nas.config import ModelConfig
+from bnn_nas.errors import ConfigError
 from bnn_nas.primitives import FAMILY_DEFAULTS, REGISTRY, build_primitive
 from bnn_nas.primitives.blocks import BinaryUnit, float_conv_bn, float_factorized_reduce
 from bnn_nas.space.genotype import Genotype, validate_genotype
@@ -157,8 +161,6 @@ def build_baseline(
     name: str, family: str, num_classes: int, in_channels: int = 3, **options: object
 ) -> PlainNetwork:
     """A hand-designed binary network from the ``{family}_*`` primitives, for comparison."""
-    from bnn_nas.errors import ConfigError
-
     if name not in BASELINES:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(BASELINES)}")
     if family not in FAMILY_DEFAULTS:
@@ -174,3 +176,23 @@ def build_baseline(
             )
             C_prev = channels
     return PlainNetwork(_float_stem(in_channels, stem_channels), blocks, C_prev, num_classes)
+
+
+def build_model(
+    model: ModelConfig,
+    space: SearchSpace,
+    num_classes: int,
+    genotype: Genotype | None = None,
+) -> nn.Module:
+    """The network a config asks for: a genotype's cells or a hand-designed baseline."""
+    if genotype is not None:
+        layout = replace(
+            space.network,
+            cells=model.cells or space.network.cells,
+            channels=model.channels or space.network.channels,
+            reduction_cells=None if model.cells else space.network.reduction_cells,
+        )
+        return CellNetwork(genotype, replace(space, network=layout), num_classes)
+    if model.type == "cells":
+        raise ConfigError("no genotype given; pass --genotype FILE_OR_TEXT or --model NAME")
+    return build_baseline(model.type, model.family, num_classes, **model.options)

@@ -1,0 +1,61 @@
+"""Optimiser, parameter groups and learning-rate schedule of a training run."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from bnn_nas.binary import BinaryConv2d, BinaryLinear
+from bnn_nas.config import TrainConfig
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, decay_binary_and_bn: bool) -> list:
+    """Split parameters so weight decay skips binary latent weights, BN and biases.
+
+    Decay pulls latent weights towards 0, where their sign flips at random: the usual
+    choice for binary nets is none on them (and none on BN) unless asked for.
+    """
+    no_decay: set[int] = set()
+    if not decay_binary_and_bn:
+        for module in model.modules():
+            if isinstance(module, BinaryConv2d | BinaryLinear) and module.is_binary:
+                no_decay.add(id(module.weight))
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                no_decay.update(id(p) for p in module.parameters(recurse=False))
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                no_decay.add(id(p))
+    decay = [p for p in model.parameters() if id(p) not in no_decay and p.requires_grad]
+    rest = [p for p in model.parameters() if id(p) in no_decay and p.requires_grad]
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(model: nn.Module, settings: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (the usual choice for binary nets) or SGD with Nesterov momentum."""
+    groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=settings.lr)
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step cosine schedule with warm-up (stepped once per optimiser step)."""
+    total = settings.epochs * steps_per_epoch
+    warmup = round(settings.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup))

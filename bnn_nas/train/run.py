@@ -1,0 +1,137 @@
+"""A full training run in a run directory: `bnn-nas train`.
+
+The directory holds everything a person or a later session needs: the resolved config,
+the genotype, the last checkpoint, ``metrics.csv`` (one row per epoch) and
+``report.json`` (test accuracy, cost, time, throughput, device, versions).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from bnn_nas import __version__
+from bnn_nas.config import Config, config_to_dict
+from bnn_nas.cost import count_cost
+from bnn_nas.data import DataSettings, load_dataset
+from bnn_nas.errors import CheckpointError
+from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.network import build_model
+from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train.trainer import EpochMetrics, fit, resolve_device, seed_everything
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+REPORT = "report.json"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (a reader never sees half a file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    Path(tmp).replace(path)
+
+
+def write_metrics_csv(path: Path, history: list[EpochMetrics]) -> None:
+    names = [f.name for f in fields(EpochMetrics)]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for m in history:
+            writer.writerow(m.to_dict())
+    Path(tmp).replace(path)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def data_settings(config: Config) -> DataSettings:
+    d = config.data
+    return DataSettings(name=d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
+
+
+def train_run(
+    config: Config,
+    run_dir: Path,
+    *,
+    genotype: Genotype | None,
+    resume: bool,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the configured network to the end in ``run_dir``; returns the report."""
+    run_dir = Path(run_dir)
+    checkpoint = run_dir / CHECKPOINT
+    if checkpoint.exists() and not resume:
+        raise CheckpointError(
+            f"{run_dir} already holds a training checkpoint; pass --resume to continue it "
+            "or choose another --run-dir"
+        )
+    device = resolve_device(config.device)
+    dataset = load_dataset(data_settings(config))
+    space = load_search_space(config.search_space)
+    seed_everything(config.seed)  # the initial weights are part of the run's identity
+    model = build_model(config.model, space, dataset.num_classes, genotype)
+    cost = count_cost(model, (1, *_chw(dataset.train.image_shape)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config)))
+    if genotype is not None:
+        write_text_atomic(
+            run_dir / "genotype.yaml",
+            yaml.safe_dump({"genotype": str(genotype), "hash": genotype.hash}, sort_keys=False),
+        )
+    history_file = run_dir / METRICS
+    tic = time.perf_counter()
+    history = fit(
+        model,
+        dataset.train,
+        config.final,
+        device=device,
+        seed=config.seed,
+        stats=dataset.train.channel_stats(),
+        eval_set=dataset.test,
+        checkpoint=checkpoint,
+        resume=resume,
+        on_epoch=lambda history: write_metrics_csv(history_file, history),
+        progress=progress,
+    )
+    write_metrics_csv(history_file, history)
+    final = history[-1]
+    report = {
+        "model": "cells" if genotype is not None else config.model.type,
+        "family": None if genotype is not None else config.model.family,
+        "genotype": str(genotype) if genotype is not None else None,
+        "dataset": dataset.name,
+        "epochs": len(history),
+        "test_accuracy": final.eval_acc,
+        "test_loss": final.eval_loss,
+        "train_seconds": sum(m.seconds for m in history),
+        "wall_seconds_this_session": time.perf_counter() - tic,
+        "images_per_s": sum(m.images_per_s for m in history) / len(history),
+        **{k: v for k, v in cost.to_dict().items() if k != "layers"},
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "bnn_nas": __version__,
+        "seed": config.seed,
+    }
+    write_text_atomic(run_dir / REPORT, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _chw(hwc: tuple[int, int, int]) -> tuple[int, int, int]:
+    h, w, c = hwc
+    return c, h, w

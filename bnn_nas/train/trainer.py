@@ -1,0 +1,246 @@
+"""The training loop: fit a model on device-resident data, evaluate, checkpoint, resume.
+
+One loop serves the short trainings of a search (no checkpoints, score at the end) and
+the long final training (per-epoch evaluation, checkpoints, exact resume). Batches are a
+pure function of (seed, epoch, batch), and every RNG state is checkpointed, so a resumed
+run continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bnn_nas.config import TrainConfig
+from bnn_nas.data.arrays import ImageSet
+from bnn_nas.data.loader import DeviceLoader
+from bnn_nas.errors import ConfigError
+from bnn_nas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bnn_nas.train.optim import build_optimizer, build_scheduler
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run cannot go on."""
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; ``eval_*`` is None on epochs without evaluation."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    eval_loss: float | None
+    eval_acc: float | None
+    seconds: float
+    images_per_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"device {spec!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec} asked for but CUDA is not available; use device: cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _loader(
+    data: ImageSet,
+    batch_size: int,
+    device: torch.device,
+    *,
+    augment: bool,
+    shuffle: bool,
+    seed: int,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    channels_last: bool,
+) -> DeviceLoader:
+    mean, std = stats
+    return DeviceLoader(
+        data,
+        batch_size=batch_size,
+        device=device,
+        augment=augment,
+        mean=mean,
+        std=std,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        seed=seed,
+        channels_last=channels_last,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DeviceLoader, *, bf16: bool = True) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over one pass of ``loader``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    for x, y in loader.epoch(0):
+        with _autocast(device, bf16):
+            logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(dim=1) == y).sum()
+        count += len(y)
+    model.train(was_training)
+    return float(loss_sum) / max(count, 1), float(correct) / max(count, 1)
+
+
+def fit(
+    model: nn.Module,
+    train_set: ImageSet,
+    settings: TrainConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    stats: tuple[tuple[float, ...], tuple[float, ...]],
+    eval_set: ImageSet | None = None,
+    eval_every: int = 1,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[list[EpochMetrics]], None] | None = None,
+    progress: bool = False,
+) -> list[EpochMetrics]:
+    """Train ``model`` for ``settings.epochs``; returns the metrics of every epoch.
+
+    ``eval_every``: evaluate on ``eval_set`` every that many epochs (0: only after the
+    last). ``on_epoch`` receives the history so far (resumed epochs included) after
+    each epoch's checkpoint. ``checkpoint``: file written every
+    ``settings.checkpoint_every`` epochs and at the end; with ``resume`` an existing one
+    is continued from.
+    """
+    seed_everything(seed)
+    cuda = device.type == "cuda"
+    channels_last = settings.channels_last and cuda
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_loader = _loader(
+        train_set, settings.batch_size, device, augment=settings.augment, shuffle=True,
+        seed=seed, stats=stats, channels_last=channels_last,
+    )  # fmt: skip
+    eval_loader = None
+    if eval_set is not None:
+        eval_loader = _loader(
+            eval_set, settings.eval_batch_size, device, augment=False, shuffle=False,
+            seed=seed, stats=stats, channels_last=channels_last,
+        )  # fmt: skip
+    optimizer = build_optimizer(model, settings)
+    scheduler = build_scheduler(optimizer, settings, len(train_loader))
+    history: list[EpochMetrics] = []
+    start = 0
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        history = [EpochMetrics(**m) for m in state["metrics"]]
+        start = state["epoch"] + 1
+    step_model = torch.compile(model) if settings.compile else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    epochs = range(start, settings.epochs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=settings.epochs, initial=start, unit="epoch", dynamic_ncols=True)
+    for epoch in epochs:
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = settings.drop_path * epoch / settings.epochs
+        model.train()
+        tic = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        lr = optimizer.param_groups[0]["lr"]
+        for x, y in train_loader.epoch(epoch):
+            with _autocast(device, settings.bf16):
+                logits = step_model(x)
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += len(y)
+        train_loss = float(loss_sum) / seen  # one sync per epoch
+        if not math.isfinite(train_loss):
+            raise TrainingDivergedError(f"training loss became {train_loss} in epoch {epoch}")
+        if cuda:
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - tic
+        eval_loss = eval_acc = None
+        last = epoch == settings.epochs - 1
+        if eval_loader is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
+            eval_loss, eval_acc = evaluate(model, eval_loader, bf16=settings.bf16)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            lr=lr,
+            train_loss=train_loss,
+            train_acc=float(correct) / seen,
+            eval_loss=eval_loss,
+            eval_acc=eval_acc,
+            seconds=seconds,
+            images_per_s=seen / seconds,
+        )
+        history.append(metrics)
+        if checkpoint is not None and (last or (epoch + 1) % settings.checkpoint_every == 0):
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch,
+                    "metrics": [m.to_dict() for m in history],
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(history)
+        if bar is not None:
+            shown = {"loss": f"{train_loss:.3f}", "acc": f"{metrics.train_acc:.3f}"}
+            if eval_acc is not None:
+                shown["eval_acc"] = f"{eval_acc:.3f}"
+            bar.set_postfix(shown)
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return history
