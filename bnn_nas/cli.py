@@ -92,11 +92,26 @@ def config_option(func: F) -> F:
     )(func)
 
 
-def load_run_config(config_path: str | None, plugins: tuple[str, ...]):
-    """The config (defaults when no file), with its plugins and the given ones loaded."""
-    from bnn_nas.config import Config, load_config
+def set_option(func: F) -> F:
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set data.root=/data/cifar10 (repeatable).",
+    )(func)
 
-    config = load_config(config_path) if config_path else Config()
+
+def load_run_config(
+    config_path: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()
+):
+    """The config (defaults when no file), with its plugins and the given ones loaded."""
+    from bnn_nas.config import apply_overrides, config_from_dict, load_config
+
+    if config_path:
+        config = load_config(config_path, overrides)
+    else:
+        config = config_from_dict(apply_overrides({}, overrides, "--set"), "--set")
     load_user_plugins(config.plugins + plugins)
     return config
 
@@ -185,6 +200,7 @@ def profile_command(
 @click.option("--epochs", type=click.IntRange(min=1), help="Override final.epochs.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/train-NAME.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
+@set_option
 @plugin_option
 @user_errors
 def train_command(
@@ -195,6 +211,7 @@ def train_command(
     epochs: int | None,
     run_dir: str | None,
     resume: bool,
+    overrides: tuple[str, ...],
     plugins: tuple[str, ...],
 ) -> None:
     """Train a genotype (or a hand-designed baseline) to the end and report test accuracy."""
@@ -204,7 +221,7 @@ def train_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.train.run import train_run
 
-    config = load_run_config(config_path, plugins)
+    config = load_run_config(config_path, plugins, overrides)
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
     g = load_genotype(genotype) if genotype is not None else None

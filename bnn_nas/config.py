@@ -218,8 +218,11 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
     return replace(config, source=where)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check a YAML config. Relative paths inside stay relative to the CWD."""
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
+    """Read and check a YAML config, with ``--set key=value`` overrides applied.
+
+    Relative paths inside stay relative to the working directory.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass --config path/to/config.yaml")
@@ -229,7 +232,30 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{at}; fix the file") from None
+    if overrides:
+        data = apply_overrides(data, overrides, str(path))
     return config_from_dict(data, str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str) -> dict[str, Any]:
+    """``key.sub=value`` strings (values read as YAML scalars) applied to a config mapping."""
+    result = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: {raw!r} is not a valid YAML value") from None
+        target = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = target.get(part)
+            target[part] = dict(child) if isinstance(child, Mapping) else {}
+            target = target[part]
+        target[parts[-1]] = value
+    return result
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

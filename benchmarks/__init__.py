@@ -1,0 +1,1 @@
+"""Speed benchmarks; each prints one JSON line (see docs/benchmarks.md)."""
