@@ -241,5 +241,45 @@ def train_command(
     )
 
 
+@main.command("search")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Default: config run_dir.")
+@click.option("--resume", is_flag=True, help="Require an existing search to continue.")
+@click.option("--budget", type=click.IntRange(min=1), help="Override search.budget.")
+@set_option
+@plugin_option
+@user_errors
+def search_command(
+    config_path: str,
+    run_dir: str | None,
+    resume: bool,
+    budget: int | None,
+    overrides: tuple[str, ...],
+    plugins: tuple[str, ...],
+) -> None:
+    """Search binary architectures; an existing run directory is resumed."""
+    from pathlib import Path
+
+    from bnn_nas.search.engine import default_run_dir, open_search, with_budget
+    from bnn_nas.search.progress import SearchProgress
+
+    config = with_budget(load_run_config(config_path, plugins, overrides), budget)
+    target = Path(run_dir) if run_dir else default_run_dir(config)
+    search = open_search(config, target, resume=resume)
+    reclaimed = search.prepare()
+    done = search.finished()
+    if done or reclaimed:
+        click.echo(
+            f"resuming {target}: {done} trials finished"
+            + (f", {len(reclaimed)} interrupted trials to rerun" if reclaimed else ""),
+            err=True,
+        )
+    with SearchProgress(config.search.budget, done) as progress:
+        records = search.run(progress.update)
+    failed = sum(r.status.value == "failed" for r in records)
+    click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
+    click.echo(f"next: bnn-nas derive {target}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,182 @@
+"""Controllers propose candidates (``ask``) and learn from results (``tell``).
+
+A controller never touches storage. Everything it knows comes from trial records, and its
+randomness is derived from ``(seed, number of proposals made)``, so a controller rebuilt
+from a store's history continues exactly where the interrupted one stopped, and the same
+seed with the same results gives the same proposals.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+
+from bnn_nas.config import SearchConfig
+from bnn_nas.errors import ConfigError
+from bnn_nas.search.pareto import crowding_distance, non_dominated_sort
+from bnn_nas.search.trials import Proposal, TrialRecord
+from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.search_space import SearchSpace
+
+OpsOf = Callable[[Genotype], float]
+_MAX_TRIES = 1000
+
+
+class Controller(ABC):
+    """Base: duplicate-free proposals, seeded per proposal, state rebuilt from records."""
+
+    name = ""
+
+    def __init__(self, space: SearchSpace, seed: int) -> None:
+        self.space = space
+        self.seed = seed
+        self.proposed = 0  # proposals handed out so far (asked and restored)
+        self.seen: set[str] = set()  # hashes of every proposed genotype
+        self.done: list[TrialRecord] = []  # finished successfully, in the order told
+
+    def restore(self, records: Iterable[TrialRecord]) -> None:
+        """Rebuild the state from a store's trials (in id order)."""
+        records = list(records)
+        for record in records:
+            self.proposed += 1
+            self.seen.add(record.hash)
+        self.tell([r for r in records if r.done])
+
+    def tell(self, records: Iterable[TrialRecord]) -> None:
+        """Learn from finished trials (failed ones carry no information and are ignored)."""
+        self.done.extend(r for r in records if r.done and r.result is not None)
+
+    def ask(self, n: int) -> list[Proposal]:
+        """``n`` new candidates, none proposed before."""
+        proposals = []
+        for _ in range(n):
+            rng = random.Random(f"{self.seed}:{self.proposed}")
+            proposal = self._propose(rng)
+            self.proposed += 1
+            self.seen.add(proposal.genotype.hash)
+            proposals.append(proposal)
+        return proposals
+
+    @abstractmethod
+    def _propose(self, rng: random.Random) -> Proposal: ...
+
+    def _fresh_random(self, rng: random.Random) -> Proposal:
+        for _ in range(_MAX_TRIES):
+            g = self.space.random_sample(rng)
+            if g.hash not in self.seen and self._acceptable(g):
+                return Proposal(g, {"kind": "random"})
+        raise ConfigError(
+            f"search space {self.space.name} has no unexplored genotype left "
+            f"(after {self.proposed} proposals); lower search.budget"
+        )
+
+    def _mutant(self, parent: TrialRecord, rng: random.Random, kind: str) -> Proposal:
+        genotype = parent.genotype
+        for _ in range(_MAX_TRIES):
+            genotype = self.space.mutate(genotype, rng)
+            if genotype.hash not in self.seen and self._acceptable(genotype):
+                return Proposal(genotype, {"kind": kind, "parent": parent.id})
+        return self._fresh_random(rng)
+
+    def _acceptable(self, genotype: Genotype) -> bool:
+        return True
+
+
+class RandomSearch(Controller):
+    """Uniform samples of the space, without duplicates."""
+
+    name = "random"
+
+    def _propose(self, rng: random.Random) -> Proposal:
+        return self._fresh_random(rng)
+
+
+class RegularizedEvolution(Controller):
+    """Aging evolution (Real et al. 2019): tournament selection, mutate the winner.
+
+    The population is the last ``population`` finished trials (``eliminate: oldest``) or
+    the best ``population`` ones (``eliminate: worst``); until it is full, random samples.
+    """
+
+    name = "evolution"
+
+    def __init__(
+        self, space: SearchSpace, seed: int, population: int, sample_size: int, eliminate: str
+    ) -> None:
+        super().__init__(space, seed)
+        if sample_size > population:
+            raise ConfigError(
+                f"search.sample_size {sample_size} exceeds search.population {population}"
+            )
+        self.population, self.sample_size, self.eliminate = population, sample_size, eliminate
+
+    def current_population(self) -> list[TrialRecord]:
+        if self.eliminate == "oldest":
+            return self.done[-self.population :]
+        ranked = sorted(self.done, key=lambda r: (-r.result.accuracy, r.id))  # type: ignore[union-attr]
+        return ranked[: self.population]
+
+    def _propose(self, rng: random.Random) -> Proposal:
+        if len(self.done) < self.population:
+            return self._fresh_random(rng)
+        contestants = rng.sample(self.current_population(), self.sample_size)
+        parent = max(contestants, key=lambda r: (r.result.accuracy, -r.id))  # type: ignore[union-attr]
+        return self._mutant(parent, rng, "mutation")
+
+
+class ParetoSearch(Controller):
+    """Multi-objective evolution on accuracy (up) vs OPs (down), NSGA-II selection.
+
+    Parents are picked by binary tournament on (front rank, crowding distance) among the
+    best ``population`` trials; candidates above ``max_ops`` are never proposed.
+    """
+
+    name = "pareto"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int,
+        population: int,
+        ops_of: OpsOf,
+        max_ops: float | None,
+    ) -> None:
+        super().__init__(space, seed)
+        self.population, self.ops_of, self.max_ops = population, ops_of, max_ops
+
+    def _acceptable(self, genotype: Genotype) -> bool:
+        return self.max_ops is None or self.ops_of(genotype) <= self.max_ops
+
+    def ranked(self) -> list[tuple[TrialRecord, int, float]]:
+        """(record, front rank, crowding) of the surviving population, best first."""
+        points = [(r.result.accuracy, r.result.ops) for r in self.done]  # type: ignore[union-attr]
+        survivors: list[tuple[TrialRecord, int, float]] = []
+        for rank, front in enumerate(non_dominated_sort(points)):
+            crowd = crowding_distance(points, front)
+            for i in sorted(front, key=lambda i: (-crowd[i], self.done[i].id)):
+                survivors.append((self.done[i], rank, crowd[i]))
+        return survivors[: self.population]
+
+    def _propose(self, rng: random.Random) -> Proposal:
+        if len(self.done) < self.population:
+            return self._fresh_random(rng)
+        ranked = self.ranked()
+        a, b = rng.sample(ranked, 2)
+        winner = min(a, b, key=lambda t: (t[1], -t[2], t[0].id))
+        return self._mutant(winner[0], rng, "mutation")
+
+
+def make_controller(
+    settings: SearchConfig, space: SearchSpace, seed: int, ops_of: OpsOf
+) -> Controller:
+    """The controller a config's ``search`` section names."""
+    if settings.controller == "random":
+        return RandomSearch(space, seed)
+    if settings.controller == "evolution":
+        return RegularizedEvolution(
+            space, seed, settings.population, settings.sample_size, settings.eliminate
+        )
+    if settings.controller == "pareto":
+        return ParetoSearch(space, seed, settings.population, ops_of, settings.max_ops)
+    raise ConfigError(f"unknown controller {settings.controller!r}")

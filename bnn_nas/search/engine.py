@@ -1,0 +1,196 @@
+"""The search loop: controller.ask -> store -> evaluate -> store -> controller.tell.
+
+A run directory holds ``trials.sqlite`` (the single source of truth), ``config.yaml``
+and ``trials.csv`` (regenerated from the store after every trial). Running ``search``
+again on the same directory resumes: interrupted trials go back to pending and the
+controller is rebuilt from the stored trials, so nothing done is lost or redone.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bnn_nas import __version__
+from bnn_nas.config import Config, config_to_dict
+from bnn_nas.errors import ConfigError
+from bnn_nas.search.controllers import Controller, make_controller
+from bnn_nas.search.evaluator import Evaluator, load_search_data
+from bnn_nas.search.export import write_trials_csv
+from bnn_nas.search.store import SQLiteStore, TrialStore
+from bnn_nas.search.trials import TrialRecord, TrialResult, TrialStatus
+from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.search_space import SearchSpace, load_search_space
+from bnn_nas.train.run import write_text_atomic
+from bnn_nas.train.trainer import resolve_device
+
+STORE = "trials.sqlite"
+# settings that may change between an interrupted search and its resumption
+RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir")
+
+Evaluate = Callable[[Genotype], TrialResult]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display needs after each trial."""
+
+    finished: int
+    budget: int
+    last: TrialRecord
+    best: TrialRecord | None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:
+    """A resumed search must keep every setting that shaped its trials."""
+    old, new = _flatten(stored), _flatten(current)
+    for key in sorted(set(old) | set(new)):
+        if any(key == k or key.startswith(k + ".") for k in RESUMABLE_CHANGES):
+            continue
+        if old.get(key) != new.get(key):
+            raise ConfigError(
+                f"{run_dir} was searched with {key}={old.get(key)!r}, the config now says "
+                f"{new.get(key)!r}; restore it or use another --run-dir"
+            )
+
+
+def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
+    done = [r for r in records if r.done and r.result is not None]
+    return max(done, key=lambda r: (r.result.accuracy, -r.result.ops, -r.id), default=None)  # type: ignore[union-attr]
+
+
+def format_error(err: BaseException) -> str:
+    """One line for the store: the exception and where it was raised."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}{where}"[:500]
+
+
+class SearchRun:
+    """One search in one run directory (or on an in-memory store)."""
+
+    def __init__(
+        self,
+        config: Config,
+        space: SearchSpace,
+        store: TrialStore,
+        evaluate: Evaluate,
+        ops_of: Callable[[Genotype], float],
+        run_dir: Path | None = None,
+    ) -> None:
+        self.config, self.space, self.store = config, space, store
+        self.evaluate, self.run_dir = evaluate, run_dir
+        self.controller: Controller = make_controller(config.search, space, config.seed, ops_of)
+
+    def prepare(self) -> list[int]:
+        """Reclaim trials a dead process left running and rebuild the controller."""
+        reclaimed = self.store.reclaim(self.config.executor.max_attempts)
+        self.controller.restore(self.store.trials())
+        return reclaimed
+
+    def finished(self) -> int:
+        return sum(r.finished for r in self.store.trials())
+
+    def _next_trial(self) -> TrialRecord | None:
+        records = self.store.trials()
+        pending = [r for r in records if r.status is TrialStatus.PENDING]
+        if pending:
+            return pending[0]
+        if len(records) >= self.config.search.budget:
+            return None
+        asked = min(self.config.search.parallel, self.config.search.budget - len(records))
+        self.store.add(self.controller.ask(asked))
+        self.store.set_meta("controller", {"name": self.controller.name,
+                                           "proposed": self.controller.proposed})  # fmt: skip
+        return self._next_trial()
+
+    def run_trial(self, record: TrialRecord) -> TrialRecord:
+        self.store.start(record.id)
+        try:
+            result = self.evaluate(record.genotype)
+        except KeyboardInterrupt:
+            self.store.release(record.id)  # a clean stop: the trial runs again on resume
+            raise
+        except Exception as err:  # a failing candidate is recorded; the search goes on
+            self.store.fail(record.id, format_error(err))
+        else:
+            self.store.finish(record.id, result)
+        finished = self.store.get(record.id)
+        self.controller.tell([finished])
+        return finished
+
+    def run(self, on_trial: Callable[[Progress], None] | None = None) -> list[TrialRecord]:
+        """Evaluate trials until ``search.budget`` of them have finished."""
+        while self.finished() < self.config.search.budget:
+            record = self._next_trial()
+            if record is None:
+                break
+            finished = self.run_trial(record)
+            if self.run_dir is not None:
+                write_trials_csv(self.run_dir / "trials.csv", self.store.trials())
+            if on_trial is not None:
+                records = self.store.trials()
+                on_trial(Progress(sum(r.finished for r in records), self.config.search.budget,
+                                  finished, best_trial(records)))  # fmt: skip
+        return self.store.trials()
+
+
+def open_search(config: Config, run_dir: Path, *, resume: bool) -> SearchRun:
+    """Check everything, then create or reopen the run directory's search.
+
+    All user input (space, plugins, data) is validated before the directory is touched,
+    so a bad config leaves no half-made run behind.
+    """
+    space = load_search_space(config.search_space)
+    device = resolve_device(config.device)
+    data = load_search_data(config)
+    store_path = run_dir / STORE
+    current = config_to_dict(config)
+    if store_path.exists():
+        store = SQLiteStore(store_path)
+        stored = store.get_meta("config")
+        if stored is None:
+            raise ConfigError(f"{store_path} holds no search metadata; use another --run-dir")
+        check_resumable(stored, current, run_dir)
+        store.set_meta("config", current)  # a changed budget or device is recorded
+    else:
+        if resume:
+            raise ConfigError(f"no search to resume in {run_dir}; drop --resume to start one")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(store_path)
+        store.set_meta("config", current)
+        store.set_meta("bnn_nas", __version__)
+        store.set_meta("seed", config.seed)
+        store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(current, sort_keys=False))
+    evaluator = Evaluator(space, data, config.train, device, config.seed)
+    return SearchRun(config, space, store, evaluator, evaluator.ops, run_dir)
+
+
+def default_run_dir(config: Config) -> Path:
+    if config.run_dir:
+        return Path(config.run_dir)
+    stem = Path(config.source).stem if config.source != "<defaults>" else "search"
+    return Path("runs") / stem
+
+
+def with_budget(config: Config, budget: int | None) -> Config:
+    if budget is None:
+        return config
+    return replace(config, search=replace(config.search, budget=budget))

@@ -1,0 +1,128 @@
+"""Scoring a candidate: build it, train it on search-train, measure it on search-valid."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from bnn_nas.config import Config, TrainConfig
+from bnn_nas.cost import count_cost
+from bnn_nas.data import Dataset, ImageSet, load_dataset
+from bnn_nas.data.splits import class_balanced_split
+from bnn_nas.search.trials import TrialResult
+from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.network import CellNetwork
+from bnn_nas.space.search_space import SearchSpace
+from bnn_nas.train.run import data_settings
+from bnn_nas.train.trainer import fit, seed_everything
+
+
+@dataclass(frozen=True)
+class SearchData:
+    """The search's view of a dataset: search-train and search-valid, never the test set."""
+
+    train: ImageSet
+    valid: ImageSet
+    stats: tuple[tuple[float, ...], tuple[float, ...]]
+    num_classes: int
+    image_shape: tuple[int, int, int]  # C, H, W
+
+
+def split_for_search(dataset: Dataset, config: Config) -> SearchData:
+    """Seeded, class-balanced split of the training set; optional caps on each part."""
+    d = config.data
+    train_idx, valid_idx = class_balanced_split(
+        dataset.train.labels, valid_fraction=d.valid_fraction, seed=config.seed
+    )
+    rng = np.random.default_rng(config.seed)
+    train_idx = _cap(train_idx, d.search_train_size, dataset.train.labels, rng)
+    valid_idx = _cap(valid_idx, d.search_valid_size, dataset.train.labels, rng)
+    train = dataset.train.subset(train_idx)
+    h, w, c = dataset.train.image_shape
+    return SearchData(
+        train=train,
+        valid=dataset.train.subset(valid_idx),
+        stats=train.channel_stats(),
+        num_classes=dataset.num_classes,
+        image_shape=(c, h, w),
+    )
+
+
+def _cap(indices: np.ndarray, size: int | None, labels: np.ndarray, rng) -> np.ndarray:
+    if size is None or size >= len(indices):
+        return indices
+    keep, _ = class_balanced_split(labels[indices], n_train=size, seed=int(rng.integers(2**31)))
+    return indices[keep]
+
+
+def load_search_data(config: Config) -> SearchData:
+    return split_for_search(load_dataset(data_settings(config)), config)
+
+
+def trial_seed(seed: int, genotype: Genotype) -> int:
+    """A candidate's training seed: the same genotype trains the same way in any run."""
+    return (seed * 1_000_003 + int(genotype.hash[:8], 16)) % 2**31
+
+
+class Evaluator:
+    """Trains and scores candidates of one search space on one device."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: SearchData,
+        settings: TrainConfig,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.space, self.data, self.settings = space, data, settings
+        self.device, self.seed = device, seed
+        self._ops = lru_cache(maxsize=4096)(self._count_ops)
+
+    def build(self, genotype: Genotype) -> CellNetwork:
+        return CellNetwork(genotype, self.space, self.data.num_classes)
+
+    def _count_ops(self, genotype: Genotype) -> float:
+        return count_cost(self.build(genotype), (1, *self.data.image_shape)).ops
+
+    def ops(self, genotype: Genotype) -> float:
+        """OPs of a candidate without training it (cached; used by the Pareto controller)."""
+        return self._ops(genotype)
+
+    def __call__(self, genotype: Genotype) -> TrialResult:
+        seed = trial_seed(self.seed, genotype)
+        seed_everything(seed)
+        model = self.build(genotype)
+        cost = count_cost(model, (1, *self.data.image_shape))
+        tic = time.perf_counter()
+        history = fit(
+            model,
+            self.data.train,
+            self.settings,
+            device=self.device,
+            seed=seed,
+            stats=self.data.stats,
+            eval_set=self.data.valid,
+            eval_every=0,
+        )
+        last = history[-1]
+        assert last.eval_acc is not None and last.eval_loss is not None
+        if not math.isfinite(last.eval_loss):
+            raise FloatingPointError(f"validation loss is {last.eval_loss}")
+        return TrialResult(
+            accuracy=last.eval_acc,
+            loss=last.eval_loss,
+            train_loss=last.train_loss,
+            bops=cost.bops,
+            flops=cost.flops,
+            ops=cost.ops,
+            binary_params=cost.binary_params,
+            float_params=cost.float_params,
+            bytes=cost.bytes,
+            train_seconds=time.perf_counter() - tic,
+        )

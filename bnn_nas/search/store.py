@@ -1,0 +1,218 @@
+"""The results store: every trial, its lifecycle and the run's metadata.
+
+The store is the single source of truth of a search: controllers are rebuilt from it,
+and every other file of a run directory can be regenerated from it. Two implementations
+share one interface: :class:`SQLiteStore` (a WAL-mode file in the run directory) and
+:class:`MemoryStore`, its in-memory twin for tests and throwaway searches.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bnn_nas.errors import CheckpointError
+from bnn_nas.search.trials import Proposal, TrialRecord, TrialResult, TrialStatus
+from bnn_nas.space.genotype import parse_genotype
+
+SCHEMA_VERSION = 1
+
+
+class TrialStore(ABC):
+    """What the search engine needs from storage, and nothing more."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> Any: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def add(self, proposals: list[Proposal]) -> list[int]:
+        """Store new pending trials; returns their ids (increasing)."""
+
+    @abstractmethod
+    def trials(self) -> list[TrialRecord]:
+        """Every trial, by id."""
+
+    @abstractmethod
+    def _update(self, trial_id: int, **changes: Any) -> None: ...
+
+    def get(self, trial_id: int) -> TrialRecord:
+        for record in self.trials():
+            if record.id == trial_id:
+                return record
+        raise KeyError(trial_id)
+
+    def start(self, trial_id: int) -> None:
+        """pending -> running; counts an attempt."""
+        record = self.get(trial_id)
+        self._update(
+            trial_id, status=TrialStatus.RUNNING, attempts=record.attempts + 1,
+            started_at=time.time(),
+        )  # fmt: skip
+
+    def finish(self, trial_id: int, result: TrialResult) -> None:
+        self._update(
+            trial_id, status=TrialStatus.DONE, result=result, error=None, finished_at=time.time()
+        )
+
+    def fail(self, trial_id: int, error: str) -> None:
+        self._update(trial_id, status=TrialStatus.FAILED, error=error, finished_at=time.time())
+
+    def release(self, trial_id: int) -> None:
+        """running -> pending: the trial will be tried again."""
+        self._update(trial_id, status=TrialStatus.PENDING)
+
+    def reclaim(self, max_attempts: int) -> list[int]:
+        """After a crash: ``running`` rows go back to pending, or fail past ``max_attempts``."""
+        reclaimed = []
+        for record in self.trials():
+            if record.status is TrialStatus.RUNNING:
+                if record.attempts >= max_attempts:
+                    self.fail(record.id, f"interrupted {record.attempts} times; gave up")
+                else:
+                    self.release(record.id)
+                    reclaimed.append(record.id)
+        return reclaimed
+
+
+class MemoryStore(TrialStore):
+    """In-memory twin of :class:`SQLiteStore` (same behaviour, nothing on disk)."""
+
+    def __init__(self) -> None:
+        self._meta: dict[str, Any] = {}
+        self._trials: dict[int, TrialRecord] = {}
+
+    def get_meta(self, key: str) -> Any:
+        return json.loads(json.dumps(self._meta.get(key)))
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._meta[key] = json.loads(json.dumps(value))
+
+    def add(self, proposals: list[Proposal]) -> list[int]:
+        ids = []
+        for p in proposals:
+            trial_id = len(self._trials) + 1
+            self._trials[trial_id] = TrialRecord(
+                id=trial_id, genotype=p.genotype, status=TrialStatus.PENDING,
+                origin=json.loads(json.dumps(p.origin)), created_at=time.time(),
+            )  # fmt: skip
+            ids.append(trial_id)
+        return ids
+
+    def trials(self) -> list[TrialRecord]:
+        return [self._trials[i] for i in sorted(self._trials)]
+
+    def _update(self, trial_id: int, **changes: Any) -> None:
+        self._trials[trial_id] = replace(self._trials[trial_id], **changes)
+
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY,
+    genotype TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
+"""
+
+
+class SQLiteStore(TrialStore):
+    """The store of a run directory: one SQLite file in WAL mode (crash-safe, readable)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_CREATE)
+            version = self.get_meta("schema_version")
+        except sqlite3.DatabaseError as err:
+            raise CheckpointError(
+                f"{self.path} is not a readable bnn-nas results store ({err}); "
+                "point at a run directory or start a new one"
+            ) from None
+        if version is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"{self.path} has store schema {version}; this bnn-nas reads {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get_meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def add(self, proposals: list[Proposal]) -> list[int]:
+        ids = []
+        with self._db:  # one transaction: all proposals or none
+            self._db.execute("BEGIN")
+            for p in proposals:
+                cursor = self._db.execute(
+                    "INSERT INTO trials (genotype, hash, status, origin, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (str(p.genotype), p.genotype.hash, TrialStatus.PENDING.value,
+                     json.dumps(p.origin), time.time()),
+                )  # fmt: skip
+                ids.append(int(cursor.lastrowid))
+        return ids
+
+    def trials(self) -> list[TrialRecord]:
+        rows = self._db.execute(
+            "SELECT id, genotype, status, origin, attempts, result, error, created_at, "
+            "started_at, finished_at FROM trials ORDER BY id"
+        ).fetchall()
+        return [
+            TrialRecord(
+                id=row[0],
+                genotype=parse_genotype(row[1]),
+                status=TrialStatus(row[2]),
+                origin=json.loads(row[3]),
+                attempts=row[4],
+                result=None if row[5] is None else TrialResult(**json.loads(row[5])),
+                error=row[6],
+                created_at=row[7],
+                started_at=row[8],
+                finished_at=row[9],
+            )
+            for row in rows
+        ]
+
+    def _update(self, trial_id: int, **changes: Any) -> None:
+        columns, values = [], []
+        for key, value in changes.items():
+            if key == "status":
+                value = value.value
+            elif key == "result":
+                value = None if value is None else json.dumps(value.to_dict())
+            columns.append(f"{key} = ?")
+            values.append(value)
+        self._db.execute(
+            f"UPDATE trials SET {', '.join(columns)} WHERE id = ?", (*values, trial_id)
+        )
