@@ -15,22 +15,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bnn_nas import __version__
 from bnn_nas.config import Config, config_to_dict
 from bnn_nas.errors import ConfigError
+from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
 from bnn_nas.search.export import write_trials_csv
-from bnn_nas.search.store import SQLiteStore, TrialStore
+from bnn_nas.search.store import STORE_FILE, SQLiteStore, TrialStore
 from bnn_nas.search.trials import TrialRecord, TrialResult, TrialStatus
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace, load_search_space
-from bnn_nas.train.run import write_text_atomic
 from bnn_nas.train.trainer import resolve_device
 
-STORE = "trials.sqlite"
 # settings that may change between an interrupted search and its resumption
 RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir")
 
@@ -160,7 +157,7 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> SearchRun:
     space = load_search_space(config.search_space)
     device = resolve_device(config.device)
     data = load_search_data(config)
-    store_path = run_dir / STORE
+    store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
         store = SQLiteStore(store_path)
@@ -178,7 +175,7 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> SearchRun:
         store.set_meta("bnn_nas", __version__)
         store.set_meta("seed", config.seed)
         store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(current, sort_keys=False))
+        write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     return SearchRun(config, space, store, evaluator, evaluator.ops, run_dir)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import tempfile
 from pathlib import Path
 
+from bnn_nas.io import write_csv_atomic
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
 RESULT_FIELDS = tuple(TrialResult.__dataclass_fields__)
@@ -32,10 +30,4 @@ def trial_row(record: TrialRecord) -> dict[str, object]:
 
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
     """One row per trial, replaced atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        for record in records:
-            writer.writerow(trial_row(record))
-    Path(tmp).replace(path)
+    write_csv_atomic(path, CSV_FIELDS, (trial_row(r) for r in records))

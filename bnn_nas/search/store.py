@@ -21,6 +21,7 @@ from bnn_nas.search.trials import Proposal, TrialRecord, TrialResult, TrialStatu
 from bnn_nas.space.genotype import parse_genotype
 
 SCHEMA_VERSION = 1
+STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
 
 
 class TrialStore(ABC):

@@ -7,24 +7,21 @@ the genotype, the last checkpoint, ``metrics.csv`` (one row per epoch) and
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from bnn_nas import __version__
 from bnn_nas.config import Config, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
 from bnn_nas.errors import CheckpointError
+from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
@@ -35,23 +32,9 @@ METRICS = "metrics.csv"
 REPORT = "report.json"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (a reader never sees half a file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    Path(tmp).replace(path)
-
-
 def write_metrics_csv(path: Path, history: list[EpochMetrics]) -> None:
     names = [f.name for f in fields(EpochMetrics)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for m in history:
-            writer.writerow(m.to_dict())
-    Path(tmp).replace(path)
+    write_csv_atomic(path, names, (m.to_dict() for m in history))
 
 
 def device_name(device: torch.device) -> str:
@@ -88,11 +71,11 @@ def train_run(
     model = build_model(config.model, space, dataset.num_classes, genotype)
     cost = count_cost(model, (1, *_chw(dataset.train.image_shape)))
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config)))
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(config_to_dict(config)))
     if genotype is not None:
         write_text_atomic(
             run_dir / "genotype.yaml",
-            yaml.safe_dump({"genotype": str(genotype), "hash": genotype.hash}, sort_keys=False),
+            dump_yaml({"genotype": str(genotype), "hash": genotype.hash}),
         )
     history_file = run_dir / METRICS
     tic = time.perf_counter()
