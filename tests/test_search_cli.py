@@ -1,0 +1,161 @@
+"""The main job end to end, in subprocesses: search, SIGKILL + resume, derive, train, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bnn_nas.space.genotype import load_genotype
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = """\
+seed: 5
+device: cpu
+search_space:
+  steps: 2
+  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3, bireal_conv_3x3_skip_connect]
+  network: {{cells: 3, channels: 4, stem_multiplier: 2}}
+data: {{name: cifar10_sample, valid_fraction: 0.2, search_train_size: 300, search_valid_size: 200}}
+train: {{epochs: 1, batch_size: 50, lr: 0.005, eval_batch_size: 200}}
+search: {{controller: {controller}, budget: {budget}, population: 3, sample_size: 2}}
+final: {{epochs: 1, batch_size: 100, lr: 0.005}}
+"""
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bnn_nas.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)  # fmt: skip
+
+
+def write(tmp_path: Path, controller: str = "evolution", budget: int = 5) -> Path:
+    path = tmp_path / f"{controller}-{budget}.yaml"
+    path.write_text(CONFIG.format(controller=controller, budget=budget))
+    return path
+
+
+def store_rows(run_dir: Path) -> list[tuple]:
+    db = sqlite3.connect(run_dir / "trials.sqlite")
+    try:
+        return db.execute("SELECT id, hash, status, result FROM trials ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+def test_search_derive_status_plot_train(tmp_path):
+    config = write(tmp_path, "pareto", 5)
+    run = tmp_path / "run"
+    result = cli("search", "--config", str(config), "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "5 trials done" in result.stdout and "trial 5 acc" in result.stdout
+    rows = store_rows(run)
+    assert len(rows) == 5 and {r[2] for r in rows} == {"done"}
+    with (run / "trials.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [int(r["id"]) for r in table] == [1, 2, 3, 4, 5]
+    assert all(0 <= float(r["accuracy"]) <= 1 and float(r["ops"]) > 0 for r in table)
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 5
+
+    derived = cli("derive", str(run), "--by", "pareto")
+    assert derived.returncode == 0, derived.stderr
+    document = yaml.safe_load((run / "genotype.yaml").read_text())
+    genotype = load_genotype(str(run / "genotype.yaml"))
+    assert document["hash"] == genotype.hash and 1 <= document["trial"] <= 5
+    assert load_genotype(str(run / "genotype.txt")) == genotype
+    assert (run / "genotype.png").exists() or (run / "genotype.dot").exists()
+
+    status = cli("status", str(run))
+    assert status.returncode == 0 and "5 done" in status.stdout
+    plot = cli("plot", str(run))
+    assert plot.returncode == 0, plot.stderr
+    assert (run / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    final = tmp_path / "final"
+    trained = cli("train", "--config", str(config), "--genotype", str(run / "genotype.yaml"),
+                  "--run-dir", str(final))  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads((final / "report.json").read_text())
+    assert report["genotype"] == str(genotype) and 0 <= report["test_accuracy"] <= 1
+
+
+def test_sigkill_mid_search_then_resume(tmp_path):
+    budget = 6
+    config = write(tmp_path, "evolution", budget)
+    straight = tmp_path / "straight"
+    assert cli("search", "--config", str(config), "--run-dir", str(straight)).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bnn_nas.cli", "search", "--config", str(config),
+         "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    before: list[tuple] = []
+    while time.time() < deadline:
+        if (killed / "trials.sqlite").exists():
+            before = store_rows(killed)
+            if sum(r[2] == "done" for r in before) >= 3:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = store_rows(killed)
+    done_before = [r for r in before if r[2] == "done"]
+    assert 3 <= len(done_before) < budget, "the search ended before it could be killed"
+
+    resumed = cli("search", "--config", str(config), "--run-dir", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {killed}: {len(done_before)} trials finished" in resumed.stderr
+    after = store_rows(killed)
+    assert sum(r[2] == "done" for r in after) == budget
+    assert after[: len(done_before)] == done_before  # finished trials kept as they were
+    hashes = [r[1] for r in after]
+    assert len(set(hashes)) == len(hashes)  # no genotype evaluated twice
+    # the rebuilt controller proposed exactly what the uninterrupted one did
+    assert hashes == [r[1] for r in store_rows(straight)]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("serach: {budget: 2}\n", "unknown key serach; did you mean search?"),
+        ("data: {name: image_folder, root: /nonexistent/cifar}\n", "/nonexistent/cifar"),
+        ("search_space: {ops: [skip_connect, xnor_resnet_blok]}\n", "'xnor_resnet_blok'"),
+        ("train: {epochs: two}\n", "train.epochs must be an integer"),
+    ],
+)  # fmt: skip
+def test_bad_search_input_is_one_line_and_leaves_no_run_dir(tmp_path, body, expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text("device: cpu\n" + body)
+    run = tmp_path / "run"
+    result = cli("search", "--config", str(config), "--run-dir", str(run))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not run.exists()
+
+
+def test_malformed_genotype_and_changed_config_on_resume(tmp_path):
+    config = write(tmp_path, "random", 1)
+    bad = cli("train", "--config", str(config), "--genotype", "Genotype(normal=[('x', 0)",
+              "--run-dir", str(tmp_path / "t"))  # fmt: skip
+    assert bad.returncode == 2 and "genotype text is not valid" in bad.stderr
+    assert not (tmp_path / "t").exists()
+    run = tmp_path / "run"
+    assert cli("search", "--config", str(config), "--run-dir", str(run)).returncode == 0
+    changed = cli("search", "--config", str(config), "--run-dir", str(run),
+                  "--set", "train.lr=0.1")  # fmt: skip
+    assert changed.returncode == 2 and "train.lr=0.005" in changed.stderr
+    more = cli("search", "--config", str(config), "--run-dir", str(run), "--budget", "2")
+    assert more.returncode == 0, more.stderr
+    assert [r[2] for r in store_rows(run)] == ["done", "done"]
+    nothing = cli("derive", str(tmp_path / "empty"))
+    assert nothing.returncode == 2 and "no search results" in nothing.stderr

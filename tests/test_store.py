@@ -1,0 +1,75 @@
+"""Both stores behave the same: lifecycle, reclaim after a crash, metadata, persistence."""
+
+from __future__ import annotations
+
+import pytest
+
+from bnn_nas.errors import CheckpointError
+from bnn_nas.search.store import MemoryStore, SQLiteStore
+from bnn_nas.search.trials import Proposal, TrialResult, TrialStatus
+from bnn_nas.space.genotype import Genotype
+
+G1 = Genotype([("a", 0), ("b", 1)], [2], [("c", 0), ("d", 1)], [2])
+G2 = Genotype([("a", 1), ("b", 0)], [2], [("c", 0), ("d", 1)], [2])
+RESULT = TrialResult(0.5, 1.2, 1.1, 1000, 20, 35.6, 100, 10, 52.5, 3.0)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        return MemoryStore()
+    return SQLiteStore(tmp_path / "trials.sqlite")
+
+
+def test_lifecycle(store):
+    ids = store.add(
+        [Proposal(G1, {"kind": "random"}), Proposal(G2, {"kind": "mutation", "parent": 1})]
+    )
+    assert ids == [1, 2]
+    assert [r.status for r in store.trials()] == [TrialStatus.PENDING] * 2
+    store.start(1)
+    running = store.get(1)
+    assert running.status is TrialStatus.RUNNING and running.attempts == 1
+    store.finish(1, RESULT)
+    store.start(2)
+    store.fail(2, "ValueError: boom")
+    one, two = store.trials()
+    assert one.done and one.result == RESULT and one.genotype == G1
+    assert two.status is TrialStatus.FAILED and two.error == "ValueError: boom"
+    assert two.origin == {"kind": "mutation", "parent": 1}
+    assert one.finished_at >= one.started_at >= one.created_at
+
+
+def test_reclaim_gives_up_after_max_attempts(store):
+    store.add([Proposal(G1), Proposal(G2)])
+    store.start(1)
+    store.start(2)
+    assert store.reclaim(max_attempts=2) == [1, 2]
+    assert all(r.status is TrialStatus.PENDING for r in store.trials())
+    store.start(1)  # second attempt dies too
+    assert store.reclaim(max_attempts=2) == []
+    first = store.get(1)
+    assert first.status is TrialStatus.FAILED and "interrupted 2 times" in first.error
+
+
+def test_meta_round_trip(store):
+    assert store.get_meta("config") is None
+    store.set_meta("config", {"a": [1, 2], "b": None})
+    store.set_meta("config", {"a": [3]})
+    assert store.get_meta("config") == {"a": [3]}
+
+
+def test_sqlite_persists_and_rejects_foreign_files(tmp_path):
+    path = tmp_path / "trials.sqlite"
+    first = SQLiteStore(path)
+    first.add([Proposal(G1)])
+    first.start(1)
+    first.finish(1, RESULT)
+    first.close()
+    again = SQLiteStore(path)
+    (record,) = again.trials()
+    assert record.result == RESULT and record.genotype == G1
+    foreign = tmp_path / "foreign.sqlite"
+    foreign.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CheckpointError, match="not a readable bnn-nas results store"):
+        SQLiteStore(foreign)
