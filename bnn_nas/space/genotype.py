@@ -521,7 +521,7 @@ def _missing(given: str, path: Path) -> str:
     if path.is_dir():
         return f"{given} is a directory, not a genotype file; name the file"
     return (
-        f"no such file: {_short(given)}; pass a genotype file (.yaml, .yml, .json or DARTS "
+        f"no such file: {given}; pass a genotype file (.yaml, .yml, .json or DARTS "
         f"text) or the text Genotype(normal=[...], ...)"
     )
 
