@@ -345,7 +345,8 @@ def derive_command(
     drawing = render(chosen.genotype, target.with_suffix(".png"))
     click.echo(str(chosen.genotype))
     click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing}")
-    click.echo(f"next: bnn-nas train --config CONFIG --genotype {target}")
+    config = Path(run_dir) / "config.yaml"
+    click.echo(f"next: bnn-nas train --config {config} --genotype {target}")
 
 
 @main.command("status")
