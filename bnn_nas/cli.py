@@ -260,12 +260,12 @@ def search_command(
     """Search binary architectures; an existing run directory is resumed."""
     from pathlib import Path
 
-    from bnn_nas.search.engine import default_run_dir, open_search, with_budget
+    from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
     from bnn_nas.search.progress import SearchProgress
 
     config = with_budget(load_run_config(config_path, plugins, overrides), budget)
     target = Path(run_dir) if run_dir else default_run_dir(config)
-    search = open_search(config, target, resume=resume)
+    search, evaluator = open_search(config, target, resume=resume)
     reclaimed = search.prepare()
     done = search.finished()
     if done or reclaimed:
@@ -274,8 +274,17 @@ def search_command(
             + (f", {len(reclaimed)} interrupted trials to rerun" if reclaimed else ""),
             err=True,
         )
-    with SearchProgress(config.search.budget, done) as progress:
-        records = search.run(progress.update)
+    try:
+        with (
+            make_executor(config, evaluator, plugins) as executor,
+            SearchProgress(config.search.budget, done) as progress,
+        ):
+            records = search.run(executor, progress.update)
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted; trials in flight will rerun: bnn-nas search --config {config_path} "
+            f"--run-dir {target}"
+        )
     failed = sum(r.status.value == "failed" for r in records)
     click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
     click.echo(f"next: bnn-nas derive {target}")

@@ -81,7 +81,6 @@ class SearchConfig:
     sample_size: int = 3  # evolution: tournament size
     eliminate: str = "oldest"  # evolution: oldest (aging evolution) | worst
     max_ops: float | None = None  # pareto: drop candidates above this many OPs
-    parallel: int = 1  # trials asked for at once
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,10 @@ class ExecutorConfig:
     """Where trials run."""
 
     type: str = "local"  # local | processes | ray
-    devices: tuple[str, ...] = ()
-    trials_per_device: int = 1
-    max_attempts: int = 2
-    address: str | None = None
+    devices: tuple[str, ...] = ()  # processes: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
+    trials_per_device: int = 1  # trials sharing one device at a time
+    max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
+    address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
-    "parallel", "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
+    "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
 }  # fmt: skip
 
 

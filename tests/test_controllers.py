@@ -10,7 +10,8 @@ import pytest
 
 from bnn_nas.config import Config, SearchConfig
 from bnn_nas.search.controllers import ParetoSearch
-from bnn_nas.search.engine import SearchRun
+from bnn_nas.search.engine import SearchRun, format_error
+from bnn_nas.search.executors import LocalExecutor
 from bnn_nas.search.store import MemoryStore
 from bnn_nas.search.trials import TrialResult
 from bnn_nas.space.genotype import Genotype
@@ -31,12 +32,16 @@ def fake_result(score: float, ops: float = 1e6) -> TrialResult:
     return TrialResult(score, 1 - score, 1 - score, int(ops * 64), 0, ops, 0, 0, 0.0, 0.0)
 
 
+def local(evaluate) -> LocalExecutor:
+    return LocalExecutor(evaluate, format_error)
+
+
 def synthetic_search(controller: str, seed: int, budget: int, score=similarity) -> SearchRun:
     config = replace(Config(seed=seed), search=SearchConfig(
         controller=controller, budget=budget, population=10, sample_size=3))  # fmt: skip
-    run = SearchRun(config, SPACE, MemoryStore(), lambda g: fake_result(score(g)), lambda g: 1.0)
+    run = SearchRun(config, SPACE, MemoryStore(), lambda g: 1.0)
     run.prepare()
-    run.run()
+    run.run(local(lambda g: fake_result(score(g))))
     return run
 
 
@@ -63,9 +68,8 @@ def test_no_duplicates_and_same_seed_same_proposals(name):
 
     def proposals(seed):
         config = replace(Config(seed=seed), search=replace(settings, budget=16))
-        score = lambda g: fake_result(similarity_small(g))  # noqa: E731
-        run = SearchRun(config, small, MemoryStore(), score, lambda g: 1.0)
-        run.run()
+        run = SearchRun(config, small, MemoryStore(), lambda g: 1.0)
+        run.run(local(lambda g: fake_result(similarity_small(g))))
         return [r.hash for r in run.store.trials()]
 
     a, b = proposals(1), proposals(1)
@@ -85,13 +89,13 @@ def test_restored_controller_continues_like_the_uninterrupted_one(name):
     settings = SearchConfig(controller=name, budget=12, population=10, sample_size=3)
     config = replace(Config(seed=7), search=settings)
     store = MemoryStore()
-    first = SearchRun(config, SPACE, store, lambda g: fake_result(similarity(g)), lambda g: 1.0)
+    first = SearchRun(config, SPACE, store, lambda g: 1.0)
     first.prepare()
-    first.run()
+    first.run(local(lambda g: fake_result(similarity(g))))
     config = replace(config, search=replace(config.search, budget=30))
-    second = SearchRun(config, SPACE, store, lambda g: fake_result(similarity(g)), lambda g: 1.0)
+    second = SearchRun(config, SPACE, store, lambda g: 1.0)
     second.prepare()
-    second.run()
+    second.run(local(lambda g: fake_result(similarity(g))))
     assert [r.hash for r in store.trials()] == expected
 
 

@@ -21,17 +21,16 @@ from bnn_nas.errors import ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
+from bnn_nas.search.executors import Executor, LocalExecutor, Outcome, OutcomeKind
 from bnn_nas.search.export import write_trials_csv
 from bnn_nas.search.store import STORE_FILE, SQLiteStore, TrialStore
-from bnn_nas.search.trials import TrialRecord, TrialResult, TrialStatus
+from bnn_nas.search.trials import TrialRecord, TrialStatus
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace, load_search_space
 from bnn_nas.train.trainer import resolve_device
 
 # settings that may change between an interrupted search and its resumption
 RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir")
-
-Evaluate = Callable[[Genotype], TrialResult]
 
 
 @dataclass(frozen=True)
@@ -87,12 +86,10 @@ class SearchRun:
         config: Config,
         space: SearchSpace,
         store: TrialStore,
-        evaluate: Evaluate,
         ops_of: Callable[[Genotype], float],
         run_dir: Path | None = None,
     ) -> None:
-        self.config, self.space, self.store = config, space, store
-        self.evaluate, self.run_dir = evaluate, run_dir
+        self.config, self.space, self.store, self.run_dir = config, space, store, run_dir
         self.controller: Controller = make_controller(config.search, space, config.seed, ops_of)
 
     def prepare(self) -> list[int]:
@@ -105,50 +102,71 @@ class SearchRun:
         return sum(r.finished for r in self.store.trials())
 
     def _next_trial(self) -> TrialRecord | None:
+        """The oldest pending trial, or a new proposal while the budget allows."""
         records = self.store.trials()
         pending = [r for r in records if r.status is TrialStatus.PENDING]
         if pending:
             return pending[0]
         if len(records) >= self.config.search.budget:
             return None
-        asked = min(self.config.search.parallel, self.config.search.budget - len(records))
-        self.store.add(self.controller.ask(asked))
+        (trial_id,) = self.store.add(self.controller.ask(1))
         self.store.set_meta("controller", {"name": self.controller.name,
                                            "proposed": self.controller.proposed})  # fmt: skip
-        return self._next_trial()
+        return self.store.get(trial_id)
 
-    def run_trial(self, record: TrialRecord) -> TrialRecord:
-        self.store.start(record.id)
+    def _record(self, outcome: Outcome) -> TrialRecord:
+        if outcome.kind is OutcomeKind.DONE:
+            assert outcome.result is not None
+            self.store.finish(outcome.trial_id, outcome.result)
+        elif outcome.kind is OutcomeKind.FAILED:
+            self.store.fail(outcome.trial_id, outcome.error or "failed")
+        else:  # the worker was lost: retry unless this trial has used up its attempts
+            attempts = self.store.get(outcome.trial_id).attempts
+            if attempts >= self.config.executor.max_attempts:
+                self.store.fail(outcome.trial_id, f"{outcome.error}; gave up after {attempts}")
+            else:
+                self.store.release(outcome.trial_id)
+        record = self.store.get(outcome.trial_id)
+        self.controller.tell([record])
+        return record
+
+    def run(
+        self, executor: Executor, on_trial: Callable[[Progress], None] | None = None
+    ) -> list[TrialRecord]:
+        """Keep the executor full until ``search.budget`` trials have finished.
+
+        On Ctrl-C the trials in flight go back to pending, to run again on resume.
+        """
+        budget = self.config.search.budget
+        in_flight: set[int] = set()
         try:
-            result = self.evaluate(record.genotype)
+            while self.finished() < budget:
+                while executor.in_flight() < executor.capacity:
+                    record = self._next_trial()
+                    if record is None:
+                        break
+                    self.store.start(record.id)
+                    executor.submit(self.store.get(record.id))
+                    in_flight.add(record.id)
+                if not in_flight:
+                    break
+                outcome = executor.next_outcome()
+                in_flight.discard(outcome.trial_id)
+                record = self._record(outcome)
+                if self.run_dir is not None:
+                    write_trials_csv(self.run_dir / "trials.csv", self.store.trials())
+                if on_trial is not None and record.finished:
+                    records = self.store.trials()
+                    finished = sum(r.finished for r in records)
+                    on_trial(Progress(finished, budget, record, best_trial(records)))
         except KeyboardInterrupt:
-            self.store.release(record.id)  # a clean stop: the trial runs again on resume
+            for trial_id in in_flight:
+                self.store.release(trial_id, count_attempt=False)
             raise
-        except Exception as err:  # a failing candidate is recorded; the search goes on
-            self.store.fail(record.id, format_error(err))
-        else:
-            self.store.finish(record.id, result)
-        finished = self.store.get(record.id)
-        self.controller.tell([finished])
-        return finished
-
-    def run(self, on_trial: Callable[[Progress], None] | None = None) -> list[TrialRecord]:
-        """Evaluate trials until ``search.budget`` of them have finished."""
-        while self.finished() < self.config.search.budget:
-            record = self._next_trial()
-            if record is None:
-                break
-            finished = self.run_trial(record)
-            if self.run_dir is not None:
-                write_trials_csv(self.run_dir / "trials.csv", self.store.trials())
-            if on_trial is not None:
-                records = self.store.trials()
-                on_trial(Progress(sum(r.finished for r in records), self.config.search.budget,
-                                  finished, best_trial(records)))  # fmt: skip
         return self.store.trials()
 
 
-def open_search(config: Config, run_dir: Path, *, resume: bool) -> SearchRun:
+def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchRun, Evaluator]:
     """Check everything, then create or reopen the run directory's search.
 
     All user input (space, plugins, data) is validated before the directory is touched,
@@ -177,7 +195,7 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> SearchRun:
         store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
         write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     evaluator = Evaluator(space, data, config.train, device, config.seed)
-    return SearchRun(config, space, store, evaluator, evaluator.ops, run_dir)
+    return SearchRun(config, space, store, evaluator.ops, run_dir), evaluator
 
 
 def default_run_dir(config: Config) -> Path:
@@ -191,3 +209,19 @@ def with_budget(config: Config, budget: int | None) -> Config:
     if budget is None:
         return config
     return replace(config, search=replace(config.search, budget=budget))
+
+
+def make_executor(config: Config, evaluator: Evaluator, plugins: tuple[str, ...] = ()) -> Executor:
+    """The executor a config's ``executor`` section names."""
+    settings = config.executor
+    if settings.type == "local":
+        return LocalExecutor(evaluator, format_error)
+    if settings.type == "processes":
+        from bnn_nas.search.processes import ProcessExecutor, resolve_devices
+
+        devices = resolve_devices(settings.devices)
+        return ProcessExecutor(config, config.plugins + plugins, devices,
+                               settings.trials_per_device)  # fmt: skip
+    from bnn_nas.search.ray_executor import RayExecutor
+
+    return RayExecutor(config, config.plugins + plugins, evaluator, settings)

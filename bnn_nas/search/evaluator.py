@@ -126,3 +126,11 @@ class Evaluator:
             bytes=cost.bytes,
             train_seconds=time.perf_counter() - tic,
         )
+
+
+def build_evaluator(config: Config, device: torch.device) -> Evaluator:
+    """The evaluator a config describes (space and search data loaded here)."""
+    from bnn_nas.space.search_space import load_search_space
+
+    space = load_search_space(config.search_space)
+    return Evaluator(space, load_search_data(config), config.train, device, config.seed)

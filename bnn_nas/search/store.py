@@ -66,9 +66,15 @@ class TrialStore(ABC):
     def fail(self, trial_id: int, error: str) -> None:
         self._update(trial_id, status=TrialStatus.FAILED, error=error, finished_at=time.time())
 
-    def release(self, trial_id: int) -> None:
-        """running -> pending: the trial will be tried again."""
-        self._update(trial_id, status=TrialStatus.PENDING)
+    def release(self, trial_id: int, *, count_attempt: bool = True) -> None:
+        """running -> pending: the trial will be tried again.
+
+        ``count_attempt=False`` for a stop the user asked for (Ctrl-C), which says nothing
+        about the candidate and must not use up its attempts.
+        """
+        record = self.get(trial_id)
+        attempts = record.attempts if count_attempt else max(0, record.attempts - 1)
+        self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
     def reclaim(self, max_attempts: int) -> list[int]:
         """After a crash: ``running`` rows go back to pending, or fail past ``max_attempts``."""

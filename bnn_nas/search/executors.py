@@ -1,0 +1,81 @@
+"""Executors run trials: in this process, in worker processes, or on a Ray cluster.
+
+All share one small interface: ``submit`` a trial, ``next_outcome`` waits for one to end.
+An outcome is a result, a candidate's failure (recorded, the search goes on) or a lost
+worker (the trial is retried up to ``max_attempts``; nothing done is lost).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bnn_nas.search.trials import TrialRecord, TrialResult
+from bnn_nas.space.genotype import Genotype
+
+
+class OutcomeKind(enum.Enum):
+    DONE = "done"  # the candidate trained and was scored
+    FAILED = "failed"  # the candidate itself failed (NaN loss, out of memory, exception)
+    LOST = "lost"  # the worker died under it: not the candidate's fault, try again
+
+
+@dataclass(frozen=True)
+class Outcome:
+    trial_id: int
+    kind: OutcomeKind
+    result: TrialResult | None = None
+    error: str | None = None
+
+
+class Executor(ABC):
+    """Where trials run. ``capacity``: how many may be in flight at once."""
+
+    capacity: int = 1
+
+    @abstractmethod
+    def submit(self, trial: TrialRecord) -> None: ...
+
+    @abstractmethod
+    def next_outcome(self) -> Outcome:
+        """Block until a submitted trial ends."""
+
+    @abstractmethod
+    def in_flight(self) -> int: ...
+
+    def close(self) -> None:  # noqa: B027  (most executors have nothing to stop)
+        """Stop workers; trials still in flight are abandoned (the store reclaims them)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Runs each trial in this process, one at a time (the default; CPU or one GPU)."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[Genotype], TrialResult],
+        describe_error: Callable[[BaseException], str],
+    ) -> None:
+        self.evaluate, self.describe_error = evaluate, describe_error
+        self._queue: list[TrialRecord] = []
+
+    def submit(self, trial: TrialRecord) -> None:
+        self._queue.append(trial)
+
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def next_outcome(self) -> Outcome:
+        trial = self._queue.pop(0)
+        try:
+            result = self.evaluate(trial.genotype)
+        except Exception as err:  # a failing candidate is recorded; the search goes on
+            return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
+        return Outcome(trial.id, OutcomeKind.DONE, result=result)

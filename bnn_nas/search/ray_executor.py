@@ -1,0 +1,112 @@
+"""Trials as Ray tasks: one machine's cores and GPUs, or a whole cluster.
+
+``executor: {type: ray, address: auto}`` joins a running cluster; without an address a
+local one is started. Each trial is a task asking for ``1 / trials_per_device`` of a GPU
+(or one CPU); the search data goes to the object store once and is shared by every task.
+A task whose worker dies (killed, crashed, its node lost) comes back as a lost trial and
+is retried by the search loop; Ray's own retries are off so attempts are counted once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bnn_nas.config import Config, ExecutorConfig
+from bnn_nas.errors import ConfigError
+from bnn_nas.search.evaluator import Evaluator, SearchData
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.trials import TrialRecord, TrialResult
+
+TASK_NAME = "bnn_nas_trial"  # the process title of a running trial is "ray::bnn_nas_trial"
+
+
+def _run_trial(
+    config: Config, plugins: tuple[str, ...], data: SearchData, text: str, use_gpu: bool
+) -> tuple[str, Any]:
+    """The task body: build an evaluator on this worker and score one genotype."""
+    import torch
+
+    from bnn_nas.primitives import load_plugins
+    from bnn_nas.search.engine import format_error
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.space.search_space import load_search_space
+
+    load_plugins(plugins)
+    device = torch.device("cuda" if use_gpu else "cpu")
+    if not use_gpu:
+        torch.set_num_threads(1)
+    space = load_search_space(config.search_space)
+    evaluator = Evaluator(space, data, config.train, device, config.seed)
+    try:
+        return "done", evaluator(parse_genotype(text)).to_dict()
+    except Exception as err:  # the candidate failed, not the worker
+        return "failed", format_error(err)
+
+
+class RayExecutor(Executor):
+    """Keeps enough trial tasks in flight to fill the cluster."""
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: tuple[str, ...],
+        evaluator: Evaluator,
+        settings: ExecutorConfig,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(
+                "executor type ray needs Ray; install it with pip install 'bnn-nas[ray]'"
+            ) from None
+        self._ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=settings.address, include_dashboard=False,
+                         logging_level="WARNING", log_to_driver=False)  # fmt: skip
+            except ConnectionError as err:
+                raise ConfigError(
+                    f"cannot reach the Ray cluster at {settings.address} ({err}); "
+                    "start it or drop executor.address for a local one"
+                ) from None
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        per = settings.trials_per_device
+        self._use_gpu = gpus > 0
+        self.capacity = gpus * per if gpus else max(1, int(resources.get("CPU", 1)))
+        options: dict[str, Any] = {"max_retries": 0, "name": TASK_NAME}
+        options.update({"num_gpus": 1.0 / per, "num_cpus": 1} if gpus else {"num_cpus": 1})
+        self._task = ray.remote(_run_trial).options(**options)
+        self._data = ray.put(evaluator.data)
+        self._config, self._plugins = config, plugins
+        self._refs: dict[Any, int] = {}
+
+    def submit(self, trial: TrialRecord) -> None:
+        ref = self._task.remote(
+            self._config, self._plugins, self._data, str(trial.genotype), self._use_gpu
+        )
+        self._refs[ref] = trial.id
+
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def next_outcome(self) -> Outcome:
+        ray = self._ray
+        (ready,), _ = ray.wait(list(self._refs), num_returns=1)
+        trial_id = self._refs.pop(ready)
+        try:
+            kind, payload = ray.get(ready)
+        except ray.exceptions.RayTaskError as err:  # raised in our code outside the guard
+            return Outcome(trial_id, OutcomeKind.FAILED, error=str(err).splitlines()[0])
+        except ray.exceptions.RayError as err:  # worker crashed or killed, node lost
+            first = str(err).strip().splitlines()
+            reason = f"{type(err).__name__}: {first[0] if first else ''}"[:300]
+            return Outcome(trial_id, OutcomeKind.LOST, error=reason)
+        if kind == "done":
+            return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult(**payload))
+        return Outcome(trial_id, OutcomeKind.FAILED, error=payload)
+
+    def close(self) -> None:
+        for ref in list(self._refs):
+            self._ray.cancel(ref, force=True)
+        self._refs.clear()

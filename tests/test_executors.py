@@ -1,0 +1,157 @@
+"""Executors: worker processes and Ray complete a search, and survive a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bnn_nas.config import config_from_dict
+from bnn_nas.search.engine import SearchRun, open_search
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.processes import ProcessExecutor
+from bnn_nas.search.ray_executor import TASK_NAME, RayExecutor
+from bnn_nas.search.store import MemoryStore
+from bnn_nas.search.trials import TrialStatus
+from bnn_nas.space.search_space import load_search_space
+
+CONFIG = """
+seed: 5
+device: cpu
+search_space:
+  steps: 2
+  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3, bireal_conv_3x3_skip_connect]
+  network: {cells: 3, channels: 8, stem_multiplier: 2}
+data: {name: cifar10_sample, valid_fraction: 0.2, search_train_size: 600, search_valid_size: 200}
+train: {epochs: 1, batch_size: 50, lr: 0.005, eval_batch_size: 200}
+search: {controller: evolution, budget: 5, population: 3, sample_size: 2}
+executor: {max_attempts: 2}
+"""
+
+
+def make_config(**executor):
+    data = yaml.safe_load(CONFIG)
+    data["executor"].update(executor)
+    return config_from_dict(data, "test")
+
+
+def kill_one_running_trial(find_running, grace: float = 0.4) -> dict:
+    """Start a thread that SIGKILLs the worker of the first trial seen running for ``grace``."""
+    killed: dict = {}
+
+    def loop() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            running = find_running()
+            if running:
+                time.sleep(grace)
+                if find_running() == running:
+                    trial_id, pid = next(iter(running.items()))
+                    os.kill(pid, signal.SIGKILL)
+                    killed[trial_id] = pid
+                    return
+            time.sleep(0.02)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return killed
+
+
+def check_complete(records, budget: int, killed: dict) -> None:
+    assert len(records) == budget
+    assert all(r.status is TrialStatus.DONE for r in records), [(r.id, r.error) for r in records]
+    assert len({r.hash for r in records}) == budget
+    (trial_id,) = killed
+    assert next(r for r in records if r.id == trial_id).attempts == 2  # retried once
+
+
+def test_processes_complete_a_search_despite_a_killed_worker(tmp_path):
+    config = make_config(type="processes", trials_per_device=2)
+    search, _ = open_search(config, tmp_path / "run", resume=False)
+    search.prepare()
+    with ProcessExecutor(config, (), ["cpu"], 2) as executor:
+        assert executor.capacity == 2
+        killed = kill_one_running_trial(executor.busy)
+        records = search.run(executor)
+        assert executor.restarts >= 1
+    check_complete(records, 5, killed)
+    assert (tmp_path / "run" / "trials.csv").read_text().count("\n") == 6
+
+
+def test_ray_completes_a_search_despite_a_killed_task(tmp_path):
+    import ray  # the [ray] extra, installed by the README's test command
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    try:
+        config = make_config(type="ray")
+        search, evaluator = open_search(config, tmp_path / "run", resume=False)
+        search.prepare()
+        executor = RayExecutor(config, (), evaluator, config.executor)
+        assert executor.capacity == 2
+
+        def running_tasks() -> dict:
+            if not executor.in_flight():
+                return {}
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    try:
+                        if (proc / "cmdline").read_bytes().startswith(f"ray::{TASK_NAME}".encode()):
+                            return {min(executor._refs.values()): int(proc.name)}
+                    except OSError:
+                        continue
+            return {}
+
+        killed = kill_one_running_trial(running_tasks, grace=0.3)
+        records = search.run(executor)
+        executor.close()
+        assert len(records) == 5 and all(r.done for r in records)
+        assert killed and any(r.attempts == 2 for r in records)
+    finally:
+        ray.shutdown()
+
+
+class ScriptedExecutor(Executor):
+    """Plays back outcomes: lets the loop's handling of failures be tested exactly."""
+
+    capacity = 2
+
+    def __init__(self, script):
+        self.script, self.queue = list(script), []
+
+    def submit(self, trial):
+        self.queue.append(trial.id)
+
+    def in_flight(self):
+        return len(self.queue)
+
+    def next_outcome(self):
+        kind = self.script.pop(0)
+        if kind == "interrupt":
+            raise KeyboardInterrupt
+        trial_id = self.queue.pop(0)
+        if kind == "lost":
+            return Outcome(trial_id, OutcomeKind.LOST, error="worker 0 died (exit code -9)")
+        from tests.test_controllers import fake_result
+
+        return Outcome(trial_id, OutcomeKind.DONE, result=fake_result(0.5))
+
+
+def test_lost_trials_retry_then_fail_and_ctrl_c_releases_trials():
+    space = load_search_space("tiny")
+    config = make_config(max_attempts=2)
+    run = SearchRun(config, space, MemoryStore(), lambda g: 1.0)
+    run.prepare()
+    with pytest.raises(KeyboardInterrupt):
+        run.run(ScriptedExecutor(["lost", "done", "interrupt"]))
+    statuses = [r.status for r in run.store.trials()]
+    assert TrialStatus.RUNNING not in statuses  # in-flight trials went back to pending
+    assert [r.attempts for r in run.store.trials()] == [1, 1, 0]  # Ctrl-C uses no attempt
+    assert statuses.count(TrialStatus.DONE) == 1
+    run.prepare()
+    records = run.run(ScriptedExecutor(["lost"] * 1 + ["done"] * 10))
+    lost_twice = [r for r in records if r.status is TrialStatus.FAILED]
+    assert len(lost_twice) == 1 and "gave up after 2" in lost_twice[0].error
+    assert sum(r.finished for r in records) == 5
