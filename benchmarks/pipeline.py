@@ -1,6 +1,6 @@
 """Images/s of the device-resident data path alone: shuffle, gather, crop, flip, normalise.
 
-    python -m benchmarks.pipeline [--data-root DIR] [--batch-size 256] [--epochs 5]
+python -m benchmarks.pipeline [--data-root DIR] [--batch-size 256] [--epochs 5]
 """
 
 from __future__ import annotations

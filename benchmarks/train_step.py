@@ -1,0 +1,132 @@
+"""Images/s of the training step: binary ResNet-18 (xnor, bireal), their float twins, and a
+search candidate (8 cells x 16 channels) with its twin; prints the binary/float time ratio.
+
+The float twin is the same network with both binarizers set to ``identity``, so the ratio
+isolates what binarization costs. Data is synthetic and already on the device.
+
+    python -m benchmarks.train_step [--batch-size 256] [--steps 30] [--compile] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+
+import torch
+from torch import nn
+
+from benchmarks.common import emit
+from bnn_nas.config import TrainConfig
+from bnn_nas.search.evaluator import trial_seed
+from bnn_nas.space.network import CellNetwork, build_baseline
+from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train import resolve_device
+from bnn_nas.train.optim import build_optimizer
+
+FLOAT_TWIN = {"act": "identity", "weight": "identity"}
+
+
+def candidate(twin: bool) -> nn.Module:
+    space = load_search_space("bnn_darts")
+    if twin:  # the same ops with binarizers off
+        from dataclasses import replace
+
+        ops = tuple(
+            replace(op, options=tuple(sorted({**op.options_dict, **FLOAT_TWIN}.items())))
+            if op.name.startswith(("xnor_", "bireal_")) and op.name != "xnor_skip_connect"
+            else op
+            for op in space.normal_ops
+        )
+        space = replace(space, normal_ops=ops, reduce_ops=ops)
+    genotype = load_search_space("bnn_darts").random_sample(random.Random(0))
+    torch.manual_seed(trial_seed(0, genotype))
+    return CellNetwork(genotype, space, 10)
+
+
+def models() -> dict[str, nn.Module]:
+    return {
+        "resnet18_xnor": build_baseline("resnet18", "xnor", 10),
+        "resnet18_xnor_float_twin": build_baseline("resnet18", "xnor", 10, **FLOAT_TWIN),
+        "resnet18_bireal": build_baseline("resnet18", "bireal", 10),
+        "resnet18_bireal_float_twin": build_baseline("resnet18", "bireal", 10, **FLOAT_TWIN),
+        "candidate_8x16": candidate(False),
+        "candidate_8x16_float_twin": candidate(True),
+    }
+
+
+def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
+                 profile: bool) -> float:  # fmt: skip
+    cuda = device.type == "cuda"
+    model.to(device).train()
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, TrainConfig())
+    step_model = torch.compile(model) if compile_ else model
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if cuda:
+        x = x.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = nn.functional.cross_entropy(step_model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(5 if cuda else 2):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - tic
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as run_profiler
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with run_profiler(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            if cuda:
+                torch.cuda.synchronize(device)
+        key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=12), file=sys.stderr)
+    return batch * steps / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
+    parser.add_argument("--only", help="comma-separated model names")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    chosen = models()
+    if args.only:
+        chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+    figures = {}
+    for name, model in chosen.items():
+        figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
+                                           args.compile, args.profile))  # fmt: skip
+        print(f"{name}: {figures[name]} images/s", file=sys.stderr)
+    ratios = {
+        f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
+        for name in ("resnet18_xnor", "resnet18_bireal", "candidate_8x16")
+        if name in figures and f"{name}_float_twin" in figures
+    }
+    emit("train_step", device, batch_size=args.batch_size, compile=args.compile,
+         images_per_s=figures, binary_over_float_time=ratios)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
