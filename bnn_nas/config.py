@@ -89,7 +89,8 @@ class ExecutorConfig:
 
     type: str = "local"  # local | processes | ray
     devices: tuple[str, ...] = ()  # processes: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
-    trials_per_device: int = 1  # trials sharing one device at a time
+    # trials sharing one device at a time; default 4 per GPU (docs/benchmarks.md), 1 on CPU
+    trials_per_device: int | None = None
     max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
     address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
 

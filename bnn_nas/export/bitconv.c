@@ -31,7 +31,7 @@
 #include <immintrin.h>
 #endif
 
-#define BNN_ABI_VERSION 2
+#define BNN_ABI_VERSION 4
 #define BNN_MAX_TAPS 1024
 #define BNN_TILE_PX 4
 
@@ -95,42 +95,60 @@ static inline void bnn_pack_pixel(const float *xp, int32_t C, int32_t K, const f
 }
 
 /* Binarize x (float32 [N, H, W, C]) into out (uint64 [N, H + 2 ph, W + 2 pw, K]); the
- * border gets +1 in every channel. */
+ * border gets +1 in every channel. With shift = 1 the input is first moved up-left by one
+ * pixel and +1 fills the last row and column (the offset grid of a factorized reduce). */
 void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const float *mul,
-              const float *thr, int32_t ph, int32_t pw, uint64_t *out, int32_t threads) {
+              const float *thr, int32_t ph, int32_t pw, int32_t shift, uint64_t *out,
+              int32_t threads) {
     const int32_t K = (C + 63) / 64;
     const int32_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-    uint64_t ones[K > 0 ? K : 1];
-    for (int32_t k = 0; k < K; k++) {
-        const int32_t n = C - k * 64 < 64 ? C - k * 64 : 64;
-        ones[k] = n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1);
-    }
+    const int32_t last_full = C / 64, rest = C % 64;
+    (void)threads; /* used by OpenMP only */
 #pragma omp parallel for collapse(2) if (threads > 1) num_threads(threads) schedule(static)
     for (int32_t n = 0; n < N; n++) {
         for (int32_t y = 0; y < Hp; y++) {
             uint64_t *row = out + (((int64_t)n * Hp + y) * Wp) * K;
-            const int32_t iy = y - ph;
+            const int32_t iy = y - ph + shift;
             for (int32_t xw = 0; xw < Wp; xw++) {
-                const int32_t ix = xw - pw;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                    memcpy(row + (int64_t)xw * K, ones, sizeof(uint64_t) * (size_t)K);
+                const int32_t ix = xw - pw + shift;
+                uint64_t *op = row + (int64_t)xw * K;
+                const int inside = y >= ph && y < ph + H && xw >= pw && xw < pw + W;
+                if (!inside || iy >= H || ix >= W) {
+                    for (int32_t k = 0; k < last_full; k++) op[k] = ~(uint64_t)0;
+                    if (rest) op[last_full] = ((uint64_t)1 << rest) - 1;
                 } else {
                     const float *xp = x + (((int64_t)n * H + iy) * W + ix) * C;
-                    bnn_pack_pixel(xp, C, K, mul, thr, row + (int64_t)xw * K);
+                    bnn_pack_pixel(xp, C, K, mul, thr, op);
                 }
             }
         }
     }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__)
-/* The same tile written with AVX-512 intrinsics: PX x (B / 8) accumulators stay in zmm
- * registers; per weight vector one XOR, one VPOPCNTQ and one add for each pixel. */
+/* Where a tile's results go: out[pixel * O + o] = scale[o] * dot + bias[o] (or out_int =
+ * dot) with dot = valid - 2 * mismatches - corr[pixel * O + o]. */
+typedef struct {
+    int64_t valid;
+    int32_t O;
+    const int32_t *corr; /* NULL: no padding */
+    float *out;
+    int32_t *out_int; /* non-NULL: write the integer dot products instead */
+    const float *scale, *bias;
+} bnn_epilogue_t;
+
+#if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__)
+#define BNN_VECTOR_TILES 1
+/* One tile: PX output pixels (PSTEP words apart in the input) times B output channels, in
+ * AVX-512 registers: per weight vector one XOR, one VPOPCNTQ and one add for each pixel,
+ * each weight vector loaded once for all PX pixels; the affine is applied on the way out.
+ * opix / cpix: index of the tile's first pixel in out and in corr. */
 #define BNN_TILE(PX, B)                                                                     \
     static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *toff,         \
                                            int64_t pstep, int32_t T, int32_t K,            \
                                            const uint64_t *wk, int64_t Opad, int64_t ob,   \
-                                           int64_t *acc_out) {                             \
+                                           const bnn_epilogue_t *e, int64_t opix,          \
+                                           int64_t cpix) {                                 \
         __m512i acc[PX][B / 8];                                                             \
         _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++)                              \
             _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
@@ -150,19 +168,39 @@ void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const 
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
-        _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++)                              \
-            _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
-                _mm512_storeu_si512((void *)(acc_out + p * Opad + 8 * j), acc[p][j]);      \
+        const __m512i valid = _mm512_set1_epi64(e->valid);                                  \
+        _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++) {                         \
+            const int64_t o0 = ob + 8 * j;                                                  \
+            if (o0 >= e->O) break;                                                          \
+            const __mmask8 m = e->O - o0 >= 8 ? 0xFF : (__mmask8)((1u << (e->O - o0)) - 1u); \
+            _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++) {                        \
+                __m512i d = _mm512_sub_epi64(valid, _mm512_slli_epi64(acc[p][j], 1));      \
+                if (e->corr)                                                                \
+                    d = _mm512_sub_epi64(d, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32( \
+                                                m, e->corr + (cpix + p) * e->O + o0)));    \
+                if (e->out_int) {                                                           \
+                    _mm256_mask_storeu_epi32(e->out_int + (opix + p) * e->O + o0, m,        \
+                                             _mm512_cvtepi64_epi32(d));                    \
+                } else {                                                                    \
+                    const __m256 f = _mm256_add_ps(                                         \
+                        _mm256_mul_ps(_mm256_maskz_loadu_ps(m, e->scale + o0),             \
+                                      _mm512_cvtepi64_ps(d)),                               \
+                        _mm256_maskz_loadu_ps(m, e->bias + o0));                            \
+                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m, f);           \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
     }
 #else
-/* One tile: PX output pixels (PSTEP words apart in the input) times B output channels.
- * acc[p][j] counts the mismatching bits of pixel p, channel ob + j over all taps; each
- * weight vector loaded serves all PX pixels. Portable C; the compiler may vectorise it. */
+#define BNN_VECTOR_TILES 0
+/* One tile: PX output pixels (PSTEP words apart in the input) times B output channels,
+ * portable C (the compiler may vectorise the channel loop); the affine on the way out. */
 #define BNN_TILE(PX, B)                                                                     \
     static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *toff,         \
                                            int64_t pstep, int32_t T, int32_t K,            \
                                            const uint64_t *wk, int64_t Opad, int64_t ob,   \
-                                           int64_t *acc_out) {                             \
+                                           const bnn_epilogue_t *e, int64_t opix,          \
+                                           int64_t cpix) {                                 \
         for (int p = 0; p < PX; p++) {                                                      \
             uint64_t acc[B];                                                                \
             for (int j = 0; j < B; j++) acc[j] = 0;                                         \
@@ -176,10 +214,17 @@ void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const 
                         acc[j] += (uint64_t)__builtin_popcountll(av ^ wr[j]);               \
                 }                                                                           \
             }                                                                               \
-            for (int j = 0; j < B; j++) acc_out[p * Opad + j] = (int64_t)acc[j];            \
+            for (int j = 0; j < B && ob + j < e->O; j++) {                                  \
+                const int64_t o = ob + j;                                                   \
+                int64_t d = e->valid - 2 * (int64_t)acc[j];                                 \
+                if (e->corr) d -= e->corr[(cpix + p) * e->O + o];                           \
+                if (e->out_int)                                                             \
+                    e->out_int[(opix + p) * e->O + o] = (int32_t)d;                         \
+                else                                                                        \
+                    e->out[(opix + p) * e->O + o] = e->scale[o] * (float)d + e->bias[o];    \
+            }                                                                               \
         }                                                                                   \
     }
-
 #endif
 
 BNN_TILE(4, 32)
@@ -187,10 +232,12 @@ BNN_TILE(4, 8)
 BNN_TILE(1, 32)
 BNN_TILE(1, 8)
 
+int bnn_vector_tiles(void) { return BNN_VECTOR_TILES; }
+
 /* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, K]) with packed
  * weights. out (float32 [N, Ho, Wo, O]) = scale[o] * dot + bias[o], or, when out_int is
  * given, out_int (int32 [N, Ho, Wo, O]) = dot, where dot excludes the border through
- * corr. Returns 0, -1 for a kernel with too many taps, -2 when memory runs out. */
+ * corr. Returns 0, or -1 for a kernel with too many taps. */
 int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
              const uint64_t *wk, int32_t O, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
              int32_t dh, int32_t dw, int32_t Ho, int32_t Wo, const int32_t *corr,
@@ -204,56 +251,55 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
     for (int32_t ky = 0; ky < kh; ky++)
         for (int32_t kx = 0; kx < kw; kx++)
             toff[ky * kw + kx] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * K;
-    const int64_t valid = (int64_t)T * C;
+    const bnn_epilogue_t e = {(int64_t)T * C, O, corr, out, out_int, scale, bias};
     const int64_t pstep = (int64_t)sw * K;
-    int failed = 0;
+    (void)threads; /* used by OpenMP only */
 #pragma omp parallel for collapse(2) if (threads > 1) num_threads(threads) schedule(static)
     for (int32_t n = 0; n < N; n++) {
         for (int32_t oy = 0; oy < Ho; oy++) {
-            int64_t *acc = (int64_t *)malloc(sizeof(int64_t) * (size_t)(Opad * BNN_TILE_PX));
-            if (!acc) {
-                failed = 1;
-                continue;
-            }
             const uint64_t *arow = bits + ((int64_t)n * Hp + (int64_t)oy * sh) * Wp * K;
             int32_t ox = 0;
             while (ox < Wo) {
-                const int32_t px = ox + BNN_TILE_PX <= Wo ? BNN_TILE_PX : 1;
                 const uint64_t *a0 = arow + (int64_t)ox * sw * K;
+                const int64_t cpix = (int64_t)oy * Wo + ox;
+                const int64_t opix = (int64_t)n * Ho * Wo + cpix;
                 int64_t ob = 0;
-                if (px == BNN_TILE_PX) {
+                if (ox + BNN_TILE_PX <= Wo) {
                     for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_4_32(a0, toff, pstep, T, K, wk, Opad, ob, acc + ob);
+                        bnn_tile_4_32(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
                     for (; ob < Opad; ob += 8)
-                        bnn_tile_4_8(a0, toff, pstep, T, K, wk, Opad, ob, acc + ob);
+                        bnn_tile_4_8(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                    ox += BNN_TILE_PX;
                 } else {
                     for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_1_32(a0, toff, pstep, T, K, wk, Opad, ob, acc + ob);
+                        bnn_tile_1_32(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
                     for (; ob < Opad; ob += 8)
-                        bnn_tile_1_8(a0, toff, pstep, T, K, wk, Opad, ob, acc + ob);
+                        bnn_tile_1_8(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                    ox += 1;
                 }
-                for (int32_t p = 0; p < px; p++) {
-                    const int64_t pix = ((int64_t)oy * Wo + ox + p) * O;
-                    const int64_t base = (int64_t)n * Ho * Wo * O + pix;
-                    const int64_t *ap = acc + p * Opad;
-                    const int32_t *cp = corr ? corr + pix : NULL;
-                    if (out_int) {
-                        for (int32_t o = 0; o < O; o++)
-                            out_int[base + o] =
-                                (int32_t)(valid - 2 * ap[o]) - (cp ? cp[o] : 0);
-                    } else if (cp) {
-                        for (int32_t o = 0; o < O; o++)
-                            out[base + o] =
-                                scale[o] * (float)((int32_t)(valid - 2 * ap[o]) - cp[o]) + bias[o];
-                    } else {
-                        for (int32_t o = 0; o < O; o++)
-                            out[base + o] = scale[o] * (float)(valid - 2 * ap[o]) + bias[o];
-                    }
-                }
-                ox += px;
             }
-            free(acc);
         }
     }
-    return failed ? -2 : 0;
+    return 0;
+}
+
+/* Everything one packed layer needs for one input size, set up once by the caller. */
+typedef struct {
+    int32_t N, H, W, C, O;
+    int32_t kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
+    int32_t shift, threads;
+    const float *mul, *thr, *scale, *bias;
+    const uint64_t *weights;
+    const int32_t *corr;  /* [Ho, Wo, O] or NULL */
+    uint64_t *scratch;    /* [N, H + 2 ph, W + 2 pw, K] */
+} bnn_layer_t;
+
+/* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into the scratch,
+ * then convolve into out (float32 [N, Ho, Wo, O]) or out_int (int32 dot products). */
+int bnn_layer(const bnn_layer_t *L, const float *x, float *out, int32_t *out_int) {
+    bnn_pack(x, L->N, L->H, L->W, L->C, L->mul, L->thr, L->ph, L->pw, L->shift, L->scratch,
+             L->threads);
+    return bnn_conv(L->scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->weights,
+                    L->O, L->kh, L->kw, L->sh, L->sw, L->dh, L->dw, L->Ho, L->Wo, L->corr,
+                    L->scale, L->bias, out, out_int, L->threads);
 }

@@ -217,11 +217,11 @@ def make_executor(config: Config, evaluator: Evaluator, plugins: tuple[str, ...]
     if settings.type == "local":
         return LocalExecutor(evaluator, format_error)
     if settings.type == "processes":
-        from bnn_nas.search.processes import ProcessExecutor, resolve_devices
+        from bnn_nas.search.processes import ProcessExecutor, resolve_devices, trials_per_device
 
         devices = resolve_devices(settings.devices)
-        return ProcessExecutor(config, config.plugins + plugins, devices,
-                               settings.trials_per_device)  # fmt: skip
+        per_device = trials_per_device(settings.trials_per_device, devices)
+        return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
     from bnn_nas.search.ray_executor import RayExecutor
 
     return RayExecutor(config, config.plugins + plugins, evaluator, settings)

@@ -15,6 +15,7 @@ from bnn_nas.config import Config, ExecutorConfig
 from bnn_nas.errors import ConfigError
 from bnn_nas.search.evaluator import Evaluator, SearchData
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.processes import GPU_TRIALS_PER_DEVICE
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
 TASK_NAME = "bnn_nas_trial"  # the process title of a running trial is "ray::bnn_nas_trial"
@@ -71,7 +72,7 @@ class RayExecutor(Executor):
                 ) from None
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        per = settings.trials_per_device
+        per = settings.trials_per_device or (GPU_TRIALS_PER_DEVICE if gpus else 1)
         self._use_gpu = gpus > 0
         self.capacity = gpus * per if gpus else max(1, int(resources.get("CPU", 1)))
         options: dict[str, Any] = {"max_retries": 0, "name": TASK_NAME}

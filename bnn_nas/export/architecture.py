@@ -1,0 +1,131 @@
+"""What an export file says about the network: enough to rebuild the same module tree.
+
+The network is described, never pickled: the model settings, the search space (inlined,
+so the file does not depend on a YAML file next to it), the genotype in DARTS text
+(parsed without eval) and the class count. The loader rebuilds it with bnn-nas's own
+builders and fills it with the file's tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from bnn_nas.config import ModelConfig, config_from_dict
+from bnn_nas.errors import ConfigError
+from bnn_nas.space.genotype import Genotype, parse_genotype
+from bnn_nas.space.network import build_baseline, build_model
+from bnn_nas.space.search_space import SearchSpace, search_space_from_dict
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The mapping form of a search space (what ``search_space_from_dict`` reads)."""
+    layout = space.network
+    return {
+        "name": space.name,
+        "normal_ops": [{"name": op.name, **op.options_dict} for op in space.normal_ops],
+        "reduce_ops": [{"name": op.name, **op.options_dict} for op in space.reduce_ops],
+        "steps": space.steps,
+        "distinct_inputs": space.distinct_inputs,
+        "network": {
+            "cells": layout.cells,
+            "channels": layout.channels,
+            "stem_multiplier": layout.stem_multiplier,
+            "reduction_cells": (
+                None if layout.reduction_cells is None else list(layout.reduction_cells)
+            ),
+            "preprocess": layout.preprocess,
+        },
+    }
+
+
+def _model_to_dict(model: ModelConfig) -> dict[str, Any]:
+    return {
+        "type": model.type,
+        "family": model.family,
+        "options": dict(model.options),
+        "cells": model.cells,
+        "channels": model.channels,
+    }
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A buildable network: a genotype's cells, or a hand-designed baseline."""
+
+    model: ModelConfig
+    num_classes: int
+    space: SearchSpace | None = None
+    genotype: Genotype | None = None
+
+    def __post_init__(self) -> None:
+        if self.genotype is not None and self.space is None:
+            raise ConfigError("a cell network needs its search space to be rebuilt")
+        if self.genotype is None and self.model.type == "cells":
+            raise ConfigError("no genotype given for a cell network; pass one")
+
+    def build(self) -> nn.Module:
+        """A freshly initialised network of this architecture (eval mode)."""
+        if self.genotype is not None:
+            assert self.space is not None
+            net = build_model(self.model, self.space, self.num_classes, self.genotype)
+        else:
+            m = self.model
+            net = build_baseline(m.type, m.family, self.num_classes, **m.options)
+        return net.eval()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": _model_to_dict(self.model),
+            "num_classes": self.num_classes,
+            "search_space": None if self.space is None else space_to_dict(self.space),
+            "genotype": None if self.genotype is None else str(self.genotype),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str) -> Architecture:
+        """Rebuild the description; bad content is a ConfigError naming ``where``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: the architecture must be a mapping")
+        model = config_from_dict({"model": data.get("model", {})}, where).model
+        num_classes = data.get("num_classes")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"{where}: num_classes must be a positive integer")
+        space_data = data.get("search_space")
+        space = None if space_data is None else search_space_from_dict(space_data, where)
+        text = data.get("genotype")
+        genotype = None if text is None else parse_genotype(str(text))
+        return cls(model=model, num_classes=num_classes, space=space, genotype=genotype)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How raw images become the network's input, and what its outputs mean."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    height: int | None = None  # the training images' size, when known
+    width: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "height": self.height,
+            "width": self.width,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        return cls(
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            classes=tuple(str(c) for c in data["classes"]),
+            height=None if data.get("height") is None else int(data["height"]),
+            width=None if data.get("width") is None else int(data["width"]),
+        )

@@ -1,0 +1,168 @@
+"""The ``bnn-nas export`` and ``bnn-nas infer`` commands (added to the CLI by ``cli.py``).
+
+User mistakes become one line on stderr and exit code 2 through
+``bnn_nas.cli.user_errors``, looked up when a command runs, so this module and
+``cli.py`` may import each other in either order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from bnn_nas.cli import user_errors
+
+        return user_errors(func)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not comma-separated numbers") from None
+
+
+def _load_plugins(plugins: tuple[str, ...]) -> None:
+    from bnn_nas.primitives import load_plugins
+
+    load_plugins(plugins)
+
+
+_plugin = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="PATH_OR_MODULE",
+    help="Python file or module that registers primitives (repeatable).",
+)
+
+
+@click.command("export")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: RUN_DIR/model.bnn.")
+@click.option(
+    "--mean", callback=_floats, help="Input mean per channel, e.g. 0.49,0.48,0.45 (default: "
+    "computed from the run's training set, as training did).",
+)  # fmt: skip
+@click.option("--std", callback=_floats, help="Input std per channel (with --mean).")
+@_plugin
+@_user_errors
+def export_command(
+    source: str,
+    output: str | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    plugins: tuple[str, ...],
+) -> None:
+    """Pack the trained network of SOURCE (a `bnn-nas train` run directory or its
+    checkpoint) into a .bnn file: BN folded into thresholds, binary weights 1 bit each."""
+    from pathlib import Path
+
+    from bnn_nas.export.exporter import export_run
+
+    _load_plugins(plugins)
+    summary = export_run(
+        Path(source), Path(output) if output else None, mean=mean, std=std, plugins=plugins
+    )
+    click.echo(summary.describe())
+    click.echo(f"next: bnn-nas infer {summary.path} --dataset ... | --images DIR")
+
+
+@click.command("infer")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--images", type=click.Path(file_okay=False), help="Class subfolders or images.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["cifar10", "image_folder", "cifar10_sample"]),
+    help="A data set bnn-nas knows (with --data-root unless cifar10_sample).",
+)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of --dataset.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=1, show_default=True,
+    help="CPU threads of the packed kernels and of torch.",
+)  # fmt: skip
+@click.option(
+    "--portable", is_flag=True, help="Use the portable torch fallback, not the native kernels."
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write predictions to this CSV."
+)
+@_plugin
+@_user_errors
+def infer_command(
+    model: str,
+    images: str | None,
+    dataset: str | None,
+    data_root: str | None,
+    split: str,
+    limit: int | None,
+    batch_size: int,
+    threads: int,
+    portable: bool,
+    output: str | None,
+    plugins: tuple[str, ...],
+) -> None:
+    """Classify images with an exported MODEL (.bnn) on the CPU; accuracy when labelled."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import torch
+
+    from bnn_nas.errors import DataError
+    from bnn_nas.export.infer import images_from_dataset, images_from_folder, run_inference
+    from bnn_nas.export.loader import load_packed
+    from bnn_nas.io import write_csv_atomic
+
+    if (images is None) == (dataset is None):
+        raise DataError("give either --images DIR or --dataset NAME")
+    _load_plugins(plugins)
+    torch.set_num_threads(threads)
+    network = load_packed(Path(model), native=not portable, threads=threads)
+    click.echo(f"engine: {network.backend.describe()}", err=True)
+    if images is not None:
+        data = images_from_folder(Path(images), network.input.classes)
+    else:
+        assert dataset is not None
+        data = images_from_dataset(dataset, data_root, split)
+    if limit is not None:
+        labels = None if data.labels is None else data.labels[:limit]
+        data = replace(data, images=data.images[:limit], labels=labels, names=data.names[:limit])
+    result = run_inference(network, data, batch_size)
+    classes = network.input.classes
+    if output:
+        rows = (
+            {"image": name, "prediction": classes[p], "label": "" if data.labels is None
+             else classes[int(data.labels[i])]}
+            for i, (name, p) in enumerate(zip(data.names, result.predictions, strict=True))
+        )  # fmt: skip
+        write_csv_atomic(Path(output), ["image", "prediction", "label"], rows)
+    elif result.accuracy is None:
+        for name, p in zip(data.names, result.predictions, strict=True):
+            click.echo(f"{name}\t{classes[p]}")
+    timing = f"{result.ms_per_image:.3f} ms/image (batch {batch_size}, {threads} thread(s))"
+    if result.accuracy is not None:
+        correct = round(result.accuracy * len(result.predictions))
+        click.echo(
+            f"accuracy {result.accuracy:.4f} ({correct}/{len(result.predictions)}) on "
+            f"{data.source}; {timing}"
+        )
+    else:
+        click.echo(f"{len(result.predictions)} images of {data.source}; {timing}")
+    if output:
+        click.echo(f"wrote {output}")

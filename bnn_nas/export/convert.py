@@ -1,0 +1,155 @@
+"""Rewrite a bnn-nas network for the packed engine: binary convs out, packed convs in.
+
+The rewrite is a pure function of the module tree's structure, so it runs twice: on the
+trained network at export (folding real values) and on a freshly built skeleton at load
+(making the same slots, which the file's tensors then fill). The list of rewritten
+layers goes into the file so that a loader whose builders disagree fails loudly.
+
+Patterns, in order:
+  1. ``BinaryUnit`` with ``bn_conv``: its BN becomes the threshold of the conv's sign;
+     with ``conv_bn``: its BN becomes the conv's output affine. A factorized reduce
+     inside gets both halves folded (the BN split by channels in ``conv_bn``).
+  2. ``Sequential(BinaryConv2d, BatchNorm2d)`` (the ``binary_conv`` shortcut): BN folded.
+  3. Any other factorized reduce of binary convs, and any other binary conv: packed with
+     threshold 0 (the plain sign) and alpha as the output scale.
+Folded BNs become ``nn.Identity``. Non-packable convs (``groups > 1``, a float operand, an
+unusual binarizer) stay torch modules; ``pack_model`` lists them as skipped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import nn
+
+from bnn_nas.binary import BinaryConv2d
+from bnn_nas.export.fold import bn_foldable, fold_conv, not_packable
+from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce
+from bnn_nas.primitives.blocks import BinaryUnit, FactorizedReduce
+
+
+@dataclass(frozen=True)
+class PackedLayer:
+    """One rewritten conv, as recorded in the export file."""
+
+    path: str
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    shift_input: bool
+    folded: str  # "pre_bn", "post_bn" or "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What ``pack_model`` did: the packed layers and the binary convs it left alone."""
+
+    layers: tuple[PackedLayer, ...]
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+
+
+def _set(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, module)
+
+
+def _packable(module: nn.Module) -> bool:
+    return isinstance(module, BinaryConv2d) and not_packable(module) is None
+
+
+def _packable_reduce(module: nn.Module) -> bool:
+    return (
+        isinstance(module, FactorizedReduce)
+        and _packable(module.conv_a)
+        and _packable(module.conv_b)
+    )
+
+
+class _Packer:
+    def __init__(self, root: nn.Module) -> None:
+        self.root = root
+        self.layers: list[PackedLayer] = []
+
+    def conv(self, path: str, conv: BinaryConv2d, folded: str, shift: bool = False, **kw: Any):
+        packed = PackedConv2d.from_folded(fold_conv(conv, **kw), shift_input=shift)
+        g = packed.geometry
+        layer = PackedLayer(
+            path=path,
+            in_channels=g.in_channels,
+            out_channels=g.out_channels,
+            kernel=g.kernel,
+            stride=g.stride,
+            padding=g.padding,
+            dilation=g.dilation,
+            shift_input=shift,
+            folded=folded,
+        )
+        self.layers.append(layer)
+        _set(self.root, path, packed)
+        return packed
+
+    def reduce(self, path: str, fr: FactorizedReduce, folded: str, **kw: Any) -> None:
+        split = fr.conv_a.out_channels
+        kw_a, kw_b = dict(kw), dict(kw)
+        if "post_bn" in kw:
+            kw_a["post_channels"] = slice(0, split)
+            kw_b["post_channels"] = slice(split, None)
+        a = self.conv(f"{path}.conv_a", fr.conv_a, folded, **kw_a)
+        b = self.conv(f"{path}.conv_b", fr.conv_b, folded, shift=True, **kw_b)
+        _set(self.root, path, PackedFactorizedReduce(a, b))
+
+    def unit(self, path: str, unit: BinaryUnit) -> None:
+        bn = unit.bn
+        if not bn_foldable(bn):
+            return
+        key, folded = ("pre_bn", "pre_bn") if unit.bn_first else ("post_bn", "post_bn")
+        if _packable(unit.conv):
+            self.conv(f"{path}.conv", unit.conv, folded, **{key: bn})
+        elif _packable_reduce(unit.conv):
+            self.reduce(f"{path}.conv", unit.conv, folded, **{key: bn})
+        else:
+            return
+        unit.bn = nn.Identity()
+
+    def sequential(self, path: str, seq: nn.Sequential) -> None:
+        names = list(seq._modules)
+        for first, second in itertools.pairwise(names):
+            conv, bn = seq._modules[first], seq._modules[second]
+            if conv is not None and _packable(conv) and bn is not None and bn_foldable(bn):
+                prefix = f"{path}." if path else ""
+                self.conv(f"{prefix}{first}", conv, "post_bn", post_bn=bn)  # type: ignore[arg-type]
+                seq._modules[second] = nn.Identity()
+
+
+def pack_model(model: nn.Module) -> Conversion:
+    """Replace the binary convs of ``model`` (in place, eval mode) by packed modules."""
+    model.eval()
+    packer = _Packer(model)
+    for path, module in list(model.named_modules()):
+        if isinstance(module, BinaryUnit):
+            packer.unit(path, module)
+    for path, module in list(model.named_modules()):
+        if isinstance(module, nn.Sequential):
+            packer.sequential(path, module)
+    for path, module in list(model.named_modules()):
+        if _packable_reduce(module):
+            packer.reduce(path, module, "none")  # type: ignore[arg-type]
+    skipped = []
+    for path, module in list(model.named_modules()):
+        if isinstance(module, BinaryConv2d):
+            reason = not_packable(module)
+            if reason is None:
+                packer.conv(path, module, "none")
+            else:
+                skipped.append((path, reason))
+    model.eval()
+    return Conversion(tuple(packer.layers), tuple(skipped))
