@@ -24,6 +24,7 @@ from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
 from bnn_nas.train.optim import build_optimizer
+from bnn_nas.train.step import graph_capturable, make_step
 
 FLOAT_TWIN = {"act": "identity", "weight": "identity"}
 
@@ -57,32 +58,30 @@ def models() -> dict[str, nn.Module]:
 
 
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
-                 profile: bool) -> float:  # fmt: skip
+                 graph: bool, profile: bool) -> float:  # fmt: skip
+    """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch."""
     cuda = device.type == "cuda"
     model.to(device).train()
     if cuda:
         model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, TrainConfig())
-    step_model = torch.compile(model) if compile_ else model
+    graph = graph and graph_capturable(model, device, compile_)
+    optimizer = build_optimizer(model, TrainConfig(), capturable=graph)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if cuda:
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = nn.functional.cross_entropy(step_model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    forward = torch.compile(model) if compile_ else model
+    step = make_step(
+        model, forward, optimizer, nn.CrossEntropyLoss(), bf16=cuda, grad_clip=None,
+        device=device, cuda_graph=graph, first_batch=(x, y),
+    )  # fmt: skip
     for _ in range(5 if cuda else 2):
-        step()
+        step(x, y)
     if cuda:
         torch.cuda.synchronize(device)
     tic = time.perf_counter()
     for _ in range(steps):
-        step()
+        step(x, y)
     if cuda:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tic
@@ -93,7 +92,7 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with run_profiler(activities=activities) as prof:
             for _ in range(3):
-                step()
+                step(x, y)
             if cuda:
                 torch.cuda.synchronize(device)
         key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
@@ -107,6 +106,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--no-cuda-graph", action="store_true", help="eager steps on CUDA")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
     parser.add_argument("--only", help="comma-separated model names")
     args = parser.parse_args()
@@ -117,14 +117,16 @@ def main() -> None:
     figures = {}
     for name, model in chosen.items():
         figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
-                                           args.compile, args.profile))  # fmt: skip
+                                           args.compile, not args.no_cuda_graph,
+                                           args.profile))  # fmt: skip
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
     ratios = {
         f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
         for name in ("resnet18_xnor", "resnet18_bireal", "candidate_8x16")
         if name in figures and f"{name}_float_twin" in figures
     }
-    emit("train_step", device, batch_size=args.batch_size, compile=args.compile,
+    graph = device.type == "cuda" and not args.no_cuda_graph
+    emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
          images_per_s=figures, binary_over_float_time=ratios)  # fmt: skip
 
 

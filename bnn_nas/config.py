@@ -68,6 +68,7 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False
+    cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)
 
 

@@ -23,6 +23,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -31,8 +32,7 @@
 #include <immintrin.h>
 #endif
 
-#define BNN_ABI_VERSION 4
-#define BNN_MAX_TAPS 1024
+#define BNN_ABI_VERSION 6
 #define BNN_TILE_PX 4
 
 int bnn_abi_version(void) { return BNN_ABI_VERSION; }
@@ -60,45 +60,47 @@ int bnn_features(void) {
     return f;
 }
 
-/* One pixel's channels (float32 [C]) -> K words: bit = (mul[c] * x >= thr[c]).
- * mul is +1 or -1, so the product is exact. */
-static inline void bnn_pack_pixel(const float *xp, int32_t C, int32_t K, const float *mul,
-                                  const float *thr, uint64_t *op) {
+/* One pixel's channels (float32 [C]) -> K words: bit = (x >= thr[c]) XOR flip bit c.
+ * (The caller turns "x <= tau" of a BN with negative scale into NOT "x >= next float".) */
+static inline void bnn_pack_pixel(const float *xp, int32_t C, int32_t K, const float *thr,
+                                  const uint64_t *flip, uint64_t *op) {
     for (int32_t k = 0; k < K; k++) {
         const int32_t c0 = k * 64;
         const int32_t n = C - c0 < 64 ? C - c0 : 64;
         uint64_t word = 0;
 #if defined(__AVX512F__)
         if (n == 64) {
-            for (int32_t j = 0; j < 64; j += 16) {
-                __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xp + c0 + j), _mm512_loadu_ps(mul + c0 + j));
-                __mmask16 b = _mm512_cmp_ps_mask(v, _mm512_loadu_ps(thr + c0 + j), _CMP_GE_OQ);
-                word |= (uint64_t)b << j;
-            }
+            const uint64_t b0 = _mm512_cmp_ps_mask(_mm512_loadu_ps(xp + c0),
+                                                   _mm512_loadu_ps(thr + c0), _CMP_GE_OQ);
+            const uint64_t b1 = _mm512_cmp_ps_mask(_mm512_loadu_ps(xp + c0 + 16),
+                                                   _mm512_loadu_ps(thr + c0 + 16), _CMP_GE_OQ);
+            const uint64_t b2 = _mm512_cmp_ps_mask(_mm512_loadu_ps(xp + c0 + 32),
+                                                   _mm512_loadu_ps(thr + c0 + 32), _CMP_GE_OQ);
+            const uint64_t b3 = _mm512_cmp_ps_mask(_mm512_loadu_ps(xp + c0 + 48),
+                                                   _mm512_loadu_ps(thr + c0 + 48), _CMP_GE_OQ);
+            word = b0 | (b1 << 16) | (b2 << 32) | (b3 << 48);
         } else {
             for (int32_t j = 0; j < n; j += 16) {
                 const int32_t m = n - j < 16 ? n - j : 16;
                 const __mmask16 lanes = (__mmask16)(m == 16 ? 0xFFFFu : ((1u << m) - 1u));
-                __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xp + c0 + j),
-                                         _mm512_maskz_loadu_ps(lanes, mul + c0 + j));
+                __m512 v = _mm512_maskz_loadu_ps(lanes, xp + c0 + j);
                 __m512 t = _mm512_maskz_loadu_ps(lanes, thr + c0 + j);
-                __mmask16 b = _mm512_mask_cmp_ps_mask(lanes, v, t, _CMP_GE_OQ);
-                word |= (uint64_t)b << j;
+                word |= (uint64_t)_mm512_mask_cmp_ps_mask(lanes, v, t, _CMP_GE_OQ) << j;
             }
         }
 #else
-        for (int32_t j = 0; j < n; j++)
-            word |= (uint64_t)(xp[c0 + j] * mul[c0 + j] >= thr[c0 + j]) << j;
+        for (int32_t j = 0; j < n; j++) word |= (uint64_t)(xp[c0 + j] >= thr[c0 + j]) << j;
 #endif
-        op[k] = word;
+        op[k] = word ^ flip[k];
     }
 }
 
 /* Binarize x (float32 [N, H, W, C]) into out (uint64 [N, H + 2 ph, W + 2 pw, K]); the
  * border gets +1 in every channel. With shift = 1 the input is first moved up-left by one
- * pixel and +1 fills the last row and column (the offset grid of a factorized reduce). */
-void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const float *mul,
-              const float *thr, int32_t ph, int32_t pw, int32_t shift, uint64_t *out,
+ * pixel and +1 fills the last row and column (the offset grid of a factorized reduce).
+ * flip (uint64 [K]) must have no bits at c >= C. */
+void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const float *thr,
+              const uint64_t *flip, int32_t ph, int32_t pw, int32_t shift, uint64_t *out,
               int32_t threads) {
     const int32_t K = (C + 63) / 64;
     const int32_t Hp = H + 2 * ph, Wp = W + 2 * pw;
@@ -118,7 +120,7 @@ void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const 
                     if (rest) op[last_full] = ((uint64_t)1 << rest) - 1;
                 } else {
                     const float *xp = x + (((int64_t)n * H + iy) * W + ix) * C;
-                    bnn_pack_pixel(xp, C, K, mul, thr, op);
+                    bnn_pack_pixel(xp, C, K, thr, flip, op);
                 }
             }
         }
@@ -126,7 +128,8 @@ void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const 
 }
 
 /* Where a tile's results go: out[pixel * O + o] = scale[o] * dot + bias[o] (or out_int =
- * dot) with dot = valid - 2 * mismatches - corr[pixel * O + o]. */
+ * dot) with dot = valid - 2 * mismatches - corr[pixel * O + o]; corr is only read for the
+ * outputs whose receptive field touches the padding. */
 typedef struct {
     int64_t valid;
     int32_t O;
@@ -144,50 +147,48 @@ typedef struct {
  * each weight vector loaded once for all PX pixels; the affine is applied on the way out.
  * opix / cpix: index of the tile's first pixel in out and in corr. */
 #define BNN_TILE(PX, B)                                                                     \
-    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *toff,         \
-                                           int64_t pstep, int32_t T, int32_t K,            \
-                                           const uint64_t *wk, int64_t Opad, int64_t ob,   \
-                                           const bnn_epilogue_t *e, int64_t opix,          \
-                                           int64_t cpix) {                                 \
+    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *aoff,         \
+                                           const int64_t *woff, int32_t TK, int64_t pstep, \
+                                           const uint64_t *wk, int64_t ob,                 \
+                                           const bnn_epilogue_t *e, const int32_t *corr,   \
+                                           int64_t opix, int64_t cpix) {                   \
         __m512i acc[PX][B / 8];                                                             \
         _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++)                              \
             _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
                 acc[p][j] = _mm512_setzero_si512();                                         \
-        for (int32_t t = 0; t < T; t++) {                                                   \
-            const uint64_t *a = a0 + toff[t];                                               \
-            const uint64_t *w = wk + (int64_t)t * K * Opad + ob;                            \
-            for (int32_t k = 0; k < K; k++) {                                               \
-                __m512i wv[B / 8];                                                          \
+        for (int32_t i = 0; i < TK; i++) {                                                  \
+            const uint64_t *a = a0 + aoff[i];                                               \
+            const uint64_t *w = wk + woff[i] + ob;                                          \
+            __m512i wv[B / 8];                                                              \
+            _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
+                wv[j] = _mm512_loadu_si512((const void *)(w + 8 * j));                      \
+            _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++) {                        \
+                const __m512i av = _mm512_set1_epi64((long long)a[p * pstep]);              \
                 _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                   \
-                    wv[j] = _mm512_loadu_si512((const void *)(w + (int64_t)k * Opad + 8 * j)); \
-                _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++) {                    \
-                    const __m512i av = _mm512_set1_epi64((long long)a[k + p * pstep]);      \
-                    _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)               \
-                        acc[p][j] = _mm512_add_epi64(                                      \
-                            acc[p][j], _mm512_popcnt_epi64(_mm512_xor_si512(av, wv[j])));   \
-                }                                                                           \
+                    acc[p][j] = _mm512_add_epi64(                                          \
+                        acc[p][j], _mm512_popcnt_epi64(_mm512_xor_si512(av, wv[j])));       \
             }                                                                               \
         }                                                                                   \
-        const __m512i valid = _mm512_set1_epi64(e->valid);                                  \
+        /* dot = valid - 2 * mismatches (exact in float32: valid < 2^24), minus the border */ \
+        const __m256 valid = _mm256_set1_ps((float)e->valid);                               \
+        const __m256 minus_two = _mm256_set1_ps(-2.0f);                                     \
         _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++) {                         \
             const int64_t o0 = ob + 8 * j;                                                  \
             if (o0 >= e->O) break;                                                          \
             const __mmask8 m = e->O - o0 >= 8 ? 0xFF : (__mmask8)((1u << (e->O - o0)) - 1u); \
+            const __m256 scale = _mm256_maskz_loadu_ps(m, e->scale + o0);                   \
+            const __m256 bias = _mm256_maskz_loadu_ps(m, e->bias + o0);                     \
             _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++) {                        \
-                __m512i d = _mm512_sub_epi64(valid, _mm512_slli_epi64(acc[p][j], 1));      \
-                if (e->corr)                                                                \
-                    d = _mm512_sub_epi64(d, _mm512_cvtepi32_epi64(_mm256_maskz_loadu_epi32( \
-                                                m, e->corr + (cpix + p) * e->O + o0)));    \
-                if (e->out_int) {                                                           \
+                __m256 d = _mm256_fmadd_ps(minus_two, _mm512_cvtepi64_ps(acc[p][j]), valid); \
+                if (corr)                                                                   \
+                    d = _mm256_sub_ps(d, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(      \
+                                             m, corr + (cpix + p) * e->O + o0)));           \
+                if (e->out_int)                                                             \
                     _mm256_mask_storeu_epi32(e->out_int + (opix + p) * e->O + o0, m,        \
-                                             _mm512_cvtepi64_epi32(d));                    \
-                } else {                                                                    \
-                    const __m256 f = _mm256_add_ps(                                         \
-                        _mm256_mul_ps(_mm256_maskz_loadu_ps(m, e->scale + o0),             \
-                                      _mm512_cvtepi64_ps(d)),                               \
-                        _mm256_maskz_loadu_ps(m, e->bias + o0));                            \
-                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m, f);           \
-                }                                                                           \
+                                             _mm256_cvtps_epi32(d));                        \
+                else                                                                        \
+                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m,               \
+                                          _mm256_fmadd_ps(scale, d, bias));                 \
             }                                                                               \
         }                                                                                   \
     }
@@ -196,32 +197,28 @@ typedef struct {
 /* One tile: PX output pixels (PSTEP words apart in the input) times B output channels,
  * portable C (the compiler may vectorise the channel loop); the affine on the way out. */
 #define BNN_TILE(PX, B)                                                                     \
-    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *toff,         \
-                                           int64_t pstep, int32_t T, int32_t K,            \
-                                           const uint64_t *wk, int64_t Opad, int64_t ob,   \
-                                           const bnn_epilogue_t *e, int64_t opix,          \
-                                           int64_t cpix) {                                 \
+    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *aoff,         \
+                                           const int64_t *woff, int32_t TK, int64_t pstep, \
+                                           const uint64_t *wk, int64_t ob,                 \
+                                           const bnn_epilogue_t *e, const int32_t *corr,   \
+                                           int64_t opix, int64_t cpix) {                   \
         for (int p = 0; p < PX; p++) {                                                      \
             uint64_t acc[B];                                                                \
             for (int j = 0; j < B; j++) acc[j] = 0;                                         \
-            for (int32_t t = 0; t < T; t++) {                                               \
-                const uint64_t *a = a0 + toff[t] + p * pstep;                               \
-                const uint64_t *w = wk + (int64_t)t * K * Opad + ob;                        \
-                for (int32_t k = 0; k < K; k++) {                                           \
-                    const uint64_t av = a[k];                                               \
-                    const uint64_t *wr = w + (int64_t)k * Opad;                             \
-                    for (int j = 0; j < B; j++)                                             \
-                        acc[j] += (uint64_t)__builtin_popcountll(av ^ wr[j]);               \
-                }                                                                           \
+            for (int32_t i = 0; i < TK; i++) {                                              \
+                const uint64_t av = a0[aoff[i] + p * pstep];                                \
+                const uint64_t *wr = wk + woff[i] + ob;                                     \
+                for (int j = 0; j < B; j++)                                                 \
+                    acc[j] += (uint64_t)__builtin_popcountll(av ^ wr[j]);                   \
             }                                                                               \
             for (int j = 0; j < B && ob + j < e->O; j++) {                                  \
                 const int64_t o = ob + j;                                                   \
                 int64_t d = e->valid - 2 * (int64_t)acc[j];                                 \
-                if (e->corr) d -= e->corr[(cpix + p) * e->O + o];                           \
+                if (corr) d -= corr[(cpix + p) * e->O + o];                                 \
                 if (e->out_int)                                                             \
                     e->out_int[(opix + p) * e->O + o] = (int32_t)d;                         \
                 else                                                                        \
-                    e->out[(opix + p) * e->O + o] = e->scale[o] * (float)d + e->bias[o];    \
+                    e->out[(opix + p) * e->O + o] = fmaf(e->scale[o], (float)d, e->bias[o]); \
             }                                                                               \
         }                                                                                   \
     }
@@ -237,49 +234,73 @@ int bnn_vector_tiles(void) { return BNN_VECTOR_TILES; }
 /* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, K]) with packed
  * weights. out (float32 [N, Ho, Wo, O]) = scale[o] * dot + bias[o], or, when out_int is
  * given, out_int (int32 [N, Ho, Wo, O]) = dot, where dot excludes the border through
- * corr. Returns 0, or -1 for a kernel with too many taps. */
+ * corr. Returns 0, -2 when memory runs out, -3 when C * kh * kw >= 2^24. */
 int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
              const uint64_t *wk, int32_t O, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
-             int32_t dh, int32_t dw, int32_t Ho, int32_t Wo, const int32_t *corr,
+             int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo,
+             const int32_t *corr,
              const float *scale, const float *bias, float *out, int32_t *out_int,
              int32_t threads) {
     const int32_t K = (C + 63) / 64;
     const int64_t Opad = ((int64_t)O + 7) / 8 * 8;
-    const int32_t T = kh * kw;
-    if (T > BNN_MAX_TAPS) return -1;
-    int64_t toff[BNN_MAX_TAPS];
+    const int32_t T = kh * kw, TK = kh * kw * K;
+    /* one flat list of (tap, word) pairs: input word offset and weight row offset */
+    int64_t *aoff = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(TK > 0 ? TK : 1));
+    if (!aoff) return -2;
+    int64_t *woff = aoff + TK;
     for (int32_t ky = 0; ky < kh; ky++)
         for (int32_t kx = 0; kx < kw; kx++)
-            toff[ky * kw + kx] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * K;
+            for (int32_t k = 0; k < K; k++) {
+                const int32_t t = ky * kw + kx;
+                aoff[t * K + k] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * K + k;
+                woff[t * K + k] = ((int64_t)t * K + k) * Opad;
+            }
+    if ((int64_t)T * C >= ((int64_t)1 << 24)) {
+        free(aoff);
+        return -3; /* dot products would not be exact in float32 */
+    }
     const bnn_epilogue_t e = {(int64_t)T * C, O, corr, out, out_int, scale, bias};
+    const int32_t H = Hp - 2 * ph, W = Wp - 2 * pw;
+    /* output columns [x_lo, x_hi) and rows [y_lo, y_hi) see no padding */
+    int32_t x_lo = 0, x_hi = Wo, y_lo = 0, y_hi = Ho;
+    while (x_lo < Wo && x_lo * sw - pw < 0) x_lo++;
+    while (x_hi > x_lo && (x_hi - 1) * sw - pw + (kw - 1) * dw >= W) x_hi--;
+    while (y_lo < Ho && y_lo * sh - ph < 0) y_lo++;
+    while (y_hi > y_lo && (y_hi - 1) * sh - ph + (kh - 1) * dh >= H) y_hi--;
     const int64_t pstep = (int64_t)sw * K;
     (void)threads; /* used by OpenMP only */
 #pragma omp parallel for collapse(2) if (threads > 1) num_threads(threads) schedule(static)
     for (int32_t n = 0; n < N; n++) {
         for (int32_t oy = 0; oy < Ho; oy++) {
             const uint64_t *arow = bits + ((int64_t)n * Hp + (int64_t)oy * sh) * Wp * K;
+            const int row_inside = oy >= y_lo && oy < y_hi;
             int32_t ox = 0;
             while (ox < Wo) {
                 const uint64_t *a0 = arow + (int64_t)ox * sw * K;
                 const int64_t cpix = (int64_t)oy * Wo + ox;
                 const int64_t opix = (int64_t)n * Ho * Wo + cpix;
+                const int tile = ox + BNN_TILE_PX <= Wo;
+                const int32_t last = ox + (tile ? BNN_TILE_PX : 1) - 1;
+                const int inside = row_inside && ox >= x_lo && last < x_hi;
+                const int32_t *c = inside ? NULL : corr;
                 int64_t ob = 0;
-                if (ox + BNN_TILE_PX <= Wo) {
+                if (tile) {
                     for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_4_32(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                        bnn_tile_4_32(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
                     for (; ob < Opad; ob += 8)
-                        bnn_tile_4_8(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                        bnn_tile_4_8(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
                     ox += BNN_TILE_PX;
                 } else {
                     for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_1_32(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                        bnn_tile_1_32(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
                     for (; ob < Opad; ob += 8)
-                        bnn_tile_1_8(a0, toff, pstep, T, K, wk, Opad, ob, &e, opix, cpix);
+                        bnn_tile_1_8(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
                     ox += 1;
                 }
             }
         }
     }
+    free(aoff);
     return 0;
 }
 
@@ -288,7 +309,9 @@ typedef struct {
     int32_t N, H, W, C, O;
     int32_t kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
     int32_t shift, threads;
-    const float *mul, *thr, *scale, *bias;
+    const float *thr;      /* [C] */
+    const uint64_t *flip;  /* [K] */
+    const float *scale, *bias;
     const uint64_t *weights;
     const int32_t *corr;  /* [Ho, Wo, O] or NULL */
     uint64_t *scratch;    /* [N, H + 2 ph, W + 2 pw, K] */
@@ -297,9 +320,10 @@ typedef struct {
 /* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into the scratch,
  * then convolve into out (float32 [N, Ho, Wo, O]) or out_int (int32 dot products). */
 int bnn_layer(const bnn_layer_t *L, const float *x, float *out, int32_t *out_int) {
-    bnn_pack(x, L->N, L->H, L->W, L->C, L->mul, L->thr, L->ph, L->pw, L->shift, L->scratch,
+    bnn_pack(x, L->N, L->H, L->W, L->C, L->thr, L->flip, L->ph, L->pw, L->shift, L->scratch,
              L->threads);
     return bnn_conv(L->scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->weights,
-                    L->O, L->kh, L->kw, L->sh, L->sw, L->dh, L->dw, L->Ho, L->Wo, L->corr,
+                    L->O, L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, L->Ho, L->Wo,
+                    L->corr,
                     L->scale, L->bias, out, out_int, L->threads);
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -43,6 +44,18 @@ class ConvGeometry:
         return sizes[0], sizes[1]
 
 
+def comparison_form(mul: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
+    """``mul * x >= thr`` as ``(x >= thr_ge) XOR flip``: one compare per channel, no multiply.
+
+    For ``mul = -1``: ``-x >= thr`` is ``x <= -thr``, i.e. NOT ``x >= nextafter(-thr, +inf)``
+    for every float32 x. ``flip`` is packed into int64 words like the activations.
+    """
+    negative = (mul < 0).numpy()
+    values = thr.float().numpy().copy()
+    values[negative] = np.nextafter(-values[negative], np.float32(np.inf))
+    return torch.from_numpy(values).contiguous(), pack_last(torch.from_numpy(negative))
+
+
 @dataclass(eq=False)
 class PackedParams:
     """One packed conv's operands in the kernels' layouts, plus per-input-size caches.
@@ -61,6 +74,11 @@ class PackedParams:
     bias: Tensor
     shift: bool = False
     cache: dict[Any, Any] = field(default_factory=dict)
+    thr_ge: Tensor = field(init=False)
+    flip: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thr_ge, self.flip = comparison_form(self.mul, self.thr)
 
     def correction(self, height: int, width: int) -> Tensor | None:
         """What a +1 border adds to each output: int32 [Ho, Wo, O] (None: no padding).
@@ -84,7 +102,8 @@ class PackedParams:
 
 
 class Backend(Protocol):
-    """Runs a packed conv: float NHWC in, NHWC out (float32 affine, or int32 dot)."""
+    """Runs a packed conv: float NCHW in (any memory layout), NCHW out in channels_last
+    memory (float32 ``scale * dot + bias``, or the int32 dot products)."""
 
     native: bool
     threads: int
@@ -106,39 +125,44 @@ class NativeBackend:
     def describe(self) -> str:
         return f"{self.library.describe()}, {self.threads} thread(s)"
 
-    def _layer(self, p: PackedParams, n: int, h: int, w: int) -> tuple[Any, tuple[int, int]]:
+    def _layer(self, p: PackedParams, n: int, h: int, w: int) -> tuple[Any, int, int]:
         """The C struct of this layer and input size (built once; it keeps its tensors)."""
-        key = ("native", n, h, w, self.threads)
-        if key not in p.cache:
-            g = p.geometry
-            ho, wo = g.output_size(h, w)
-            (ph, pw), k = g.padding, words_for(g.in_channels)
-            scratch = torch.empty((n, h + 2 * ph, w + 2 * pw, k), dtype=torch.int64)
-            corr = p.correction(h, w)
-            keep = (scratch, corr, p.weights, p.mul, p.thr, p.scale, p.bias)
-            struct = LayerStruct(
-                n, h, w, g.in_channels, g.out_channels, *g.kernel, *g.stride, ph, pw,
-                *g.dilation, ho, wo, int(p.shift), self.threads,
-                p.mul.data_ptr(), p.thr.data_ptr(), p.scale.data_ptr(), p.bias.data_ptr(),
-                p.weights.data_ptr(), None if corr is None else corr.data_ptr(),
-                scratch.data_ptr(),
-            )  # fmt: skip
-            p.cache[key] = (ctypes.byref(struct), (ho, wo), struct, keep)
-        ref, shape, _, _ = p.cache[key]
-        return ref, shape
+        g = p.geometry
+        ho, wo = g.output_size(h, w)
+        (ph, pw), k = g.padding, words_for(g.in_channels)
+        scratch = torch.empty((n, h + 2 * ph, w + 2 * pw, k), dtype=torch.int64)
+        corr = p.correction(h, w)
+        struct = LayerStruct(
+            n, h, w, g.in_channels, g.out_channels, *g.kernel, *g.stride, ph, pw,
+            *g.dilation, ho, wo, int(p.shift), self.threads,
+            p.thr_ge.data_ptr(), p.flip.data_ptr(), p.scale.data_ptr(), p.bias.data_ptr(),
+            p.weights.data_ptr(), None if corr is None else corr.data_ptr(),
+            scratch.data_ptr(),
+        )  # fmt: skip
+        keep = (struct, scratch, corr, p.weights, p.thr_ge, p.flip, p.scale, p.bias)
+        entry = (ctypes.byref(struct), ho, wo, keep)
+        p.cache[("native", n, h, w, self.threads)] = entry
+        return entry[:3]
 
     def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor:
-        x = x.contiguous()
-        n, h, w, _ = x.shape
-        ref, (ho, wo) = self._layer(params, n, h, w)
-        dtype = torch.int32 if integer else torch.float32
-        out = torch.empty((n, ho, wo, params.geometry.out_channels), dtype=dtype)
+        if x.dtype != torch.float32:
+            x = x.float()
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)  # NHWC memory
+        n, _, h, w = x.shape
+        entry = params.cache.get(("native", n, h, w, self.threads))
+        ref, ho, wo = entry[:3] if entry is not None else self._layer(params, n, h, w)
+        out = torch.empty(
+            (n, params.geometry.out_channels, ho, wo),
+            dtype=torch.int32 if integer else torch.float32,
+            memory_format=torch.channels_last,
+        )
         ptr = out.data_ptr()
         status = self.library.lib.bnn_layer(
             ref, x.data_ptr(), None if integer else ptr, ptr if integer else None
         )
         if status != 0:
-            raise MemoryError(f"bnn_layer failed with status {status}")
+            raise RuntimeError(f"bnn_layer failed with status {status} (see bitconv.c)")
         return out
 
 
@@ -159,27 +183,29 @@ class TorchBackend:
         """float32 NHWC -> int64 words [N, H + 2ph, W + 2pw, K] with a +1 border."""
         n, h, w, c = x.shape
         (ph, pw), s = p.geometry.padding, int(p.shift)
-        words = pack_last(x.float() * p.mul >= p.thr)
+        words = pack_last(x.float() >= p.thr_ge) ^ p.flip
         out = ones_words(c).expand(n, h + 2 * ph, w + 2 * pw, -1).clone()
         out[:, ph : ph + h - s, pw : pw + w - s] = words[:, s:, s:]
         return out
 
     def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor:
         g = params.geometry
-        bits = self.pack(params, x)
+        bits = self.pack(params, x.float().permute(0, 2, 3, 1))
         signs = unpack_last(bits, g.in_channels).permute(0, 3, 1, 2)
         pm1 = signs.to(torch.float32) * 2 - 1
         wbits = params.weights[:, :, : g.out_channels].permute(0, 2, 1)
         w = unpack_last(wbits, g.in_channels).to(torch.float32) * 2 - 1
         w = w.reshape(*g.kernel, g.out_channels, g.in_channels).permute(2, 3, 0, 1)
-        dot = F.conv2d(pm1, w, stride=g.stride, dilation=g.dilation)
-        dot = dot.round().to(torch.int32).permute(0, 2, 3, 1)
-        corr = params.correction(x.shape[1], x.shape[2])
+        dot = F.conv2d(pm1, w, stride=g.stride, dilation=g.dilation).round()
+        corr = params.correction(x.shape[2], x.shape[3])
         if corr is not None:
-            dot = dot - corr
+            dot = dot - corr.permute(2, 0, 1).to(dot.dtype)
         if integer:
-            return dot.contiguous()
-        return (params.scale * dot.to(torch.float32) + params.bias).contiguous()
+            out = dot.to(torch.int32)
+        else:
+            scale = params.scale.view(1, -1, 1, 1)
+            out = torch.addcmul(params.bias.view(1, -1, 1, 1), scale, dot)
+        return out.contiguous(memory_format=torch.channels_last)
 
 
 def _check_threads(threads: int) -> int:

@@ -90,8 +90,7 @@ class PackedConv2d(nn.Module):
     def _run(self, x: Tensor, integer: bool) -> Tensor:
         params = self._params if self._params is not None else self.prepare()
         backend = self.backend or default_backend()
-        out = backend.run(params, x.float().permute(0, 2, 3, 1), integer=integer)
-        return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
+        return backend.run(params, x, integer=integer)  # NCHW, channels_last memory
 
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, integer=False)

@@ -35,12 +35,25 @@ def parameter_groups(model: nn.Module, weight_decay: float, decay_binary_and_bn:
     return groups
 
 
-def build_optimizer(model: nn.Module, settings: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the usual choice for binary nets) or SGD with Nesterov momentum."""
+def build_optimizer(
+    model: nn.Module, settings: TrainConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
+    """Adam (the usual choice for binary nets) or SGD with Nesterov momentum.
+
+    ``capturable``: the learning rate is a device tensor and the update has no host sync,
+    so the whole step can be captured in a CUDA graph.
+    """
     groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
+    lr: float | torch.Tensor = settings.lr
+    if capturable:
+        device = next(model.parameters()).device
+        for group in groups:  # one lr tensor per group: the schedule updates it in place
+            group["lr"] = torch.tensor(settings.lr, device=device)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=settings.lr)
-    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=True)
+        if capturable:
+            return torch.optim.Adam(groups, lr=lr, capturable=True, foreach=True)
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -52,10 +65,43 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, settings: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step cosine schedule with warm-up (stepped once per optimiser step)."""
-    total = settings.epochs * steps_per_epoch
-    warmup = round(settings.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup))
+class CosineSchedule:
+    """Per-step linear warm-up then cosine decay of every group's learning rate.
+
+    Works for float learning rates and for the device tensors of a capturable optimiser,
+    which are updated in place (a captured CUDA graph reads them at replay).
+    """
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, settings: TrainConfig, steps_per_epoch: int
+    ) -> None:
+        self.optimizer = optimizer
+        self.base_lr = settings.lr
+        self.total = settings.epochs * steps_per_epoch
+        self.warmup = round(settings.warmup_epochs * steps_per_epoch)
+        self.step_count = 0
+        self._apply()
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the current step."""
+        return self.base_lr * lr_factor(self.step_count, self.total, self.warmup)
+
+    def _apply(self) -> None:
+        value = self.lr
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(value)
+            else:
+                group["lr"] = value
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step_count = int(state["step_count"])
+        self._apply()

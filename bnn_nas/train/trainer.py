@@ -25,7 +25,8 @@ from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
 from bnn_nas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from bnn_nas.train.optim import build_optimizer, build_scheduler
+from bnn_nas.train.optim import CosineSchedule, build_optimizer
+from bnn_nas.train.step import graph_capturable, make_step
 
 
 class TrainingDivergedError(RuntimeError):
@@ -158,8 +159,14 @@ def fit(
             eval_set, settings.eval_batch_size, device, augment=False, shuffle=False,
             seed=seed, stats=stats, channels_last=channels_last,
         )  # fmt: skip
-    optimizer = build_optimizer(model, settings)
-    scheduler = build_scheduler(optimizer, settings, len(train_loader))
+    # CUDA graphs replay fixed values: a drop-path rate that ramps per epoch rules them out
+    use_graph = (
+        settings.cuda_graph
+        and settings.drop_path == 0
+        and graph_capturable(model, device, settings.compile)
+    )
+    optimizer = build_optimizer(model, settings, capturable=use_graph)
+    scheduler = CosineSchedule(optimizer, settings, len(train_loader))
     history: list[EpochMetrics] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
@@ -170,37 +177,36 @@ def fit(
         set_rng_state(state["rng"])
         history = [EpochMetrics(**m) for m in state["metrics"]]
         start = state["epoch"] + 1
-    step_model = torch.compile(model) if settings.compile else model
+    forward = torch.compile(model) if settings.compile else model
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    epochs = range(start, settings.epochs)
+    step = None
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=settings.epochs, initial=start, unit="epoch", dynamic_ncols=True)
-    for epoch in epochs:
+    for epoch in range(start, settings.epochs):
         if hasattr(model, "drop_path_prob"):
             model.drop_path_prob = settings.drop_path * epoch / settings.epochs
         model.train()
         tic = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        lr = optimizer.param_groups[0]["lr"]
+        lr = scheduler.lr
         for x, y in train_loader.epoch(epoch):
-            with _autocast(device, settings.bf16):
-                logits = step_model(x)
-                loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
+            if step is None:
+                step = make_step(
+                    model, forward, optimizer, criterion, bf16=settings.bf16,
+                    grad_clip=settings.grad_clip, device=device, cuda_graph=use_graph,
+                    first_batch=(x, y),
+                )  # fmt: skip
+            step(x, y)
             scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(dim=1) == y).sum()
             seen += len(y)
+        assert step is not None
+        loss_sum, correct = step.loss_sum, step.correct
         train_loss = float(loss_sum) / seen  # one sync per epoch
+        train_acc = float(correct) / seen
+        step.reset()
         if not math.isfinite(train_loss):
             raise TrainingDivergedError(f"training loss became {train_loss} in epoch {epoch}")
         if cuda:
@@ -214,7 +220,7 @@ def fit(
             epoch=epoch,
             lr=lr,
             train_loss=train_loss,
-            train_acc=float(correct) / seen,
+            train_acc=train_acc,
             eval_loss=eval_loss,
             eval_acc=eval_acc,
             seconds=seconds,

@@ -1,0 +1,159 @@
+"""The training step, eager or captured whole in one CUDA graph.
+
+A small candidate's step is bound by kernel launches, not by the GPU (docs/benchmarks.md):
+replaying forward, backward and the optimiser update as one CUDA graph removes hundreds
+of launches per step. Both variants accumulate the epoch's loss and correct predictions
+on the device, so an epoch costs one host sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from bnn_nas.binary.quantizers import StochasticSign
+
+
+class EagerStep:
+    """forward + backward + update, op by op."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        forward: Callable[[Tensor], Tensor],
+        optimizer: torch.optim.Optimizer,
+        criterion: nn.Module,
+        *,
+        bf16: bool,
+        grad_clip: float | None,
+        device: torch.device,
+    ) -> None:
+        self.model, self.forward, self.optimizer, self.criterion = (
+            model,
+            forward,
+            optimizer,
+            criterion,
+        )
+        self.bf16, self.grad_clip, self.device = bf16, grad_clip, device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16 and self.device.type == "cuda":
+            # no weight-cast cache: a captured graph must recompute the casts each replay
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+        return contextlib.nullcontext()
+
+    def _step(self, x: Tensor, y: Tensor) -> None:
+        with self._autocast():
+            logits = self.forward(x)
+            loss = self.criterion(logits.float(), y)
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * y.shape[0]
+        self.correct += (logits.detach().argmax(dim=1) == y).sum()
+
+    def __call__(self, x: Tensor, y: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._step(x, y)
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.correct.zero_()
+
+
+def graph_capturable(model: nn.Module, device: torch.device, compiled: bool) -> bool:
+    """CUDA graphs need CUDA, no torch.compile on top, and no private RNG generators."""
+    if device.type != "cuda" or compiled:
+        return False
+    return not any(isinstance(m, StochasticSign) and m.seed is not None for m in model.modules())
+
+
+class _Snapshot:
+    """Weights, buffers, optimiser state and CUDA RNG, to undo warm-up steps in place."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device) -> None:
+        self.model, self.optimizer, self.device = model, optimizer, device
+        self.model_state = {k: v.clone() for k, v in model.state_dict().items()}
+        self.optimizer_state = {
+            id(p): {k: v.clone() if isinstance(v, Tensor) else v for k, v in state.items()}
+            for p, state in optimizer.state.items()
+        }
+        self.rng = torch.cuda.get_rng_state(device)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for key, value in self.model.state_dict().items():
+            value.copy_(self.model_state[key])
+        for p, state in self.optimizer.state.items():
+            saved = self.optimizer_state.get(id(p), {})
+            for key, value in state.items():
+                if isinstance(value, Tensor):
+                    if key in saved:
+                        value.copy_(saved[key])
+                    else:
+                        value.zero_()  # a fresh optimiser: as if never stepped
+        torch.cuda.set_rng_state(self.rng, self.device)
+
+
+class GraphedStep(EagerStep):
+    """The same step captured once and replayed: static input buffers, no host syncs.
+
+    Capture needs a few warm-up steps; they are undone (weights, BN statistics, optimiser
+    state and RNG restored in place) so training is the same as without the graph.
+    """
+
+    def __init__(self, *args, x_like: Tensor, y_like: Tensor, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.static_x = x_like.clone()
+        self.static_y = y_like.clone()
+        snapshot = _Snapshot(self.model, self.optimizer, self.device)
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    super().__call__(self.static_x, self.static_y)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                self._step(self.static_x, self.static_y)
+        finally:
+            snapshot.restore()
+            self.reset()
+        self.graph = graph
+
+    def __call__(self, x: Tensor, y: Tensor) -> None:
+        self.static_x.copy_(x, non_blocking=True)
+        self.static_y.copy_(y, non_blocking=True)
+        self.graph.replay()
+
+
+def make_step(
+    model: nn.Module,
+    forward: Callable[[Tensor], Tensor],
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    *,
+    bf16: bool,
+    grad_clip: float | None,
+    device: torch.device,
+    cuda_graph: bool,
+    first_batch: tuple[Tensor, Tensor],
+) -> EagerStep:
+    """A graphed step when asked for and possible, else eager (with a warning if it failed)."""
+    common = {"bf16": bf16, "grad_clip": grad_clip, "device": device}
+    if cuda_graph:
+        try:
+            x, y = first_batch
+            return GraphedStep(model, forward, optimizer, criterion, x_like=x, y_like=y, **common)
+        except RuntimeError as err:  # an op that cannot be captured: train eagerly
+            warnings.warn(f"CUDA graph capture failed ({err}); training eagerly", stacklevel=2)
+    return EagerStep(model, forward, optimizer, criterion, **common)

@@ -1,0 +1,48 @@
+"""GPU-only checks (run on the device machine; CI has no GPU, so they are skipped there)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from bnn_nas.config import TrainConfig
+from bnn_nas.data import load_cifar10_sample
+from bnn_nas.space.network import CellNetwork
+from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train import fit
+from bnn_nas.train import step as step_module
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _train(cuda_graph: bool, monkeypatch) -> tuple[list, list[str]]:
+    made: list[str] = []
+    original = step_module.make_step
+
+    def spy(*args, **kwargs):
+        step = original(*args, **kwargs)
+        made.append(type(step).__name__)
+        return step
+
+    monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    data = load_cifar10_sample()
+    space = load_search_space("tiny")
+    torch.manual_seed(0)
+    net = CellNetwork(space.random_sample(random.Random(0)), space, 10)
+    settings = TrainConfig(epochs=3, batch_size=100, lr=0.005, cuda_graph=cuda_graph)
+    history = fit(net, data.train, settings, device=torch.device("cuda"), seed=0,
+                  stats=data.train.channel_stats(), eval_set=data.test, eval_every=1)  # fmt: skip
+    return history, made
+
+
+def test_cuda_graph_step_trains_like_the_eager_step(monkeypatch):
+    graphed, kinds = _train(True, monkeypatch)
+    eager, eager_kinds = _train(False, monkeypatch)
+    assert kinds == ["GraphedStep"] and eager_kinds == ["EagerStep"]
+    for g, e in zip(graphed, eager, strict=True):
+        # same data, weights, RNG: only cuDNN/bf16 nondeterminism separates them
+        assert g.train_loss == pytest.approx(e.train_loss, rel=0.02)
+        assert g.eval_acc == pytest.approx(e.eval_acc, abs=0.03)
+    assert graphed[-1].train_loss < graphed[0].train_loss
