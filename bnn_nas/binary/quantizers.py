@@ -35,15 +35,25 @@ of a binary network, used to measure what binarization costs in speed.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 from bnn_nas.errors import PrimitiveError
 
 
+@functools.lru_cache(maxsize=64)
+def _plus_minus_one(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    # 0-dim operands give torch.where the result dtype of x: with Python floats it would
+    # write float32 and need a second kernel to cast back (e.g. to bf16 under autocast)
+    return torch.ones((), dtype=dtype, device=device), -torch.ones((), dtype=dtype, device=device)
+
+
 def binary_sign(x: Tensor) -> Tensor:
-    """sign with sign(0) = +1, as one fused elementwise op in x's dtype."""
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    """sign with sign(0) = +1 (and sign(-0.0) = +1), written directly in x's dtype."""
+    plus, minus = _plus_minus_one(x.dtype, x.device)
+    return torch.where(x >= 0, plus, minus)
 
 
 class _SignSTE(torch.autograd.Function):
@@ -85,7 +95,8 @@ class _SignStochastic(torch.autograd.Function):
     def forward(ctx, x: Tensor, uniform: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x.abs() <= 1)
         # P(+1) = clip((x + 1) / 2, 0, 1)  <=>  +1 iff u < (x + 1) / 2, u ~ U[0, 1)
-        return torch.where(uniform * 2 - 1 < x, 1.0, -1.0).to(x.dtype)
+        plus, minus = _plus_minus_one(x.dtype, x.device)
+        return torch.where(uniform * 2 - 1 < x, plus, minus)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]

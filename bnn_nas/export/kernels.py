@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bnn_nas.errors import BnnNasError
-from bnn_nas.export.bits import ones_words, pack_last, unpack_last, words_for
+from bnn_nas.export.bits import pack_last, unpack_last, words_for
 from bnn_nas.export.native import LayerStruct, NativeBuildError, NativeLibrary, load_library
 
 
@@ -167,7 +167,8 @@ class NativeBackend:
 
 
 class TorchBackend:
-    """Portable fallback: unpack to +-1 floats and convolve (exact, not fast)."""
+    """Portable fallback: the same thresholds, +1 border, correction and affine, with the
+    packed weights unpacked once to +-1 floats and a float conv (exact, not fast)."""
 
     native = False
 
@@ -179,23 +180,27 @@ class TorchBackend:
         return f"portable torch fallback, not bit-packed at run time ({self.reason})"
 
     @staticmethod
-    def pack(p: PackedParams, x: Tensor) -> Tensor:
-        """float32 NHWC -> int64 words [N, H + 2ph, W + 2pw, K] with a +1 border."""
-        n, h, w, c = x.shape
-        (ph, pw), s = p.geometry.padding, int(p.shift)
-        words = pack_last(x.float() >= p.thr_ge) ^ p.flip
-        out = ones_words(c).expand(n, h + 2 * ph, w + 2 * pw, -1).clone()
-        out[:, ph : ph + h - s, pw : pw + w - s] = words[:, s:, s:]
-        return out
+    def _operands(p: PackedParams) -> tuple[Tensor, Tensor]:
+        """The +-1 float weights [O, C, kh, kw] and the flip flags [C], unpacked once."""
+        if "torch" not in p.cache:
+            g = p.geometry
+            wbits = p.weights[:, :, : g.out_channels].permute(0, 2, 1)
+            w = unpack_last(wbits, g.in_channels).to(torch.float32) * 2 - 1
+            w = w.reshape(*g.kernel, g.out_channels, g.in_channels).permute(2, 3, 0, 1)
+            flip = unpack_last(p.flip, g.in_channels).view(1, -1, 1, 1)
+            p.cache["torch"] = (w.contiguous(), flip)
+        return p.cache["torch"]
 
     def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor:
         g = params.geometry
-        bits = self.pack(params, x.float().permute(0, 2, 3, 1))
-        signs = unpack_last(bits, g.in_channels).permute(0, 3, 1, 2)
-        pm1 = signs.to(torch.float32) * 2 - 1
-        wbits = params.weights[:, :, : g.out_channels].permute(0, 2, 1)
-        w = unpack_last(wbits, g.in_channels).to(torch.float32) * 2 - 1
-        w = w.reshape(*g.kernel, g.out_channels, g.in_channels).permute(2, 3, 0, 1)
+        w, flip = self._operands(params)
+        bits = (x.float() >= params.thr_ge.view(1, -1, 1, 1)) ^ flip
+        if params.shift:  # the offset grid: up-left by one pixel, +1 moved in
+            shifted = torch.ones_like(bits)
+            shifted[:, :, :-1, :-1] = bits[:, :, 1:, 1:]
+            bits = shifted
+        ph, pw = g.padding
+        pm1 = F.pad(bits.to(torch.float32) * 2 - 1, (pw, pw, ph, ph), value=1.0)
         dot = F.conv2d(pm1, w, stride=g.stride, dilation=g.dilation).round()
         corr = params.correction(x.shape[2], x.shape[3])
         if corr is not None:
