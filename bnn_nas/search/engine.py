@@ -29,8 +29,9 @@ from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace, load_search_space
 from bnn_nas.train.trainer import resolve_device
 
-# settings that may change between an interrupted search and its resumption
-RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir")
+# settings that may change between an interrupted search and its resumption: they do not
+# shape the trials (final training and baselines are not part of the search)
+RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir", "final", "model")
 
 
 @dataclass(frozen=True)

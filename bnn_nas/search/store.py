@@ -8,6 +8,7 @@ share one interface: :class:`SQLiteStore` (a WAL-mode file in the run directory)
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -19,6 +20,9 @@ from typing import Any
 from bnn_nas.errors import CheckpointError
 from bnn_nas.search.trials import Proposal, TrialRecord, TrialResult, TrialStatus
 from bnn_nas.space.genotype import parse_genotype
+
+# Genotypes are immutable: parse each stored text once, however often trials are listed
+_parse = functools.lru_cache(maxsize=65536)(parse_genotype)
 
 SCHEMA_VERSION = 1
 STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
@@ -198,7 +202,7 @@ class SQLiteStore(TrialStore):
         return [
             TrialRecord(
                 id=row[0],
-                genotype=parse_genotype(row[1]),
+                genotype=_parse(row[1]),
                 status=TrialStatus(row[2]),
                 origin=json.loads(row[3]),
                 attempts=row[4],
