@@ -415,5 +415,15 @@ def plot_command(run_dir: str, output: str | None) -> None:
     click.echo(f"wrote {plot_search(records, target, title=str(run_dir))}")
 
 
+def _register_export_commands() -> None:
+    from bnn_nas.export.commands import export_command, infer_command
+
+    main.add_command(export_command)
+    main.add_command(infer_command)
+
+
+_register_export_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -12,7 +12,8 @@ from bnn_nas.export.exporter import ExportSummary, export_network, export_run
 from bnn_nas.export.fileformat import FORMAT_VERSION, read_bnn, write_bnn
 from bnn_nas.export.kernels import ConvGeometry, NativeBackend, TorchBackend, select_backend
 from bnn_nas.export.loader import PackedNetwork, load_packed
-from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce, set_backend
+from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce, PackedUnit, set_backend
+from bnn_nas.export.reference import exact_reference
 
 __all__ = [
     "FORMAT_VERSION",
@@ -26,7 +27,9 @@ __all__ = [
     "PackedFactorizedReduce",
     "PackedLayer",
     "PackedNetwork",
+    "PackedUnit",
     "TorchBackend",
+    "exact_reference",
     "export_network",
     "export_run",
     "load_packed",

@@ -32,7 +32,7 @@
 #include <immintrin.h>
 #endif
 
-#define BNN_ABI_VERSION 6
+#define BNN_ABI_VERSION 8
 #define BNN_TILE_PX 4
 
 int bnn_abi_version(void) { return BNN_ABI_VERSION; }
@@ -137,6 +137,7 @@ typedef struct {
     float *out;
     int32_t *out_int; /* non-NULL: write the integer dot products instead */
     const float *scale, *bias;
+    const float *residual; /* non-NULL: added to out (same layout), the unit's shortcut */
 } bnn_epilogue_t;
 
 #if defined(__AVX512F__) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512VL__) && \
@@ -186,9 +187,13 @@ typedef struct {
                 if (e->out_int)                                                             \
                     _mm256_mask_storeu_epi32(e->out_int + (opix + p) * e->O + o0, m,        \
                                              _mm256_cvtps_epi32(d));                        \
-                else                                                                        \
-                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m,               \
-                                          _mm256_fmadd_ps(scale, d, bias));                 \
+                else {                                                                      \
+                    __m256 y = _mm256_fmadd_ps(scale, d, bias);                             \
+                    if (e->residual)                                                        \
+                        y = _mm256_add_ps(y, _mm256_maskz_loadu_ps(                         \
+                                                 m, e->residual + (opix + p) * e->O + o0)); \
+                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m, y);           \
+                }                                                                           \
             }                                                                               \
         }                                                                                   \
     }
@@ -218,7 +223,9 @@ typedef struct {
                 if (e->out_int)                                                             \
                     e->out_int[(opix + p) * e->O + o] = (int32_t)d;                         \
                 else                                                                        \
-                    e->out[(opix + p) * e->O + o] = fmaf(e->scale[o], (float)d, e->bias[o]); \
+                    e->out[(opix + p) * e->O + o] =                                         \
+                        fmaf(e->scale[o], (float)d, e->bias[o]) +                           \
+                        (e->residual ? e->residual[(opix + p) * e->O + o] : 0.0f);          \
             }                                                                               \
         }                                                                                   \
     }
@@ -232,15 +239,15 @@ BNN_TILE(1, 8)
 int bnn_vector_tiles(void) { return BNN_VECTOR_TILES; }
 
 /* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, K]) with packed
- * weights. out (float32 [N, Ho, Wo, O]) = scale[o] * dot + bias[o], or, when out_int is
- * given, out_int (int32 [N, Ho, Wo, O]) = dot, where dot excludes the border through
+ * weights. out (float32 [N, Ho, Wo, O]) = scale[o] * dot + bias[o] (+ residual), or, when
+ * out_int is given, out_int (int32 [N, Ho, Wo, O]) = dot, where dot excludes the border via
  * corr. Returns 0, -2 when memory runs out, -3 when C * kh * kw >= 2^24. */
 int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
              const uint64_t *wk, int32_t O, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
              int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo,
              const int32_t *corr,
-             const float *scale, const float *bias, float *out, int32_t *out_int,
-             int32_t threads) {
+             const float *scale, const float *bias, const float *residual, float *out,
+             int32_t *out_int, int32_t threads) {
     const int32_t K = (C + 63) / 64;
     const int64_t Opad = ((int64_t)O + 7) / 8 * 8;
     const int32_t T = kh * kw, TK = kh * kw * K;
@@ -259,7 +266,7 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
         free(aoff);
         return -3; /* dot products would not be exact in float32 */
     }
-    const bnn_epilogue_t e = {(int64_t)T * C, O, corr, out, out_int, scale, bias};
+    const bnn_epilogue_t e = {(int64_t)T * C, O, corr, out, out_int, scale, bias, residual};
     const int32_t H = Hp - 2 * ph, W = Wp - 2 * pw;
     /* output columns [x_lo, x_hi) and rows [y_lo, y_hi) see no padding */
     int32_t x_lo = 0, x_hi = Wo, y_lo = 0, y_hi = Ho;
@@ -304,26 +311,27 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
     return 0;
 }
 
-/* Everything one packed layer needs for one input size, set up once by the caller. */
+/* Everything one packed layer needs for one input size, set up once by the caller and
+ * only read here, so several threads may run the same layer at once. */
 typedef struct {
     int32_t N, H, W, C, O;
     int32_t kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
     int32_t shift, threads;
-    const float *thr;      /* [C] */
-    const uint64_t *flip;  /* [K] */
+    const float *thr;     /* [C] */
+    const uint64_t *flip; /* [K] */
     const float *scale, *bias;
     const uint64_t *weights;
-    const int32_t *corr;  /* [Ho, Wo, O] or NULL */
-    uint64_t *scratch;    /* [N, H + 2 ph, W + 2 pw, K] */
+    const int32_t *corr; /* [Ho, Wo, O] or NULL */
 } bnn_layer_t;
 
-/* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into the scratch,
- * then convolve into out (float32 [N, Ho, Wo, O]) or out_int (int32 dot products). */
-int bnn_layer(const bnn_layer_t *L, const float *x, float *out, int32_t *out_int) {
-    bnn_pack(x, L->N, L->H, L->W, L->C, L->thr, L->flip, L->ph, L->pw, L->shift, L->scratch,
+/* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into scratch
+ * (uint64 [N, H + 2 ph, W + 2 pw, K]), then convolve into out (float32 [N, Ho, Wo, O],
+ * plus residual when given) or out_int (int32 dot products). Returns bnn_conv's status. */
+int bnn_layer(const bnn_layer_t *L, const float *x, uint64_t *scratch, const float *residual,
+              float *out, int32_t *out_int) {
+    bnn_pack(x, L->N, L->H, L->W, L->C, L->thr, L->flip, L->ph, L->pw, L->shift, scratch,
              L->threads);
-    return bnn_conv(L->scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->weights,
-                    L->O, L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, L->Ho, L->Wo,
-                    L->corr,
-                    L->scale, L->bias, out, out_int, L->threads);
+    return bnn_conv(scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->weights, L->O,
+                    L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, L->Ho, L->Wo,
+                    L->corr, L->scale, L->bias, residual, out, out_int, L->threads);
 }

@@ -132,7 +132,6 @@ def infer_command(
     if (images is None) == (dataset is None):
         raise DataError("give either --images DIR or --dataset NAME")
     _load_plugins(plugins)
-    torch.set_num_threads(threads)
     network = load_packed(Path(model), native=not portable, threads=threads)
     click.echo(f"engine: {network.backend.describe()}", err=True)
     if images is not None:
@@ -143,7 +142,12 @@ def infer_command(
     if limit is not None:
         labels = None if data.labels is None else data.labels[:limit]
         data = replace(data, images=data.images[:limit], labels=labels, names=data.names[:limit])
-    result = run_inference(network, data, batch_size)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the float parts (stem, classifier, ...) too
+    try:
+        result = run_inference(network, data, batch_size)
+    finally:
+        torch.set_num_threads(previous)
     classes = network.input.classes
     if output:
         rows = (

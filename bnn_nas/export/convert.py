@@ -8,7 +8,8 @@ layers goes into the file so that a loader whose builders disagree fails loudly.
 Patterns, in order:
   1. ``BinaryUnit`` with ``bn_conv``: its BN becomes the threshold of the conv's sign;
      with ``conv_bn``: its BN becomes the conv's output affine. A factorized reduce
-     inside gets both halves folded (the BN split by channels in ``conv_bn``).
+     inside gets both halves folded (the BN split by channels in ``conv_bn``). The unit
+     becomes a ``PackedUnit``, whose shortcut is added by the kernel.
   2. ``Sequential(BinaryConv2d, BatchNorm2d)`` (the ``binary_conv`` shortcut): BN folded.
   3. Any other factorized reduce of binary convs, and any other binary conv: packed with
      threshold 0 (the plain sign) and alpha as the output scale.
@@ -26,7 +27,7 @@ from torch import nn
 
 from bnn_nas.binary import BinaryConv2d
 from bnn_nas.export.fold import bn_foldable, fold_conv, not_packable
-from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce
+from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce, PackedUnit
 from bnn_nas.primitives.blocks import BinaryUnit, FactorizedReduce
 
 
@@ -62,6 +63,10 @@ def _set(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, name, module)
 
 
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
 def _packable(module: nn.Module) -> bool:
     return isinstance(module, BinaryConv2d) and not_packable(module) is None
 
@@ -79,7 +84,9 @@ class _Packer:
         self.root = root
         self.layers: list[PackedLayer] = []
 
-    def conv(self, path: str, conv: BinaryConv2d, folded: str, shift: bool = False, **kw: Any):
+    def conv(
+        self, path: str, conv: BinaryConv2d, folded: str, shift: bool = False, **kw: Any
+    ) -> PackedConv2d:
         packed = PackedConv2d.from_folded(fold_conv(conv, **kw), shift_input=shift)
         g = packed.geometry
         layer = PackedLayer(
@@ -103,8 +110,8 @@ class _Packer:
         if "post_bn" in kw:
             kw_a["post_channels"] = slice(0, split)
             kw_b["post_channels"] = slice(split, None)
-        a = self.conv(f"{path}.conv_a", fr.conv_a, folded, **kw_a)
-        b = self.conv(f"{path}.conv_b", fr.conv_b, folded, shift=True, **kw_b)
+        a = self.conv(_join(path, "conv_a"), fr.conv_a, folded, **kw_a)
+        b = self.conv(_join(path, "conv_b"), fr.conv_b, folded, shift=True, **kw_b)
         _set(self.root, path, PackedFactorizedReduce(a, b))
 
     def unit(self, path: str, unit: BinaryUnit) -> None:
@@ -113,20 +120,22 @@ class _Packer:
             return
         key, folded = ("pre_bn", "pre_bn") if unit.bn_first else ("post_bn", "post_bn")
         if _packable(unit.conv):
-            self.conv(f"{path}.conv", unit.conv, folded, **{key: bn})
+            self.conv(_join(path, "conv"), unit.conv, folded, **{key: bn})
         elif _packable_reduce(unit.conv):
-            self.reduce(f"{path}.conv", unit.conv, folded, **{key: bn})
+            self.reduce(_join(path, "conv"), unit.conv, folded, **{key: bn})
         else:
             return
-        unit.bn = nn.Identity()
+        if path:
+            _set(self.root, path, PackedUnit(nn.Identity(), unit.conv, unit.shortcut, unit.act))
+        else:  # the unit is the root: keep it, its BN now folded
+            unit.bn = nn.Identity()
 
     def sequential(self, path: str, seq: nn.Sequential) -> None:
         names = list(seq._modules)
         for first, second in itertools.pairwise(names):
             conv, bn = seq._modules[first], seq._modules[second]
             if conv is not None and _packable(conv) and bn is not None and bn_foldable(bn):
-                prefix = f"{path}." if path else ""
-                self.conv(f"{prefix}{first}", conv, "post_bn", post_bn=bn)  # type: ignore[arg-type]
+                self.conv(_join(path, first), conv, "post_bn", post_bn=bn)  # type: ignore[arg-type]
                 seq._modules[second] = nn.Identity()
 
 

@@ -1,9 +1,10 @@
 """The two backends of the packed engine: native C kernels, and a portable torch fallback.
 
-Both run the same packed operands to the same integers: the fallback unpacks the bits to
-+-1 floats and runs a float convolution (exact: the sums are small integers), so it is a
-correct engine everywhere, only without the speed. ``select_backend`` picks the native
-one unless asked not to, and says once per process when it had to fall back.
+Both run the same packed operands to the same integers: the fallback applies the same
+thresholds, unpacks the weight bits to +-1 floats once and runs a float convolution (exact:
+the sums are small integers), so it is a correct engine everywhere, only without the speed.
+``select_backend`` picks the native one unless asked not to, and says once per process
+when it had to fall back.
 """
 
 from __future__ import annotations
@@ -103,14 +104,26 @@ class PackedParams:
 
 class Backend(Protocol):
     """Runs a packed conv: float NCHW in (any memory layout), NCHW out in channels_last
-    memory (float32 ``scale * dot + bias``, or the int32 dot products)."""
+    memory: float32 ``scale * dot + bias (+ residual)``, or the int32 dot products."""
 
     native: bool
     threads: int
 
     def describe(self) -> str: ...
 
-    def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor: ...
+    def run(
+        self,
+        params: PackedParams,
+        x: Tensor,
+        integer: bool = False,
+        residual: Tensor | None = None,
+    ) -> Tensor: ...
+
+
+_FAILURES = {
+    -2: "the packed kernels ran out of memory",
+    -3: "a packed layer with C_in * kh * kw >= 2^24 cannot be exact in float32",
+}
 
 
 class NativeBackend:
@@ -125,44 +138,56 @@ class NativeBackend:
     def describe(self) -> str:
         return f"{self.library.describe()}, {self.threads} thread(s)"
 
-    def _layer(self, p: PackedParams, n: int, h: int, w: int) -> tuple[Any, int, int]:
-        """The C struct of this layer and input size (built once; it keeps its tensors)."""
+    def _layer(self, p: PackedParams, n: int, h: int, w: int) -> tuple[Any, ...]:
+        """The C struct of this layer and input size, built once and then only read."""
         g = p.geometry
         ho, wo = g.output_size(h, w)
-        (ph, pw), k = g.padding, words_for(g.in_channels)
-        scratch = torch.empty((n, h + 2 * ph, w + 2 * pw, k), dtype=torch.int64)
+        ph, pw = g.padding
         corr = p.correction(h, w)
         struct = LayerStruct(
             n, h, w, g.in_channels, g.out_channels, *g.kernel, *g.stride, ph, pw,
             *g.dilation, ho, wo, int(p.shift), self.threads,
             p.thr_ge.data_ptr(), p.flip.data_ptr(), p.scale.data_ptr(), p.bias.data_ptr(),
             p.weights.data_ptr(), None if corr is None else corr.data_ptr(),
-            scratch.data_ptr(),
         )  # fmt: skip
-        keep = (struct, scratch, corr, p.weights, p.thr_ge, p.flip, p.scale, p.bias)
-        entry = (ctypes.byref(struct), ho, wo, keep)
+        scratch = (n, h + 2 * ph, w + 2 * pw, words_for(g.in_channels))
+        entry = (ctypes.byref(struct), scratch, (n, g.out_channels, ho, wo), struct, corr)
+        if len(p.cache) > 32:  # many input sizes: start over rather than grow
+            p.cache.clear()
         p.cache[("native", n, h, w, self.threads)] = entry
-        return entry[:3]
+        return entry
 
-    def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor:
+    def run(
+        self,
+        params: PackedParams,
+        x: Tensor,
+        integer: bool = False,
+        residual: Tensor | None = None,
+    ) -> Tensor:
         if x.dtype != torch.float32:
             x = x.float()
         if not x.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)  # NHWC memory
         n, _, h, w = x.shape
         entry = params.cache.get(("native", n, h, w, self.threads))
-        ref, ho, wo = entry[:3] if entry is not None else self._layer(params, n, h, w)
-        out = torch.empty(
-            (n, params.geometry.out_channels, ho, wo),
-            dtype=torch.int32 if integer else torch.float32,
-            memory_format=torch.channels_last,
-        )
+        ref, scratch_shape, out_shape = (entry or self._layer(params, n, h, w))[:3]
+        if residual is not None and (
+            integer or residual.shape != out_shape or residual.dtype != torch.float32
+        ):
+            return self.run(params, x, integer) + residual  # torch's rules, torch's errors
+        if residual is not None and not residual.is_contiguous(memory_format=torch.channels_last):
+            residual = residual.contiguous(memory_format=torch.channels_last)
+        scratch = torch.empty(scratch_shape, dtype=torch.int64)
+        dtype = torch.int32 if integer else torch.float32
+        out = torch.empty(out_shape, dtype=dtype, memory_format=torch.channels_last)
         ptr = out.data_ptr()
         status = self.library.lib.bnn_layer(
-            ref, x.data_ptr(), None if integer else ptr, ptr if integer else None
-        )
+            ref, x.data_ptr(), scratch.data_ptr(),
+            None if residual is None else residual.data_ptr(),
+            None if integer else ptr, ptr if integer else None,
+        )  # fmt: skip
         if status != 0:
-            raise RuntimeError(f"bnn_layer failed with status {status} (see bitconv.c)")
+            raise RuntimeError(_FAILURES.get(status, f"bnn_layer failed with status {status}"))
         return out
 
 
@@ -191,7 +216,13 @@ class TorchBackend:
             p.cache["torch"] = (w.contiguous(), flip)
         return p.cache["torch"]
 
-    def run(self, params: PackedParams, x: Tensor, integer: bool = False) -> Tensor:
+    def run(
+        self,
+        params: PackedParams,
+        x: Tensor,
+        integer: bool = False,
+        residual: Tensor | None = None,
+    ) -> Tensor:
         g = params.geometry
         w, flip = self._operands(params)
         bits = (x.float() >= params.thr_ge.view(1, -1, 1, 1)) ^ flip
@@ -210,6 +241,8 @@ class TorchBackend:
         else:
             scale = params.scale.view(1, -1, 1, 1)
             out = torch.addcmul(params.bias.view(1, -1, 1, 1), scale, dot)
+            if residual is not None:
+                out = out + residual
         return out.contiguous(memory_format=torch.channels_last)
 
 

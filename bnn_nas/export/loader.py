@@ -38,8 +38,9 @@ class PackedNetwork:
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        """Logits of a normalised float NCHW batch."""
-        return self.module(x.float())
+        """Logits of a normalised float NCHW batch (run in channels_last memory, the packed
+        kernels' layout, so no layer converts its input)."""
+        return self.module(x.float().contiguous(memory_format=torch.channels_last))
 
     def normalize(self, images: np.ndarray) -> Tensor:
         """uint8 NHWC images -> the normalised float32 NCHW input the network was trained on."""
@@ -112,5 +113,5 @@ def load_packed(
         if isinstance(m, PackedConv2d):
             m.prepare()
     set_backend(module, chosen)
-    module.eval()
+    module.to(memory_format=torch.channels_last).eval()
     return PackedNetwork(module, architecture, spec, chosen, header, path)

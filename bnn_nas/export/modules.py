@@ -87,13 +87,14 @@ class PackedConv2d(nn.Module):
         )
         return text + (", shift_input=True" if self.shift_input else "")
 
-    def _run(self, x: Tensor, integer: bool) -> Tensor:
+    def _run(self, x: Tensor, integer: bool, residual: Tensor | None = None) -> Tensor:
         params = self._params if self._params is not None else self.prepare()
         backend = self.backend or default_backend()
-        return backend.run(params, x, integer=integer)  # NCHW, channels_last memory
+        return backend.run(params, x, integer, residual)  # NCHW, channels_last memory
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, integer=False)
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``scale * dot + bias``, plus ``residual`` (added in the kernel) when given."""
+        return self._run(x, False, residual)
 
     def dot(self, x: Tensor) -> Tensor:
         """The integer dot products (int32 NCHW), before the affine: for tests."""
@@ -113,12 +114,25 @@ class PackedFactorizedReduce(nn.Module):
         return torch.cat([self.conv_a(x), self.conv_b(x)], dim=1)
 
 
+class PackedUnit(nn.Module):
+    """A ``BinaryUnit`` whose BN is folded into its packed conv: ``act(conv(x) + shortcut(x))``
+    with the shortcut added as the kernel writes its output (one pass less over memory).
+    Children keep the unit's names, so its state dict keys stay the same."""
+
+    def __init__(self, bn: nn.Module, conv: nn.Module, shortcut: nn.Module | None, act: nn.Module):
+        super().__init__()
+        self.bn, self.conv, self.shortcut, self.act = bn, conv, shortcut, act
+
+    def forward(self, x: Tensor) -> Tensor:
+        residual = None if self.shortcut is None else self.shortcut(x)
+        if isinstance(self.conv, PackedConv2d):
+            return self.act(self.conv(x, residual))
+        y = self.conv(x)
+        return self.act(y if residual is None else y + residual)
+
+
 def set_backend(model: nn.Module, backend: Backend) -> None:
     """Run every packed conv of ``model`` on ``backend``."""
     for module in model.modules():
         if isinstance(module, PackedConv2d):
             module.backend = backend
-
-
-def packed_convs(model: nn.Module) -> list[tuple[str, PackedConv2d]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, PackedConv2d)]

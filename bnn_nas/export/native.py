@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("bitconv.c")
-ABI_VERSION = 6
+ABI_VERSION = 8
 COMPILERS = ("cc", "gcc", "clang")
 # Tried in order: the first that compiles wins. -mprefer-vector-width=512 lets GCC use
 # 512-bit vectors on CPUs where it defaults to 256 (it matters for VPOPCNTQ).
@@ -116,7 +116,6 @@ class LayerStruct(ctypes.Structure):
         ],
         *[(name, ctypes.c_void_p) for name in ("thr", "flip", "scale", "bias", "weights")],
         ("corr", ctypes.c_void_p),
-        ("scratch", ctypes.c_void_p),
     ]  # fmt: skip
 
 
@@ -125,7 +124,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.bnn_abi_version.restype = ctypes.c_int
     lib.bnn_has_openmp.restype = ctypes.c_int
     lib.bnn_features.restype = ctypes.c_int
-    lib.bnn_layer.argtypes = [ctypes.POINTER(LayerStruct), p, p, p]
+    lib.bnn_layer.argtypes = [ctypes.POINTER(LayerStruct), p, p, p, p, p]
     lib.bnn_layer.restype = ctypes.c_int
     lib.bnn_pack.argtypes = [p, i32, i32, i32, i32, p, p, i32, i32, i32, p, i32]
     lib.bnn_pack.restype = None
@@ -178,6 +177,11 @@ def build_library(
         wanted = f"compiler {compiler!r} not found" if compiler else "no C compiler on PATH"
         raise NativeBuildError(f"{wanted} (cc, gcc or clang)")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=cache).close()
+    except OSError:  # read-only home: build for this process only
+        cache = Path(tempfile.mkdtemp(prefix="bnn-nas-native-"))
     source = SOURCE.read_bytes()
     identity = "\n".join([_compiler_version(found), _cpu_signature(), str(ABI_VERSION)])
     complaints = []
