@@ -51,8 +51,8 @@ class FactorizedReduce(nn.Module):
     """Two stride-2 convs on grids offset by one pixel, concatenated (DARTS).
 
     Each conv makes half of C_out (the first takes the odd one out), so nothing
-    of the input is skipped by the stride. ``conv`` builds a conv from
-    (C_in, C_out_part); binary or float.
+    of the input is skipped by the stride. ``conv_a`` and ``conv_b`` may be binary
+    or float.
     """
 
     def __init__(self, conv_a: nn.Module, conv_b: nn.Module) -> None:
