@@ -7,9 +7,11 @@ from types import TracebackType
 from tqdm import tqdm
 
 from bnn_nas.search.engine import Progress
+from bnn_nas.search.trials import TrialRecord
 
 
-def describe(record) -> str:
+def describe(record: TrialRecord) -> str:
+    """One line for a finished trial: accuracy, OPs, time and how it was proposed."""
     if record.result is None:
         return f"trial {record.id} failed: {record.error}"
     r = record.result
