@@ -11,6 +11,9 @@ import torch
 
 from bnn_nas.data import Dataset, DataSettings, load_dataset
 
+# the same network with both binarizers off: what binarization costs is the difference
+FLOAT_TWIN = {"act": "identity", "weight": "identity"}
+
 
 def load_data(root: str | None) -> Dataset:
     """Full CIFAR-10 from an image folder when ``root`` is given, else the packaged sample."""

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import emit, load_data
+from benchmarks.common import FLOAT_TWIN, emit, load_data
 from bnn_nas.config import ModelConfig, TrainConfig
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.export import Architecture, InputSpec, export_network, load_packed
@@ -42,7 +42,6 @@ from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit
 
-FLOAT_TWIN = {"act": "identity", "weight": "identity"}
 # A cell network mixing both families, a binary (xnor) preprocess, factorized reduces,
 # dilated convs, PReLU and binary-conv shortcuts: every folding path of the exporter.
 MIXED_OPS = [

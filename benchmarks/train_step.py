@@ -17,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from benchmarks.common import emit
+from benchmarks.common import FLOAT_TWIN, emit
 from bnn_nas.config import TrainConfig
 from bnn_nas.search.evaluator import trial_seed
 from bnn_nas.space.network import CellNetwork, build_baseline
@@ -25,8 +25,6 @@ from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
 from bnn_nas.train.optim import build_optimizer
 from bnn_nas.train.step import graph_capturable, make_step
-
-FLOAT_TWIN = {"act": "identity", "weight": "identity"}
 
 
 def candidate(twin: bool) -> nn.Module:

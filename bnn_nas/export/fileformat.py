@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bnn_nas.errors import CheckpointError
+from bnn_nas.io import write_atomic
 
 MAGIC = b"\x89BNN\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -80,17 +79,7 @@ def write_bnn(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]
     """Write the file atomically (a reader never sees half of it); returns its size."""
     path = Path(path)
     data = encode(header, tensors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: handle.write(data))
     return len(data)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from bnn_nas.config import Config, TrainConfig
-from bnn_nas.cost import count_cost
+from bnn_nas.cost import ModelCost, count_cost
 from bnn_nas.data import Dataset, ImageSet, load_dataset
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.search.trials import TrialResult
@@ -82,23 +82,23 @@ class Evaluator:
     ) -> None:
         self.space, self.data, self.settings = space, data, settings
         self.device, self.seed = device, seed
-        self._ops = lru_cache(maxsize=4096)(self._count_ops)
+        self.cost = lru_cache(maxsize=4096)(self._count_cost)
 
     def build(self, genotype: Genotype) -> CellNetwork:
         return CellNetwork(genotype, self.space, self.data.num_classes)
 
-    def _count_ops(self, genotype: Genotype) -> float:
-        return count_cost(self.build(genotype), (1, *self.data.image_shape)).ops
+    def _count_cost(self, genotype: Genotype) -> ModelCost:
+        """Cost of a candidate without training it (cached: Pareto asks before training)."""
+        return count_cost(self.build(genotype), (1, *self.data.image_shape))
 
     def ops(self, genotype: Genotype) -> float:
-        """OPs of a candidate without training it (cached; used by the Pareto controller)."""
-        return self._ops(genotype)
+        return self.cost(genotype).ops
 
     def __call__(self, genotype: Genotype) -> TrialResult:
         seed = trial_seed(self.seed, genotype)
         seed_everything(seed)
         model = self.build(genotype)
-        cost = count_cost(model, (1, *self.data.image_shape))
+        cost = self.cost(genotype)
         tic = time.perf_counter()
         history = fit(
             model,

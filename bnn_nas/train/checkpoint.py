@@ -6,10 +6,8 @@ state, every RNG state, the epoch reached and the metrics so far.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from bnn_nas.errors import CheckpointError
+from bnn_nas.io import write_atomic
 
 FORMAT = "bnn-nas-checkpoint"
 VERSION = 1
@@ -44,18 +43,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    document = {"format": FORMAT, "version": VERSION, **payload}
+    write_atomic(Path(path), lambda handle: torch.save(document, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -18,6 +18,16 @@ from torch import Tensor, nn
 from bnn_nas.binary.quantizers import StochasticSign
 
 
+def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing elsewhere.
+
+    No weight-cast cache: a captured graph must recompute the casts at every replay.
+    """
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
 class EagerStep:
     """forward + backward + update, op by op."""
 
@@ -42,14 +52,8 @@ class EagerStep:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.bf16 and self.device.type == "cuda":
-            # no weight-cast cache: a captured graph must recompute the casts each replay
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-        return contextlib.nullcontext()
-
     def _step(self, x: Tensor, y: Tensor) -> None:
-        with self._autocast():
+        with bf16_autocast(self.device, self.bf16):
             logits = self.forward(x)
             loss = self.criterion(logits.float(), y)
         loss.backward()

@@ -8,7 +8,6 @@ run continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -26,7 +25,7 @@ from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
 from bnn_nas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bnn_nas.train.optim import CosineSchedule, build_optimizer
-from bnn_nas.train.step import graph_capturable, make_step
+from bnn_nas.train.step import bf16_autocast, graph_capturable, make_step
 
 
 class TrainingDivergedError(RuntimeError):
@@ -69,12 +68,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _loader(
     data: ImageSet,
     batch_size: int,
@@ -111,7 +104,7 @@ def evaluate(model: nn.Module, loader: DeviceLoader, *, bf16: bool = True) -> tu
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
     for x, y in loader.epoch(0):
-        with _autocast(device, bf16):
+        with bf16_autocast(device, bf16):
             logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(dim=1) == y).sum()
