@@ -88,9 +88,11 @@ class SearchConfig:
 class ExecutorConfig:
     """Where trials run."""
 
-    type: str = "local"  # local | processes | ray
-    devices: tuple[str, ...] = ()  # processes: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
-    # trials sharing one device at a time; default 4 per GPU (docs/benchmarks.md), 1 on CPU
+    type: str = "local"  # local | processes | streams | ray
+    # processes, streams: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
+    devices: tuple[str, ...] = ()
+    # trials sharing one device at a time; default per GPU: processes 4, streams 8
+    # (docs/benchmarks.md); 1 on the CPU
     trials_per_device: int | None = None
     max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
     address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
@@ -122,7 +124,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "final.optimizer": ("adam", "sgd"),
     "search.controller": ("random", "evolution", "pareto"),
     "search.eliminate": ("oldest", "worst"),
-    "executor.type": ("local", "processes", "ray"),
+    "executor.type": ("local", "processes", "streams", "ray"),
 }
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",

@@ -46,3 +46,36 @@ def test_cuda_graph_step_trains_like_the_eager_step(monkeypatch):
         assert g.train_loss == pytest.approx(e.train_loss, rel=0.02)
         assert g.eval_acc == pytest.approx(e.eval_acc, abs=0.03)
     assert graphed[-1].train_loss < graphed[0].train_loss
+
+
+def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monkeypatch):
+    """Threads on their own streams capture and replay graphs concurrently, and score
+    candidates as one-at-a-time training does (up to cuDNN/bf16 nondeterminism)."""
+    from dataclasses import replace
+
+    from tests.test_executors import _accuracy_by_genotype, make_config
+
+    made: list[str] = []
+    original = step_module.make_step
+
+    def spy(*args, **kwargs):
+        step = original(*args, **kwargs)
+        made.append(type(step).__name__)
+        return step
+
+    monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    config = make_config(type="streams", trials_per_device=3)
+    config = replace(
+        config,
+        device="cuda",
+        executor=replace(config.executor, devices=("cuda:0",)),
+        search=replace(config.search, controller="random", budget=6),
+        train=replace(config.train, epochs=2),
+    )
+    concurrent = _accuracy_by_genotype(config, tmp_path / "streams")
+    assert made == ["GraphedStep"] * 6
+    local = replace(config, executor=replace(config.executor, type="local"))
+    sequential = _accuracy_by_genotype(local, tmp_path / "local")
+    assert concurrent.keys() == sequential.keys()
+    for key, accuracy in concurrent.items():
+        assert accuracy == pytest.approx(sequential[key], abs=0.05)

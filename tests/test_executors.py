@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from bnn_nas.config import config_from_dict
-from bnn_nas.search.engine import SearchRun, open_search
+from bnn_nas.search.engine import SearchRun, format_error, make_executor, open_search
+from bnn_nas.search.evaluator import Evaluator
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.processes import ProcessExecutor
 from bnn_nas.search.ray_executor import TASK_NAME, RayExecutor
 from bnn_nas.search.store import MemoryStore
-from bnn_nas.search.trials import TrialStatus
+from bnn_nas.search.streams import StreamExecutor
+from bnn_nas.search.trials import TrialRecord, TrialStatus
 from bnn_nas.space.search_space import load_search_space
 
 CONFIG = """
@@ -82,8 +87,73 @@ def test_processes_complete_a_search_despite_a_killed_worker(tmp_path):
     assert (tmp_path / "run" / "trials.csv").read_text().count("\n") == 6
 
 
+def _accuracy_by_genotype(config, run_dir: Path) -> dict[str, float]:
+    search, evaluator = open_search(config, run_dir, resume=False)
+    search.prepare()
+    with make_executor(config, evaluator) as executor:
+        records = search.run(executor)
+    assert all(r.status is TrialStatus.DONE for r in records), [r.error for r in records]
+    return {r.hash: r.result.accuracy for r in records}
+
+
+def test_streams_run_trials_concurrently_with_the_same_results_as_one_at_a_time(
+    tmp_path, monkeypatch
+):
+    # the random controller proposes the same genotypes whatever order results come in,
+    # so every candidate's score must match the one-at-a-time run exactly: seeding and
+    # initialisation of concurrent trials must not interleave
+    config = make_config(type="streams", trials_per_device=3)
+    config = replace(config, search=replace(config.search, controller="random", budget=6))
+    running: set[str] = set()
+    overlapped: list[int] = []
+    original = Evaluator.__call__
+
+    def spy(self, genotype):
+        name = threading.current_thread().name
+        running.add(name)
+        overlapped.append(len(running))
+        try:
+            return original(self, genotype)
+        finally:
+            running.discard(name)
+
+    monkeypatch.setattr(Evaluator, "__call__", spy)
+    concurrent = _accuracy_by_genotype(config, tmp_path / "streams")
+    assert max(overlapped) >= 2  # trials did run at the same time
+    local = replace(config, executor=replace(config.executor, type="local"))
+    sequential = _accuracy_by_genotype(local, tmp_path / "local")
+    assert concurrent == sequential and len(concurrent) == 6
+
+
+def test_streams_report_a_failing_candidate_and_go_on():
+    calls = []
+
+    class Flaky:
+        device = torch.device("cpu")
+
+        def __call__(self, genotype):
+            calls.append(genotype)
+            if len(calls) == 1:
+                raise FloatingPointError("validation loss is nan")
+            from tests.test_controllers import fake_result
+
+            return fake_result(0.5)
+
+    space = load_search_space("tiny")
+    genotypes = [space.random_sample(random.Random(i)) for i in range(3)]
+    with StreamExecutor([Flaky()], 2, format_error) as executor:
+        for i, g in enumerate(genotypes[:2]):
+            executor.submit(TrialRecord(i, g, TrialStatus.RUNNING, {}))
+        with pytest.raises(RuntimeError, match="full"):
+            executor.submit(TrialRecord(9, genotypes[2], TrialStatus.RUNNING, {}))
+        outcomes = {executor.next_outcome().kind for _ in range(2)}
+        assert executor.in_flight() == 0
+    assert outcomes == {OutcomeKind.FAILED, OutcomeKind.DONE}
+
+
 def test_ray_completes_a_search_despite_a_killed_task(tmp_path):
     import ray  # the [ray] extra, installed by the README's test command
+
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         config = make_config(type="ray")

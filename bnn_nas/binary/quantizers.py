@@ -52,6 +52,8 @@ def _plus_minus_one(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, T
 
 def binary_sign(x: Tensor) -> Tensor:
     """sign with sign(0) = +1 (and sign(-0.0) = +1), written directly in x's dtype."""
+    if torch.compiler.is_compiling():  # inductor fuses compare, select and cast anyway
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
     plus, minus = _plus_minus_one(x.dtype, x.device)
     return torch.where(x >= 0, plus, minus)
 

@@ -217,12 +217,17 @@ def make_executor(config: Config, evaluator: Evaluator, plugins: tuple[str, ...]
     settings = config.executor
     if settings.type == "local":
         return LocalExecutor(evaluator, format_error)
-    if settings.type == "processes":
+    if settings.type in ("processes", "streams"):
         from bnn_nas.search.processes import ProcessExecutor, resolve_devices, trials_per_device
 
         devices = resolve_devices(settings.devices)
-        per_device = trials_per_device(settings.trials_per_device, devices)
-        return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
+        per_device = trials_per_device(settings.trials_per_device, devices, settings.type)
+        if settings.type == "processes":
+            return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
+        from bnn_nas.search.streams import StreamExecutor
+
+        evaluators = [evaluator.on_device(device) for device in devices]
+        return StreamExecutor(evaluators, per_device, format_error)
     from bnn_nas.search.ray_executor import RayExecutor
 
     return RayExecutor(config, config.plugins + plugins, evaluator, settings)

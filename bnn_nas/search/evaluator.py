@@ -19,7 +19,7 @@ from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
 from bnn_nas.train.run import data_settings
-from bnn_nas.train.trainer import fit, seed_everything
+from bnn_nas.train.trainer import GLOBAL_RNG_LOCK, fit, seed_everything
 
 
 @dataclass(frozen=True)
@@ -84,20 +84,30 @@ class Evaluator:
         self.device, self.seed = device, seed
         self.cost = lru_cache(maxsize=4096)(self._count_cost)
 
+    def on_device(self, device: str | torch.device) -> Evaluator:
+        """The same evaluator (space, data, settings, seed) on another device."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return Evaluator(self.space, self.data, self.settings, device, self.seed)
+
     def build(self, genotype: Genotype) -> CellNetwork:
         return CellNetwork(genotype, self.space, self.data.num_classes)
 
     def _count_cost(self, genotype: Genotype) -> ModelCost:
         """Cost of a candidate without training it (cached: Pareto asks before training)."""
-        return count_cost(self.build(genotype), (1, *self.data.image_shape))
+        with GLOBAL_RNG_LOCK:  # building draws initial weights from the global RNG
+            model = self.build(genotype)
+        return count_cost(model, (1, *self.data.image_shape))
 
     def ops(self, genotype: Genotype) -> float:
         return self.cost(genotype).ops
 
     def __call__(self, genotype: Genotype) -> TrialResult:
         seed = trial_seed(self.seed, genotype)
-        seed_everything(seed)
-        model = self.build(genotype)
+        with GLOBAL_RNG_LOCK:
+            seed_everything(seed)
+            model = self.build(genotype)
         cost = self.cost(genotype)
         tic = time.perf_counter()
         history = fit(

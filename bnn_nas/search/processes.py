@@ -65,13 +65,16 @@ def _worker_main(slot: int, setup: WorkerSetup, tasks: Any, results: Any) -> Non
 
 
 GPU_TRIALS_PER_DEVICE = 4  # best trials/hour per memory on an H200 (docs/benchmarks.md)
+GPU_STREAMS_PER_DEVICE = 8  # threads on their own CUDA streams (docs/benchmarks.md)
 
 
-def trials_per_device(configured: int | None, devices: list[str]) -> int:
-    """The configured K, else 4 on GPUs (measured sweet spot) and 1 on the CPU."""
+def trials_per_device(configured: int | None, devices: list[str], kind: str = "processes") -> int:
+    """The configured K, else the measured sweet spot on GPUs and 1 on the CPU."""
     if configured is not None:
         return configured
-    return GPU_TRIALS_PER_DEVICE if all(d.startswith("cuda") for d in devices) else 1
+    if not all(d.startswith("cuda") for d in devices):
+        return 1
+    return GPU_STREAMS_PER_DEVICE if kind == "streams" else GPU_TRIALS_PER_DEVICE
 
 
 def resolve_devices(devices: tuple[str, ...]) -> list[str]:

@@ -72,9 +72,13 @@ class EagerStep:
         self.correct.zero_()
 
 
-def graph_capturable(model: nn.Module, device: torch.device, compiled: bool) -> bool:
-    """CUDA graphs need CUDA, no torch.compile on top, and no private RNG generators."""
-    if device.type != "cuda" or compiled:
+def graph_capturable(model: nn.Module, device: torch.device) -> bool:
+    """CUDA graphs need CUDA and no private RNG generators.
+
+    A torch.compile'd forward is captured too: compilation happens in the warm-up steps,
+    and the graph then replays inductor's fused kernels without launching them one by one.
+    """
+    if device.type != "cuda":
         return False
     return not any(isinstance(m, StochasticSign) and m.seed is not None for m in model.modules())
 
@@ -119,16 +123,21 @@ class GraphedStep(EagerStep):
         self.static_y = y_like.clone()
         snapshot = _Snapshot(self.model, self.optimizer, self.device)
         try:
+            # warm-up and capture on a private side stream; "thread_local" capture lets
+            # other threads (the streams executor's trials) go on launching meanwhile
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
+            graph = torch.cuda.CUDAGraph()
             with torch.cuda.stream(side):
                 for _ in range(3):
                     super().__call__(self.static_x, self.static_y)
+                self.optimizer.zero_grad(set_to_none=True)
+                graph.capture_begin(capture_error_mode="thread_local")
+                try:
+                    self._step(self.static_x, self.static_y)
+                finally:
+                    graph.capture_end()
             torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            self.optimizer.zero_grad(set_to_none=True)
-            with torch.cuda.graph(graph):
-                self._step(self.static_x, self.static_y)
         finally:
             snapshot.restore()
             self.reset()

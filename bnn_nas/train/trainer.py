@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,10 +63,17 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+# Seeding and weight initialisation use the process-wide RNGs. Trials trained in threads
+# (the streams executor) hold this lock from seeding to the end of model construction,
+# so one trial's seeding cannot interleave with another's initialisation.
+GLOBAL_RNG_LOCK = threading.RLock()
+
+
 def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    with GLOBAL_RNG_LOCK:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
 
 
 def _loader(
@@ -153,11 +161,7 @@ def fit(
             seed=seed, stats=stats, channels_last=channels_last,
         )  # fmt: skip
     # CUDA graphs replay fixed values: a drop-path rate that ramps per epoch rules them out
-    use_graph = (
-        settings.cuda_graph
-        and settings.drop_path == 0
-        and graph_capturable(model, device, settings.compile)
-    )
+    use_graph = settings.cuda_graph and settings.drop_path == 0 and graph_capturable(model, device)
     optimizer = build_optimizer(model, settings, capturable=use_graph)
     scheduler = CosineSchedule(optimizer, settings, len(train_loader))
     history: list[EpochMetrics] = []
@@ -202,8 +206,8 @@ def fit(
         step.reset()
         if not math.isfinite(train_loss):
             raise TrainingDivergedError(f"training loss became {train_loss} in epoch {epoch}")
-        if cuda:
-            torch.cuda.synchronize(device)
+        if cuda:  # this stream only: other threads' trials run on their own streams
+            torch.cuda.current_stream(device).synchronize()
         seconds = time.perf_counter() - tic
         eval_loss = eval_acc = None
         last = epoch == settings.epochs - 1

@@ -1,0 +1,95 @@
+"""Several trials at once in this process: one thread and one CUDA stream per trial.
+
+A search candidate is small: even with its whole step in one CUDA graph its kernels
+leave most of a large GPU idle. Worker processes sharing a GPU time-slice rather than
+overlap (docs/benchmarks.md), but kernels from different streams of one process do run
+side by side. Each worker thread here trains one candidate on its own stream; the
+graphs are captured per thread (``capture_error_mode="thread_local"``) and a replay is
+one launch, so the threads hardly contend for the interpreter.
+
+Trials stay reproducible: model initialisation runs under the trainer's RNG lock, data
+order and augmentation come from per-trial generators. A candidate that draws random
+numbers while training (drop-path, the stochastic binarizer) shares the device's RNG
+with the other threads; use the ``processes`` executor when such runs must repeat
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+
+import torch
+
+from bnn_nas.search.evaluator import Evaluator
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.trials import TrialRecord
+
+
+class StreamExecutor(Executor):
+    """``per_device`` worker threads on each evaluator's device, one CUDA stream each."""
+
+    def __init__(
+        self,
+        evaluators: list[Evaluator],
+        per_device: int,
+        describe_error: Callable[[BaseException], str],
+    ) -> None:
+        if per_device < 1:
+            raise ValueError("per_device must be at least 1")
+        self.describe_error = describe_error
+        self.capacity = len(evaluators) * per_device
+        self._seats: queue.SimpleQueue[Evaluator] = queue.SimpleQueue()
+        for evaluator in evaluators:
+            for _ in range(per_device):
+                self._seats.put(evaluator)
+        self._local = threading.local()
+        self._pool = cf.ThreadPoolExecutor(
+            max_workers=self.capacity,
+            thread_name_prefix="bnn-nas-trial",
+            initializer=self._take_seat,
+        )
+        self._futures: dict[cf.Future, int] = {}
+
+    def _take_seat(self) -> None:
+        """Runs once in each worker thread: its evaluator (device) and its own stream."""
+        evaluator = self._seats.get_nowait()
+        self._local.evaluator = evaluator
+        device = evaluator.device
+        self._local.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def _run(self, trial: TrialRecord) -> Outcome:
+        evaluator: Evaluator = self._local.evaluator
+        stream = self._local.stream
+        context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        try:
+            with context:
+                result = evaluator(trial.genotype)
+        except Exception as err:  # a failing candidate is recorded; the search goes on
+            return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
+        return Outcome(trial.id, OutcomeKind.DONE, result=result)
+
+    def submit(self, trial: TrialRecord) -> None:
+        if len(self._futures) >= self.capacity:
+            raise RuntimeError("executor is full; wait for an outcome first")
+        self._futures[self._pool.submit(self._run, trial)] = trial.id
+
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def next_outcome(self) -> Outcome:
+        done, _ = cf.wait(self._futures, return_when=cf.FIRST_COMPLETED)
+        future = next(iter(done))
+        trial_id = self._futures.pop(future)
+        try:
+            return future.result()
+        except BaseException as err:  # the thread itself broke, not the candidate: retry
+            return Outcome(trial_id, OutcomeKind.LOST, error=self.describe_error(err))
+
+    def close(self) -> None:
+        """Drop queued trials; a trial already training finishes (threads cannot be killed)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._futures.clear()
