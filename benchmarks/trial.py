@@ -20,7 +20,7 @@ import time
 import torch
 
 from benchmarks.common import emit
-from bnn_nas.config import config_from_dict
+from bnn_nas.config import apply_overrides, config_from_dict
 from bnn_nas.search.engine import format_error
 from bnn_nas.search.evaluator import build_evaluator
 from bnn_nas.search.executors import Executor
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. train.channels_last=false")  # fmt: skip
     args = parser.parse_args()
     device = resolve_device("auto")
     devices = args.devices or [str(device)]
@@ -85,22 +87,20 @@ def main() -> None:
         if args.data_root
         else {"name": "cifar10_sample", "valid_fraction": 0.5}
     )
-    config = config_from_dict(
-        {
-            "search_space": "bnn_darts",
-            "data": data,
-            "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": 0.002,
-                      "eval_batch_size": 1000},
-        },
-        "benchmarks.trial",
-    )  # fmt: skip
+    base = {
+        "search_space": "bnn_darts",
+        "data": data,
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": 0.002,
+                  "eval_batch_size": 1000},
+    }  # fmt: skip
+    config = config_from_dict(apply_overrides(base, tuple(args.set), "--set"), "benchmarks.trial")
     rows = []
     for k in args.trials_per_device:
         row = run(args.executor, config, devices, k, k * len(devices) * args.rounds)
         print(row, file=sys.stderr)
         rows.append(row)
     best = max(rows, key=lambda r: r["trials_per_hour"])
-    emit("trial", device, epochs=args.epochs, batch_size=args.batch_size,
+    emit("trial", device, epochs=args.epochs, batch_size=args.batch_size, overrides=args.set,
          device_list=devices, rows=rows, best=best)  # fmt: skip
 
 

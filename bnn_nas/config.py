@@ -8,6 +8,7 @@ code as an explicit, immutable value.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -136,6 +137,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     """``value`` checked (and lightly normalised) against the annotation ``tp``."""
     origin = typing.get_origin(tp)
@@ -175,6 +179,8 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: {key} must be an integer, not {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # PyYAML reads 1e-3 and 3.2e6 as strings (YAML 1.1)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
         return float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from bnn_nas.config import Config, config_from_dict, config_to_dict, load_config
 from bnn_nas.errors import ConfigError
@@ -47,3 +48,13 @@ def test_load_config_file_errors(tmp_path):
     good.write_text("train:\n  epochs: 4\n")
     config = load_config(good)
     assert config.train.epochs == 4 and config.source == str(good)
+
+
+def test_exponent_floats_that_pyyaml_reads_as_strings_are_numbers():
+    # YAML 1.1 (PyYAML) wants a dot and a signed exponent: 1e-3 and 3.2e6 arrive as text
+    data = yaml.safe_load("train: {lr: 1e-3}\nsearch: {max_ops: 3.2e6}")
+    assert isinstance(data["train"]["lr"], str)
+    config = config_from_dict(data, "t.yaml")
+    assert config.train.lr == 1e-3 and config.search.max_ops == 3.2e6
+    with pytest.raises(ConfigError, match=r"train\.lr must be a number, not '1e-3x'"):
+        config_from_dict({"train": {"lr": "1e-3x"}}, "t.yaml")

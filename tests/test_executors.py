@@ -108,12 +108,12 @@ def test_streams_run_trials_concurrently_with_the_same_results_as_one_at_a_time(
     overlapped: list[int] = []
     original = Evaluator.__call__
 
-    def spy(self, genotype):
+    def spy(self, genotype, *args):
         name = threading.current_thread().name
         running.add(name)
         overlapped.append(len(running))
         try:
-            return original(self, genotype)
+            return original(self, genotype, *args)
         finally:
             running.discard(name)
 
@@ -125,13 +125,28 @@ def test_streams_run_trials_concurrently_with_the_same_results_as_one_at_a_time(
     assert concurrent == sequential and len(concurrent) == 6
 
 
+def test_closing_streams_ends_a_running_trial_at_its_next_epoch(tmp_path):
+    config = make_config(type="streams", trials_per_device=1)
+    config = replace(config, train=replace(config.train, epochs=100_000))  # hours if not stopped
+    _, evaluator = open_search(config, tmp_path / "run", resume=False)
+    executor = StreamExecutor([evaluator], 1, format_error)
+    genotype = evaluator.space.random_sample(random.Random(0))
+    executor.submit(TrialRecord(1, genotype, TrialStatus.RUNNING, {}))
+    time.sleep(1.0)
+    threads = list(executor._pool._threads)
+    executor.close()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert threads and not any(t.is_alive() for t in threads)
+
+
 def test_streams_report_a_failing_candidate_and_go_on():
     calls = []
 
     class Flaky:
         device = torch.device("cpu")
 
-        def __call__(self, genotype):
+        def __call__(self, genotype, should_stop=None):
             calls.append(genotype)
             if len(calls) == 1:
                 raise FloatingPointError("validation loss is nan")

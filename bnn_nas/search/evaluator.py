@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
@@ -64,6 +65,15 @@ def load_search_data(config: Config) -> SearchData:
     return split_for_search(load_dataset(data_settings(config)), config)
 
 
+class TrialCancelledError(Exception):
+    """A trial was stopped from outside before it finished (not the candidate's fault)."""
+
+
+def _stop_if(should_stop: Callable[[], bool], history: object) -> None:
+    if should_stop():
+        raise TrialCancelledError("the search is stopping")
+
+
 def trial_seed(seed: int, genotype: Genotype) -> int:
     """A candidate's training seed: the same genotype trains the same way in any run."""
     return (seed * 1_000_003 + int(genotype.hash[:8], 16)) % 2**31
@@ -103,7 +113,11 @@ class Evaluator:
     def ops(self, genotype: Genotype) -> float:
         return self.cost(genotype).ops
 
-    def __call__(self, genotype: Genotype) -> TrialResult:
+    def __call__(
+        self, genotype: Genotype, should_stop: Callable[[], bool] | None = None
+    ) -> TrialResult:
+        """Train and score ``genotype``; ``should_stop`` is asked after every epoch and
+        ends the trial early with :class:`TrialCancelledError` (a search being stopped)."""
         seed = trial_seed(self.seed, genotype)
         with GLOBAL_RNG_LOCK:
             seed_everything(seed)
@@ -119,6 +133,7 @@ class Evaluator:
             stats=self.data.stats,
             eval_set=self.data.valid,
             eval_every=0,
+            on_epoch=None if should_stop is None else partial(_stop_if, should_stop),
         )
         last = history[-1]
         assert last.eval_acc is not None and last.eval_loss is not None

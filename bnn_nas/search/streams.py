@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from bnn_nas.search.evaluator import Evaluator
+from bnn_nas.search.evaluator import Evaluator, TrialCancelledError
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.trials import TrialRecord
 
@@ -53,6 +53,7 @@ class StreamExecutor(Executor):
             initializer=self._take_seat,
         )
         self._futures: dict[cf.Future, int] = {}
+        self._stopping = threading.Event()
 
     def _take_seat(self) -> None:
         """Runs once in each worker thread: its evaluator (device) and its own stream."""
@@ -67,7 +68,9 @@ class StreamExecutor(Executor):
         context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         try:
             with context:
-                result = evaluator(trial.genotype)
+                result = evaluator(trial.genotype, self._stopping.is_set)
+        except TrialCancelledError:
+            return Outcome(trial.id, OutcomeKind.LOST, error="stopped with the search")
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
         return Outcome(trial.id, OutcomeKind.DONE, result=result)
@@ -90,6 +93,7 @@ class StreamExecutor(Executor):
             return Outcome(trial_id, OutcomeKind.LOST, error=self.describe_error(err))
 
     def close(self) -> None:
-        """Drop queued trials; a trial already training finishes (threads cannot be killed)."""
+        """Drop queued trials and end running ones at their next epoch boundary."""
+        self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._futures.clear()

@@ -45,14 +45,15 @@ def build_optimizer(
     """
     groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
     lr: float | torch.Tensor = settings.lr
+    device = next(model.parameters()).device
     if capturable:
-        device = next(model.parameters()).device
         for group in groups:  # one lr tensor per group: the schedule updates it in place
             group["lr"] = torch.tensor(settings.lr, device=device)
     if settings.optimizer == "adam":
-        if capturable:
-            return torch.optim.Adam(groups, lr=lr, capturable=True, foreach=True)
-        return torch.optim.Adam(groups, lr=lr)
+        # on CUDA the fused update: a few kernels for all parameters instead of a
+        # handful per parameter tensor (a candidate has hundreds of small ones)
+        fused = device.type == "cuda"
+        return torch.optim.Adam(groups, lr=lr, capturable=capturable, fused=fused or None)
     return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
 
 
