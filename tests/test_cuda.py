@@ -64,6 +64,16 @@ def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monke
         return step
 
     monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    streams_made = []
+    original_stream = torch.cuda.Stream
+
+    def counting_stream(*args, **kwargs):
+        streams_made.append(1)
+        return original_stream(*args, **kwargs)
+
+    # a graph must be captured on its thread's stream, never on a new one from PyTorch's
+    # round-robin pool, which after 32 would be another thread's stream
+    monkeypatch.setattr(torch.cuda, "Stream", counting_stream)
     config = make_config(type="streams", trials_per_device=3)
     config = replace(
         config,
@@ -74,6 +84,7 @@ def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monke
     )
     concurrent = _accuracy_by_genotype(config, tmp_path / "streams")
     assert made == ["GraphedStep"] * 6
+    assert len(streams_made) == 3  # one per thread, none per capture
     local = replace(config, executor=replace(config.executor, type="local"))
     sequential = _accuracy_by_genotype(local, tmp_path / "local")
     assert concurrent.keys() == sequential.keys()

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from bnn_nas.config import config_from_dict
+from bnn_nas.errors import ConfigError
 from bnn_nas.search.engine import SearchRun, format_error, make_executor, open_search
 from bnn_nas.search.evaluator import Evaluator
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
@@ -164,6 +165,8 @@ def test_streams_report_a_failing_candidate_and_go_on():
         outcomes = {executor.next_outcome().kind for _ in range(2)}
         assert executor.in_flight() == 0
     assert outcomes == {OutcomeKind.FAILED, OutcomeKind.DONE}
+    with pytest.raises(ConfigError, match="trials_per_device is 33"):
+        StreamExecutor([Flaky()], 33, format_error)
 
 
 def test_ray_completes_a_search_despite_a_killed_task(tmp_path):

@@ -47,7 +47,10 @@ from bnn_nas.errors import PrimitiveError
 def _plus_minus_one(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     # 0-dim operands give torch.where the result dtype of x: with Python floats it would
     # write float32 and need a second kernel to cast back (e.g. to bf16 under autocast)
-    return torch.ones((), dtype=dtype, device=device), -torch.ones((), dtype=dtype, device=device)
+    pair = torch.ones((), dtype=dtype, device=device), -torch.ones((), dtype=dtype, device=device)
+    if device.type == "cuda":  # shared by trials on other streams: filled before anyone reads
+        torch.cuda.current_stream(device).synchronize()
+    return pair
 
 
 def binary_sign(x: Tensor) -> Tensor:

@@ -24,9 +24,14 @@ from collections.abc import Callable
 
 import torch
 
+from bnn_nas.errors import ConfigError
 from bnn_nas.search.evaluator import Evaluator, TrialCancelledError
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.trials import TrialRecord
+
+# PyTorch hands out streams round-robin from a pool of 32 per device: more threads
+# would share streams (and a capture on a shared stream would swallow another's work)
+MAX_STREAMS_PER_DEVICE = 32
 
 
 class StreamExecutor(Executor):
@@ -38,8 +43,11 @@ class StreamExecutor(Executor):
         per_device: int,
         describe_error: Callable[[BaseException], str],
     ) -> None:
-        if per_device < 1:
-            raise ValueError("per_device must be at least 1")
+        if not 1 <= per_device <= MAX_STREAMS_PER_DEVICE:
+            raise ConfigError(
+                f"executor.trials_per_device is {per_device}; the streams executor runs "
+                f"1 to {MAX_STREAMS_PER_DEVICE} per device (use processes for more)"
+            )
         self.describe_error = describe_error
         self.capacity = len(evaluators) * per_device
         self._seats: queue.SimpleQueue[Evaluator] = queue.SimpleQueue()

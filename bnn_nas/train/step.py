@@ -110,6 +110,21 @@ class _Snapshot:
         torch.cuda.set_rng_state(self.rng, self.device)
 
 
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """Where warm-up and capture run: the current stream unless it is the default one.
+
+    The streams executor gives each trial thread its own stream; capturing there keeps
+    the capture off every other thread's stream. A new stream would come from PyTorch's
+    round-robin pool (32 per device) and, after enough trials, be a stream another thread
+    is launching on: that thread's kernels would be captured into this graph instead of
+    running. ``thread_local`` capture mode lets the other threads go on meanwhile.
+    """
+    current = torch.cuda.current_stream(device)
+    if current == torch.cuda.default_stream(device):
+        return torch.cuda.Stream(device)
+    return current
+
+
 class GraphedStep(EagerStep):
     """The same step captured once and replayed: static input buffers, no host syncs.
 
@@ -123,9 +138,7 @@ class GraphedStep(EagerStep):
         self.static_y = y_like.clone()
         snapshot = _Snapshot(self.model, self.optimizer, self.device)
         try:
-            # warm-up and capture on a private side stream; "thread_local" capture lets
-            # other threads (the streams executor's trials) go on launching meanwhile
-            side = torch.cuda.Stream(self.device)
+            side = _capture_stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.stream(side):
