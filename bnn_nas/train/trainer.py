@@ -161,7 +161,11 @@ def fit(
             seed=seed, stats=stats, channels_last=channels_last,
         )  # fmt: skip
     # CUDA graphs replay fixed values: a drop-path rate that ramps per epoch rules them out
-    use_graph = settings.cuda_graph and settings.drop_path == 0 and graph_capturable(model, device)
+    use_graph = (
+        settings.cuda_graph
+        and settings.drop_path == 0
+        and graph_capturable(model, device, settings.compile)
+    )
     optimizer = build_optimizer(model, settings, capturable=use_graph)
     scheduler = CosineSchedule(optimizer, settings, len(train_loader))
     history: list[EpochMetrics] = []
