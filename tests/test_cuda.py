@@ -9,7 +9,7 @@ import torch
 
 from bnn_nas.config import TrainConfig
 from bnn_nas.data import load_cifar10_sample
-from bnn_nas.space.network import CellNetwork
+from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import fit
 from bnn_nas.train import step as step_module
@@ -91,3 +91,25 @@ def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monke
     assert concurrent.keys() == sequential.keys()
     for key, accuracy in concurrent.items():
         assert accuracy == pytest.approx(sequential[key], abs=0.05)
+
+
+def test_graphed_step_computes_what_the_eager_step_computes():
+    """float64: rounding cannot flip a sign, so any disagreement is a wrong step."""
+    from benchmarks.step_agreement import max_difference, run_variant
+
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    model = build_baseline("resnet20", "xnor", 10).to(device, torch.float64)
+    batches = [
+        (torch.randn(32, 3, 32, 32, device=device, dtype=torch.float64),
+         torch.randint(0, 10, (32,), device=device))
+        for _ in range(3)
+    ]  # fmt: skip
+    eager, eager_losses = run_variant(model, batches, device, compiled=False, graphed=False,
+                                      bf16=False)  # fmt: skip
+    graphed, graphed_losses = run_variant(model, batches, device, compiled=False, graphed=True,
+                                          bf16=False)  # fmt: skip
+    assert graphed_losses == pytest.approx(eager_losses, rel=1e-9)
+    diff, where = max_difference(eager, graphed)
+    assert diff < 1e-9, where
+    assert max_difference(model, eager)[0] > 1e-4  # training did move the weights
