@@ -84,10 +84,15 @@ def main() -> None:
     torch.manual_seed(0)
     bf16 = args.dtype == "bf16"
     dtype = torch.float32 if bf16 else torch.float64
+    # the trainer's layout on CUDA: channels_last weights and inputs
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = build_baseline(args.model, args.family, 10).to(device, dtype)
+    model.to(memory_format=layout)
     batches = [
         (
-            torch.randn(args.batch_size, 3, 32, 32, device=device, dtype=dtype),
+            torch.randn(args.batch_size, 3, 32, 32, device=device, dtype=dtype).to(
+                memory_format=layout
+            ),
             torch.randint(0, 10, (args.batch_size,), device=device),
         )
         for _ in range(args.steps)
