@@ -1,0 +1,40 @@
+"""The end-to-end results table: search time as a union of trial intervals, report rows."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from benchmarks.results_table import busy_seconds, table
+from bnn_nas.search.trials import TrialRecord, TrialStatus
+from bnn_nas.space.search_space import load_search_space
+
+
+def record(i: int, status: TrialStatus, start: float | None, end: float | None) -> TrialRecord:
+    genotype = load_search_space("tiny").random_sample(random.Random(i))
+    return TrialRecord(i, genotype, status, {}, started_at=start, finished_at=end)
+
+
+def test_busy_time_counts_overlapping_trials_once():
+    records = [
+        record(1, TrialStatus.DONE, 0.0, 10.0),
+        record(2, TrialStatus.DONE, 5.0, 12.0),  # overlaps the first
+        record(3, TrialStatus.FAILED, 6.0, 8.0),  # inside both
+        record(4, TrialStatus.DONE, 20.0, 25.0),
+        record(5, TrialStatus.RUNNING, 30.0, None),  # not finished: not counted
+    ]
+    assert busy_seconds(records) == 17.0
+    assert busy_seconds([]) == 0.0
+
+
+def test_table_has_a_row_per_run_with_its_report(tmp_path):
+    report = {
+        "model": "resnet18", "family": "xnor", "genotype": None, "epochs": 100,
+        "test_accuracy": 0.8765, "train_seconds": 150.0, "ops": 1.03e7,
+        "binary_params": 10_985_472, "float_params": 17_610, "bytes": 1_443_624.0,
+    }  # fmt: skip
+    (tmp_path / "r18").mkdir()
+    (tmp_path / "r18" / "report.json").write_text(json.dumps(report))
+    text = table([tmp_path / "r18"], None, 1)
+    row = text.splitlines()[2]
+    assert row == "| resnet18 xnor | 100 | 87.65% | 1.03e+07 | 10.99M / 18K | 1.44 MB | 2.5 |"
