@@ -9,8 +9,8 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from bnn_nas.cli.export_commands import export_command, infer_command
 from bnn_nas.config import load_config
-from bnn_nas.export.commands import export_command, infer_command
 from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.train.run import train_run
 from tests.fixtures import make_image_folder, write_config

@@ -11,10 +11,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from bnn_nas.cli.export_commands import infer_command
 from bnn_nas.config import ModelConfig
 from bnn_nas.errors import CheckpointError
 from bnn_nas.export import Architecture, InputSpec, export_network, load_packed
-from bnn_nas.export.commands import infer_command
 from bnn_nas.export.fileformat import MAGIC, PRELUDE, decode, encode, read_bnn, write_bnn
 
 SPEC = InputSpec((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), tuple(map(str, range(10))), 32, 32)

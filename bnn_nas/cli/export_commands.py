@@ -1,29 +1,12 @@
-"""The ``bnn-nas export`` and ``bnn-nas infer`` commands (added to the CLI by ``cli.py``).
-
-User mistakes become one line on stderr and exit code 2 through
-``bnn_nas.cli.user_errors``, looked up when a command runs, so this module and
-``cli.py`` may import each other in either order.
-"""
+"""`bnn-nas export` and `bnn-nas infer`: the bit-packed CPU engine from the command line."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from bnn_nas.cli import user_errors
-
-        return user_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+from bnn_nas.cli.options import load_user_plugins, plugin_option, user_errors
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -35,21 +18,6 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> An
         raise click.BadParameter(f"{value!r} is not comma-separated numbers") from None
 
 
-def _load_plugins(plugins: tuple[str, ...]) -> None:
-    from bnn_nas.primitives import load_plugins
-
-    load_plugins(plugins)
-
-
-_plugin = click.option(
-    "--plugin",
-    "plugins",
-    multiple=True,
-    metavar="PATH_OR_MODULE",
-    help="Python file or module that registers primitives (repeatable).",
-)
-
-
 @click.command("export")
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: RUN_DIR/model.bnn.")
@@ -58,8 +26,8 @@ _plugin = click.option(
     "computed from the run's training set, as training did).",
 )  # fmt: skip
 @click.option("--std", callback=_floats, help="Input std per channel (with --mean).")
-@_plugin
-@_user_errors
+@plugin_option
+@user_errors
 def export_command(
     source: str,
     output: str | None,
@@ -73,7 +41,7 @@ def export_command(
 
     from bnn_nas.export.exporter import export_run
 
-    _load_plugins(plugins)
+    load_user_plugins(plugins)
     summary = export_run(
         Path(source), Path(output) if output else None, mean=mean, std=std, plugins=plugins
     )
@@ -103,8 +71,8 @@ def export_command(
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write predictions to this CSV."
 )
-@_plugin
-@_user_errors
+@plugin_option
+@user_errors
 def infer_command(
     model: str,
     images: str | None,
@@ -131,7 +99,7 @@ def infer_command(
 
     if (images is None) == (dataset is None):
         raise DataError("give either --images DIR or --dataset NAME")
-    _load_plugins(plugins)
+    load_user_plugins(plugins)
     network = load_packed(Path(model), native=not portable, threads=threads)
     click.echo(f"engine: {network.backend.describe()}", err=True)
     if images is not None:

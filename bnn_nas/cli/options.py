@@ -1,0 +1,89 @@
+"""Shared pieces of the command line: one-line user errors, common options, config loading.
+
+User mistakes surface as one line on stderr and exit code 2; a traceback means a bug in
+bnn-nas. Every command module imports from here; this module imports no command.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from bnn_nas.errors import BnnNasError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERROR_EXIT = 2
+
+
+def fail(message: str) -> None:
+    click.echo(f"bnn-nas: error: {message}", err=True)
+    sys.exit(USER_ERROR_EXIT)
+
+
+def user_errors(func: F) -> F:
+    """Turn :class:`BnnNasError` into its one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BnnNasError as err:
+            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def plugin_option(func: F) -> F:
+    """``--plugin PATH_OR_MODULE`` (repeatable), loaded before the command runs."""
+    return click.option(
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="PATH_OR_MODULE",
+        help="Python file or module that registers primitives (repeatable).",
+    )(func)
+
+
+def load_user_plugins(plugins: tuple[str, ...]) -> None:
+    from bnn_nas.primitives import load_plugins
+
+    load_plugins(plugins)
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Run config (YAML); its search_space and plugins are used.",
+    )(func)
+
+
+def set_option(func: F) -> F:
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set data.root=/data/cifar10 (repeatable).",
+    )(func)
+
+
+def load_run_config(
+    config_path: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()
+):
+    """The config (defaults when no file), with its plugins and the given ones loaded."""
+    from bnn_nas.config import apply_overrides, config_from_dict, load_config
+
+    if config_path:
+        config = load_config(config_path, overrides)
+    else:
+        config = config_from_dict(apply_overrides({}, overrides, "--set"), "--set")
+    load_user_plugins(config.plugins + plugins)
+    return config

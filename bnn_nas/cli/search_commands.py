@@ -1,0 +1,181 @@
+"""`bnn-nas search`, `derive`, `status` and `plot`: running a search and reading its results."""
+
+from __future__ import annotations
+
+import click
+
+from bnn_nas.cli.options import fail, load_run_config, plugin_option, set_option, user_errors
+
+
+@click.command("search")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Default: config run_dir.")
+@click.option("--resume", is_flag=True, help="Require an existing search to continue.")
+@click.option("--budget", type=click.IntRange(min=1), help="Override search.budget.")
+@set_option
+@plugin_option
+@user_errors
+def search_command(
+    config_path: str,
+    run_dir: str | None,
+    resume: bool,
+    budget: int | None,
+    overrides: tuple[str, ...],
+    plugins: tuple[str, ...],
+) -> None:
+    """Search binary architectures; an existing run directory is resumed."""
+    from pathlib import Path
+
+    from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
+    from bnn_nas.search.progress import SearchProgress
+
+    config = with_budget(load_run_config(config_path, plugins, overrides), budget)
+    target = Path(run_dir) if run_dir else default_run_dir(config)
+    search, evaluator = open_search(config, target, resume=resume)
+    reclaimed = search.prepare()
+    done = search.finished()
+    if done or reclaimed:
+        click.echo(
+            f"resuming {target}: {done} trials finished"
+            + (f", {len(reclaimed)} interrupted trials to rerun" if reclaimed else ""),
+            err=True,
+        )
+    try:
+        with (
+            make_executor(config, evaluator, plugins) as executor,
+            SearchProgress(config.search.budget, done) as progress,
+        ):
+            records = search.run(executor, progress.update)
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted; trials in flight will rerun: bnn-nas search --config {config_path} "
+            f"--run-dir {target}"
+        )
+    failed = sum(r.status.value == "failed" for r in records)
+    click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
+    click.echo(f"next: bnn-nas derive {target}")
+
+
+@click.command("derive")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--by",
+    type=click.Choice(["accuracy", "pareto"]),
+    default="accuracy",
+    show_default=True,
+    help="Most accurate trial, or the knee of the Pareto front.",
+)
+@click.option("--max-ops", type=float, help="Only trials with at most this many OPs.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Rows of the ranking to print.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Genotype file to write (default RUN_DIR/genotype.yaml).",
+)
+@user_errors
+def derive_command(
+    run_dir: str, by: str, max_ops: float | None, top: int, output: str | None
+) -> None:
+    """Pick the final genotype of a search and write it (YAML, DARTS text, drawing)."""
+    from pathlib import Path
+
+    from bnn_nas.io import dump_yaml, write_text_atomic
+    from bnn_nas.search.derive import choose, open_results
+    from bnn_nas.search.progress import describe
+    from bnn_nas.space.drawing import render
+
+    records = open_results(Path(run_dir))
+    chosen, ranking = choose(records, by, max_ops)
+    title = "Pareto front (by OPs)" if by == "pareto" else "most accurate"
+    click.echo(f"{title}, {len(ranking)} candidates:")
+    for record in ranking[:top]:
+        mark = "*" if record.id == chosen.id else " "
+        click.echo(f" {mark} {describe(record)}")
+    target = Path(output) if output else Path(run_dir) / "genotype.yaml"
+    result = chosen.result
+    assert result is not None
+    document = {
+        "genotype": str(chosen.genotype),
+        "hash": chosen.hash,
+        "trial": chosen.id,
+        "derived_by": by if max_ops is None else f"{by}, max_ops={max_ops:g}",
+        "search_valid_accuracy": result.accuracy,
+        "ops": result.ops,
+        "bops": result.bops,
+        "flops": result.flops,
+        "params": result.binary_params + result.float_params,
+        "bytes": result.bytes,
+        "cells": chosen.genotype.to_dict(),
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, dump_yaml(document))
+    write_text_atomic(target.with_suffix(".txt"), str(chosen.genotype) + "\n")
+    drawing = render(chosen.genotype, target.with_suffix(".png"))
+    click.echo(str(chosen.genotype))
+    click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing}")
+    config = Path(run_dir) / "config.yaml"
+    click.echo(f"next: bnn-nas train --config {config} --genotype {target}")
+
+
+@click.command("status")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@user_errors
+def status_command(run_dir: str) -> None:
+    """Table of a search's trials: status, accuracy, OPs, time, origin."""
+    from pathlib import Path
+
+    from bnn_nas.search.derive import open_results
+    from bnn_nas.search.engine import best_trial
+
+    records = open_results(Path(run_dir))
+    header = f"{'id':>4}  {'status':<8}{'accuracy':>9}{'OPs (M)':>10}{'seconds':>9}  origin"
+    click.echo(header)
+    for r in records:
+        res = r.result
+        acc = f"{res.accuracy:.4f}" if res else "-"
+        ops = f"{res.ops / 1e6:.3f}" if res else "-"
+        sec = f"{res.train_seconds:.1f}" if res else "-"
+        origin = r.origin.get("kind", "") + (
+            f" of {r.origin['parent']}" if "parent" in r.origin else ""
+        )
+        extra = f"  {r.error}" if r.error else ""
+        click.echo(f"{r.id:>4}  {r.status.value:<8}{acc:>9}{ops:>10}{sec:>9}  {origin}{extra}")
+    counts = {
+        s: sum(r.status.value == s for r in records)
+        for s in ("done", "failed", "running", "pending")
+    }
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    best = best_trial(records)
+    if best is not None and best.result is not None:
+        click.echo(
+            f"best: trial {best.id} accuracy {best.result.accuracy:.4f} "
+            f"OPs {best.result.ops / 1e6:.3f}M"
+        )
+
+
+@click.command("plot")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Image to write (default RUN_DIR/search.png).",
+)
+@user_errors
+def plot_command(run_dir: str, output: str | None) -> None:
+    """Accuracy vs OPs with the Pareto front, and best-so-far over trials (needs [plot])."""
+    from pathlib import Path
+
+    from bnn_nas.search.derive import open_results
+    from bnn_nas.search.plot import plot_search
+
+    records = open_results(Path(run_dir))
+    target = Path(output) if output else Path(run_dir) / "search.png"
+    click.echo(f"wrote {plot_search(records, target, title=str(run_dir))}")

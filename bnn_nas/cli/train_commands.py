@@ -1,0 +1,56 @@
+"""`bnn-nas train`: train a genotype or a hand-designed baseline to the end."""
+
+from __future__ import annotations
+
+import click
+
+from bnn_nas.cli.options import fail, load_run_config, plugin_option, set_option, user_errors
+
+
+@click.command("train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
+@click.option("--genotype", help="Genotype text or a .yaml/.json/.txt file (e.g. from derive).")
+@click.option("--model", type=click.Choice(["resnet18", "resnet20", "vgg_small"]))
+@click.option("--family", type=click.Choice(["xnor", "bireal"]), help="Baseline block family.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override final.epochs.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/train-NAME.")
+@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
+@set_option
+@plugin_option
+@user_errors
+def train_command(
+    config_path: str,
+    genotype: str | None,
+    model: str | None,
+    family: str | None,
+    epochs: int | None,
+    run_dir: str | None,
+    resume: bool,
+    overrides: tuple[str, ...],
+    plugins: tuple[str, ...],
+) -> None:
+    """Train a genotype (or a hand-designed baseline) to the end and report test accuracy."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.train.run import train_run
+
+    config = load_run_config(config_path, plugins, overrides)
+    if (genotype is None) == (model is None):
+        fail("give either --genotype FILE_OR_TEXT or --model NAME")
+    g = load_genotype(genotype) if genotype is not None else None
+    if model is not None:
+        config = replace(
+            config, model=replace(config.model, type=model, family=family or config.model.family)
+        )
+    if epochs is not None:
+        config = replace(config, final=replace(config.final, epochs=epochs))
+    name = f"{config.model.type}-{config.model.family}" if g is None else g.hash
+    target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
+    report = train_run(config, target, genotype=g, resume=resume)
+    click.echo(
+        f"test accuracy {report['test_accuracy']:.4f}  OPs {report['ops']:.3g}  "
+        f"params {report['params']}  bytes {report['bytes']:.0f}  "
+        f"train {report['train_seconds'] / 60:.1f} min  -> {target}"
+    )
