@@ -17,7 +17,8 @@ from bnn_nas.train import step as step_module
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def _train(cuda_graph: bool, monkeypatch) -> tuple[list, list[str]]:
+def record_steps(monkeypatch) -> list[str]:
+    """The class name of every training step the trainer makes from now on."""
     made: list[str] = []
     original = step_module.make_step
 
@@ -27,6 +28,11 @@ def _train(cuda_graph: bool, monkeypatch) -> tuple[list, list[str]]:
         return step
 
     monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    return made
+
+
+def _train(cuda_graph: bool, monkeypatch) -> tuple[list, list[str]]:
+    made = record_steps(monkeypatch)
     data = load_cifar10_sample()
     space = load_search_space("tiny")
     torch.manual_seed(0)
@@ -55,15 +61,7 @@ def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monke
 
     from tests.test_executors import _accuracy_by_genotype, make_config
 
-    made: list[str] = []
-    original = step_module.make_step
-
-    def spy(*args, **kwargs):
-        step = original(*args, **kwargs)
-        made.append(type(step).__name__)
-        return step
-
-    monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    made = record_steps(monkeypatch)
     streams_made = []
     original_stream = torch.cuda.Stream
 
