@@ -7,23 +7,21 @@ in messages, like the node names in :mod:`bnn_nas.space.drawing`.
 
 The text form is DARTS's, so published genotypes paste in. DARTS reads it back with ``eval``;
 here it is read with :mod:`ast` and ``ast.literal_eval`` only, so text never runs code.
+That reader lives in :mod:`bnn_nas.space.genotype_text` and the file loader in
+:mod:`bnn_nas.space.genotype_files`; :func:`parse_genotype` and :func:`load_genotype`
+here are their public entry points.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import hashlib
-import json
 import operator
 import os
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bnn_nas.errors import GenotypeError
 
@@ -31,13 +29,6 @@ Edge = tuple[str, int]
 
 KINDS = ("normal", "reduce")
 _KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
-_EXPECTED = (
-    "expected Genotype(normal=[('op', input), ...], normal_concat=[...], "
-    "reduce=[...], reduce_concat=[...])"
-)
-_MAX_RANGE = 10_000  # a concat written as range(...) longer than this is a typo, not a cell
-# `DARTS_V2 = Genotype(...)`, as published genotypes are written in DARTS's genotypes.py.
-_ASSIGN = re.compile(r"[A-Za-z_]\w*\s*=\s*(?=[A-Za-z_][\w.]*\s*\()")
 
 
 @dataclass(frozen=True, repr=False)
@@ -158,6 +149,9 @@ def parse_genotype(text: str) -> Genotype:
     assignment ``NAME = Genotype(...)`` as in DARTS's genotypes.py, ``#`` comments, and
     ``range(a, b)`` for a concat (DARTS logs print ``normal_concat=range(2, 6)``).
     """
+    # Imported here: genotype_text imports this module for Genotype and the form helpers.
+    from bnn_nas.space.genotype_text import _parse_text
+
     return _parse_text(text, "genotype text")
 
 
@@ -170,6 +164,16 @@ def load_genotype(text_or_path: str | os.PathLike[str]) -> Genotype:
     is checked with :func:`validate_genotype` (structure only; op names are checked by the
     network builder against the registry).
     """
+    # Imported here: both modules import this one for Genotype and its helpers.
+    from bnn_nas.space.genotype_files import (
+        _existing_file,
+        _load_file,
+        _looks_like_text,
+        _missing,
+        _validate_at,
+    )
+    from bnn_nas.space.genotype_text import _parse_text
+
     if isinstance(text_or_path, os.PathLike):
         path: Path | None = Path(text_or_path).expanduser()
         if not path.is_file():
@@ -370,220 +374,3 @@ def _from_mapping(data: object, where: str) -> Genotype:
         field = f"{kind}_concat"
         values[field] = _concat(data[field], field, where)
     return Genotype(**values)
-
-
-# --- text ----------------------------------------------------------------------------------
-
-
-def _prepare(text: str) -> tuple[str, int, int]:
-    """Blank comment lines and drop leading space and a ``NAME =`` prefix, keeping positions.
-
-    Returns the source, the line where it starts and how many columns were removed there.
-    """
-    lines = text.split("\n")
-    text = "\n".join("" if line.lstrip().startswith("#") else line for line in lines)
-    body = text.lstrip()
-    leading = text[: len(text) - len(body)]
-    first_line = leading.count("\n") + 1
-    shift = len(leading) - (leading.rfind("\n") + 1)
-    match = _ASSIGN.match(body)
-    if match:
-        shift += match.end()
-        body = body[match.end() :]
-    return "\n" * (first_line - 1) + body, first_line, shift
-
-
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
-
-
-def _parse_text(text: object, where: str) -> Genotype:
-    if not isinstance(text, str):
-        raise GenotypeError(f"{where} must be a string, not {type(text).__name__}")
-    source, first_line, shift = _prepare(text)
-    if not source.strip():
-        raise GenotypeError(f"{where} is empty; {_EXPECTED}")
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        line, column = exc.lineno or 1, exc.offset or 1
-        if line == first_line:
-            column += shift
-        at = f"line {line}, column {column}" if "\n" in text.strip() else f"column {column}"
-        raise GenotypeError(
-            f"{where} is not valid: {_short(exc.msg)} at {at}; {_EXPECTED}"
-        ) from None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        raise GenotypeError(f"{where} is not valid: {_short(exc)}; {_EXPECTED}") from None
-    call = tree.body
-    name = _dotted(call.func) if isinstance(call, ast.Call) else None
-    if not isinstance(call, ast.Call) or name is None or name.split(".")[-1] != "Genotype":
-        raise GenotypeError(
-            f"{where} must be one Genotype(...) call, found {_short(ast.unparse(call))}; "
-            f"{_EXPECTED}"
-        )
-    if call.args:
-        raise GenotypeError(
-            f"{where}: positional arguments are not accepted; name them: "
-            f"Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)"
-        )
-    nodes: dict[str, ast.expr] = {}
-    for keyword in call.keywords:
-        key = keyword.arg
-        if key is None:
-            raise GenotypeError(f"{where}: '**' arguments are not accepted; {_EXPECTED}")
-        if key not in _KEYS:
-            raise GenotypeError(
-                f"{where}: unknown key {key!r}{_suggest(key, _KEYS)}; "
-                f"the keys are {', '.join(_KEYS)}"
-            )
-        if key in nodes:
-            raise GenotypeError(f"{where}: {key}= is given twice; give it once")
-        nodes[key] = keyword.value
-    for key in _KEYS:
-        if key not in nodes:
-            raise GenotypeError(f"{where}: missing {key}=...; {_EXPECTED}")
-    values: dict[str, Any] = {}
-    for kind in KINDS:
-        values[kind] = _literal_edges(nodes[kind], kind, where)
-        field = f"{kind}_concat"
-        values[field] = _literal_concat(nodes[field], field, where)
-    return Genotype(**values)
-
-
-_LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
-
-
-def _literal_edges(node: ast.expr, field: str, where: str) -> tuple[Edge, ...]:
-    if not isinstance(node, (ast.List, ast.Tuple)):
-        raise GenotypeError(
-            f"{where}: {field} must be a list of ('op', input) pairs, "
-            f"found {_short(ast.unparse(node))}"
-        )
-    items = []
-    for i, element in enumerate(node.elts):
-        try:
-            items.append(ast.literal_eval(element))
-        except _LITERAL_ERRORS:
-            raise GenotypeError(
-                f"{where}: {field} edge {i} {_short(ast.unparse(element))}: "
-                f"must be a literal pair ('op', input)"
-            ) from None
-    return _edges(items, field, where)
-
-
-def _literal_concat(node: ast.expr, field: str, where: str) -> tuple[int, ...]:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
-        return _literal_range(node, field, where)
-    try:
-        value = ast.literal_eval(node)
-    except _LITERAL_ERRORS:
-        raise GenotypeError(
-            f"{where}: {field} must be a literal list of node indices like [2, 3, 4, 5], "
-            f"found {_short(ast.unparse(node))}"
-        ) from None
-    return _concat(value, field, where)
-
-
-def _literal_range(node: ast.Call, field: str, where: str) -> tuple[int, ...]:
-    bad = f"{where}: {field}={_short(ast.unparse(node))}: write range(start, stop) with integers"
-    if node.keywords or not 1 <= len(node.args) <= 3:
-        raise GenotypeError(bad)
-    bounds = []
-    for arg in node.args:
-        try:
-            value = ast.literal_eval(arg)
-        except _LITERAL_ERRORS:
-            raise GenotypeError(bad) from None
-        bounds.append(_int(value, bad))
-    try:
-        nodes = range(*bounds)
-    except ValueError:  # step 0
-        raise GenotypeError(bad) from None
-    if len(nodes) > _MAX_RANGE:
-        raise GenotypeError(f"{where}: {field}={_short(ast.unparse(node))} is too long; check it")
-    return tuple(nodes)
-
-
-# --- files ---------------------------------------------------------------------------------
-
-
-def _looks_like_text(text: str) -> bool:
-    return "Genotype" in text or "=" in text or "[" in text
-
-
-def _missing(given: str, path: Path) -> str:
-    if path.is_dir():
-        return f"{given} is a directory, not a genotype file; name the file"
-    return (
-        f"no such file: {given}; pass a genotype file (.yaml, .yml, .json or DARTS "
-        f"text) or the text Genotype(normal=[...], ...)"
-    )
-
-
-def _existing_file(text: str) -> Path | None:
-    try:
-        path = Path(text).expanduser()
-        return path if path.is_file() else None
-    except (OSError, ValueError):  # too long or a NUL byte: not a path
-        return None
-
-
-def _validate_at(g: Genotype, where: str) -> None:
-    try:
-        validate_genotype(g)
-    except GenotypeError as exc:
-        raise GenotypeError(f"{where}: {exc}") from None
-
-
-def _load_file(path: Path) -> Genotype:
-    where = str(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise GenotypeError(
-            f"{where}: not UTF-8 text; a genotype file holds YAML, JSON or DARTS text"
-        ) from None
-    except OSError as exc:
-        raise GenotypeError(
-            f"cannot read {where}: {exc.strerror}; check the path and permissions"
-        ) from None
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise GenotypeError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
-    elif suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise GenotypeError(
-                f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-            ) from None
-    else:
-        return _parse_text(raw, where)
-    if isinstance(data, Mapping) and "genotype" in data:
-        where = f"{where}: genotype"
-        data = data["genotype"]
-        if not isinstance(data, (str, Mapping)):
-            raise GenotypeError(
-                f"{where} must be DARTS text or a mapping with keys {', '.join(_KEYS)}, "
-                f"not {type(data).__name__}"
-            )
-    if isinstance(data, str):
-        return _parse_text(data, where)
-    return _from_mapping(data, where)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return _short(exc.problem + at, 120)
-    return _short(exc, 120)
