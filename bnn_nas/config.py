@@ -68,6 +68,8 @@ class TrainConfig:
     augment: bool = True
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
+    # torch.compile the forward; then no CUDA graph (together they trained badly on an
+    # H200, docs/benchmarks.md); compiled training alone is not yet checked on a GPU
     compile: bool = False
     cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)
