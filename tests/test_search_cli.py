@@ -159,3 +159,19 @@ def test_malformed_genotype_and_changed_config_on_resume(tmp_path):
     assert [r[2] for r in store_rows(run)] == ["done", "done"]
     nothing = cli("derive", str(tmp_path / "empty"))
     assert nothing.returncode == 2 and "no search results" in nothing.stderr
+
+
+def test_a_search_resumes_on_another_machine_but_not_with_other_data_settings(tmp_path):
+    from bnn_nas.config import Config, config_to_dict
+    from bnn_nas.errors import ConfigError
+    from bnn_nas.search.engine import check_resumable
+
+    stored = config_to_dict(Config())
+    moved = yaml.safe_load(yaml.safe_dump(stored))
+    moved["data"]["root"] = "/elsewhere/cifar10"  # same data, new path: fine
+    moved["executor"]["type"] = "streams"
+    check_resumable(stored, moved, tmp_path)
+    other = yaml.safe_load(yaml.safe_dump(stored))
+    other["data"]["valid_fraction"] = 0.3  # other search-train/valid split: refused
+    with pytest.raises(ConfigError, match=r"data\.valid_fraction=0\.5"):
+        check_resumable(stored, other, tmp_path)

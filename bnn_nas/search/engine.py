@@ -30,8 +30,12 @@ from bnn_nas.space.search_space import SearchSpace, load_search_space
 from bnn_nas.train.trainer import resolve_device
 
 # settings that may change between an interrupted search and its resumption: they do not
-# shape the trials (final training and baselines are not part of the search)
-RESUMABLE_CHANGES = ("search.budget", "executor", "device", "run_dir", "final", "model")
+# shape the trials (final training and baselines are not part of the search; where the
+# same data set lives changes when a search moves to another machine)
+RESUMABLE_CHANGES = (
+    "search.budget", "executor", "device", "run_dir", "final", "model",
+    "data.root", "data.cache_dir", "data.download",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
