@@ -91,7 +91,8 @@ class SearchConfig:
 class ExecutorConfig:
     """Where trials run."""
 
-    type: str = "local"  # local | processes | streams | ray
+    # auto: streams on a GPU, local on the CPU | local | processes | streams | ray
+    type: str = "auto"
     # processes, streams: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
     devices: tuple[str, ...] = ()
     # trials sharing one device at a time; default per GPU: processes 4, streams 8
@@ -127,7 +128,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "final.optimizer": ("adam", "sgd"),
     "search.controller": ("random", "evolution", "pareto"),
     "search.eliminate": ("oldest", "worst"),
-    "executor.type": ("local", "processes", "streams", "ray"),
+    "executor.type": ("auto", "local", "processes", "streams", "ray"),
 }
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",

@@ -243,3 +243,11 @@ def test_lost_trials_retry_then_fail_and_ctrl_c_releases_trials():
     lost_twice = [r for r in records if r.status is TrialStatus.FAILED]
     assert len(lost_twice) == 1 and "gave up after 2" in lost_twice[0].error
     assert sum(r.finished for r in records) == 5
+
+
+def test_auto_executor_is_local_on_the_cpu(tmp_path):
+    config = make_config()  # executor.type left at its default, auto
+    assert config.executor.type == "auto"
+    _, evaluator = open_search(config, tmp_path / "run", resume=False)
+    with make_executor(config, evaluator) as executor:
+        assert type(executor).__name__ == "LocalExecutor" and executor.capacity == 1

@@ -219,14 +219,17 @@ def with_budget(config: Config, budget: int | None) -> Config:
 def make_executor(config: Config, evaluator: Evaluator, plugins: tuple[str, ...] = ()) -> Executor:
     """The executor a config's ``executor`` section names."""
     settings = config.executor
-    if settings.type == "local":
+    kind = settings.type
+    if kind == "auto":  # several trials side by side pay off on a GPU, not on the CPU
+        kind = "streams" if evaluator.device.type == "cuda" else "local"
+    if kind == "local":
         return LocalExecutor(evaluator, format_error)
-    if settings.type in ("processes", "streams"):
+    if kind in ("processes", "streams"):
         from bnn_nas.search.processes import ProcessExecutor, resolve_devices, trials_per_device
 
         devices = resolve_devices(settings.devices)
-        per_device = trials_per_device(settings.trials_per_device, devices, settings.type)
-        if settings.type == "processes":
+        per_device = trials_per_device(settings.trials_per_device, devices, kind)
+        if kind == "processes":
             return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
         from bnn_nas.search.streams import StreamExecutor
 
