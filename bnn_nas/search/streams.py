@@ -50,29 +50,23 @@ class StreamExecutor(Executor):
             )
         self.describe_error = describe_error
         self.capacity = len(evaluators) * per_device
-        self._seats: queue.SimpleQueue[Evaluator] = queue.SimpleQueue()
+        # a seat: an evaluator (its device) and a stream of that device; a running trial
+        # holds one, so no two trials share a stream
+        self._seats: queue.SimpleQueue[tuple[Evaluator, torch.cuda.Stream | None]] = (
+            queue.SimpleQueue()
+        )
         for evaluator in evaluators:
             for _ in range(per_device):
-                self._seats.put(evaluator)
-        self._local = threading.local()
+                cuda = evaluator.device.type == "cuda"
+                self._seats.put((evaluator, torch.cuda.Stream(evaluator.device) if cuda else None))
         self._pool = cf.ThreadPoolExecutor(
-            max_workers=self.capacity,
-            thread_name_prefix="bnn-nas-trial",
-            initializer=self._take_seat,
+            max_workers=self.capacity, thread_name_prefix="bnn-nas-trial"
         )
         self._futures: dict[cf.Future, int] = {}
         self._stopping = threading.Event()
 
-    def _take_seat(self) -> None:
-        """Runs once in each worker thread: its evaluator (device) and its own stream."""
-        evaluator = self._seats.get_nowait()
-        self._local.evaluator = evaluator
-        device = evaluator.device
-        self._local.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-
     def _run(self, trial: TrialRecord) -> Outcome:
-        evaluator: Evaluator = self._local.evaluator
-        stream = self._local.stream
+        evaluator, stream = self._seats.get_nowait()  # submit keeps one free per trial
         context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         try:
             with context:
@@ -81,6 +75,8 @@ class StreamExecutor(Executor):
             return Outcome(trial.id, OutcomeKind.LOST, error="stopped with the search")
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
+        finally:
+            self._seats.put((evaluator, stream))
         return Outcome(trial.id, OutcomeKind.DONE, result=result)
 
     def submit(self, trial: TrialRecord) -> None:
