@@ -38,3 +38,34 @@ def test_table_has_a_row_per_run_with_its_report(tmp_path):
     text = table([tmp_path / "r18"], None, 1)
     row = text.splitlines()[2]
     assert row == "| resnet18 xnor | 100 | 87.65% | 1.03e+07 | 10.99M / 18K | 1.44 MB | 2.5 |"
+
+
+def test_searched_row_adds_the_search_time_from_the_store(tmp_path, monkeypatch):
+    from itertools import count
+
+    from bnn_nas.search.store import STORE_FILE, SQLiteStore
+    from bnn_nas.search.trials import Proposal
+    from tests.test_controllers import fake_result
+
+    clock = count(start=0.0, step=60.0)  # every store timestamp is a minute after the last
+    monkeypatch.setattr("bnn_nas.search.store.time.time", lambda: next(clock))
+    search = tmp_path / "search"
+    search.mkdir()
+    store = SQLiteStore(search / STORE_FILE)
+    space = load_search_space("tiny")
+    ids = store.add([Proposal(space.random_sample(random.Random(i))) for i in range(2)])
+    for trial_id in ids:  # one after the other: started at t, finished at t + 60 s
+        store.start(trial_id)
+        store.finish(trial_id, fake_result(0.5))
+    store.close()
+    report = {
+        "model": "cells", "family": "xnor", "genotype": "Genotype(...)", "epochs": 100,
+        "test_accuracy": 0.9, "train_seconds": 300.0, "ops": 9.98e6,
+        "binary_params": 3_550_000, "float_params": 22_000, "bytes": 530_000.0,
+    }  # fmt: skip
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "report.json").write_text(json.dumps(report))
+    row = table([tmp_path / "final"], search, 1).splitlines()[2]
+    # two one-minute trials + 5 minutes of training
+    assert row.startswith("| searched (derived genotype) | 100 | 90.00% | 9.98e+06 |")
+    assert row.endswith("| 7.0 (2.0 search) |")
