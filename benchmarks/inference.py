@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import FLOAT_TWIN, emit, load_data
+from benchmarks.common import FLOAT_TWIN, MIXED_GENOTYPE, MIXED_OPS, emit, load_data
 from bnn_nas.config import ModelConfig, TrainConfig
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.export import Architecture, InputSpec, export_network, load_packed
@@ -41,22 +41,6 @@ from bnn_nas.export.reference import exact_reference
 from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit
-
-# A cell network mixing both families, a binary (xnor) preprocess, factorized reduces,
-# dilated convs, PReLU and binary-conv shortcuts: every folding path of the exporter.
-MIXED_OPS = [
-    "skip_connect", "max_pool_3x3", "xnor_conv_3x3", "bireal_conv_3x3_skip_connect",
-    "xnor_dil_conv_5x5", "bireal_resnet_block",
-    {"name": "xnor_nin", "downsample": "binary_conv", "activation": "prelu"},
-    {"name": "bireal_conv_5x5", "reduce": "factorized"},
-]  # fmt: skip
-MIXED_GENOTYPE = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('bireal_conv_3x3_skip_connect', 1), "
-    "('xnor_dil_conv_5x5', 0), ('xnor_nin', 2), ('bireal_resnet_block', 1), "
-    "('skip_connect', 3)], normal_concat=[2, 3, 4], reduce=[('bireal_conv_5x5', 0), "
-    "('xnor_nin', 1), ('max_pool_3x3', 0), ('xnor_conv_3x3', 2), "
-    "('bireal_resnet_block', 3), ('skip_connect', 1)], reduce_concat=[2, 3, 4])"
-)
 
 
 def log(text: str) -> None:

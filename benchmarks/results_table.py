@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bnn_nas.search.store import STORE_FILE, SQLiteStore
+from bnn_nas.search.derive import open_results
 from bnn_nas.search.trials import TrialRecord
 
 
@@ -45,8 +45,7 @@ def network_name(report: dict) -> str:
 def table(run_dirs: list[Path], search: Path | None, search_gpus: int) -> str:
     search_minutes = 0.0
     if search is not None:
-        store = SQLiteStore(search / STORE_FILE)
-        search_minutes = busy_seconds(store.trials()) * search_gpus / 60
+        search_minutes = busy_seconds(open_results(search)) * search_gpus / 60
     lines = [
         "| network | epochs | test acc | OPs | params (binary / float) | bytes | GPU-min |",
         "|---|---|---|---|---|---|---|",

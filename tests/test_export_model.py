@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.common import MIXED_GENOTYPE, MIXED_OPS
 from bnn_nas.config import ModelConfig, TrainConfig
 from bnn_nas.data import load_cifar10_sample
 from bnn_nas.data.splits import class_balanced_split
@@ -22,21 +23,6 @@ from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit
 
-# Both families, a binary (xnor) preprocess with factorized reduces, dilated 5x5, PReLU,
-# binary-conv shortcuts, Bi-Real shortcuts: every folding path of the exporter.
-MIXED_OPS = [
-    "skip_connect", "max_pool_3x3", "xnor_conv_3x3", "bireal_conv_3x3_skip_connect",
-    "xnor_dil_conv_5x5", "bireal_resnet_block",
-    {"name": "xnor_nin", "downsample": "binary_conv", "activation": "prelu"},
-    {"name": "bireal_conv_5x5", "reduce": "factorized"},
-]  # fmt: skip
-MIXED = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('bireal_conv_3x3_skip_connect', 1), "
-    "('xnor_dil_conv_5x5', 0), ('xnor_nin', 2), ('bireal_resnet_block', 1), ('skip_connect', 3)],"
-    " normal_concat=[2, 3, 4], reduce=[('bireal_conv_5x5', 0), ('xnor_nin', 1), "
-    "('max_pool_3x3', 0), ('xnor_conv_3x3', 2), ('bireal_resnet_block', 3), ('skip_connect', 1)],"
-    " reduce_concat=[2, 3, 4])"
-)
 # The default space's kind of cell (xnor ops, float preprocess): no exact ties by design.
 XNOR_OPS = [
     "skip_connect", "avg_pool_3x3", "max_pool_3x3", "xnor_conv_3x3",
@@ -86,7 +72,7 @@ def predictions(fn, x: torch.Tensor) -> np.ndarray:
 @pytest.fixture(scope="module")
 def mixed(sample, tmp_path_factory):
     return train_and_export(
-        cells(MIXED_OPS, MIXED, "xnor"), sample, tmp_path_factory.mktemp("m") / "mixed.bnn"
+        cells(MIXED_OPS, MIXED_GENOTYPE, "xnor"), sample, tmp_path_factory.mktemp("m") / "mixed.bnn"
     )
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from bnn_nas.binary import BinaryConv2d
 from bnn_nas.export.fold import bn_foldable, fold_conv, not_packable
+from bnn_nas.export.kernels import ConvGeometry
 from bnn_nas.export.modules import PackedConv2d, PackedFactorizedReduce, PackedUnit
 from bnn_nas.primitives.blocks import BinaryUnit, FactorizedReduce
 
@@ -36,17 +37,15 @@ class PackedLayer:
     """One rewritten conv, as recorded in the export file."""
 
     path: str
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
+    geometry: ConvGeometry
     shift_input: bool
     folded: str  # "pre_bn", "post_bn" or "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The file's flat record: path, the geometry's fields, shift_input, folded."""
+        flat = {"path": self.path, **asdict(self.geometry), "shift_input": self.shift_input,
+                "folded": self.folded}  # fmt: skip
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
 
 @dataclass(frozen=True)
@@ -88,19 +87,7 @@ class _Packer:
         self, path: str, conv: BinaryConv2d, folded: str, shift: bool = False, **kw: Any
     ) -> PackedConv2d:
         packed = PackedConv2d.from_folded(fold_conv(conv, **kw), shift_input=shift)
-        g = packed.geometry
-        layer = PackedLayer(
-            path=path,
-            in_channels=g.in_channels,
-            out_channels=g.out_channels,
-            kernel=g.kernel,
-            stride=g.stride,
-            padding=g.padding,
-            dilation=g.dilation,
-            shift_input=shift,
-            folded=folded,
-        )
-        self.layers.append(layer)
+        self.layers.append(PackedLayer(path, packed.geometry, shift, folded))
         _set(self.root, path, packed)
         return packed
 

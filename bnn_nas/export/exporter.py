@@ -95,7 +95,11 @@ def export_network(
     size = write_bnn(Path(output), header, arrays)
     weights = sum(a.nbytes for k, a in binary.items() if k.endswith(".weight_bits"))
     float32 = sum(
-        4 * layer.in_channels * layer.out_channels * layer.kernel[0] * layer.kernel[1]
+        4
+        * layer.geometry.in_channels
+        * layer.geometry.out_channels
+        * layer.geometry.kernel[0]
+        * layer.geometry.kernel[1]
         for layer in conversion.layers
     )
     binary_bytes = sum(a.nbytes for a in binary.values())

@@ -6,10 +6,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 
 import numpy as np
 import torch
+from torch import nn
 
 from bnn_nas.config import Config, TrainConfig
 from bnn_nas.cost import ModelCost, count_cost
@@ -92,7 +93,7 @@ class Evaluator:
     ) -> None:
         self.space, self.data, self.settings = space, data, settings
         self.device, self.seed = device, seed
-        self.cost = lru_cache(maxsize=4096)(self._count_cost)
+        self._costs: dict[Genotype, ModelCost] = {}
 
     def on_device(self, device: str | torch.device) -> Evaluator:
         """The same evaluator (space, data, settings, seed) on another device."""
@@ -104,11 +105,15 @@ class Evaluator:
     def build(self, genotype: Genotype) -> CellNetwork:
         return CellNetwork(genotype, self.space, self.data.num_classes)
 
-    def _count_cost(self, genotype: Genotype) -> ModelCost:
-        """Cost of a candidate without training it (cached: Pareto asks before training)."""
-        with GLOBAL_RNG_LOCK:  # building draws initial weights from the global RNG
-            model = self.build(genotype)
-        return count_cost(model, (1, *self.data.image_shape))
+    def cost(self, genotype: Genotype, model: nn.Module | None = None) -> ModelCost:
+        """Cost of a candidate, counted once per genotype (Pareto asks before training):
+        on ``model`` when the caller has built it already, else on a fresh build."""
+        if genotype not in self._costs:
+            if model is None:
+                with GLOBAL_RNG_LOCK:  # building draws initial weights from the global RNG
+                    model = self.build(genotype)
+            self._costs[genotype] = count_cost(model, (1, *self.data.image_shape))
+        return self._costs[genotype]
 
     def ops(self, genotype: Genotype) -> float:
         return self.cost(genotype).ops
@@ -122,7 +127,7 @@ class Evaluator:
         with GLOBAL_RNG_LOCK:
             seed_everything(seed)
             model = self.build(genotype)
-        cost = self.cost(genotype)
+        cost = self.cost(genotype, model)  # counting leaves the model as it was
         tic = time.perf_counter()
         history = fit(
             model,
