@@ -41,7 +41,11 @@ def run_variant(
 ) -> tuple[nn.Module, list[float]]:
     """Train a copy of ``model`` on ``batches``; returns it and the loss of every step."""
     model = copy.deepcopy(model)
-    optimizer = build_optimizer(model, TrainConfig(lr=0.01), capturable=graphed)
+    # every variant gets the graph's optimiser (device-tensor learning rate, capturable
+    # update), so the step is all that differs: a float32 lr tensor alone moves float64
+    # weights by ~1e-8, and binary nets amplify that through sign flips
+    capturable = device.type == "cuda"
+    optimizer = build_optimizer(model, TrainConfig(lr=0.01), capturable=capturable)
     forward = torch.compile(model) if compiled else model
     common = {"bf16": bf16, "grad_clip": None, "device": device}
     criterion = nn.CrossEntropyLoss()
