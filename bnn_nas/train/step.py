@@ -71,6 +71,9 @@ class EagerStep:
         self.loss_sum.zero_()
         self.correct.zero_()
 
+    def release(self) -> None:
+        """Free what the step holds beyond the model; it is not called again after this."""
+
 
 def graph_capturable(model: nn.Module, device: torch.device, compiled: bool) -> bool:
     """CUDA graphs need CUDA, no torch.compile on top, and no private RNG generators.
@@ -161,6 +164,18 @@ class GraphedStep(EagerStep):
         self.static_x.copy_(x, non_blocking=True)
         self.static_y.copy_(y, non_blocking=True)
         self.graph.replay()
+
+    def release(self) -> None:
+        """Give the graph's private memory pool back now, not whenever Python collects.
+
+        A search trains thousands of graphed candidates in one process. The gradients
+        live in the graph's pool, and a model caught in a reference cycle outlives its
+        trial until the cyclic collector runs: 8 streams on an H200 ran out of memory
+        after ~130 trials with 114 GiB held in graph pools.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graph.reset()
+        del self.static_x, self.static_y
 
 
 def make_step(
