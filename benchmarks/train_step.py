@@ -56,7 +56,7 @@ def models() -> dict[str, nn.Module]:
 
 
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
-                 graph: bool, profile: bool) -> float:  # fmt: skip
+                 graph: bool, profile: bool, bf16: bool = True) -> float:  # fmt: skip
     """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch."""
     cuda = device.type == "cuda"
     model.to(device).train()
@@ -70,7 +70,7 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
     y = torch.randint(0, 10, (batch,), device=device)
     forward = torch.compile(model) if compile_ else model
     step = make_step(
-        model, forward, optimizer, nn.CrossEntropyLoss(), bf16=cuda, grad_clip=None,
+        model, forward, optimizer, nn.CrossEntropyLoss(), bf16=cuda and bf16, grad_clip=None,
         device=device, cuda_graph=graph, first_batch=(x, y),
     )  # fmt: skip
     for _ in range(5 if cuda else 2):
@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-cuda-graph", action="store_true", help="eager steps on CUDA")
+    parser.add_argument("--no-bf16", action="store_true", help="float32 activations on CUDA")
     parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
     parser.add_argument("--only", help="comma-separated model names")
     args = parser.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
     for name, model in chosen.items():
         figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
                                            args.compile, not args.no_cuda_graph,
-                                           args.profile))  # fmt: skip
+                                           args.profile, not args.no_bf16))  # fmt: skip
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
     ratios = {
         f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
@@ -125,7 +126,8 @@ def main() -> None:
     }
     graph = device.type == "cuda" and not args.no_cuda_graph
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
-         images_per_s=figures, binary_over_float_time=ratios)  # fmt: skip
+         bf16=device.type == "cuda" and not args.no_bf16, images_per_s=figures,
+         binary_over_float_time=ratios)  # fmt: skip
 
 
 if __name__ == "__main__":
