@@ -198,7 +198,9 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
         store.set_meta("bnn_nas", __version__)
         store.set_meta("seed", config.seed)
         store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
-        write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
+    # the settings in force now (a resumed search may change its budget, final schedule,
+    # data path, ...): derive points `bnn-nas train --config` at this file
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     return SearchRun(config, space, store, evaluator.ops, run_dir), evaluator
 
