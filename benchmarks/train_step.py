@@ -55,6 +55,25 @@ def models() -> dict[str, nn.Module]:
     }
 
 
+def batch_norm_in_float32(model: nn.Module) -> None:
+    """A step variant: affine BN layers normalise a float32 copy of their bf16 input.
+
+    PyTorch's cuDNN batch norm (NHWC kernels) refuses bf16 input; on float32 it runs.
+    The output goes back to bf16, as the next layer would get it under autocast.
+    """
+
+    def to_float(module: nn.Module, args: tuple) -> tuple | None:
+        return (args[0].float(),) if args[0].dtype == torch.bfloat16 else None
+
+    def to_bf16(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        return out.to(torch.bfloat16) if torch.is_autocast_enabled("cuda") else out
+
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d) and module.affine:
+            module.register_forward_pre_hook(to_float)
+            module.register_forward_hook(to_bf16)
+
+
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
                  graph: bool, profile: bool, bf16: bool = True) -> float:  # fmt: skip
     """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch."""
@@ -106,6 +125,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-cuda-graph", action="store_true", help="eager steps on CUDA")
     parser.add_argument("--no-bf16", action="store_true", help="float32 activations on CUDA")
+    parser.add_argument("--bn-fp32", action="store_true",
+                        help="batch norm on a float32 copy of bf16 input")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
     parser.add_argument("--only", help="comma-separated model names")
     args = parser.parse_args()
@@ -115,6 +136,8 @@ def main() -> None:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     figures = {}
     for name, model in chosen.items():
+        if args.bn_fp32:
+            batch_norm_in_float32(model)
         figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
                                            args.compile, not args.no_cuda_graph,
                                            args.profile, not args.no_bf16))  # fmt: skip
@@ -126,8 +149,8 @@ def main() -> None:
     }
     graph = device.type == "cuda" and not args.no_cuda_graph
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
-         bf16=device.type == "cuda" and not args.no_bf16, images_per_s=figures,
-         binary_over_float_time=ratios)  # fmt: skip
+         bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
+         images_per_s=figures, binary_over_float_time=ratios)  # fmt: skip
 
 
 if __name__ == "__main__":
