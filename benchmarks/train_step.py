@@ -127,10 +127,13 @@ def main() -> None:
     parser.add_argument("--no-bf16", action="store_true", help="float32 activations on CUDA")
     parser.add_argument("--bn-fp32", action="store_true",
                         help="batch norm on a float32 copy of bf16 input")  # fmt: skip
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="let cuDNN time its conv algorithms per shape")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
     parser.add_argument("--only", help="comma-separated model names")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # this process only
     chosen = models()
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
@@ -150,7 +153,8 @@ def main() -> None:
     graph = device.type == "cuda" and not args.no_cuda_graph
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
          bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
-         images_per_s=figures, binary_over_float_time=ratios)  # fmt: skip
+         cudnn_benchmark=args.cudnn_benchmark, images_per_s=figures,
+         binary_over_float_time=ratios)  # fmt: skip
 
 
 if __name__ == "__main__":
