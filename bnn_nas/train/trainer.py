@@ -256,9 +256,9 @@ def fit(
         if bar is not None:
             bar.close()
         if cuda:
-            # a search fits thousands of models in one process; on CUDA something of
-            # each fit sits in a reference cycle (not on the CPU), and the cyclic
-            # collector's rare full passes let their GPU memory pile up: an H200 ran
-            # out after ~130 trials. Collecting here keeps at most one fit's worth.
+            # a search fits thousands of models in one process: an H200 ran out of
+            # memory after ~130 graphed trials. On CUDA a fit seems to leave a reference
+            # cycle (on the CPU it leaves none), which only the collector's rare full
+            # passes would free; collecting here keeps at most one fit's worth.
             gc.collect()
     return history
