@@ -227,6 +227,14 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: a config must be a mapping of sections")
     config = _from_mapping(Config, data, where)
+    for section in ("train", "final"):
+        settings = getattr(config, section)
+        if settings.warmup_epochs > settings.epochs:  # the rise would never end
+            raise ConfigError(
+                f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "
+                f"{section}.epochs={settings.epochs}; lower it "
+                f"(--set {section}.warmup_epochs=N, N <= {settings.epochs})"
+            )
     return replace(config, source=where)
 
 

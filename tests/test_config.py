@@ -29,6 +29,10 @@ def test_defaults_and_overrides():
         ({"data": []}, "cfg.yaml: data must be a mapping"),
         ({"plugins": "a.py"}, "cfg.yaml: plugins must be a list"),
         ({"seed": True}, "cfg.yaml: seed must be an integer"),
+        (
+            {"final": {"epochs": 15, "warmup_epochs": 43}},
+            "cfg.yaml: final.warmup_epochs=43 is longer than final.epochs=15; lower it",
+        ),
     ],
 )
 def test_errors_name_key_and_file(data, expected):

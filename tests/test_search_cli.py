@@ -165,6 +165,16 @@ def test_malformed_genotype_and_changed_config_on_resume(tmp_path):
     assert nothing.returncode == 2 and "no search results" in nothing.stderr
 
 
+def test_train_epochs_shorter_than_the_warm_up_is_refused_before_any_work(tmp_path):
+    config = write(tmp_path, "random", 1)
+    run = tmp_path / "t"
+    result = cli("train", "--config", str(config), "--model", "resnet20", "--epochs", "2",
+                 "--set", "final.warmup_epochs=5", "--run-dir", str(run))  # fmt: skip
+    assert result.returncode == 2
+    assert "final.warmup_epochs=5 is longer than final.epochs=2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not run.exists()
+
+
 def test_a_search_resumes_on_another_machine_but_not_with_other_data_settings(tmp_path):
     from bnn_nas.config import Config, config_to_dict
     from bnn_nas.errors import ConfigError

@@ -36,6 +36,8 @@ def train_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.train.run import train_run
 
+    if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
+        overrides = (*overrides, f"final.epochs={epochs}")
     config = load_run_config(config_path, plugins, overrides)
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
@@ -44,8 +46,6 @@ def train_command(
         config = replace(
             config, model=replace(config.model, type=model, family=family or config.model.family)
         )
-    if epochs is not None:
-        config = replace(config, final=replace(config.final, epochs=epochs))
     name = f"{config.model.type}-{config.model.family}" if g is None else g.hash
     target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
     report = train_run(config, target, genotype=g, resume=resume)
