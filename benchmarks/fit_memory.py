@@ -45,6 +45,17 @@ def device_tensors(device: torch.device) -> list[torch.Tensor]:
     return found
 
 
+def largest_holders(tensors: list[torch.Tensor], count: int = 5) -> list[dict]:
+    """The biggest live tensors and the types of what refers to them (one level up)."""
+    biggest = sorted(tensors, key=lambda t: t.numel() * t.element_size(), reverse=True)[:count]
+    ours = {id(tensors), id(biggest)}
+    rows = []
+    for t in biggest:
+        referrers = [type(r).__name__ for r in gc.get_referrers(t) if id(r) not in ours]
+        rows.append({"shape": list(t.shape), "dtype": str(t.dtype), "held_by": referrers[:6]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=6)
@@ -79,11 +90,12 @@ def main() -> None:
         gc.collect()
         alive = device_tensors(device)
         alive_mb = round(sum(t.numel() * t.element_size() for t in alive) / MB, 1)
+        holders = largest_holders(alive)
     finally:
         gc.enable()
     emit("fit_memory", device, graphed=not args.no_graph, reserved_mb=reserved,
          cycle_types_of_last_fit=cycles, device_tensors_alive=len(alive),
-         device_tensor_mb=alive_mb)  # fmt: skip
+         device_tensor_mb=alive_mb, largest_and_their_holders=holders)  # fmt: skip
 
 
 if __name__ == "__main__":
