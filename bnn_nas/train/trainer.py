@@ -187,6 +187,7 @@ def fit(
         from tqdm import tqdm
 
         bar = tqdm(total=settings.epochs, initial=start, unit="epoch", dynamic_ncols=True)
+    finished = False
     try:
         for epoch in range(start, settings.epochs):
             if hasattr(model, "drop_path_prob"):
@@ -250,15 +251,20 @@ def fit(
                     shown["eval_acc"] = f"{eval_acc:.3f}"
                 bar.set_postfix(shown)
                 bar.update(1)
+        finished = True
     finally:  # also when a trial is cancelled or diverges
         if step is not None:
-            step.release()
+            try:
+                step.release()
+            except Exception:
+                if finished:  # else the error that ended training is the one to see
+                    raise
         if bar is not None:
             bar.close()
         if cuda:
-            # a search fits thousands of models in one process: an H200 ran out of
-            # memory after ~130 graphed trials. On CUDA a fit seems to leave a reference
-            # cycle (on the CPU it leaves none), which only the collector's rare full
-            # passes would free; collecting here keeps at most one fit's worth.
+            # a search fits thousands of models in one process (an H200 ran out of
+            # memory after ~130 graphed trials): should anything of a fit sit in a
+            # reference cycle, its device memory (data, weights) would wait for the
+            # collector's rare full passes; collecting here keeps at most one fit's worth
             gc.collect()
     return history
