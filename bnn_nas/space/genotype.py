@@ -18,7 +18,7 @@ import difflib
 import hashlib
 import operator
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,17 +360,32 @@ def _from_mapping(data: object, where: str) -> Genotype:
             f"{where} must be a mapping with keys {', '.join(_KEYS)}, not {type(data).__name__}"
         )
     for key in data:
-        if key not in _KEYS:
-            raise GenotypeError(
-                f"{where}: unknown key {key!r}{_suggest(str(key), _KEYS)}; "
-                f"the keys are {', '.join(_KEYS)}"
-            )
+        _check_key(key, where)
     for key in _KEYS:
         if key not in data:
             raise GenotypeError(f"{where}: missing key {key!r}; the keys are {', '.join(_KEYS)}")
+    return _assemble(data, _edges, _concat, where)
+
+
+def _check_key(key: object, where: str) -> None:
+    """One of Genotype's four fields, or an error suggesting the closest."""
+    if key not in _KEYS:
+        raise GenotypeError(
+            f"{where}: unknown key {key!r}{_suggest(str(key), _KEYS)}; "
+            f"the keys are {', '.join(_KEYS)}"
+        )
+
+
+def _assemble(
+    parts: Mapping[str, Any],
+    read_edges: Callable[[Any, str, str], tuple[Edge, ...]],
+    read_concat: Callable[[Any, str, str], tuple[int, ...]],
+    where: str,
+) -> Genotype:
+    """A Genotype from its four fields, each read (and checked) by the given readers."""
     values: dict[str, Any] = {}
     for kind in KINDS:
-        values[kind] = _edges(data[kind], kind, where)
+        values[kind] = read_edges(parts[kind], kind, where)
         field = f"{kind}_concat"
-        values[field] = _concat(data[field], field, where)
+        values[field] = read_concat(parts[field], field, where)
     return Genotype(**values)

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any
 
 from bnn_nas.errors import GenotypeError
 from bnn_nas.space.genotype import (
     _KEYS,
-    KINDS,
     Edge,
     Genotype,
+    _assemble,
+    _check_key,
     _concat,
     _edges,
     _int,
     _short,
-    _suggest,
 )
 
 _EXPECTED = (
@@ -96,23 +95,14 @@ def _parse_text(text: object, where: str) -> Genotype:
         key = keyword.arg
         if key is None:
             raise GenotypeError(f"{where}: '**' arguments are not accepted; {_EXPECTED}")
-        if key not in _KEYS:
-            raise GenotypeError(
-                f"{where}: unknown key {key!r}{_suggest(key, _KEYS)}; "
-                f"the keys are {', '.join(_KEYS)}"
-            )
+        _check_key(key, where)
         if key in nodes:
             raise GenotypeError(f"{where}: {key}= is given twice; give it once")
         nodes[key] = keyword.value
     for key in _KEYS:
         if key not in nodes:
             raise GenotypeError(f"{where}: missing {key}=...; {_EXPECTED}")
-    values: dict[str, Any] = {}
-    for kind in KINDS:
-        values[kind] = _literal_edges(nodes[kind], kind, where)
-        field = f"{kind}_concat"
-        values[field] = _literal_concat(nodes[field], field, where)
-    return Genotype(**values)
+    return _assemble(nodes, _literal_edges, _literal_concat, where)
 
 
 _LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
