@@ -141,3 +141,37 @@ def test_graphed_trainings_give_their_memory_back(monkeypatch):
     assert made == ["GraphedStep"] * 8
     # a kept graph pool would add its activations (tens of MB here) per training
     assert reserved[-1] - reserved[1] < 8 * 2**20, [r / 2**20 for r in reserved]
+
+
+def test_interrupted_gpu_training_resumes_from_its_checkpoint(tmp_path):
+    """The checkpoint is read straight onto the GPU; its RNG states must still restore
+    (torch takes only CPU ByteTensors: a 143-epoch final once failed to resume here)."""
+
+    class StopTrainingError(Exception):
+        pass
+
+    def stop_after_two(history):
+        if len(history) == 2:
+            raise StopTrainingError
+
+    data = load_cifar10_sample()
+    space = load_search_space("tiny")
+    settings = TrainConfig(epochs=3, batch_size=100, lr=0.005, cuda_graph=True)
+    genotype = space.random_sample(random.Random(0))
+
+    def train(**kwargs):
+        torch.manual_seed(0)
+        net = CellNetwork(genotype, space, 10)
+        return fit(net, data.train, settings, device=torch.device("cuda"), seed=0,
+                   stats=data.train.channel_stats(), eval_set=data.test, **kwargs)  # fmt: skip
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(StopTrainingError):
+        train(checkpoint=checkpoint, on_epoch=stop_after_two)
+    resumed = train(checkpoint=checkpoint, resume=True)
+    straight = train()
+    assert len(resumed) == len(straight) == 3
+    for r, s in zip(resumed, straight, strict=True):
+        # same data order and weights: only cuDNN/bf16 nondeterminism separates them
+        assert r.train_loss == pytest.approx(s.train_loss, rel=0.02)
+        assert r.eval_acc == pytest.approx(s.eval_acc, abs=0.03)
