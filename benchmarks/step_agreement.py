@@ -26,7 +26,7 @@ from benchmarks.common import emit
 from bnn_nas.config import TrainConfig
 from bnn_nas.space.network import build_baseline
 from bnn_nas.train import resolve_device
-from bnn_nas.train.optim import build_optimizer
+from bnn_nas.train.optim import CosineSchedule, build_optimizer
 from bnn_nas.train.step import EagerStep, GraphedStep
 
 
@@ -38,14 +38,20 @@ def run_variant(
     compiled: bool,
     graphed: bool,
     bf16: bool,
+    settings: TrainConfig | None = None,
 ) -> tuple[nn.Module, list[float]]:
-    """Train a copy of ``model`` on ``batches``; returns it and the loss of every step."""
+    """Train a copy of ``model`` on ``batches``; returns it and the loss of every step.
+
+    ``settings``: its optimiser and schedule (stepped after every batch, as fit does:
+    the graph must see the values the schedule writes); default a fixed lr of 0.01.
+    """
     model = copy.deepcopy(model)
     # every variant gets the graph's optimiser (device-tensor learning rate, capturable
     # update), so the step is all that differs: a float32 lr tensor alone moves float64
     # weights by ~1e-8, and binary nets amplify that through sign flips
     capturable = device.type == "cuda"
-    optimizer = build_optimizer(model, TrainConfig(lr=0.01), capturable=capturable)
+    optimizer = build_optimizer(model, settings or TrainConfig(lr=0.01), capturable=capturable)
+    schedule = CosineSchedule(optimizer, settings, len(batches)) if settings else None
     forward = torch.compile(model) if compiled else model
     common = {"bf16": bf16, "grad_clip": None, "device": device}
     criterion = nn.CrossEntropyLoss()
@@ -59,6 +65,8 @@ def run_variant(
         step.reset()
         step(x, y)
         losses.append(float(step.loss_sum) / len(y))
+        if schedule is not None:
+            schedule.step()
     return model, losses
 
 

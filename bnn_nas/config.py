@@ -62,6 +62,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     decay_binary_and_bn: bool = False  # weight decay on binary latent weights and BN too
     warmup_epochs: float = 0.0
+    # Adam's beta1 moves against the learning rate, one-cycle style: [at the lr peak, at
+    # the start and the end], e.g. [0.85, 0.95]; none: fixed at 0.9
+    momentum_cycle: tuple[float, float] | None = None
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     drop_path: float = 0.0
@@ -229,6 +232,17 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
     config = _from_mapping(Config, data, where)
     for section in ("train", "final"):
         settings = getattr(config, section)
+        cycle = settings.momentum_cycle
+        if cycle is not None and (len(cycle) != 2 or not all(0 <= b < 1 for b in cycle)):
+            raise ConfigError(
+                f"{where}: {section}.momentum_cycle={list(cycle)} must be two Adam beta1 "
+                f"values in [0, 1): [at the lr peak, at both ends], e.g. [0.85, 0.95]"
+            )
+        if cycle is not None and settings.optimizer != "adam":
+            raise ConfigError(
+                f"{where}: {section}.momentum_cycle cycles Adam's beta1; set "
+                f"{section}.optimizer=adam or drop momentum_cycle"
+            )
         if settings.warmup_epochs > settings.epochs:  # the rise would never end
             raise ConfigError(
                 f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "

@@ -30,6 +30,15 @@ def test_defaults_and_overrides():
         ({"plugins": "a.py"}, "cfg.yaml: plugins must be a list"),
         ({"seed": True}, "cfg.yaml: seed must be an integer"),
         (
+            {"final": {"momentum_cycle": [0.85, 0.95, 0.9]}},
+            "cfg.yaml: final.momentum_cycle=[0.85, 0.95, 0.9] must be two Adam beta1 values",
+        ),
+        ({"train": {"momentum_cycle": [0.85, 1.0]}}, "must be two Adam beta1 values in [0, 1)"),
+        (
+            {"train": {"optimizer": "sgd", "momentum_cycle": [0.85, 0.95]}},
+            "cfg.yaml: train.momentum_cycle cycles Adam's beta1; set train.optimizer=adam",
+        ),
+        (
             {"final": {"epochs": 15, "warmup_epochs": 43}},
             "cfg.yaml: final.warmup_epochs=43 is longer than final.epochs=15; lower it",
         ),

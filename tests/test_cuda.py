@@ -91,8 +91,14 @@ def test_streams_executor_trains_graphed_candidates_side_by_side(tmp_path, monke
         assert accuracy == pytest.approx(sequential[key], abs=0.05)
 
 
-def test_graphed_step_computes_what_the_eager_step_computes():
-    """float64: rounding cannot flip a sign, so any disagreement is a wrong step."""
+@pytest.mark.parametrize(
+    "settings",
+    [None, TrainConfig(epochs=1, lr=0.01, warmup_epochs=0.5, momentum_cycle=(0.85, 0.95))],
+    ids=["fixed-lr", "one-cycle-beta1"],
+)
+def test_graphed_step_computes_what_the_eager_step_computes(settings):
+    """float64: rounding cannot flip a sign, so any disagreement is a wrong step. With a
+    schedule, the graph must read the lr and beta1 it writes in place between replays."""
     from benchmarks.step_agreement import max_difference, run_variant
 
     torch.manual_seed(0)
@@ -103,10 +109,9 @@ def test_graphed_step_computes_what_the_eager_step_computes():
          torch.randint(0, 10, (32,), device=device))
         for _ in range(3)
     ]  # fmt: skip
-    eager, eager_losses = run_variant(model, batches, device, compiled=False, graphed=False,
-                                      bf16=False)  # fmt: skip
-    graphed, graphed_losses = run_variant(model, batches, device, compiled=False, graphed=True,
-                                          bf16=False)  # fmt: skip
+    common = {"compiled": False, "bf16": False, "settings": settings}
+    eager, eager_losses = run_variant(model, batches, device, graphed=False, **common)
+    graphed, graphed_losses = run_variant(model, batches, device, graphed=True, **common)
     assert graphed_losses == pytest.approx(eager_losses, rel=1e-9)
     diff, where = max_difference(eager, graphed)
     assert diff < 1e-9, where

@@ -22,7 +22,7 @@ from bnn_nas.errors import CheckpointError
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit, load_checkpoint, save_checkpoint
-from bnn_nas.train.optim import lr_factor, parameter_groups
+from bnn_nas.train.optim import CosineSchedule, build_optimizer, lr_factor, parameter_groups
 from tests.fixtures import make_image_folder, write_config
 
 CPU = torch.device("cpu")
@@ -54,6 +54,51 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10) == pytest.approx(0.0)
     assert lr_factor(0, 100, 0) == pytest.approx(1.0)
+
+
+def _adam_with_cycled_beta1(steps: int, tensor_betas: bool):
+    """Adam + schedule with momentum_cycle on a float64 least-squares problem."""
+    torch.manual_seed(0)
+    A, b = torch.randn(8, 4, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    model = torch.nn.Linear(4, 1, bias=False).double()
+    settings = TrainConfig(epochs=2, lr=0.05, warmup_epochs=0.5, momentum_cycle=(0.85, 0.95))
+    if tensor_betas:  # what a capturable optimiser holds (capturable itself needs CUDA)
+        betas = (torch.tensor(0.95, dtype=torch.float64), torch.tensor(0.999, dtype=torch.float64))
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05, betas=betas, foreach=False)
+    else:
+        optimizer = build_optimizer(model, settings)
+    schedule = CosineSchedule(optimizer, settings, steps_per_epoch=steps // 2)
+    start = model.weight.detach().clone().flatten()
+    seen = []
+    for _ in range(steps):
+        seen.append((schedule.lr, float(optimizer.param_groups[0]["betas"][0])))
+        optimizer.zero_grad()
+        ((A @ model.weight.flatten() - b) ** 2).mean().backward()
+        optimizer.step()
+        schedule.step()
+    return start, A, b, model.weight.detach().flatten(), seen
+
+
+@pytest.mark.parametrize("tensor_betas", [False, True])
+def test_momentum_cycle_moves_adams_beta1_against_the_learning_rate(tensor_betas):
+    steps = 20
+    start, A, b, trained, seen = _adam_with_cycled_beta1(steps, tensor_betas)
+    peak = max(lr for lr, _ in seen)
+    for lr, beta1 in seen:  # 0.95 where the rate is ~0, 0.85 at its peak
+        assert beta1 == pytest.approx(0.95 - 0.10 * lr / peak, abs=1e-12)
+    assert min(beta1 for _, beta1 in seen) == pytest.approx(0.85)
+    assert seen[0][1] == pytest.approx(0.93) and seen[-1][1] > 0.945  # rise over 5 steps
+    # an independent Adam, written out, with the same per-step (lr, beta1); PyTorch's
+    # bias correction uses the current beta1, as one-cycle schedulers assume
+    w, m, v = start.clone(), torch.zeros_like(start), torch.zeros_like(start)
+    for t, (lr, beta1) in enumerate(seen, start=1):
+        g = 2 * A.T @ (A @ w - b) / len(b)
+        m = beta1 * m + (1 - beta1) * g
+        v = 0.999 * v + 0.001 * g * g
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - 0.999**t)
+        w = w - lr * m_hat / (v_hat.sqrt() + 1e-8)
+    assert torch.allclose(trained, w, rtol=0, atol=1e-12)
+    assert (trained - start).abs().max() > 0.05  # it did train
 
 
 def test_no_weight_decay_on_binary_weights_and_bn():
@@ -97,7 +142,8 @@ def _config(tmp_path, epochs: int):
     body = (
         f"seed: 3\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
         f"final: {{epochs: {epochs}, batch_size: 16, lr: 0.01, drop_path: 0.2, "
-        "label_smoothing: 0.1, grad_clip: 5.0, warmup_epochs: 1}\n"
+        "label_smoothing: 0.1, grad_clip: 5.0, warmup_epochs: 1, "
+        "momentum_cycle: [0.85, 0.95]}\n"
     )
     return write_config(tmp_path / "config.yaml", body)
 

@@ -53,7 +53,19 @@ def build_optimizer(
         # on CUDA the fused update: a few kernels for all parameters instead of a
         # handful per parameter tensor (a candidate has hundreds of small ones)
         fused = device.type == "cuda"
-        return torch.optim.Adam(groups, lr=lr, capturable=capturable, fused=fused or None)
+        betas: tuple[float, float] | tuple[torch.Tensor, torch.Tensor] = (0.9, 0.999)
+        if settings.momentum_cycle is not None:
+            betas = (settings.momentum_cycle[1], 0.999)
+            if capturable:
+                # the schedule fills beta1 in place for a graph to read at replay; the
+                # fused kernel takes beta1 as a host number (.item(): no capture), so
+                # the foreach update does it
+                fused = False
+                for group in groups:
+                    group["betas"] = tuple(torch.tensor(b, device=device) for b in betas)
+        return torch.optim.Adam(
+            groups, lr=lr, betas=betas, capturable=capturable, fused=fused or None
+        )
     return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
 
 
@@ -66,11 +78,20 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class CosineSchedule:
-    """Per-step linear warm-up then cosine decay of every group's learning rate.
+def cycled_momentum(factor: float, at_peak: float, at_ends: float) -> float:
+    """One-cycle's momentum: highest where the learning rate is lowest, and back.
 
-    Works for float learning rates and for the device tensors of a capturable optimiser,
-    which are updated in place (a captured CUDA graph reads them at replay).
+    ``factor`` is the learning rate over its peak (:func:`lr_factor`).
+    """
+    return at_ends - (at_ends - at_peak) * factor
+
+
+class CosineSchedule:
+    """Per-step linear warm-up then cosine decay of every group's learning rate, and
+    Adam's beta1 against it when ``momentum_cycle`` is set.
+
+    Works for float values and for the device tensors of a capturable optimiser, which
+    are updated in place (a captured CUDA graph reads them at replay).
     """
 
     def __init__(
@@ -78,6 +99,7 @@ class CosineSchedule:
     ) -> None:
         self.optimizer = optimizer
         self.base_lr = settings.lr
+        self.momentum_cycle = settings.momentum_cycle
         self.total = settings.epochs * steps_per_epoch
         self.warmup = round(settings.warmup_epochs * steps_per_epoch)
         self.step_count = 0
@@ -86,15 +108,32 @@ class CosineSchedule:
     @property
     def lr(self) -> float:
         """The learning rate of the current step."""
-        return self.base_lr * lr_factor(self.step_count, self.total, self.warmup)
+        return self.base_lr * self._factor()
+
+    @property
+    def beta1(self) -> float | None:
+        """Adam's beta1 of the current step; None when it is not cycled."""
+        if self.momentum_cycle is None:
+            return None
+        return cycled_momentum(self._factor(), *self.momentum_cycle)
+
+    def _factor(self) -> float:
+        return lr_factor(self.step_count, self.total, self.warmup)
 
     def _apply(self) -> None:
-        value = self.lr
+        lr, beta1 = self.lr, self.beta1
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
-                group["lr"].fill_(value)
+                group["lr"].fill_(lr)
             else:
-                group["lr"] = value
+                group["lr"] = lr
+            if beta1 is None:
+                continue
+            betas = group["betas"]
+            if isinstance(betas[0], torch.Tensor):
+                betas[0].fill_(beta1)
+            else:
+                group["betas"] = (beta1, betas[1])
 
     def step(self) -> None:
         self.step_count += 1
