@@ -53,19 +53,23 @@ def build_optimizer(
         # on CUDA the fused update: a few kernels for all parameters instead of a
         # handful per parameter tensor (a candidate has hundreds of small ones)
         fused = device.type == "cuda"
-        betas: tuple[float, float] | tuple[torch.Tensor, torch.Tensor] = (0.9, 0.999)
+        foreach = None
+        betas: tuple[float, float] = (0.9, 0.999)
         if settings.momentum_cycle is not None:
             betas = (settings.momentum_cycle[1], 0.999)
             if capturable:
-                # the schedule fills beta1 in place for a graph to read at replay; the
-                # fused kernel takes beta1 as a host number (.item(): no capture), so
-                # the foreach update does it
-                fused = False
+                # The schedule fills beta1 in place for a graph to read at replay. The
+                # fused and foreach updates take beta1 as a host Scalar (torch 2.11-2.13:
+                # _fused_adam_'s float beta1, _foreach_lerp_'s Scalar weight), which a
+                # capture cannot read; the per-tensor update reads the tensor, at the
+                # cost of a few kernels per parameter tensor inside the graph.
+                fused, foreach = False, False
                 for group in groups:
                     group["betas"] = tuple(torch.tensor(b, device=device) for b in betas)
         return torch.optim.Adam(
-            groups, lr=lr, betas=betas, capturable=capturable, fused=fused or None
-        )
+            groups, lr=lr, betas=betas, capturable=capturable, fused=fused or None,
+            foreach=foreach,
+        )  # fmt: skip
     return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
 
 
