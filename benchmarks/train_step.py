@@ -3,8 +3,12 @@ search candidate (8 cells x 16 channels) with its twin; prints the binary/float 
 
 The float twin is the same network with both binarizers set to ``identity``, so the ratio
 isolates what binarization costs. Data is synthetic and already on the device.
+``--genotype G`` adds the final network of G as ``genotype`` (built as `bnn-nas train
+--config C --genotype G` builds it); ``--momentum-cycle`` times the optimiser that
+one-cycle's beta1 needs.
 
     python -m benchmarks.train_step [--batch-size 256] [--steps 30] [--compile] [--profile]
+        [--genotype G [--config configs/cifar.yaml]] [--momentum-cycle]
 """
 
 from __future__ import annotations
@@ -44,6 +48,18 @@ def candidate(twin: bool) -> nn.Module:
     return CellNetwork(genotype, space, 10)
 
 
+def final_network(genotype: str, config_path: str) -> nn.Module:
+    """The network `bnn-nas train` would build: the config's space, cells and channels."""
+    from bnn_nas.config import load_config
+    from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.space.network import build_model
+
+    config = load_config(config_path)
+    space = load_search_space(config.search_space)
+    torch.manual_seed(config.seed)
+    return build_model(config.model, space, 10, load_genotype(genotype))
+
+
 def models() -> dict[str, nn.Module]:
     return {
         "resnet18_xnor": build_baseline("resnet18", "xnor", 10),
@@ -75,14 +91,15 @@ def batch_norm_in_float32(model: nn.Module) -> None:
 
 
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
-                 graph: bool, profile: bool, bf16: bool = True) -> float:  # fmt: skip
+                 graph: bool, profile: bool, bf16: bool = True,
+                 settings: TrainConfig | None = None) -> float:  # fmt: skip
     """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch."""
     cuda = device.type == "cuda"
     model.to(device).train()
     if cuda:
         model.to(memory_format=torch.channels_last)
     graph = graph and graph_capturable(model, device, compile_)
-    optimizer = build_optimizer(model, TrainConfig(), capturable=graph)
+    optimizer = build_optimizer(model, settings or TrainConfig(), capturable=graph)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if cuda:
         x = x.to(memory_format=torch.channels_last)
@@ -131,10 +148,18 @@ def main() -> None:
                         help="let cuDNN time its conv algorithms per shape")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="torch.profiler table to stderr")
     parser.add_argument("--only", help="comma-separated model names")
+    parser.add_argument("--genotype", help="also time this genotype's final network")
+    parser.add_argument("--config", default="configs/cifar.yaml",
+                        help="with --genotype: its search space, cells and channels")  # fmt: skip
+    parser.add_argument("--momentum-cycle", action="store_true",
+                        help="Adam with one-cycle beta1 (momentum_cycle [0.85, 0.95])")  # fmt: skip
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark  # this process only
+    settings = TrainConfig(momentum_cycle=(0.85, 0.95) if args.momentum_cycle else None)
     chosen = models()
+    if args.genotype:
+        chosen["genotype"] = final_network(args.genotype, args.config)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
     figures = {}
@@ -143,7 +168,8 @@ def main() -> None:
             batch_norm_in_float32(model)
         figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
                                            args.compile, not args.no_cuda_graph,
-                                           args.profile, not args.no_bf16))  # fmt: skip
+                                           args.profile, not args.no_bf16,
+                                           settings))  # fmt: skip
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
     ratios = {
         f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
@@ -153,7 +179,8 @@ def main() -> None:
     graph = device.type == "cuda" and not args.no_cuda_graph
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
          bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
-         cudnn_benchmark=args.cudnn_benchmark, images_per_s=figures,
+         cudnn_benchmark=args.cudnn_benchmark, momentum_cycle=args.momentum_cycle,
+         genotype=args.genotype, images_per_s=figures,
          binary_over_float_time=ratios)  # fmt: skip
 
 
