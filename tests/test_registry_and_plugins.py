@@ -40,18 +40,6 @@ PLUGIN = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def clean_registry():
-    """Forget plugin primitives and loaded plugins after the test."""
-    before = set(REGISTRY.names())
-    loaded = dict(plugin_module._loaded)
-    yield
-    for name in set(REGISTRY.names()) - before:
-        REGISTRY.unregister(name)
-    plugin_module._loaded.clear()
-    plugin_module._loaded.update(loaded)
-
-
 def test_decorator_returns_the_function_and_duplicates_are_errors(clean_registry):
     def factory(C_in, C_out, stride, **options):
         """Doc line."""
