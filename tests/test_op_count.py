@@ -1,4 +1,4 @@
-"""benchmarks.op_count counts kernel-launching operators, not views."""
+"""benchmarks.op_count counts the operators a step launches: not views, not internals."""
 
 from __future__ import annotations
 
@@ -19,5 +19,7 @@ def test_views_are_free_and_layers_are_not():
     assert base > 0
     # a reshape round trip launches nothing
     assert operators_per_step(_net(nn.Flatten(), nn.Unflatten(1, (4, 32, 32)))) == base
+    # a convolution is one operator each way, whatever it runs inside (CPU: reorders)
+    assert operators_per_step(_net(nn.Conv2d(4, 4, 3, padding=1, bias=False))) == base + 2
     # a ReLU is a forward and a backward kernel at least
     assert operators_per_step(_net(nn.ReLU())) >= base + 2
