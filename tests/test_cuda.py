@@ -161,7 +161,9 @@ def test_interrupted_gpu_training_resumes_from_its_checkpoint(tmp_path):
 
     data = load_cifar10_sample()
     space = load_search_space("tiny")
-    settings = TrainConfig(epochs=3, batch_size=100, lr=0.005, cuda_graph=True)
+    # one-cycle beta1 on: its betas are device tensors in the checkpoint too
+    settings = TrainConfig(epochs=3, batch_size=100, lr=0.005, cuda_graph=True,
+                           momentum_cycle=(0.85, 0.95))  # fmt: skip
     genotype = space.random_sample(random.Random(0))
 
     def train(**kwargs):

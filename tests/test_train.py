@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import os
 import random
@@ -99,6 +100,42 @@ def test_momentum_cycle_moves_adams_beta1_against_the_learning_rate(tensor_betas
         w = w - lr * m_hat / (v_hat.sqrt() + 1e-8)
     assert torch.allclose(trained, w, rtol=0, atol=1e-12)
     assert (trained - start).abs().max() > 0.05  # it did train
+
+
+def test_momentum_cycle_optimiser_for_a_graph_reads_no_host_value(monkeypatch):
+    """A CUDA graph freezes (or refuses) every host read: the capturable optimiser's
+    update must take beta1 from its tensor and nothing from the host. Checked on the CPU
+    by letting torch treat it as a capturable device."""
+    from torch.profiler import ProfilerActivity, profile
+
+    adam_module = importlib.import_module("torch.optim.adam")
+    monkeypatch.setattr(adam_module, "_get_capturable_supported_devices", lambda *a: ["cpu"])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    settings = TrainConfig(epochs=1, lr=0.05, warmup_epochs=0.5, momentum_cycle=(0.85, 0.95))
+    optimizer = build_optimizer(model, settings, capturable=True)
+    beta1, beta2 = optimizer.param_groups[0]["betas"]
+    assert isinstance(beta1, torch.Tensor) and isinstance(beta2, float)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    reference.load_state_dict(model.state_dict())
+    plain = build_optimizer(reference, settings)  # float betas, no capture
+    schedules = [CosineSchedule(o, settings, steps_per_epoch=4) for o in (optimizer, plain)]
+    x = torch.randn(5, 4)
+    for step in range(4):
+        for net, opt in ((model, optimizer), (reference, plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            optimizer.step()
+        plain.step()
+        for schedule in schedules:
+            schedule.step()
+        host_reads = [
+            e.name for e in prof.events() if e.name in ("aten::item", "aten::_local_scalar_dense")
+        ]
+        assert not host_reads, (step, host_reads)
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_no_weight_decay_on_binary_weights_and_bn():
