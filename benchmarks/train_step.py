@@ -50,11 +50,11 @@ def candidate(twin: bool) -> nn.Module:
 
 def final_network(genotype: str, config_path: str) -> nn.Module:
     """The network `bnn-nas train` would build: the config's space, cells and channels."""
-    from bnn_nas.config import load_config
+    from bnn_nas.cli.options import load_run_config  # the config with its plugins loaded
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.network import build_model
 
-    config = load_config(config_path)
+    config = load_run_config(config_path, ())
     space = load_search_space(config.search_space)
     torch.manual_seed(config.seed)
     return build_model(config.model, space, 10, load_genotype(genotype))

@@ -113,20 +113,20 @@ class CosineSchedule:
     @property
     def lr(self) -> float:
         """The learning rate of the current step."""
-        return self.base_lr * self._factor()
+        return self._values()[0]
 
     @property
     def beta1(self) -> float | None:
         """Adam's beta1 of the current step; None when it is not cycled."""
-        if self.momentum_cycle is None:
-            return None
-        return cycled_momentum(self._factor(), *self.momentum_cycle)
+        return self._values()[1]
 
-    def _factor(self) -> float:
-        return lr_factor(self.step_count, self.total, self.warmup)
+    def _values(self) -> tuple[float, float | None]:
+        factor = lr_factor(self.step_count, self.total, self.warmup)
+        cycle = self.momentum_cycle
+        return self.base_lr * factor, None if cycle is None else cycled_momentum(factor, *cycle)
 
     def _apply(self) -> None:
-        lr, beta1 = self.lr, self.beta1
+        lr, beta1 = self._values()  # once per training step
         for group in self.optimizer.param_groups:
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(lr)
