@@ -4,8 +4,9 @@ A small network on a GPU is bound by kernel launches, even inside a CUDA graph (
 kernel still costs a few microseconds), so the operator count predicts its step time
 better than its OPs do. Counted on the CPU with torch.profiler: the ATen operators that
 Python code and autograd call (each one kernel or a few on a GPU), without views and
-allocations. The optimiser is left out: on CUDA the fused Adam update is a few kernels
-for all tensors (not so with ``momentum_cycle`` in a graph: ~19 per parameter tensor).
+allocations. The optimiser is left out: its update is a fixed few dozen multi-tensor
+kernels for all parameter tensors (fused Adam on CUDA, or CycledAdam with
+``momentum_cycle``).
 
     python -m benchmarks.op_count [--genotype G [--config configs/cifar.yaml]]
 """

@@ -9,6 +9,7 @@ from torch import nn
 
 from bnn_nas.binary import BinaryConv2d, BinaryLinear
 from bnn_nas.config import TrainConfig
+from bnn_nas.train.cycled_adam import CycledAdam
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, decay_binary_and_bn: bool) -> list:
@@ -41,7 +42,8 @@ def build_optimizer(
     """Adam (the usual choice for binary nets) or SGD with Nesterov momentum.
 
     ``capturable``: the learning rate is a device tensor and the update has no host sync,
-    so the whole step can be captured in a CUDA graph.
+    so the whole step can be captured in a CUDA graph. With ``momentum_cycle`` it is
+    :class:`CycledAdam`, capturable always.
     """
     groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
     lr: float | torch.Tensor = settings.lr
@@ -49,28 +51,17 @@ def build_optimizer(
     if capturable:
         for group in groups:  # one lr tensor per group: the schedule updates it in place
             group["lr"] = torch.tensor(settings.lr, device=device)
+    if settings.optimizer == "adam" and settings.momentum_cycle is not None:
+        # beta1 moves every step: it must sit in a tensor for a graph to see it, which
+        # torch's fused and foreach updates do not allow (see CycledAdam)
+        betas = (settings.momentum_cycle[1], 0.999)
+        return CycledAdam(groups, lr=settings.lr, betas=betas)
     if settings.optimizer == "adam":
         # on CUDA the fused update: a few kernels for all parameters instead of a
         # handful per parameter tensor (a candidate has hundreds of small ones)
-        fused = device.type == "cuda"
-        foreach = None
-        betas: tuple[float, float] = (0.9, 0.999)
-        if settings.momentum_cycle is not None:
-            betas = (settings.momentum_cycle[1], 0.999)
-            if capturable:
-                # The schedule fills beta1 in place for a graph to read at replay. The
-                # fused and foreach updates take beta1 as a host Scalar (torch 2.11-2.13:
-                # _fused_adam_'s float beta1, _foreach_lerp_'s Scalar weight), which a
-                # capture cannot read; the per-tensor update reads the tensor (~19
-                # kernels per parameter tensor inside the graph). beta2 stays a float:
-                # that update passes it as a Scalar too (addcmul_'s value).
-                fused, foreach = False, False
-                for group in groups:
-                    group["betas"] = (torch.tensor(betas[0], device=device), betas[1])
         return torch.optim.Adam(
-            groups, lr=lr, betas=betas, capturable=capturable, fused=fused or None,
-            foreach=foreach,
-        )  # fmt: skip
+            groups, lr=lr, capturable=capturable, fused=device.type == "cuda" or None
+        )
     return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
 
 
