@@ -28,7 +28,7 @@ from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
 from bnn_nas.train.optim import build_optimizer
-from bnn_nas.train.step import graph_capturable, make_step
+from bnn_nas.train.step import GraphedStep, graph_capturable, make_step
 
 
 def candidate(twin: bool) -> nn.Module:
@@ -92,8 +92,9 @@ def batch_norm_in_float32(model: nn.Module) -> None:
 
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
                  graph: bool, profile: bool, bf16: bool = True,
-                 settings: TrainConfig | None = None) -> float:  # fmt: skip
-    """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch."""
+                 settings: TrainConfig | None = None) -> tuple[float, bool]:  # fmt: skip
+    """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch; and
+    whether it ran as a CUDA graph (a failed capture falls back to eager steps)."""
     cuda = device.type == "cuda"
     model.to(device).train()
     if cuda:
@@ -131,7 +132,7 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
                 torch.cuda.synchronize(device)
         key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=12), file=sys.stderr)
-    return batch * steps / seconds
+    return batch * steps / seconds, isinstance(step, GraphedStep)
 
 
 def main() -> None:
@@ -162,22 +163,24 @@ def main() -> None:
         chosen["genotype"] = final_network(args.genotype, args.config)
     if args.only:
         chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
-    figures = {}
+    figures, graphed = {}, {}
     for name, model in chosen.items():
         if args.bn_fp32:
             batch_norm_in_float32(model)
-        figures[name] = round(images_per_s(model, device, args.batch_size, args.steps,
-                                           args.compile, not args.no_cuda_graph,
-                                           args.profile, not args.no_bf16,
-                                           settings))  # fmt: skip
+        speed, graphed[name] = images_per_s(model, device, args.batch_size, args.steps,
+                                            args.compile, not args.no_cuda_graph,
+                                            args.profile, not args.no_bf16,
+                                            settings)  # fmt: skip
+        figures[name] = round(speed)
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
     ratios = {
         f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
         for name in ("resnet18_xnor", "resnet18_bireal", "candidate_8x16")
         if name in figures and f"{name}_float_twin" in figures
     }
-    graph = device.type == "cuda" and not args.no_cuda_graph
-    emit("train_step", device, batch_size=args.batch_size, compile=args.compile, cuda_graph=graph,
+    # what ran, not what was asked for: a model whose capture failed stepped eagerly
+    emit("train_step", device, batch_size=args.batch_size, compile=args.compile,
+         cuda_graph=graphed,
          bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
          cudnn_benchmark=args.cudnn_benchmark, momentum_cycle=args.momentum_cycle,
          genotype=args.genotype, images_per_s=figures,
