@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from bnn_nas import __version__
 from bnn_nas.config import Config, config_to_dict
@@ -48,6 +49,59 @@ def data_settings(config: Config) -> DataSettings:
     return DataSettings(name=d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
 
 
+# Settings a resumed run may change: where files are, the device, how often it saves, and
+# how fast (not what) a step computes. Everything else of the run's identity must match.
+_FREE_ON_RESUME = {
+    ("device",), ("run_dir",), ("plugins",), ("train",), ("search",), ("executor",),
+    ("data", "root"), ("data", "download"), ("data", "cache_dir"),
+    ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "compile"),
+    ("final", "cuda_graph"), ("final", "channels_last"),
+}  # fmt: skip
+
+
+def _changed_settings(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two plain configs, free ones skipped."""
+    if path in _FREE_ON_RESUME:
+        return []
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = sorted(set(before) | set(now))
+        return [
+            changed
+            for key in keys
+            for changed in _changed_settings(before.get(key), now.get(key), (*path, key))
+        ]
+    return [] if before == now else [".".join(path)]
+
+
+def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | None) -> None:
+    """A resumed run must go on as it began: a new schedule or network half-way through
+    would give a result no config describes (and RUN/config.yaml would be rewritten)."""
+    saved_config = run_dir / "config.yaml"
+    if saved_config.is_file():
+        before = yaml.safe_load(saved_config.read_text()) or {}
+        changed = _changed_settings(before, config_to_dict(config))
+        if changed:
+            raise CheckpointError(
+                f"{run_dir} was trained with other settings ({', '.join(changed)}); resume it "
+                f"with its own config (--config {saved_config}) or choose another --run-dir"
+            )
+    saved_genotype = run_dir / "genotype.yaml"
+    before_genotype = (
+        (yaml.safe_load(saved_genotype.read_text()) or {}).get("genotype")
+        if saved_genotype.is_file() else None
+    )  # fmt: skip
+    now_genotype = str(genotype) if genotype is not None else None
+    if before_genotype != now_genotype:
+
+        def network(text: str | None) -> str:
+            return f"genotype {text}" if text else "a baseline network (--model)"
+
+        raise CheckpointError(
+            f"{run_dir} was trained on {network(before_genotype)}, not on "
+            f"{network(now_genotype)}; resume it with the same network or choose another --run-dir"
+        )
+
+
 def train_run(
     config: Config,
     run_dir: Path,
@@ -64,6 +118,8 @@ def train_run(
             f"{run_dir} already holds a training checkpoint; pass --resume to continue it "
             "or choose another --run-dir"
         )
+    if resume and checkpoint.exists():
+        _check_resume_matches(run_dir, config, genotype)
     device = resolve_device(config.device)
     dataset = load_dataset(data_settings(config))
     space = load_search_space(config.search_space)
