@@ -182,3 +182,30 @@ def test_interrupted_gpu_training_resumes_from_its_checkpoint(tmp_path):
         # same data order and weights: only cuDNN/bf16 nondeterminism separates them
         assert r.train_loss == pytest.approx(s.train_loss, rel=0.02)
         assert r.eval_acc == pytest.approx(s.eval_acc, abs=0.03)
+
+
+def test_cycled_adam_launches_as_many_kernels_for_many_tensors_as_for_few():
+    """CycledAdam's point: each update operation is one multi-tensor launch whose scalar
+    is a single 0-dim tensor (a list of 0-dim tensors as the scalar would send PyTorch's
+    CUDA kernels down a per-tensor path)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from bnn_nas.train.cycled_adam import CycledAdam
+
+    def kernels_per_step(layers: int) -> int:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(layers)]).cuda()
+        optimizer = CycledAdam(net.parameters(), lr=1e-3)
+        for _ in range(2):  # state made, first-call work done
+            optimizer.zero_grad()
+            net(torch.randn(4, 8, device="cuda")).sum().backward()
+            optimizer.step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            optimizer.step()
+            torch.cuda.synchronize()
+        return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+
+    few, many = kernels_per_step(2), kernels_per_step(16)  # 4 and 32 parameter tensors
+    assert 0 < few == many, (few, many)

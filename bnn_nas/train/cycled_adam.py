@@ -4,8 +4,9 @@ One-cycle moves Adam's beta1 against the learning rate every step. A captured CU
 can only see such a value if it sits in a tensor the schedule fills in place. PyTorch's
 fused and foreach Adam take beta1 as a host number (torch 2.11-2.13), and its per-tensor
 update launches about 19 kernels per parameter tensor, a 20% slower ResNet-18 step on an
-H200. Here every operation is a multi-tensor (``torch._foreach_*``) one whose scalars are
-tensors: a few dozen kernels for the whole network, and no host reads.
+H200. Here every operation on the parameters is a multi-tensor (``torch._foreach_*``) one
+whose scalar is a 0-dim tensor: a fixed number of launches (one per ~100 tensors each)
+and no host reads.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ class CycledAdam(torch.optim.Optimizer):
 
     Each group's ``lr`` and ``betas[0]`` are 0-dim tensors on the parameters' device
     (fill them in place to change them); ``betas[1]`` and ``eps`` are numbers. The update
-    matches ``torch.optim.Adam``, including its bias correction with the current beta1,
-    and its state (``step``, ``exp_avg``, ``exp_avg_sq``) has the same names and shapes.
+    is ``torch.optim.Adam``'s, bias correction with the current beta1 included, and its
+    state (``step``, ``exp_avg``, ``exp_avg_sq``) has the same names and shapes. One
+    difference: the bias correction of a group uses one step count, its first updated
+    parameter's, so that every multi-tensor operation pairs a list with one 0-dim tensor
+    (a list of 0-dim tensors sends PyTorch's CUDA kernels down a per-tensor path). This
+    differs from torch only for a parameter that missed a gradient at some earlier step;
+    in bnn-nas's networks every parameter gets one at every step.
     """
 
     def __init__(
@@ -35,26 +41,34 @@ class CycledAdam(torch.optim.Optimizer):
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            self._hold_in_tensors(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._hold_in_tensors(self.param_groups[-1])
 
     @staticmethod
-    def _hold_in_tensors(group: dict) -> None:
-        """lr and beta1 as 0-dim tensors of the group's device and dtype."""
-        first = group["params"][0]
-        like = {"device": first.device, "dtype": first.dtype}
+    def _hold_in_tensors(group: dict, like: dict | None = None) -> None:
+        """lr and beta1 as 0-dim tensors on the group's device, at least float32."""
+        if like is None:
+            first = group["params"][0] if group["params"] else torch.empty(())
+            like = {"device": first.device, "dtype": _scalar_dtype(first)}
         beta1, beta2 = group["betas"]
         group["lr"] = torch.as_tensor(group["lr"], **like).clone()
         group["betas"] = (torch.as_tensor(beta1, **like).clone(), float(beta2))
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Loads values into the lr and beta1 tensors already held (a captured graph
+        reads those), and moves each ``step`` next to its parameter."""
+        held = [(group["lr"], group["betas"][0]) for group in self.param_groups]
         super().load_state_dict(state_dict)
-        for group in self.param_groups:  # a checkpoint may hold them as numbers
-            self._hold_in_tensors(group)
-            for p in group["params"]:  # torch.optim.Adam's may keep "step" on the CPU
+        for group, (lr, beta1) in zip(self.param_groups, held, strict=True):
+            lr.fill_(float(group["lr"]))
+            beta1.fill_(float(group["betas"][0]))
+            group["lr"], group["betas"] = lr, (beta1, float(group["betas"][1]))
+            for p in group["params"]:  # torch.optim.Adam's may sit on the CPU
                 state = self.state.get(p)
                 if state and "step" in state:
-                    state["step"] = torch.as_tensor(state["step"]).to(p.device, p.dtype)
+                    state["step"] = torch.as_tensor(state["step"]).to(p.device, _scalar_dtype(p))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -73,7 +87,7 @@ class CycledAdam(torch.optim.Optimizer):
         for p in params:
             state = self.state[p]
             if not state:
-                state["step"] = torch.zeros((), device=p.device, dtype=p.dtype)
+                state["step"] = torch.zeros((), device=p.device, dtype=_scalar_dtype(p))
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         steps = [self.state[p]["step"] for p in params]
@@ -89,21 +103,19 @@ class CycledAdam(torch.optim.Optimizer):
         torch._foreach_add_(exp_avgs, torch._foreach_mul(grads, 1.0 - beta1))
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
-        # per parameter t: 1 - beta1^t (as exp(t log beta1): beta1 is a tensor) and
-        # sqrt(1 - beta2^t)
-        correction1 = torch._foreach_mul(steps, torch.log(beta1))
-        torch._foreach_exp_(correction1)
-        torch._foreach_neg_(correction1)
-        torch._foreach_add_(correction1, 1.0)
-        correction2_sqrt = torch._foreach_pow(beta2, steps)
-        torch._foreach_neg_(correction2_sqrt)
-        torch._foreach_add_(correction2_sqrt, 1.0)
-        torch._foreach_sqrt_(correction2_sqrt)
-        # p <- p - lr / c1 * m / (sqrt(v) / sqrt(c2) + eps), as
-        # p <- p - m / ((sqrt(v) / sqrt(c2) + eps) * c1 / lr)
+        # bias corrections at the group's step t, as 0-dim tensors: c1 = 1 - beta1^t,
+        # sqrt(c2) = sqrt(1 - beta2^t);  p <- p - lr / c1 * m / (sqrt(v) / sqrt(c2) + eps),
+        # computed as p <- p - m / ((sqrt(v) / sqrt(c2) + eps) * c1 / lr)
+        t = steps[0]
+        c1_over_lr = (1.0 - torch.pow(beta1, t)) / lr
+        c2_sqrt = torch.sqrt(1.0 - torch.pow(beta2, t))
         denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denominators, correction2_sqrt)
+        torch._foreach_div_(denominators, c2_sqrt)
         torch._foreach_add_(denominators, group["eps"])
-        torch._foreach_div_(correction1, lr)
-        torch._foreach_mul_(denominators, correction1)
+        torch._foreach_mul_(denominators, c1_over_lr)
         torch._foreach_addcdiv_(params, exp_avgs, denominators, value=-1.0)
+
+
+def _scalar_dtype(p: Tensor) -> torch.dtype:
+    """float32 for lower-precision parameters (a bf16 step count stops at 256), else theirs."""
+    return torch.promote_types(p.dtype, torch.float32)
