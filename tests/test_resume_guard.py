@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from bnn_nas.cli import main
@@ -75,7 +76,7 @@ def test_where_and_how_fast_may_change_and_the_cli_says_what_is_wrong(interrupte
     config_file, config, run_dir = interrupted_run
     moved = replace(
         config,
-        device="cpu",
+        device="auto",
         data=replace(config.data, root="/data/b"),
         final=replace(config.final, checkpoint_every=5, cuda_graph=False, eval_batch_size=64),
     )
@@ -88,3 +89,19 @@ def test_where_and_how_fast_may_change_and_the_cli_says_what_is_wrong(interrupte
     ])  # fmt: skip
     assert result.exit_code == 2
     assert "other settings (final.lr)" in result.output
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_and_an_unreadable_config_stops(
+    interrupted_run,
+):
+    _, config, run_dir = interrupted_run
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["final"]["bf16"]  # as if bf16 had come after the run began: its default holds
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(DataError):  # past the guard, to the (absent) data
+        train_run(config, run_dir, genotype=parse_genotype(GENOTYPE), resume=True)
+    saved["final"]["retired_setting"] = 1
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(CheckpointError, match=r"unknown key final\.retired_setting") as err:
+        train_run(config, run_dir, genotype=parse_genotype(GENOTYPE), resume=True)
+    assert "\n" not in str(err.value) and "resume with the bnn-nas version" in str(err.value)

@@ -18,10 +18,10 @@ import torch
 import yaml
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, config_to_dict
+from bnn_nas.config import Config, config_from_dict, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
-from bnn_nas.errors import CheckpointError
+from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import build_model
@@ -49,13 +49,14 @@ def data_settings(config: Config) -> DataSettings:
     return DataSettings(name=d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
 
 
-# Settings a resumed run may change: where files are, the device, how often it saves, and
-# how fast (not what) a step computes. Everything else of the run's identity must match.
+# Settings a resumed run may change: where files are, the device, how often it saves, how
+# fast (not what) a step computes, and what only a search reads. All else must match.
 _FREE_ON_RESUME = {
     ("device",), ("run_dir",), ("plugins",), ("train",), ("search",), ("executor",),
-    ("data", "root"), ("data", "download"), ("data", "cache_dir"),
-    ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "compile"),
-    ("final", "cuda_graph"), ("final", "channels_last"),
+    ("data", "root"), ("data", "download"), ("data", "cache_dir"), ("data", "valid_fraction"),
+    ("data", "search_train_size"), ("data", "search_valid_size"),
+    ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "cuda_graph"),
+    ("final", "channels_last"),
 }  # fmt: skip
 
 
@@ -78,8 +79,15 @@ def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | No
     would give a result no config describes (and RUN/config.yaml would be rewritten)."""
     saved_config = run_dir / "config.yaml"
     if saved_config.is_file():
-        before = yaml.safe_load(saved_config.read_text()) or {}
-        changed = _changed_settings(before, config_to_dict(config))
+        try:  # parsed, so that keys added to bnn-nas since the run began take defaults
+            saved = yaml.safe_load(saved_config.read_text()) or {}
+            before = config_from_dict(saved, str(saved_config))
+        except (ConfigError, yaml.YAMLError) as err:
+            raise CheckpointError(
+                f"cannot resume {run_dir}: {' '.join(str(err).split())}; resume with the "
+                "bnn-nas version that began the run or choose another --run-dir"
+            ) from err
+        changed = _changed_settings(config_to_dict(before), config_to_dict(config))
         if changed:
             raise CheckpointError(
                 f"{run_dir} was trained with other settings ({', '.join(changed)}); resume it "
