@@ -4,17 +4,22 @@ Reads each training run's ``report.json`` (from ``bnn-nas train``) and, with
 ``--search``, the search's ``trials.sqlite``; prints one markdown table: test accuracy,
 OPs, params (binary / float), deployed bytes and GPU-minutes. The searched network's
 GPU-minutes include its search: the union of its trials' [start, end] intervals (trials
-run side by side on one GPU) times ``--search-gpus``.
+run side by side on one GPU) times ``--search-gpus``. Runs of one network with other
+seeds, joined by commas, make one row: mean accuracy, its range and the seed count, and
+the mean training time.
 
     python -m benchmarks.results_table runs/final-searched runs/final-r18-xnor \\
-        runs/final-r18-bireal --search runs/cifar
+        runs/r18-bireal-s0,runs/r18-bireal-s1,runs/r18-bireal-s2 --search runs/cifar
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
+
+import yaml
 
 from bnn_nas.search.derive import open_results
 from bnn_nas.search.trials import TrialRecord
@@ -42,7 +47,46 @@ def network_name(report: dict) -> str:
     return f"{report['model']} {report.get('family') or ''}".strip()
 
 
-def table(run_dirs: list[Path], search: Path | None, search_gpus: int) -> str:
+def schedule(run_dir: Path) -> dict:
+    """The run's training settings (RUN/config.yaml ``final``), where it has them."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    final = dict((yaml.safe_load(path.read_text()) or {}).get("final") or {})
+    final.pop("checkpoint_every", None)
+    return final
+
+
+def seed_runs(reports: list[dict], names: list[str]) -> dict:
+    """One report for runs of one network and schedule that differ only in seed: the
+    mean accuracy and training time, and ``accuracies`` for the row to show their spread."""
+    first, first_schedule = reports[0], schedule(Path(names[0]))
+    same = ("model", "family", "genotype", "epochs", "ops", "binary_params", "float_params")
+    for report, name in zip(reports[1:], names[1:], strict=True):
+        differs = [key for key in same if report.get(key) != first.get(key)]
+        if differs:
+            raise SystemExit(f"{name} is another network than {names[0]} ({', '.join(differs)})")
+        if schedule(Path(name)) != first_schedule:
+            raise SystemExit(f"{name} trained with another final schedule than {names[0]}")
+    accuracies = [r["test_accuracy"] for r in reports]
+    return {
+        **first,
+        "test_accuracy": statistics.mean(accuracies),
+        "train_seconds": statistics.mean(r["train_seconds"] for r in reports),
+        "accuracies": accuracies,
+    }
+
+
+def accuracy_cell(report: dict) -> str:
+    mean = f"{100 * report['test_accuracy']:.2f}%"
+    accuracies = report.get("accuracies", [])
+    if len(accuracies) < 2:
+        return mean
+    low, high = 100 * min(accuracies), 100 * max(accuracies)
+    return f"{mean} (mean of {len(accuracies)} seeds, {low:.2f}-{high:.2f})"
+
+
+def table(runs: list[str | Path], search: Path | None, search_gpus: int) -> str:
     search_minutes = 0.0
     if search is not None:
         search_minutes = busy_seconds(open_results(search)) * search_gpus / 60
@@ -50,16 +94,18 @@ def table(run_dirs: list[Path], search: Path | None, search_gpus: int) -> str:
         "| network | epochs | test acc | OPs | params (binary / float) | bytes | GPU-min |",
         "|---|---|---|---|---|---|---|",
     ]
-    for run_dir in run_dirs:
-        report = json.loads((run_dir / "report.json").read_text())
+    for run in runs:
+        names = str(run).split(",")
+        reports = [json.loads((Path(name) / "report.json").read_text()) for name in names]
+        report = seed_runs(reports, names)
         train_minutes = report["train_seconds"] / 60
         if report.get("genotype") and search is not None:
             gpu = f"{search_minutes + train_minutes:.1f} ({search_minutes:.1f} search)"
         else:
             gpu = f"{train_minutes:.1f}"
         lines.append(
-            f"| {network_name(report)} | {report['epochs']} | "
-            f"{100 * report['test_accuracy']:.2f}% | {report['ops']:.3g} | "
+            f"| {network_name(report)} | {report['epochs']} | {accuracy_cell(report)} | "
+            f"{report['ops']:.3g} | "
             f"{report['binary_params'] / 1e6:.2f}M / {report['float_params'] / 1e3:.0f}K | "
             f"{report['bytes'] / 1e6:.2f} MB | {gpu} |"
         )
@@ -68,7 +114,9 @@ def table(run_dirs: list[Path], search: Path | None, search_gpus: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="bnn-nas train run directories")
+    parser.add_argument(
+        "runs", nargs="+", help="bnn-nas train run directories (DIR,DIR,...: seeds of one network)"
+    )
     parser.add_argument("--search", type=Path, help="the search run directory")
     parser.add_argument("--search-gpus", type=int, default=1)
     args = parser.parse_args()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from benchmarks.results_table import busy_seconds, table
 from bnn_nas.search.trials import TrialRecord, TrialStatus
 from bnn_nas.space.search_space import load_search_space
@@ -69,3 +71,35 @@ def test_searched_row_adds_the_search_time_from_the_store(tmp_path, monkeypatch)
     # two one-minute trials + 5 minutes of training
     assert row.startswith("| searched (derived genotype) | 100 | 90.00% | 9.98e+06 |")
     assert row.endswith("| 7.0 (2.0 search) |")
+
+
+def _run(tmp_path, name: str, accuracy: float, seconds: float, lr: float = 0.004, **changes):
+    report = {
+        "model": "resnet18", "family": "bireal", "genotype": None, "epochs": 143,
+        "test_accuracy": accuracy, "train_seconds": seconds, "ops": 1.66e7,
+        "binary_params": 10_985_472, "float_params": 192_000, "bytes": 2_140_000.0,
+        **changes,
+    }  # fmt: skip
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text(json.dumps(report))
+    (run_dir / "config.yaml").write_text(f"seed: 1\nfinal: {{lr: {lr}, checkpoint_every: 1}}\n")
+    return str(run_dir)
+
+
+def test_seeds_of_one_network_make_one_row_with_their_mean_and_range(tmp_path):
+    seeds = [(0.8935, 290), (0.8953, 300), (0.8907, 310)]
+    runs = [_run(tmp_path, f"s{i}", acc, sec) for i, (acc, sec) in enumerate(seeds)]
+    row = table([",".join(runs)], None, 1).splitlines()[2]
+    assert row.startswith("| resnet18 bireal | 143 | 89.32% (mean of 3 seeds, 89.07-89.53) |")
+    assert row.endswith("| 5.0 |")  # mean training time, 300 s
+
+
+def test_seed_rows_refuse_another_network_or_schedule(tmp_path):
+    base = _run(tmp_path, "base", 0.89, 300)
+    other_net = _run(tmp_path, "xnor", 0.87, 300, family="xnor", ops=1.03e7)
+    with pytest.raises(SystemExit, match=r"another network than .*base \(family, ops\)"):
+        table([f"{base},{other_net}"], None, 1)
+    other_lr = _run(tmp_path, "lr", 0.89, 300, lr=0.002)
+    with pytest.raises(SystemExit, match="another final schedule"):
+        table([f"{base},{other_lr}"], None, 1)
