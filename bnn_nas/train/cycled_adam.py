@@ -47,11 +47,10 @@ class CycledAdam(torch.optim.Optimizer):
         self._hold_in_tensors(self.param_groups[-1])
 
     @staticmethod
-    def _hold_in_tensors(group: dict, like: dict | None = None) -> None:
+    def _hold_in_tensors(group: dict) -> None:
         """lr and beta1 as 0-dim tensors on the group's device, at least float32."""
-        if like is None:
-            first = group["params"][0] if group["params"] else torch.empty(())
-            like = {"device": first.device, "dtype": _scalar_dtype(first)}
+        first = group["params"][0] if group["params"] else torch.empty(())
+        like = {"device": first.device, "dtype": _scalar_dtype(first)}
         beta1, beta2 = group["betas"]
         group["lr"] = torch.as_tensor(group["lr"], **like).clone()
         group["betas"] = (torch.as_tensor(beta1, **like).clone(), float(beta2))

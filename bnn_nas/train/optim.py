@@ -46,16 +46,16 @@ def build_optimizer(
     :class:`CycledAdam`, capturable always.
     """
     groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
-    lr: float | torch.Tensor = settings.lr
-    device = next(model.parameters()).device
-    if capturable:
-        for group in groups:  # one lr tensor per group: the schedule updates it in place
-            group["lr"] = torch.tensor(settings.lr, device=device)
     if settings.optimizer == "adam" and settings.momentum_cycle is not None:
         # beta1 moves every step: it must sit in a tensor for a graph to see it, which
         # torch's fused and foreach updates do not allow (see CycledAdam)
         betas = (settings.momentum_cycle[1], 0.999)
         return CycledAdam(groups, lr=settings.lr, betas=betas)
+    lr: float | torch.Tensor = settings.lr
+    device = next(model.parameters()).device
+    if capturable:
+        for group in groups:  # one lr tensor per group: the schedule updates it in place
+            group["lr"] = torch.tensor(settings.lr, device=device)
     if settings.optimizer == "adam":
         # on CUDA the fused update: a few kernels for all parameters instead of a
         # handful per parameter tensor (a candidate has hundreds of small ones)
