@@ -15,15 +15,13 @@ few MB. This times, per shape, inside a CUDA graph (GPU time, no launch overhead
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import emit
-from bnn_nas.train import resolve_device
+from benchmarks.common import cuda_kernel_arguments, emit, graph_time_us
 
 # (channels, size): a search candidate (8 cells x 16 ch, stem x3) and binary ResNet-18
 SHAPES = [(48, 32), (16, 32), (32, 16), (64, 8), (64, 32), (128, 16), (256, 8), (512, 4)]
@@ -45,37 +43,8 @@ def variants(bn: nn.BatchNorm2d) -> dict[str, Callable[[Tensor], Tensor]]:
     }
 
 
-def graph_time_us(fn: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> float:
-    """GPU time of forward + backward, captured once and replayed ``iters`` times."""
-    grad = torch.randn_like(x)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn(x).backward(grad.to(x.dtype))
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=side):
-            fn(x).backward(grad.to(x.dtype))
-    torch.cuda.current_stream().wait_stream(side)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    graph.replay()
-    start.record()
-    for _ in range(iters):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1000 / iters
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type != "cuda":
-        sys.exit("benchmarks.batchnorm times CUDA kernels: run it on a GPU")
+    args, device = cuda_kernel_arguments(__doc__, "batchnorm")
     results = {}
     for channels, size in SHAPES:
         bn = nn.BatchNorm2d(channels).to(device)

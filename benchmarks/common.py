@@ -3,14 +3,19 @@ networks that tests use too."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import platform
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from bnn_nas.data import Dataset, DataSettings, load_dataset
+from bnn_nas.train import resolve_device
 
 # the same network with both binarizers off: what binarization costs is the difference
 FLOAT_TWIN = {"act": "identity", "weight": "identity"}
@@ -55,3 +60,39 @@ def emit(name: str, device: torch.device, **figures: Any) -> None:
         **figures,
     }
     print(json.dumps(line), flush=True)
+
+
+def cuda_kernel_arguments(doc: str, name: str) -> tuple[argparse.Namespace, torch.device]:
+    """Arguments of the benchmarks that time CUDA kernels (batch size, graph replays,
+    device), and the device: they exit with a message on a machine without a GPU."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    if device.type != "cuda":
+        sys.exit(f"benchmarks.{name} times CUDA kernels: run it on a GPU")
+    return args, device
+
+
+def graph_time_us(fn: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> float:
+    """GPU time of forward + backward, captured once and replayed ``iters`` times."""
+    grad = torch.randn_like(x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn(x).backward(grad.to(x.dtype))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=side):
+            fn(x).backward(grad.to(x.dtype))
+    torch.cuda.current_stream().wait_stream(side)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    start.record()
+    for _ in range(iters):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / iters

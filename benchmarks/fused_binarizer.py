@@ -18,16 +18,13 @@ Experiment only: the product's binarizers are unchanged.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 from torch import Tensor
 
-from benchmarks.batchnorm import graph_time_us
-from benchmarks.common import emit
+from benchmarks.common import cuda_kernel_arguments, emit, graph_time_us
 from bnn_nas.binary.quantizers import ApproxSign, ClippedSteSign
-from bnn_nas.train import resolve_device
 
 # (channels, size) of the inputs of binary ResNet-18's 16 binary convs, and how many
 RESNET18_INPUTS = {(64, 32): 5, (128, 16): 4, (256, 8): 4, (512, 4): 3}
@@ -135,14 +132,7 @@ def activation(batch: int, channels: int, size: int, device) -> Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    if device.type != "cuda":
-        sys.exit("benchmarks.fused_binarizer times CUDA kernels: run it on a GPU")
+    args, device = cuda_kernel_arguments(__doc__, "fused_binarizer")
     binarizers = triton_binarizers()
     shapes = list(RESNET18_INPUTS) + CANDIDATE_INPUTS
     per_shape: dict[str, dict] = {}
