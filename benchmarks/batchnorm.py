@@ -53,7 +53,7 @@ def main() -> None:
         x.requires_grad_(True)
         row = {}
         for name, fn in variants(bn).items():
-            row[name] = round(graph_time_us(fn, x, args.iters), 1)
+            row[name] = round(graph_time_us(fn, x, args.iters, tuple(bn.parameters())), 1)
         key = f"{channels}x{size}x{size}"
         results[key] = row
         print(key, row, file=sys.stderr)

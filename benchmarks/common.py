@@ -76,17 +76,24 @@ def cuda_kernel_arguments(doc: str, name: str) -> tuple[argparse.Namespace, torc
     return args, device
 
 
-def graph_time_us(fn: Callable[[Tensor], Tensor], x: Tensor, iters: int) -> float:
-    """GPU time of forward + backward, captured once and replayed ``iters`` times."""
+def graph_time_us(
+    fn: Callable[[Tensor], Tensor], x: Tensor, iters: int, params: tuple[Tensor, ...] = ()
+) -> float:
+    """GPU time of forward + backward, captured once and replayed ``iters`` times.
+
+    The backward computes the gradients of ``x`` and ``params`` as training would, without
+    accumulating them into ``.grad`` (training never accumulates into an activation).
+    """
     grad = torch.randn_like(x)
+    inputs = (x, *params)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            fn(x).backward(grad.to(x.dtype))
+            torch.autograd.grad(fn(x), inputs, grad)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=side):
-            fn(x).backward(grad.to(x.dtype))
+            torch.autograd.grad(fn(x), inputs, grad)
     torch.cuda.current_stream().wait_stream(side)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     graph.replay()
