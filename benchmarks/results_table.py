@@ -19,10 +19,9 @@ import json
 import statistics
 from pathlib import Path
 
-import yaml
-
 from bnn_nas.search.derive import open_results
 from bnn_nas.search.trials import TrialRecord
+from bnn_nas.train.run import changed_settings, saved_run_config
 
 
 def busy_seconds(records: list[TrialRecord]) -> float:
@@ -47,27 +46,24 @@ def network_name(report: dict) -> str:
     return f"{report['model']} {report.get('family') or ''}".strip()
 
 
-def schedule(run_dir: Path) -> dict:
-    """The run's training settings (RUN/config.yaml ``final``), where it has them."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return {}
-    final = dict((yaml.safe_load(path.read_text()) or {}).get("final") or {})
-    final.pop("checkpoint_every", None)
-    return final
-
-
 def seed_runs(reports: list[dict], names: list[str]) -> dict:
     """One report for runs of one network and schedule that differ only in seed: the
-    mean accuracy and training time, and ``accuracies`` for the row to show their spread."""
-    first, first_schedule = reports[0], schedule(Path(names[0]))
+    mean accuracy and training time, and ``accuracies`` for the row to show their spread
+    (settings that do not change what a run computes may differ: changed_settings)."""
+    first, first_config = reports[0], saved_run_config(Path(names[0]))
     same = ("model", "family", "genotype", "epochs", "ops", "binary_params", "float_params")
     for report, name in zip(reports[1:], names[1:], strict=True):
         differs = [key for key in same if report.get(key) != first.get(key)]
         if differs:
             raise SystemExit(f"{name} is another network than {names[0]} ({', '.join(differs)})")
-        if schedule(Path(name)) != first_schedule:
-            raise SystemExit(f"{name} trained with another final schedule than {names[0]}")
+        config = saved_run_config(Path(name))
+        if first_config is not None and config is not None:
+            schedule = [k for k in changed_settings(first_config, config) if k.startswith("final.")]
+            if schedule:
+                raise SystemExit(
+                    f"{name} trained with another final schedule than {names[0]} "
+                    f"({', '.join(schedule)})"
+                )
     accuracies = [r["test_accuracy"] for r in reports]
     return {
         **first,

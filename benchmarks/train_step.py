@@ -52,12 +52,9 @@ def final_network(genotype: str, config_path: str) -> nn.Module:
     """The network `bnn-nas train` would build: the config's space, cells and channels."""
     from bnn_nas.cli.options import load_run_config  # the config with its plugins loaded
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.space.network import build_model
+    from bnn_nas.train.run import build_final_network
 
-    config = load_run_config(config_path, ())
-    space = load_search_space(config.search_space)
-    torch.manual_seed(config.seed)
-    return build_model(config.model, space, 10, load_genotype(genotype))
+    return build_final_network(load_run_config(config_path, ()), load_genotype(genotype), 10)
 
 
 def models() -> dict[str, nn.Module]:

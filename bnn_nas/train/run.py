@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from bnn_nas import __version__
 from bnn_nas.config import Config, config_from_dict, config_to_dict
@@ -23,7 +24,7 @@ from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
-from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train.trainer import EpochMetrics, fit, resolve_device, seed_everything
@@ -49,9 +50,10 @@ def data_settings(config: Config) -> DataSettings:
     return DataSettings(name=d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
 
 
-# Settings a resumed run may change: where files are, the device, how often it saves, how
-# fast (not what) a step computes, and what only a search reads. All else must match.
-_FREE_ON_RESUME = {
+# Settings in which two trainings may differ and still be one run (a resumed run, seeds of
+# one schedule): where files are, the device, how often it saves, how fast (not what) a
+# step computes, and what only a search reads.
+_FREE_SETTINGS = {
     ("device",), ("run_dir",), ("plugins",), ("train",), ("search",), ("executor",),
     ("data", "root"), ("data", "download"), ("data", "cache_dir"), ("data", "valid_fraction"),
     ("data", "search_train_size"), ("data", "search_valid_size"),
@@ -60,53 +62,75 @@ _FREE_ON_RESUME = {
 }  # fmt: skip
 
 
-def _changed_settings(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
-    """Dotted keys whose values differ between two plain configs, free ones skipped."""
-    if path in _FREE_ON_RESUME:
+def _changed_keys(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
+    if path in _FREE_SETTINGS:
         return []
     if isinstance(before, dict) and isinstance(now, dict):
         keys = sorted(set(before) | set(now))
         return [
             changed
             for key in keys
-            for changed in _changed_settings(before.get(key), now.get(key), (*path, key))
+            for changed in _changed_keys(before.get(key), now.get(key), (*path, key))
         ]
     return [] if before == now else [".".join(path)]
+
+
+def changed_settings(before: Config, now: Config) -> list[str]:
+    """Dotted keys of the settings that make two runs different runs (paths, device,
+    checkpoint interval, speed and search-only settings do not)."""
+    return _changed_keys(config_to_dict(before), config_to_dict(now))
+
+
+def saved_run_config(run_dir: Path) -> Config | None:
+    """RUN/config.yaml parsed (settings added to bnn-nas since take their defaults), or
+    None when the run has none."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {' '.join(str(err).split())}") from err
+    return config_from_dict(saved, str(path))
+
+
+def build_final_network(config: Config, genotype: Genotype | None, num_classes: int) -> nn.Module:
+    """The network `bnn-nas train` trains: the genotype at the config's final size, or the
+    config's baseline; its initial weights come from the config's seed."""
+    space = load_search_space(config.search_space)
+    seed_everything(config.seed)  # the initial weights are part of the run's identity
+    return build_model(config.model, space, num_classes, genotype)
 
 
 def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | None) -> None:
     """A resumed run must go on as it began: a new schedule or network half-way through
     would give a result no config describes (and RUN/config.yaml would be rewritten)."""
-    saved_config = run_dir / "config.yaml"
-    if saved_config.is_file():
-        try:  # parsed, so that keys added to bnn-nas since the run began take defaults
-            saved = yaml.safe_load(saved_config.read_text()) or {}
-            before = config_from_dict(saved, str(saved_config))
-        except (ConfigError, yaml.YAMLError) as err:
-            raise CheckpointError(
-                f"cannot resume {run_dir}: {' '.join(str(err).split())}; resume with the "
-                "bnn-nas version that began the run or choose another --run-dir"
-            ) from err
-        changed = _changed_settings(config_to_dict(before), config_to_dict(config))
+    try:
+        before = saved_run_config(run_dir)
+    except ConfigError as err:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {err}; resume with the "
+            "bnn-nas version that began the run or choose another --run-dir"
+        ) from err
+    if before is not None:
+        changed = changed_settings(before, config)
         if changed:
             raise CheckpointError(
                 f"{run_dir} was trained with other settings ({', '.join(changed)}); resume it "
-                f"with its own config (--config {saved_config}) or choose another --run-dir"
+                f"with its own config (--config {run_dir / 'config.yaml'}) or choose another "
+                "--run-dir"
             )
     saved_genotype = run_dir / "genotype.yaml"
-    before_genotype = (
-        (yaml.safe_load(saved_genotype.read_text()) or {}).get("genotype")
-        if saved_genotype.is_file() else None
-    )  # fmt: skip
-    now_genotype = str(genotype) if genotype is not None else None
-    if before_genotype != now_genotype:
+    before_genotype = load_genotype(saved_genotype) if saved_genotype.is_file() else None
+    before_hash = before_genotype.hash if before_genotype is not None else None
+    if before_hash != (genotype.hash if genotype is not None else None):
 
-        def network(text: str | None) -> str:
-            return f"genotype {text}" if text else "a baseline network (--model)"
+        def network(g: Genotype | None) -> str:
+            return f"genotype {g}" if g is not None else "a baseline network (--model)"
 
         raise CheckpointError(
             f"{run_dir} was trained on {network(before_genotype)}, not on "
-            f"{network(now_genotype)}; resume it with the same network or choose another --run-dir"
+            f"{network(genotype)}; resume it with the same network or choose another --run-dir"
         )
 
 
@@ -130,9 +154,7 @@ def train_run(
         _check_resume_matches(run_dir, config, genotype)
     device = resolve_device(config.device)
     dataset = load_dataset(data_settings(config))
-    space = load_search_space(config.search_space)
-    seed_everything(config.seed)  # the initial weights are part of the run's identity
-    model = build_model(config.model, space, dataset.num_classes, genotype)
+    model = build_final_network(config, genotype, dataset.num_classes)
     cost = count_cost(model, (1, *_chw(dataset.train.image_shape)))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(config_to_dict(config)))
