@@ -209,3 +209,47 @@ def test_cycled_adam_launches_as_many_kernels_for_many_tensors_as_for_few():
 
     few, many = kernels_per_step(2), kernels_per_step(16)  # 4 and 32 parameter tensors
     assert 0 < few == many, (few, many)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("name", ["clipped_ste", "approx_sign"])
+def test_fused_binarizers_give_the_aten_results_bit_for_bit(name, layout, dtype):
+    """Fused kernels are chosen without a setting because they change no bit: outputs and
+    gradients at the branch points (+-0, +-1), NaN, and a gradient laid out unlike x."""
+    from benchmarks.fused_binarizer import BINARIZERS, differing_elements
+
+    aten, triton = BINARIZERS[name]
+    torch.manual_seed(0)
+    x = torch.randn(8, 16, 9, 9, device="cuda") * 1.5
+    x.view(-1)[:6] = torch.tensor([0.0, -0.0, 1.0, -1.0, float("nan"), 3.0], device="cuda")
+    x = x.to(dtype).contiguous(memory_format=layout)
+    assert differing_elements(aten, triton, x) == 0
+    other = torch.channels_last if layout == torch.contiguous_format else torch.contiguous_format
+    grad = torch.randn(x.shape, device="cuda", dtype=dtype).contiguous(memory_format=other)
+    grads = []
+    for fn in (aten, triton):
+        leaf = x.detach().clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(fn(leaf), leaf, grad)[0])
+    bits = [g.contiguous().view(torch.int8) for g in grads]  # signed zeros and NaN too
+    assert torch.equal(bits[0], bits[1])
+
+
+def test_binarizers_take_the_fused_path_on_dense_cuda_tensors_only(monkeypatch):
+    from bnn_nas.binary import fused
+    from bnn_nas.binary.quantizers import ApproxSign, BirealWeight, ClippedSteSign
+
+    calls: list[str] = []
+    for name in ("clipped_ste_sign", "approx_sign"):
+        original = getattr(fused, name)
+        monkeypatch.setattr(fused, name, lambda x, o=original, n=name: calls.append(n) or o(x))
+    x = torch.randn(4, 8, 6, 6, device="cuda", dtype=torch.bfloat16)
+    ClippedSteSign()(x)
+    ApproxSign()(x)
+    BirealWeight()(x.float())
+    assert calls == ["clipped_ste_sign", "approx_sign", "clipped_ste_sign"]
+    calls.clear()
+    sliced = x[:, ::2]  # not dense: the ATen path, with the same values
+    assert torch.equal(ClippedSteSign()(sliced), torch.where(sliced >= 0, 1.0, -1.0).to(x.dtype))
+    ApproxSign()(x.double())  # float64: ATen
+    assert calls == []

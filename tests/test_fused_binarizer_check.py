@@ -1,4 +1,4 @@
-"""benchmarks.fused_binarizer's test input and bitwise comparison (its Triton kernels
+"""benchmarks.fused_binarizer's test input and bitwise comparison (the Triton kernels
 need a GPU; these parts do not)."""
 
 from __future__ import annotations
@@ -24,3 +24,6 @@ def test_differing_elements_counts_bits_signed_zeros_included():
     assert 0 < differing_elements(ClippedSteSign(), ApproxSign(), x) <= x.numel()
     # +0.0 and -0.0 are equal numbers but other bits
     assert differing_elements(lambda t: t * 0.0, lambda t: t * -0.0, x) >= x.numel()
+    # float32 elements are compared as 32-bit words
+    x32 = x.detach().float().requires_grad_(True)
+    assert differing_elements(lambda t: t * 0.0, lambda t: t * -0.0, x32) >= x32.numel()

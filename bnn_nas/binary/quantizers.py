@@ -31,6 +31,10 @@ bireal  sign(W) * alpha, alpha detached       g * alpha * 1{|W| <= 1}: the gradi
 
 ``identity`` (both kinds) turns a binarizer off; it exists for the float twin
 of a binary network, used to measure what binarization costs in speed.
+
+On dense CUDA tensors clipped STE and ApproxSign run as fused Triton kernels
+(bnn_nas/binary/fused.py) with bit-identical results; the ATen Functions below
+are the reference and the path everywhere else.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import functools
 import torch
 from torch import Tensor, nn
 
+from bnn_nas.binary import fused
 from bnn_nas.errors import PrimitiveError
 
 
@@ -109,6 +114,16 @@ class _SignStochastic(torch.autograd.Function):
         return g * inside, None
 
 
+def clipped_ste_sign(x: Tensor) -> Tensor:
+    """BinaryNet's sign, gradient passed where |x| <= 1: fused kernels where they apply."""
+    return fused.clipped_ste_sign(x) if fused.applies(x) else _SignClippedSTE.apply(x)
+
+
+def approx_sign(x: Tensor) -> Tensor:
+    """Bi-Real's ApproxSign, gradient max(0, 2 - 2|x|): fused kernels where they apply."""
+    return fused.approx_sign(x) if fused.applies(x) else _SignApprox.apply(x)
+
+
 class Binarizer(nn.Module):
     """Base of all binarizers: an immutable module with a ``name`` and ``bits``."""
 
@@ -151,7 +166,7 @@ class ClippedSteSign(Binarizer):
         self._freeze()
 
     def forward(self, x: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(x)
+        return clipped_ste_sign(x)
 
 
 class ApproxSign(Binarizer):
@@ -164,7 +179,7 @@ class ApproxSign(Binarizer):
         self._freeze()
 
     def forward(self, x: Tensor) -> Tensor:
-        return _SignApprox.apply(x)
+        return approx_sign(x)
 
 
 class StochasticSign(Binarizer):
@@ -192,7 +207,7 @@ class StochasticSign(Binarizer):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
-            return _SignClippedSTE.apply(x)
+            return clipped_ste_sign(x)
         uniform = torch.rand(
             x.shape, device=x.device, dtype=torch.float32, generator=self._generator(x.device)
         )
@@ -229,7 +244,7 @@ class SignWeight(Binarizer):
         self._freeze()
 
     def forward(self, w: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(w)
+        return clipped_ste_sign(w)
 
 
 class XnorWeight(Binarizer):
@@ -242,7 +257,7 @@ class XnorWeight(Binarizer):
         self._freeze()
 
     def forward(self, w: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(w) * _channel_mean_abs(w)
+        return clipped_ste_sign(w) * _channel_mean_abs(w)
 
 
 class BirealWeight(Binarizer):
@@ -255,7 +270,7 @@ class BirealWeight(Binarizer):
         self._freeze()
 
     def forward(self, w: Tensor) -> Tensor:
-        return _SignClippedSTE.apply(w) * _channel_mean_abs(w).detach()
+        return clipped_ste_sign(w) * _channel_mean_abs(w).detach()
 
 
 class IdentityWeight(Binarizer):
