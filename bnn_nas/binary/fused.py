@@ -3,9 +3,10 @@
 Why: in ATen, clipped STE's forward is three elementwise kernels (|x|, <= 1, where) and
 ApproxSign's backward five; each reads and writes the whole activation. A binary network
 binarizes every conv input, so on a GPU those chains cost memory traffic on large
-tensors and launches on small ones. Measured on an H200 (``python -m
-benchmarks.fused_binarizer``, binary ResNet-18's activations, batch 256, bf16,
-forward + backward per step): clipped STE 1179 -> 674 us, ApproxSign 1197 -> 369 us.
+tensors and launches on small ones. Here each binarizer is one kernel forward (the sign)
+and one backward (the surrogate gradient). Measured on an H200 (``python -m
+benchmarks.fused_binarizer``, binary ResNet-18's activations, batch 256, bf16, forward +
+backward per step): ApproxSign 1197 -> 367 us; whole steps in docs/benchmarks.md.
 
 The kernels give the ATen path's outputs and gradients bit for bit (signed zeros and NaN
 included; tests/test_cuda.py checks it), so they are not a setting: ``applies`` picks
@@ -48,13 +49,14 @@ def _kernels() -> SimpleNamespace | None:
         tl.store(sign_ptr + offsets, sign.to(sign_ptr.dtype.element_ty), mask=valid)
 
     @triton.jit
-    def sign_and_mask_kernel(x_ptr, sign_ptr, mask_ptr, n, BLOCK: tl.constexpr):
+    def clipped_ste_grad_kernel(g_ptr, x_ptr, out_ptr, n, BLOCK: tl.constexpr):
         offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         valid = offsets < n
+        g = tl.load(g_ptr + offsets, mask=valid, other=0.0).to(tl.float32)
         x = tl.load(x_ptr + offsets, mask=valid, other=0.0).to(tl.float32)
-        sign = tl.where(x >= 0.0, 1.0, -1.0)
-        tl.store(sign_ptr + offsets, sign.to(sign_ptr.dtype.element_ty), mask=valid)
-        tl.store(mask_ptr + offsets, (tl.abs(x) <= 1.0).to(tl.int8), mask=valid)
+        # a product, not a select, as ATen's g * mask: -g * 0 is -0.0 and NaN * 0 is NaN
+        inside = tl.where(tl.abs(x) <= 1.0, 1.0, 0.0)
+        tl.store(out_ptr + offsets, (g * inside).to(out_ptr.dtype.element_ty), mask=valid)
 
     @triton.jit
     def approx_sign_grad_kernel(g_ptr, x_ptr, out_ptr, n, BLOCK: tl.constexpr):
@@ -74,7 +76,7 @@ def _kernels() -> SimpleNamespace | None:
     return SimpleNamespace(
         launch=launch,
         sign=sign_kernel,
-        sign_and_mask=sign_and_mask_kernel,
+        clipped_ste_grad=clipped_ste_grad_kernel,
         approx_sign_grad=approx_sign_grad_kernel,
     )
 
@@ -102,37 +104,44 @@ def _laid_out_as(g: Tensor, x: Tensor) -> Tensor:
     return g if g.stride() == x.stride() else torch.empty_like(x).copy_(g)
 
 
+def _sign(x: Tensor) -> Tensor:
+    sign = torch.empty_like(x)
+    _kernels().launch(_kernels().sign, x.numel(), x, sign)
+    return sign
+
+
+def _surrogate_grad(kernel, g: Tensor, x: Tensor) -> Tensor:
+    # autograd hands in g with the output's dtype, which is x's; the layout may differ
+    g = _laid_out_as(g, x)
+    grad = torch.empty_like(x)
+    _kernels().launch(kernel, x.numel(), g, x, grad)
+    return grad
+
+
 class _FusedClippedSte(torch.autograd.Function):
+    """Saves x, not ATen's bool mask: one kernel each way, and for weights x is kept anyway."""
+
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        sign = torch.empty_like(x)
-        inside = torch.empty_like(x, dtype=torch.bool)
-        _kernels().launch(_kernels().sign_and_mask, x.numel(), x, sign, inside.view(torch.int8))
-        ctx.save_for_backward(inside)
-        return sign
+        ctx.save_for_backward(x)
+        return _sign(x)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
-        (inside,) = ctx.saved_tensors
-        return g * inside  # one kernel in ATen already
+        (x,) = ctx.saved_tensors
+        return _surrogate_grad(_kernels().clipped_ste_grad, g, x)
 
 
 class _FusedApproxSign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        sign = torch.empty_like(x)
-        _kernels().launch(_kernels().sign, x.numel(), x, sign)
         ctx.save_for_backward(x)
-        return sign
+        return _sign(x)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        # autograd hands in g with the output's dtype, which is x's; the layout may differ
-        g = _laid_out_as(g, x)
-        grad = torch.empty_like(x)
-        _kernels().launch(_kernels().approx_sign_grad, x.numel(), g, x, grad)
-        return grad
+        return _surrogate_grad(_kernels().approx_sign_grad, g, x)
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:
