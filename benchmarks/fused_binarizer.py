@@ -5,10 +5,11 @@ elementwise chains of bnn_nas/binary/quantizers.py (clipped STE's forward three 
 |x|, <= 1 and where, its backward one; ApproxSign's forward one, its backward five) and,
 on dense CUDA tensors, the Triton kernels of bnn_nas/binary/fused.py (one per
 direction). Each kernel reads and writes the whole activation, so on big tensors they are
-bound by memory traffic and on small ones by kernel count. Here both paths run per activation shape (batch 256, bf16, channels_last):
-outputs and gradients compared bit for bit (``differing_elements``, expected 0), forward +
-backward timed inside a CUDA graph. The JSON line gives microseconds per shape and the
-sum over the 16 binary convs of binary ResNet-18 (CIFAR layout) per training step.
+bound by memory traffic and on small ones by kernel count. Here both paths run per
+activation shape (batch 256, bf16, channels_last): outputs and gradients compared bit for
+bit (``differing_elements``, expected 0), forward + backward timed inside a CUDA graph.
+The JSON line gives microseconds per shape and the sum over the 16 binary convs of
+binary ResNet-18 (CIFAR layout) per training step.
 
     python -m benchmarks.fused_binarizer [--batch-size 256] [--iters 50]
 """

@@ -6,7 +6,8 @@ binarizes every conv input, so on a GPU those chains cost memory traffic on larg
 tensors and launches on small ones. Here each binarizer is one kernel forward (the sign)
 and one backward (the surrogate gradient). Measured on an H200 (``python -m
 benchmarks.fused_binarizer``, binary ResNet-18's activations, batch 256, bf16, forward +
-backward per step): ApproxSign 1197 -> 367 us; whole steps in docs/benchmarks.md.
+backward per step): clipped STE 1163 -> 363 us, ApproxSign 1187 -> 365 us; whole
+steps in docs/benchmarks.md.
 
 The kernels give the ATen path's outputs and gradients bit for bit (signed zeros and NaN
 included; tests/test_cuda.py checks it), so they are not a setting: ``applies`` picks
