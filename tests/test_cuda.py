@@ -211,28 +211,60 @@ def test_cycled_adam_launches_as_many_kernels_for_many_tensors_as_for_few():
     assert 0 < few == many, (few, many)
 
 
+SPECIAL_VALUES = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf"), 3e38, 1e-40]
+
+
+def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bits (signed zeros and NaN payloads too), whatever the layouts."""
+    return torch.equal(a.contiguous().view(torch.int8), b.contiguous().view(torch.int8))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize(
+    "shape,layout",
+    [((8, 16, 9, 9), torch.contiguous_format), ((8, 16, 9, 9), torch.channels_last),
+     ((3, 5, 7, 7), torch.channels_last), ((7, 13), torch.contiguous_format)],
+    ids=["nchw", "nhwc", "odd-size", "2d"],
+)  # fmt: skip
 @pytest.mark.parametrize("name", ["clipped_ste", "approx_sign"])
-def test_fused_binarizers_give_the_aten_results_bit_for_bit(name, layout, dtype):
+def test_fused_binarizers_give_the_aten_results_bit_for_bit(name, shape, layout, dtype):
     """Fused kernels are chosen without a setting because they change no bit: outputs and
-    gradients at the branch points (+-0, +-1), NaN, and a gradient laid out unlike x."""
-    from benchmarks.fused_binarizer import BINARIZERS, differing_elements
+    gradients at the branch points (+-0, +-1), NaN, inf, huge and subnormal values, sizes
+    no multiple of the block, and gradients holding NaN/inf laid out unlike x."""
+    from benchmarks.fused_binarizer import BINARIZERS
 
     aten, triton = BINARIZERS[name]
     torch.manual_seed(0)
-    x = torch.randn(8, 16, 9, 9, device="cuda") * 1.5
-    x.view(-1)[:6] = torch.tensor([0.0, -0.0, 1.0, -1.0, float("nan"), 3.0], device="cuda")
+    x = torch.randn(shape, device="cuda") * 1.5
+    x.view(-1)[: len(SPECIAL_VALUES)] = torch.tensor(SPECIAL_VALUES, device="cuda")
     x = x.to(dtype).contiguous(memory_format=layout)
-    assert differing_elements(aten, triton, x) == 0
-    other = torch.channels_last if layout == torch.contiguous_format else torch.contiguous_format
-    grad = torch.randn(x.shape, device="cuda", dtype=dtype).contiguous(memory_format=other)
-    grads = []
+    grad = torch.randn(shape, device="cuda")
+    grad.view(-1)[-len(SPECIAL_VALUES) :] = torch.tensor(SPECIAL_VALUES, device="cuda")
+    grad = grad.to(dtype)
+    if len(shape) == 4:  # the other layout
+        flip = {torch.contiguous_format: torch.channels_last}
+        grad = grad.contiguous(memory_format=flip.get(layout, torch.contiguous_format))
+    results = []
     for fn in (aten, triton):
         leaf = x.detach().clone().requires_grad_(True)
-        grads.append(torch.autograd.grad(fn(leaf), leaf, grad)[0])
-    bits = [g.contiguous().view(torch.int8) for g in grads]  # signed zeros and NaN too
-    assert torch.equal(bits[0], bits[1])
+        out = fn(leaf)
+        results.append((out.detach(), torch.autograd.grad(out, leaf, grad)[0]))
+    (out_a, grad_a), (out_t, grad_t) = results
+    assert _bitwise_equal(out_a, out_t) and _bitwise_equal(grad_a, grad_t)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_fused_binarizers_run_on_a_gpu_that_is_not_the_current_one():
+    """A process-pool worker trains on cuda:N without making it current."""
+    from bnn_nas.binary.quantizers import ApproxSign, ClippedSteSign
+
+    x = torch.randn(4, 8, 6, 6, device="cuda:1", requires_grad=True)
+    assert torch.cuda.current_device() == 0
+    for binarizer in (ClippedSteSign(), ApproxSign()):
+        out = binarizer(x)
+        (grad,) = torch.autograd.grad(out, x, torch.ones_like(x))
+        assert torch.equal(out.cpu(), torch.where(x.detach().cpu() >= 0, 1.0, -1.0))
+        assert out.device == grad.device == x.device
 
 
 def test_binarizers_take_the_fused_path_on_dense_cuda_tensors_only(monkeypatch):

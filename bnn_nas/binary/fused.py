@@ -34,11 +34,12 @@ _LAUNCH_LOCK = threading.Lock()
 
 @functools.lru_cache(maxsize=1)
 def _kernels() -> SimpleNamespace | None:
-    """The Triton kernels, or None where Triton is missing (CPU builds of PyTorch)."""
+    """The Triton kernels, or None where Triton is missing (CPU builds of PyTorch) or
+    cannot load (a broken install): then every binarizer takes the ATen path."""
     try:
         import triton
         import triton.language as tl
-    except ImportError:
+    except Exception:  # any failure to load means: no fused kernels
         return None
 
     @triton.jit
@@ -71,7 +72,9 @@ def _kernels() -> SimpleNamespace | None:
         tl.store(out_ptr + offsets, (g * slope).to(out_ptr.dtype.element_ty), mask=valid)
 
     def launch(kernel, n: int, *tensors: Tensor) -> None:
-        with _LAUNCH_LOCK:
+        # Triton launches on the current device: make it the tensors' (a worker given
+        # cuda:1 need not have made cuda:1 current)
+        with _LAUNCH_LOCK, torch.cuda.device(tensors[0].device):
             kernel[(triton.cdiv(n, BLOCK),)](*tensors, n, BLOCK=BLOCK)
 
     return SimpleNamespace(
@@ -89,6 +92,12 @@ def _dense(x: Tensor) -> bool:
     )
 
 
+@functools.cache
+def _capable(device_index: int) -> bool:
+    """Ampere or newer: bf16 in Triton needs it; older GPUs keep the ATen path."""
+    return torch.cuda.get_device_capability(device_index) >= (8, 0)
+
+
 def applies(x: Tensor) -> bool:
     """Whether the fused kernels take x (else the caller uses the ATen path)."""
     return (
@@ -96,6 +105,7 @@ def applies(x: Tensor) -> bool:
         and x.dtype in _DTYPES
         and _dense(x)
         and not torch.compiler.is_compiling()
+        and _capable(x.device.index)
         and _kernels() is not None
     )
 
@@ -106,50 +116,40 @@ def _laid_out_as(g: Tensor, x: Tensor) -> Tensor:
 
 
 def _sign(x: Tensor) -> Tensor:
+    """sign(x) with sign(+-0) = +1, in x's dtype and layout."""
     sign = torch.empty_like(x)
     _kernels().launch(_kernels().sign, x.numel(), x, sign)
     return sign
 
 
-def _surrogate_grad(kernel, g: Tensor, x: Tensor) -> Tensor:
-    # autograd hands in g with the output's dtype, which is x's; the layout may differ
-    g = _laid_out_as(g, x)
-    grad = torch.empty_like(x)
-    _kernels().launch(kernel, x.numel(), g, x, grad)
-    return grad
+class _FusedSign(torch.autograd.Function):
+    """sign(x) forward; backward the surrogate gradient kernel named ``grad_kernel``.
 
-
-class _FusedClippedSte(torch.autograd.Function):
-    """Saves x, not ATen's bool mask: one kernel each way, and for weights x is kept anyway."""
+    Saves x, not the bool mask ATen's clipped STE saves: one kernel each way, at the
+    cost of keeping x (2 bytes per element in bf16 against the mask's 1).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, grad_kernel: str) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
+        ctx.grad_kernel = grad_kernel
         return _sign(x)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return _surrogate_grad(_kernels().clipped_ste_grad, g, x)
-
-
-class _FusedApproxSign(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return _sign(x)
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return _surrogate_grad(_kernels().approx_sign_grad, g, x)
+        # autograd hands in g with the output's dtype, which is x's; the layout may differ
+        g = _laid_out_as(g, x)
+        grad = torch.empty_like(x)
+        _kernels().launch(getattr(_kernels(), ctx.grad_kernel), x.numel(), g, x, grad)
+        return grad, None
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:
     """BinaryNet's sign with the clipped straight-through gradient; x must pass ``applies``."""
-    return _FusedClippedSte.apply(x)
+    return _FusedSign.apply(x, "clipped_ste_grad")
 
 
 def approx_sign(x: Tensor) -> Tensor:
     """Bi-Real's ApproxSign; x must pass ``applies``."""
-    return _FusedApproxSign.apply(x)
+    return _FusedSign.apply(x, "approx_sign_grad")
