@@ -1,7 +1,7 @@
 """Binarizers: the sign functions of binary networks and their surrogate gradients.
 
-Each binarizer is a pure ``torch.autograd.Function`` (one fused elementwise op
-forward, one backward) wrapped in a tiny, immutable ``nn.Module`` that carries
+Each binarizer is a pure ``torch.autograd.Function`` (a few ATen elementwise ops
+forward and backward) wrapped in a tiny, immutable ``nn.Module`` that carries
 its name and settings. Forward values are exactly -1 or +1 with sign(0) = +1;
 ``torch.sign`` maps 0 to 0 and is therefore never used.
 
