@@ -36,10 +36,10 @@ BINARIZERS = {
 }
 
 
-def differing_elements(reference, candidate, x: Tensor) -> int:
+def differing_elements(reference, candidate, x: Tensor, grad: Tensor | None = None) -> int:
     """How many elements of the outputs and input gradients differ in their bits (0: the
-    same results, signed zeros and NaNs included)."""
-    grad = torch.randn_like(x)
+    same results, signed zeros and NaNs included); ``grad`` flows back (random if None)."""
+    grad = torch.randn_like(x) if grad is None else grad
     results = []
     for fn in (reference, candidate):
         leaf = x.detach().clone().requires_grad_(True)

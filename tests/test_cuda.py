@@ -214,11 +214,6 @@ def test_cycled_adam_launches_as_many_kernels_for_many_tensors_as_for_few():
 SPECIAL_VALUES = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf"), 3e38, 1e-40]
 
 
-def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal bits (signed zeros and NaN payloads too), whatever the layouts."""
-    return torch.equal(a.contiguous().view(torch.int8), b.contiguous().view(torch.int8))
-
-
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize(
     "shape,layout",
@@ -231,7 +226,7 @@ def test_fused_binarizers_give_the_aten_results_bit_for_bit(name, shape, layout,
     """Fused kernels are chosen without a setting because they change no bit: outputs and
     gradients at the branch points (+-0, +-1), NaN, inf, huge and subnormal values, sizes
     no multiple of the block, and gradients holding NaN/inf laid out unlike x."""
-    from benchmarks.fused_binarizer import BINARIZERS
+    from benchmarks.fused_binarizer import BINARIZERS, differing_elements
 
     aten, triton = BINARIZERS[name]
     torch.manual_seed(0)
@@ -244,13 +239,7 @@ def test_fused_binarizers_give_the_aten_results_bit_for_bit(name, shape, layout,
     if len(shape) == 4:  # the other layout
         flip = {torch.contiguous_format: torch.channels_last}
         grad = grad.contiguous(memory_format=flip.get(layout, torch.contiguous_format))
-    results = []
-    for fn in (aten, triton):
-        leaf = x.detach().clone().requires_grad_(True)
-        out = fn(leaf)
-        results.append((out.detach(), torch.autograd.grad(out, leaf, grad)[0]))
-    (out_a, grad_a), (out_t, grad_t) = results
-    assert _bitwise_equal(out_a, out_t) and _bitwise_equal(grad_a, grad_t)
+    assert differing_elements(aten, triton, x, grad) == 0
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")

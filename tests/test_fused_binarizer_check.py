@@ -22,6 +22,8 @@ def test_differing_elements_counts_bits_signed_zeros_included():
     assert differing_elements(ApproxSign(), ApproxSign(), x) == 0
     # the same forward, other gradients: only gradient elements differ
     assert 0 < differing_elements(ClippedSteSign(), ApproxSign(), x) <= x.numel()
+    # a given gradient is the one that flows back: zero makes both gradients zero
+    assert differing_elements(ClippedSteSign(), ApproxSign(), x, torch.zeros_like(x)) == 0
     # +0.0 and -0.0 are equal numbers but other bits
     assert differing_elements(lambda t: t * 0.0, lambda t: t * -0.0, x) >= x.numel()
     # float32 elements are compared as 32-bit words

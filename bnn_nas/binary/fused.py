@@ -71,7 +71,9 @@ def _kernels() -> SimpleNamespace | None:
         slope = tl.maximum(slope, 0.0, propagate_nan=tl.PropagateNan.ALL)  # as clamp_min
         tl.store(out_ptr + offsets, (g * slope).to(out_ptr.dtype.element_ty), mask=valid)
 
-    def launch(kernel, n: int, *tensors: Tensor) -> None:
+    def launch(kernel, *tensors: Tensor) -> None:
+        """One program per BLOCK elements of the first tensor (all are laid out alike)."""
+        n = tensors[0].numel()
         # Triton launches on the current device: make it the tensors' (a worker given
         # cuda:1 need not have made cuda:1 current)
         with _LAUNCH_LOCK, torch.cuda.device(tensors[0].device):
@@ -115,25 +117,20 @@ def _laid_out_as(g: Tensor, x: Tensor) -> Tensor:
     return g if g.stride() == x.stride() else torch.empty_like(x).copy_(g)
 
 
-def _sign(x: Tensor) -> Tensor:
-    """sign(x) with sign(+-0) = +1, in x's dtype and layout."""
-    sign = torch.empty_like(x)
-    _kernels().launch(_kernels().sign, x.numel(), x, sign)
-    return sign
-
-
 class _FusedSign(torch.autograd.Function):
-    """sign(x) forward; backward the surrogate gradient kernel named ``grad_kernel``.
+    """sign(x) forward (sign(+-0) = +1); backward the surrogate gradient kernel given.
 
     Saves x, not the bool mask ATen's clipped STE saves: one kernel each way, at the
     cost of keeping x (2 bytes per element in bf16 against the mask's 1).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, grad_kernel: str) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, grad_kernel) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.grad_kernel = grad_kernel
-        return _sign(x)
+        sign = torch.empty_like(x)
+        _kernels().launch(_kernels().sign, x, sign)
+        return sign
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
@@ -141,15 +138,15 @@ class _FusedSign(torch.autograd.Function):
         # autograd hands in g with the output's dtype, which is x's; the layout may differ
         g = _laid_out_as(g, x)
         grad = torch.empty_like(x)
-        _kernels().launch(getattr(_kernels(), ctx.grad_kernel), x.numel(), g, x, grad)
+        _kernels().launch(ctx.grad_kernel, g, x, grad)
         return grad, None
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:
     """BinaryNet's sign with the clipped straight-through gradient; x must pass ``applies``."""
-    return _FusedSign.apply(x, "clipped_ste_grad")
+    return _FusedSign.apply(x, _kernels().clipped_ste_grad)
 
 
 def approx_sign(x: Tensor) -> Tensor:
     """Bi-Real's ApproxSign; x must pass ``applies``."""
-    return _FusedSign.apply(x, "approx_sign_grad")
+    return _FusedSign.apply(x, _kernels().approx_sign_grad)
