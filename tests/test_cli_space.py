@@ -32,12 +32,13 @@ def test_show_prints_text_hash_and_writes_dot(tmp_path):
     assert "xnor_resnet_block" in text and "digraph" in text
 
 
-def test_show_falls_back_to_dot_without_graphviz(tmp_path, monkeypatch):
+def test_show_draws_with_matplotlib_without_graphviz_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     result = CliRunner().invoke(main, ["show", SMALL, "-o", str(tmp_path / "cell.png")])
     assert result.exit_code == 0, result.output
-    assert "graphviz `dot` is not installed" in result.output
-    assert (tmp_path / "cell.dot").is_file() and not (tmp_path / "cell.png").exists()
+    assert "graphviz `dot` is not installed: drew" in result.output
+    assert (tmp_path / "cell.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "cell.dot").exists()
 
 
 def test_profile_genotype_and_baseline():

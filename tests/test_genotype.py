@@ -451,19 +451,54 @@ def test_to_dot_has_both_clusters_every_op_and_escapes_quotes() -> None:
     assert '[label="my\\"op"]' in to_dot(odd)
 
 
-def test_render_writes_dot_and_falls_back_without_graphviz(
+def test_to_dot_numbers_nodes_as_the_genotype_text_and_titles_the_hash() -> None:
+    g = parse_genotype(DARTS_V2)
+    dot = to_dot(g)
+    assert f'label="genotype {g.hash[:12]}"' in dot
+    assert '"normal:0" [label="2"' in dot and '"normal:3" [label="5"' in dot
+    assert "<c<SUB>k-2</SUB>>" in dot and "<c<SUB>k</SUB>>" in dot
+    assert dot.index("cluster_normal") < dot.index("cluster_reduce")
+
+
+def test_render_writes_dot_and_draws_with_matplotlib_without_graphviz(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from PIL import Image
+
     g = parse_genotype(DARTS_V2)
     out = render(g, tmp_path / "cell.dot")
-    assert out == tmp_path / "cell.dot" and out.read_text() == to_dot(g)
+    assert out == (tmp_path / "cell.dot", None) and out.path.read_text() == to_dot(g)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    out = render(g, tmp_path / "sub" / "cell.png")
-    assert out == tmp_path / "sub" / "cell.dot"
-    assert out.read_text() == to_dot(g)
-    assert not (tmp_path / "sub" / "cell.png").exists()
+    drawn = render(g, tmp_path / "sub" / "cell.png")
+    assert drawn.path == tmp_path / "sub" / "cell.png"
+    assert "graphviz `dot` is not installed" in drawn.note and "matplotlib" in drawn.note
+    with Image.open(drawn.path) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        assert width >= 800 and height >= 600
+        pixels = image.convert("L")
+        histogram = pixels.histogram()
+    # Not blank: a good share of the picture is ink (edges, labels, filled nodes).
+    assert sum(histogram[:200]) > 0.01 * width * height
+    assert not (tmp_path / "sub" / "cell.dot").exists()
+    svg = render(g, tmp_path / "cell.svg").path.read_text()
+    assert "<svg" in svg
     with pytest.raises(BnnNasError, match=r"use a \.dot"):
         render(g, tmp_path / "cell.bmp")
+
+
+def test_render_falls_back_to_dot_text_without_graphviz_and_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "bnn_nas.space.picture", None)  # import fails
+    g = parse_genotype(DARTS_V2)
+    drawn = render(g, tmp_path / "cell.png")
+    assert drawn.path == tmp_path / "cell.dot" and drawn.path.read_text() == to_dot(g)
+    assert "neither graphviz `dot` nor matplotlib" in drawn.note
+    assert not (tmp_path / "cell.png").exists()
 
 
 def test_render_reports_a_failing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,8 +515,8 @@ def test_render_reports_a_failing_dot(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_render_svg_with_graphviz(tmp_path: Path) -> None:
     g = parse_genotype(DARTS_V2)
     out = render(g, tmp_path / "cell.svg")
-    assert out == tmp_path / "cell.svg"
-    svg = out.read_text()
+    assert out == (tmp_path / "cell.svg", None)
+    svg = out.path.read_text()
     assert "<svg" in svg and "dil_conv_3x3" in svg and "normal cell" in svg
     check = subprocess.run(["dot", "-Tcanon"], input=to_dot(g), capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

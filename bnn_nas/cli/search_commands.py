@@ -119,7 +119,9 @@ def derive_command(
     write_text_atomic(target.with_suffix(".txt"), str(chosen.genotype) + "\n")
     drawing = render(chosen.genotype, target.with_suffix(".png"))
     click.echo(str(chosen.genotype))
-    click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing}")
+    if drawing.note:
+        click.echo(drawing.note)
+    click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing.path}")
     config = Path(run_dir) / "config.yaml"
     click.echo(f"next: bnn-nas train --config {config} --genotype {target}")
 

@@ -61,14 +61,10 @@ def show_command(
     click.echo(f"steps: normal {g.normal_steps}, reduce {g.reduce_steps}")
     click.echo(f"ops: {', '.join(sorted(g.ops()))}")
     if output:
-        written = render(g, Path(output))
-        if written.suffix != Path(output).suffix:
-            click.echo(
-                f"graphviz `dot` is not installed: wrote DOT text to {written} instead of "
-                f"{output} (install graphviz, or render it with `dot -T{Path(output).suffix[1:]}`)"
-            )
-        else:
-            click.echo(f"wrote {written}")
+        drawing = render(g, Path(output))
+        if drawing.note:
+            click.echo(drawing.note)
+        click.echo(f"wrote {drawing.path}")
 
 
 @click.command("profile")

@@ -1,8 +1,12 @@
 """Genotypes as graphs: a networkx DiGraph per cell and a DOT / PNG / SVG drawing.
 
-Node names follow the DARTS figures: ``c_{k-2}`` and ``c_{k-1}`` are the cell inputs (genotype
-nodes 0 and 1), ``"0"``..``"steps-1"`` the intermediate nodes (genotype node ``i + 2``) and
-``c_{k}`` the output, the concat of the listed intermediate nodes.
+Graph node names follow the DARTS figures: ``c_{k-2}`` and ``c_{k-1}`` are the cell inputs
+(genotype nodes 0 and 1), ``"0"``..``"steps-1"`` the intermediate nodes (genotype node
+``i + 2``) and ``c_{k}`` the output, the concat of the listed intermediate nodes. Drawings
+label intermediate nodes with their genotype numbers (2, 3, ...), as the genotype text does.
+
+Pictures come from graphviz's ``dot`` when it is installed, else from matplotlib (the
+``[plot]`` extra), else the DOT text is written and the caller is told why.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -19,7 +24,20 @@ from bnn_nas.space.genotype import KINDS, Genotype
 INPUTS = ("c_{k-2}", "c_{k-1}")
 OUTPUT = "c_{k}"
 _IMAGE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+# Graphviz HTML labels: c_{k-2} set with a subscript, as in the DARTS figures.
+_HTML_LABELS = {
+    "c_{k-2}": "<c<SUB>k-2</SUB>>",
+    "c_{k-1}": "<c<SUB>k-1</SUB>>",
+    "c_{k}": "<c<SUB>k</SUB>>",
+}
 _FILL = {"input": "darkseagreen2", "intermediate": "lightblue", "output": "palegoldenrod"}
+
+
+class Drawing(NamedTuple):
+    """What :func:`render` wrote: the file, and a one-line note when it fell back."""
+
+    path: Path
+    note: str | None = None
 
 
 def node_name(index: int) -> str:
@@ -69,6 +87,7 @@ def to_dot(g: Genotype) -> str:
     lines = [
         "digraph genotype {",
         "  rankdir=LR;",
+        f"  label={_quote(f'genotype {g.hash[:12]}')}; labelloc=t;",
         '  node [shape=box, style="rounded,filled", fontname="Helvetica"];',
         '  edge [fontname="Helvetica", fontsize=10];',
     ]
@@ -80,11 +99,11 @@ def to_dot(g: Genotype) -> str:
             return _quote(f"{kind}:{name}")
 
         lines += [f"  subgraph cluster_{kind} {{", f"    label={_quote(f'{kind} cell')};"]
-        roles = [(name, "input") for name in INPUTS]
-        roles += [(str(i), "intermediate") for i in range(steps)]
-        roles.append((OUTPUT, "output"))
-        for name, role in roles:
-            lines.append(f"    {ident(name)} [label={_quote(name)}, fillcolor={_FILL[role]}];")
+        roles = [(name, _HTML_LABELS[name], "input") for name in INPUTS]
+        roles += [(str(i), _quote(str(i + 2)), "intermediate") for i in range(steps)]
+        roles.append((OUTPUT, _HTML_LABELS[OUTPUT], "output"))
+        for name, label, role in roles:
+            lines.append(f"    {ident(name)} [label={label}, fillcolor={_FILL[role]}];")
         for j, (op, index) in enumerate(edges):
             source, target = ident(node_name(index)), ident(str(j // 2))
             lines.append(f"    {source} -> {target} [label={_quote(op)}];")
@@ -95,11 +114,12 @@ def to_dot(g: Genotype) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(g: Genotype, path: Path | str) -> Path:
-    """Write ``g`` as ``.dot``, or as ``.png``/``.svg``/``.pdf`` through graphviz's ``dot``.
+def render(g: Genotype, path: Path | str) -> Drawing:
+    """Write ``g`` as ``.dot``, or as ``.png``/``.svg``/``.pdf``.
 
-    Without graphviz an image cannot be made, so the DOT text is written next to it
-    (``path.with_suffix(".dot")``) and that path is returned for the caller to report.
+    Pictures are drawn by graphviz's ``dot`` when it is on PATH, else by matplotlib. With
+    neither, the DOT text is written next to the asked path (``path.with_suffix(".dot")``)
+    and the returned note says so.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -109,14 +129,31 @@ def render(g: Genotype, path: Path | str) -> Path:
         )
     text = to_dot(g)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dot = shutil.which("dot") if suffix in _IMAGE_FORMATS else None
-    if dot is None:
-        out = path if suffix in (".dot", ".gv") else path.with_suffix(".dot")
+    if suffix in (".dot", ".gv"):
+        path.write_text(text, encoding="utf-8")
+        return Drawing(path)
+    dot = shutil.which("dot")
+    if dot is not None:
+        _run_dot(dot, text, path, _IMAGE_FORMATS[suffix])
+        return Drawing(path)
+    try:
+        from bnn_nas.space.picture import draw_genotype
+    except ImportError:
+        out = path.with_suffix(".dot")
         out.write_text(text, encoding="utf-8")
-        return out
+        return Drawing(
+            out,
+            f"neither graphviz `dot` nor matplotlib is installed: wrote DOT text to {out} "
+            f"instead of {path} (pip install matplotlib, or install graphviz)",
+        )
+    draw_genotype(g, path, title=f"genotype {g.hash[:12]}")
+    return Drawing(path, f"graphviz `dot` is not installed: drew {path} with matplotlib")
+
+
+def _run_dot(dot: str, text: str, path: Path, image_format: str) -> None:
     try:
         result = subprocess.run(
-            [dot, f"-T{_IMAGE_FORMATS[suffix]}", "-o", str(path)],
+            [dot, f"-T{image_format}", "-o", str(path)],
             input=text.encode("utf-8"),
             capture_output=True,
             timeout=120,
@@ -132,4 +169,3 @@ def render(g: Genotype, path: Path | str) -> Path:
             f"graphviz dot failed to draw {path}: {detail or 'no message'}; "
             f"check the graphviz install or write a .dot file"
         )
-    return path
