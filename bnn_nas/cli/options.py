@@ -7,9 +7,10 @@ bnn-nas. Every command module imports from here; this module imports no command.
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -18,11 +19,28 @@ from bnn_nas.errors import BnnNasError
 F = TypeVar("F", bound=Callable[..., Any])
 
 USER_ERROR_EXIT = 2
+INTERRUPT_EXIT = 130  # the shell's code for a command ended by SIGINT (128 + 2)
 
 
 def fail(message: str) -> None:
     click.echo(f"bnn-nas: error: {message}", err=True)
     sys.exit(USER_ERROR_EXIT)
+
+
+def interrupted(what: str, command: Iterable[str]) -> NoReturn:
+    """Report Ctrl-C in one line with the command that continues, and exit 130."""
+    click.echo(f"bnn-nas: interrupted; {what}: {shell_words(command)}", err=True)
+    sys.exit(INTERRUPT_EXIT)
+
+
+def shell_words(words: Iterable[str]) -> str:
+    """``words`` as one command line a POSIX shell splits back into the same words."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def repeated(flag: str, values: Iterable[str]) -> list[str]:
+    """``--flag v1 --flag v2 ...`` for a repeatable option, in the order given."""
+    return [word for value in values for word in (flag, value)]
 
 
 def user_errors(func: F) -> F:

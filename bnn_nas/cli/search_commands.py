@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from bnn_nas.cli.options import fail, load_run_config, plugin_option, set_option, user_errors
+from bnn_nas.cli.options import (
+    interrupted,
+    load_run_config,
+    plugin_option,
+    repeated,
+    set_option,
+    user_errors,
+)
 
 
 @click.command("search")
@@ -47,10 +54,14 @@ def search_command(
         ):
             records = search.run(executor, progress.update)
     except KeyboardInterrupt:
-        fail(
-            f"interrupted; trials in flight will rerun: bnn-nas search --config {config_path} "
-            f"--run-dir {target}"
-        )
+        interrupted(
+            "trials in flight will rerun, continue with",
+            [
+                "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
+                *(["--budget", str(budget)] if budget is not None else []),
+                *repeated("--set", overrides), *repeated("--plugin", plugins),
+            ],
+        )  # fmt: skip
     failed = sum(r.status.value == "failed" for r in records)
     click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
     click.echo(f"next: bnn-nas derive {target}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from bnn_nas.cli.options import fail, load_run_config, plugin_option, set_option, user_errors
+from bnn_nas.cli.options import (
+    fail,
+    interrupted,
+    load_run_config,
+    plugin_option,
+    repeated,
+    set_option,
+    user_errors,
+)
 
 
 @click.command("train")
@@ -36,6 +44,7 @@ def train_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.train.run import train_run
 
+    given = overrides
     if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
         overrides = (*overrides, f"final.epochs={epochs}")
     config = load_run_config(config_path, plugins, overrides)
@@ -48,7 +57,21 @@ def train_command(
         )
     name = f"{config.model.type}-{config.model.family}" if g is None else g.hash
     target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
-    report = train_run(config, target, genotype=g, resume=resume)
+    try:
+        report = train_run(config, target, genotype=g, resume=resume)
+    except KeyboardInterrupt:
+        interrupted(
+            "continue from the last checkpoint with",
+            [
+                "bnn-nas", "train", "--config", config_path,
+                *(["--genotype", genotype] if genotype is not None else []),
+                *(["--model", model] if model is not None else []),
+                *(["--family", family] if family is not None else []),
+                *(["--epochs", str(epochs)] if epochs is not None else []),
+                "--run-dir", str(target), "--resume",
+                *repeated("--set", given), *repeated("--plugin", plugins),
+            ],
+        )  # fmt: skip
     click.echo(
         f"test accuracy {report['test_accuracy']:.4f}  OPs {report['ops']:.3g}  "
         f"params {report['params']}  bytes {report['bytes']:.0f}  "

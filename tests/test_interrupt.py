@@ -1,0 +1,94 @@
+"""Ctrl-C: exit 130 and a one-line hint whose command continues exactly the interrupted run."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from bnn_nas.cli import main
+from bnn_nas.cli.options import INTERRUPT_EXIT
+from tests.test_search_cli import cli, store_rows, write
+
+BNN_NAS = [sys.executable, "-m", "bnn_nas.cli"]
+
+
+def hint_words(stderr: str, marker: str) -> list[str]:
+    # The progress bar also writes to stderr; the message is one line, the last.
+    lines = [line for line in stderr.splitlines() if line.startswith("bnn-nas:")]
+    assert len(lines) == 1 and lines[0].startswith("bnn-nas: interrupted; "), stderr
+    assert stderr.rstrip().endswith(lines[0])
+    words = shlex.split(lines[0].split(marker, 1)[1])
+    assert words[0] == "bnn-nas"
+    return words[1:]
+
+
+def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
+    config = write(tmp_path, "evolution", 6)  # the flags below override this budget
+    flags = ["--budget", "4", "--set", "train.lr=0.004", "--set", "search.population=2"]
+    straight = tmp_path / "straight"
+    done = cli("search", "--config", str(config), "--run-dir", str(straight), *flags)
+    assert done.returncode == 0, done.stderr
+
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [*BNN_NAS, "search", "--config", str(config), "--run-dir", str(run), *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "trials.sqlite").exists() and any(r[2] == "done" for r in store_rows(run)):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == INTERRUPT_EXIT, stderr
+    finished = sum(r[2] == "done" for r in store_rows(run))
+    assert 1 <= finished < 4, "the search ended before it could be interrupted"
+
+    words = hint_words(stderr, "continue with: ")
+    assert words[words.index("--budget") + 1] == "4"
+    assert [w for i, w in enumerate(words) if words[i - 1] == "--set"] == [
+        "train.lr=0.004",
+        "search.population=2",
+    ]
+    resumed = subprocess.run([*BNN_NAS, *words], capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    # Same budget, same settings: the continued search ends as the uninterrupted one did.
+    assert scores(run) == scores(straight) and len(scores(run)) == 4
+
+
+def scores(run_dir) -> list[tuple]:
+    """Each trial's id, genotype hash, status and metrics, without its timings."""
+    rows = []
+    for trial_id, hash_, status, result in store_rows(run_dir):
+        metrics = json.loads(result)
+        metrics.pop("train_seconds")
+        rows.append((trial_id, hash_, status, metrics))
+    return rows
+
+
+def test_ctrl_c_in_train_exits_130_with_a_resume_command(tmp_path, monkeypatch):
+    import bnn_nas.train.run as run_module
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "train_run", stop)
+    config = write(tmp_path)
+    target = str(tmp_path / "r")
+    args = ["train", "--config", str(config), "--model", "resnet20", "--family", "bireal",
+            "--epochs", "3", "--set", "final.lr=0.003", "--run-dir", target]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == INTERRUPT_EXIT, result.output
+    words = hint_words(result.stderr, "continue from the last checkpoint with: ")
+    assert words[:2] == ["train", "--config"] and "--resume" in words
+    for flag, value in (("--model", "resnet20"), ("--family", "bireal"), ("--epochs", "3"),
+                        ("--set", "final.lr=0.003"), ("--run-dir", target)):  # fmt: skip
+        assert words[words.index(flag) + 1] == value
+    assert words.count("--set") == 1  # --epochs is repeated as itself, not as a --set
