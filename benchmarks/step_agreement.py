@@ -10,7 +10,12 @@ Written after the compiled + graphed step trained binary ResNet-18 to 57% where 
 graphed eager step reached 75% (docs/benchmarks.md); the CPU agrees, so run it on a GPU:
 
     python -m benchmarks.step_agreement [--model resnet20] [--family xnor] [--steps 4]
-        [--dtype float64|bf16]
+        [--dtype float64|bf16] [--backends inductor,aot_eager,eager]
+
+``--backends`` bisects torch.compile: ``eager`` runs Dynamo's captured graph with eager
+kernels, ``aot_eager`` adds AOTAutograd (functionalised forward + backward, buffer
+mutations as copies), ``inductor`` adds its generated kernels; each is run with and
+without the CUDA-graph capture of the step.
 """
 
 from __future__ import annotations
@@ -35,13 +40,14 @@ def run_variant(
     batches: list[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     *,
-    compiled: bool,
+    compiled: str | None,
     graphed: bool,
     bf16: bool,
     settings: TrainConfig | None = None,
 ) -> tuple[nn.Module, list[float]]:
     """Train a copy of ``model`` on ``batches``; returns it and the loss of every step.
 
+    ``compiled``: the torch.compile backend, or None for the eager module.
     ``settings``: its optimiser and schedule (stepped after every batch, as fit does:
     the graph must see the values the schedule writes); default a fixed lr of 0.01.
     """
@@ -52,7 +58,7 @@ def run_variant(
     capturable = device.type == "cuda"
     optimizer = build_optimizer(model, settings or TrainConfig(lr=0.01), capturable=capturable)
     schedule = CosineSchedule(optimizer, settings, len(batches)) if settings else None
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model, backend=compiled) if compiled else model
     common = {"bf16": bf16, "grad_clip": None, "device": device}
     criterion = nn.CrossEntropyLoss()
     x0, y0 = batches[0]
@@ -91,6 +97,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dtype", default="float64", choices=["float64", "bf16"])
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--backends", default="inductor", help="torch.compile backends to try, comma-separated"
+    )
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -109,9 +118,14 @@ def main() -> None:
         )
         for _ in range(args.steps)
     ]
-    variants = {"eager": (False, False), "compile": (True, False)}
+    backends = [b for b in args.backends.split(",") if b]
+    variants: dict[str, tuple[str | None, bool]] = {"eager": (None, False)}
     if device.type == "cuda":
-        variants |= {"graph": (False, True), "compile+graph": (True, True)}
+        variants["graph"] = (None, True)
+    for backend in backends:
+        variants[f"compile:{backend}"] = (backend, False)
+        if device.type == "cuda":
+            variants[f"compile:{backend}+graph"] = (backend, True)
     reference: nn.Module | None = None
     results = {}
     for name, (compiled, graphed) in variants.items():
@@ -122,7 +136,7 @@ def main() -> None:
             reference = trained
         diff, where = max_difference(reference, trained)
         results[name] = {"losses": [round(v, 6) for v in losses], "max_diff": diff, "at": where}
-        print(f"{name:14s} max |param - eager| {diff:.3g} ({where}) losses {losses}",
+        print(f"{name:24s} max |param - eager| {diff:.3g} ({where}) losses {losses}",
               file=sys.stderr)  # fmt: skip
     emit("step_agreement", device, model=f"{args.model}_{args.family}", dtype=args.dtype,
          steps=args.steps, variants=results)  # fmt: skip

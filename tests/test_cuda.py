@@ -109,7 +109,7 @@ def test_graphed_step_computes_what_the_eager_step_computes(settings):
          torch.randint(0, 10, (32,), device=device))
         for _ in range(3)
     ]  # fmt: skip
-    common = {"compiled": False, "bf16": False, "settings": settings}
+    common = {"compiled": None, "bf16": False, "settings": settings}
     eager, eager_losses = run_variant(model, batches, device, graphed=False, **common)
     graphed, graphed_losses = run_variant(model, batches, device, graphed=True, **common)
     assert graphed_losses == pytest.approx(eager_losses, rel=1e-9)
