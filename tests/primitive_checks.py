@@ -37,7 +37,9 @@ def check_primitive(
             scale = w.detach().abs().amax(dim=(1, 2, 3), keepdim=True)
             assert set((w.detach() / scale).unique().tolist()) <= {-1.0, 1.0}
         # the module's output is exactly the conv of the binarized operands
-        expected = F.conv2d(operand, w, None, conv.stride, conv.padding, conv.dilation)
+        expected = F.conv2d(
+            operand, w, None, conv.stride, conv.padding, conv.dilation, conv.groups
+        )
         torch.testing.assert_close(output, expected, rtol=0, atol=1e-5)
         seen.append(conv.act.name)
 

@@ -15,7 +15,12 @@ from bnn_nas.binary import (
 )
 from bnn_nas.errors import PrimitiveError
 
-BINARY_ACTS = [n for n in ACTIVATION_BINARIZERS if n != "identity"]
+# per-channel binarizers (rsign) need a channel count: tested on their own below
+BINARY_ACTS = [
+    n
+    for n, cls in ACTIVATION_BINARIZERS.items()
+    if n != "identity" and not getattr(cls, "per_channel", False)
+]
 BINARY_WEIGHTS = [n for n in WEIGHT_BINARIZERS if n != "identity"]
 
 # boundary points of every surrogate plus random values
@@ -153,3 +158,69 @@ def test_binary_layer_settings_are_immutable():
     conv.eval()  # train/eval must still work
     assert not conv.act.training
     assert conv.is_binary and not BinaryConv2d(2, 2, 3, act="identity").is_binary
+
+
+def test_rsign_forward_and_gradients_match_the_formulas():
+    """sign(x - b) forward; backward approx_sign's slope at u = x - b, to x and (minus,
+    summed per channel) to b (ReActNet, Liu et al. 2020)."""
+    gen = torch.Generator().manual_seed(4)
+    rsign = activation_binarizer("rsign", channels=3).double()
+    with torch.no_grad():
+        rsign.threshold.copy_(torch.tensor([0.0, 0.5, -0.25], dtype=torch.float64))
+    x = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64)
+    x[0, 1, 0, 0] = 0.5  # x == b: sign(0) = +1
+    x.requires_grad_(True)
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    y = rsign(x)
+    b = rsign.threshold.detach().view(1, 3, 1, 1)
+    u = (x.detach() - b).numpy()
+    np.testing.assert_array_equal(y.detach().numpy(), np.where(u >= 0, 1.0, -1.0))
+    assert y[0, 1, 0, 0].item() == 1.0
+    y.backward(g)
+    slope = np.maximum(0.0, 2 - 2 * np.abs(u))
+    np.testing.assert_allclose(x.grad.numpy(), g.numpy() * slope, rtol=0, atol=0)
+    np.testing.assert_allclose(
+        rsign.threshold.grad.numpy(), -(g.numpy() * slope).sum(axis=(0, 2, 3)), rtol=1e-12
+    )
+
+
+def test_rsign_needs_channels_and_works_on_features():
+    with pytest.raises(PrimitiveError, match="needs the layer's channel count"):
+        activation_binarizer("rsign")
+    conv = BinaryConv2d(6, 4, 3, act="rsign")
+    assert conv.act.threshold.shape == (6,) and conv.is_binary
+    rsign = activation_binarizer("rsign", channels=2)
+    with torch.no_grad():
+        rsign.threshold.copy_(torch.tensor([1.0, -1.0]))
+    assert rsign(torch.tensor([[0.5, -0.5]])).tolist() == [[-1.0, 1.0]]
+    with pytest.raises(AttributeError):
+        rsign.channels = 3
+
+
+def test_rprelu_forward_and_gradients_match_the_formulas():
+    """y = x - gamma + zeta where x >= gamma, else beta * (x - gamma) + zeta (ReActNet)."""
+    from bnn_nas.binary import RPReLU
+
+    gen = torch.Generator().manual_seed(5)
+    act = RPReLU(3).double()
+    with torch.no_grad():
+        act.shift_in.copy_(torch.tensor([0.0, 0.3, -0.2], dtype=torch.float64))
+        act.shift_out.copy_(torch.tensor([0.1, -0.4, 0.0], dtype=torch.float64))
+        act.prelu.weight.copy_(torch.tensor([0.25, 0.1, 0.5], dtype=torch.float64))
+    x = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    y = act(x)
+    gamma = act.shift_in.detach().view(1, 3, 1, 1).numpy()
+    zeta = act.shift_out.detach().view(1, 3, 1, 1).numpy()
+    beta = act.prelu.weight.detach().view(1, 3, 1, 1).numpy()
+    u = x.detach().numpy() - gamma
+    np.testing.assert_allclose(y.detach().numpy(), np.where(u >= 0, u, beta * u) + zeta, atol=1e-15)
+    y.backward(g)
+    gn = g.numpy()
+    dx = gn * np.where(u > 0, 1.0, beta)
+    np.testing.assert_allclose(x.grad.numpy(), dx, atol=1e-12)
+    np.testing.assert_allclose(act.shift_in.grad.numpy(), -dx.sum(axis=(0, 2, 3)), atol=1e-12)
+    np.testing.assert_allclose(act.shift_out.grad.numpy(), gn.sum(axis=(0, 2, 3)), atol=1e-12)
+    np.testing.assert_allclose(
+        act.prelu.weight.grad.numpy(), (gn * np.minimum(u, 0)).sum(axis=(0, 2, 3)), atol=1e-12
+    )

@@ -87,3 +87,41 @@ def test_binary_linear_equals_packed_popcount():
         x.numpy()[:, :, None, None], lin.weight.detach().numpy()[:, :, None, None], 1, 1
     )[:, :, 0, 0]
     np.testing.assert_array_equal(y.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize(
+    ("C_in", "C_out", "groups", "k", "stride", "dil"),
+    [(12, 8, 4, 3, 1, 1), (12, 24, 12, 3, 2, 1), (14, 28, 14, 5, 1, 2), (70, 10, 2, 1, 2, 1)],
+)
+def test_grouped_binary_conv_equals_packed_xnor_popcount_per_group(
+    C_in, C_out, groups, k, stride, dil
+):
+    g = torch.Generator().manual_seed(C_in + groups)
+    pad = dil * (k - 1) // 2
+    conv = BinaryConv2d(
+        C_in, C_out, k, stride=stride, padding=pad, dilation=dil, groups=groups, weight="xnor"
+    ).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(2, C_in, 11, 12, generator=g, dtype=torch.float64)
+    y = conv(x).detach().numpy()
+    off = -(-pad // stride)
+    first = off * stride - pad
+    w = conv.weight.detach().numpy()
+    cin, cout = C_in // groups, C_out // groups
+    ref = np.concatenate(
+        [
+            packed_xnor_conv(
+                x.numpy()[:, i * cin : (i + 1) * cin, first:, first:],
+                w[i * cout : (i + 1) * cout],
+                stride,
+                dil,
+            )
+            for i in range(groups)
+        ],
+        axis=1,
+    )
+    interior = y[:, :, off : off + ref.shape[2], off : off + ref.shape[3]]
+    assert interior.shape == ref.shape and interior.size > 0
+    alpha = np.abs(w).reshape(C_out, -1).mean(axis=1).reshape(1, -1, 1, 1)
+    np.testing.assert_array_equal(np.rint(interior / alpha).astype(np.int64), ref)

@@ -49,6 +49,18 @@ def test_strided_grouped_conv_and_binary_linear_with_bias():
     assert cost.float_params == 16 * 2 * 9 + 10  # grouped conv weight + the binary layer's bias
 
 
+def test_grouped_binary_unit_with_rsign_and_rprelu():
+    """Grouped binary convs cost C_in / groups MACs per output; RSign's thresholds and
+    RPReLU's shifts and slopes are float parameters and cost no MACs."""
+    unit = get_primitive("xnor_conv_3x3").build(
+        12, 24, 2, groups=4, shuffle=True, act="rsign", activation="rprelu"
+    )
+    cost = count_cost(unit, (1, 12, 8, 8))
+    assert cost.bops == 4 * 4 * 24 * (12 // 4) * 9 and cost.flops == 0
+    assert cost.binary_params == 24 * 3 * 9
+    assert cost.float_params == 2 * 12 + 12 + 3 * 24  # BN, RSign's b, RPReLU
+
+
 def test_linear_counts_every_leading_position():
     cost = count_cost(nn.Linear(6, 4), (1, 5, 6))  # 5 tokens per image
     assert cost.flops == 5 * 6 * 4

@@ -135,3 +135,42 @@ def test_resnet18_binary_part_is_over_25x_smaller(tmp_path):
     torch.save(model.state_dict(), checkpoint)
     assert len(checkpoint.getvalue()) / summary.file_bytes >= 25
     assert summary.packed_layers == 16 and summary.float_bytes < 0.05 * summary.file_bytes
+
+
+# ReActNet's activations (RSign before every binary conv, RPReLU after the block) in both
+# orders, plus a grouped conv that the engine leaves in torch.
+REACT_OPS = [
+    "skip_connect", "max_pool_3x3",
+    {"name": "xnor_conv_3x3", "act": "rsign", "activation": "rprelu"},
+    {"name": "bireal_conv_3x3_skip_connect", "act": "rsign", "activation": "rprelu"},
+    {"name": "xnor_dil_conv_3x3_skip_connect", "act": "rsign", "reduce": "factorized"},
+    {"name": "bireal_conv_5x5", "act": "rsign", "groups": 2, "shuffle": True},
+]  # fmt: skip
+REACT = (
+    "Genotype(normal=[('xnor_conv_3x3', 0), ('bireal_conv_3x3_skip_connect', 1), "
+    "('xnor_dil_conv_3x3_skip_connect', 0), ('bireal_conv_5x5', 2), ('skip_connect', 1), "
+    "('xnor_conv_3x3', 3)], normal_concat=[2, 3, 4], "
+    "reduce=[('xnor_dil_conv_3x3_skip_connect', 0), ('bireal_conv_3x3_skip_connect', 1), "
+    "('max_pool_3x3', 0), ('xnor_conv_3x3', 2), "
+    "('bireal_conv_5x5', 3), ('skip_connect', 1)], reduce_concat=[2, 3, 4])"
+)
+
+
+def test_rsign_rprelu_network_exports_exactly(sample, tmp_path):
+    """RSign's learnt thresholds fold into the packed convs' input thresholds: the engine
+    agrees with the exact reference, and with float32 but at ties."""
+    from bnn_nas.binary import RSign
+
+    model, summary = train_and_export(cells(REACT_OPS, REACT, "xnor"), sample, tmp_path / "r.bnn")
+    thresholds = [m.threshold for m in model.modules() if isinstance(m, RSign)]
+    assert thresholds and all(t.abs().max() > 0 for t in thresholds)  # b really was learnt
+    engine = load_packed(summary.path, native=True)
+    x = engine.normalize(sample.test.images)
+    ours = predictions(engine.logits, x)
+    reference = exact_reference(model)
+    exact = predictions(lambda b: reference(b.double()), x)
+    float32 = predictions(model, x)
+    assert (ours == exact).mean() >= 0.999
+    assert ((ours != float32) & (exact == float32)).sum() <= 1
+    assert summary.packed_layers > 0
+    assert summary.skipped and all("groups=2" in why for _, why in summary.skipped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ import torch
 from bnn_nas.binary import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS, BinaryConv2d
 from bnn_nas.errors import PrimitiveError
 from bnn_nas.primitives import FAMILY_DEFAULTS, BinaryOptions, get_primitive, list_primitives
-from bnn_nas.primitives.options import ACTIVATIONS, DOWNSAMPLES, ORDERS, REDUCES
+from bnn_nas.primitives.builtin import FAMILY_SHAPES, SHAPE_FIXED
+from bnn_nas.primitives.options import ACTIVATIONS, DOWNSAMPLES, ORDERS, REDUCES, SHORTCUTS
 from tests.primitive_checks import check_primitive
 
 ALL = [spec.name for spec in list_primitives()]
@@ -24,8 +26,38 @@ OPTION_VALUES = {
     "activation": ACTIVATIONS,
     "downsample": DOWNSAMPLES,
     "reduce": REDUCES,
+    "shortcut": SHORTCUTS,
 }
 SINGLE_OPTIONS = [(k, v) for k, values in OPTION_VALUES.items() for v in values]
+# grouped convs need channel counts that the groups divide (halves too, when factorized)
+GROUPED_CHANNELS = [(4, 4), (4, 8), (8, 4), (12, 12)]
+GROUPED_OPTIONS = [
+    {"groups": 2},
+    {"groups": 2, "shuffle": True},
+    {"groups": 4, "shuffle": True, "shortcut": "identity"},
+    {"groups": 2, "reduce": "factorized", "order": "conv_bn"},
+    {"groups": 4, "act": "rsign", "activation": "rprelu", "downsample": "binary_conv"},
+]
+
+
+def _suffix(name: str) -> str:
+    return name.split("_", 1)[1]
+
+
+def _has_shortcut(name: str, options: dict) -> bool:
+    suffix = _suffix(name)
+    return suffix in SHAPE_FIXED or options.get("shortcut") == "identity"
+
+
+def _expected_error(name: str, options: dict, C_in: int, C_out: int, stride: int) -> str | None:
+    """The one-line error building ``name`` with ``options`` must give, or None."""
+    fixed = SHAPE_FIXED.get(_suffix(name), {})
+    if any(k in fixed and fixed[k] != v for k, v in options.items()):
+        return "always has shortcut='identity'"
+    projecting = stride == 2 or C_in != C_out
+    if options.get("downsample") == "none" and _has_shortcut(name, options) and projecting:
+        return "downsample='none' allows none"
+    return None
 
 
 def test_builtin_table_is_complete():
@@ -50,7 +82,85 @@ def test_every_primitive_with_defaults(name, stride, C_in, C_out):
 def test_every_family_primitive_with_each_option_value(name, key, value):
     spec = get_primitive(name)
     for (C_in, C_out), stride in itertools.product(CHANNELS, (1, 2)):
-        check_primitive(spec, C_in, C_out, stride, **{key: value})
+        error = _expected_error(name, {key: value}, C_in, C_out, stride)
+        if error is None:
+            check_primitive(spec, C_in, C_out, stride, **{key: value})
+        else:
+            with pytest.raises(PrimitiveError, match=re.escape(error)):
+                spec.build(C_in, C_out, stride, **{key: value})
+
+
+@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("options", GROUPED_OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_every_family_primitive_grouped(name, options):
+    """Grouped (and shuffled) convs build, train and see +-1 in every shape, stride 1 and 2."""
+    spec = get_primitive(name)
+    if name.endswith("_skip_connect") and "shortcut" in options:
+        options = {k: v for k, v in options.items() if k != "shortcut"}
+    for (C_in, C_out), stride in itertools.product(GROUPED_CHANNELS, (1, 2)):
+        groups = options["groups"]
+        factorized = options.get("reduce") == "factorized" and stride == 2
+        halves = (C_out - C_out // 2, C_out // 2) if factorized else (C_out,)
+        if any(c % groups for c in halves):
+            with pytest.raises(PrimitiveError, match="must divide both channel counts"):
+                spec.build(C_in, C_out, stride, **options)
+            continue
+        module = check_primitive(spec, C_in, C_out, stride, **options)
+        if FAMILY_SHAPES[_suffix(name)][1] == "binary":  # the block's convs are grouped
+            assert any(c.groups == groups for c in _binary_convs(module)), name
+
+
+def test_groups_and_shortcut_errors_are_one_line():
+    conv = get_primitive("xnor_conv_3x3")
+    with pytest.raises(PrimitiveError, match=r"groups=3 must divide both.*C_out=8") as err:
+        conv.build(6, 8, 1, groups=3)
+    assert "\n" not in str(err.value)
+    with pytest.raises(PrimitiveError, match="groups=0 is invalid"):
+        conv.build(4, 4, 1, groups=0)
+    with pytest.raises(PrimitiveError, match="shuffle=True needs groups > 1"):
+        conv.build(4, 4, 1, shuffle=True)
+    with pytest.raises(PrimitiveError, match="shortcut='residual' is invalid"):
+        conv.build(4, 4, 1, shortcut="residual")
+    with pytest.raises(PrimitiveError, match="downsample='none' allows none") as err:
+        conv.build(4, 8, 1, shortcut="identity", downsample="none")
+    assert "\n" not in str(err.value)
+    with pytest.raises(PrimitiveError, match="always has shortcut='identity'"):
+        get_primitive("bireal_conv_5x5_skip_connect").build(4, 4, 1, shortcut="none")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_DEFAULTS))
+@pytest.mark.parametrize("shape", ["conv_1x1", "conv_3x3", "conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])  # noqa: E501
+def test_skip_connect_names_are_the_conv_with_its_shortcut(family, shape):
+    named = get_primitive(f"{family}_{shape}_skip_connect")
+    plain = get_primitive(f"{family}_{shape}")
+    for stride in (1, 2):
+        torch.manual_seed(0)
+        a = named.build(8, 16, stride)
+        torch.manual_seed(0)
+        b = plain.build(8, 16, stride, shortcut="identity")
+        assert repr(a) == repr(b) and a.shortcut is not None
+        assert plain.build(8, 16, stride).shortcut is None
+
+
+def test_grouped_conv_equals_a_loop_of_dense_convs():
+    torch.manual_seed(0)
+    for weight in ("sign", "xnor", "bireal"):
+        grouped = BinaryConv2d(12, 8, 3, stride=2, padding=1, groups=4, weight=weight).double()
+        x = torch.randn(2, 12, 9, 9, dtype=torch.float64)
+        parts = []
+        for g in range(4):
+            dense = BinaryConv2d(3, 2, 3, stride=2, padding=1, weight=weight).double()
+            with torch.no_grad():
+                dense.weight.copy_(grouped.weight[2 * g : 2 * g + 2])
+            parts.append(dense(x[:, 3 * g : 3 * g + 3]))
+        torch.testing.assert_close(grouped(x), torch.cat(parts, 1), rtol=0, atol=1e-12)
+
+
+def test_channel_shuffle_interleaves_the_groups():
+    unit = get_primitive("xnor_conv_1x1").build(6, 6, 1, groups=3, shuffle=True)
+    assert [int(v) for v in unit.shuffle(torch.arange(6.0).view(1, 6, 1, 1)).flatten()] == [
+        0, 2, 4, 1, 3, 5,
+    ]  # fmt: skip
 
 
 def _binary_convs(module):

@@ -1,10 +1,11 @@
 """The binary math: binarizers with surrogate gradients and binary layers."""
 
-from bnn_nas.binary.layers import BinaryConv2d, BinaryLinear
+from bnn_nas.binary.layers import BinaryConv2d, BinaryLinear, RPReLU
 from bnn_nas.binary.quantizers import (
     ACTIVATION_BINARIZERS,
     WEIGHT_BINARIZERS,
     Binarizer,
+    RSign,
     activation_binarizer,
     binary_sign,
     weight_binarizer,
@@ -16,6 +17,8 @@ __all__ = [
     "Binarizer",
     "BinaryConv2d",
     "BinaryLinear",
+    "RPReLU",
+    "RSign",
     "activation_binarizer",
     "binary_sign",
     "weight_binarizer",

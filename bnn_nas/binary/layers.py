@@ -7,6 +7,7 @@ parameter and the binarizers are fixed at construction.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,8 +20,10 @@ class _BinarySettings:
     act: Binarizer
     weight_binarizer: Binarizer
 
-    def _init_binarizers(self, act: str | Binarizer, weight: str | Binarizer) -> None:
-        nn.Module.__setattr__(self, "act", activation_binarizer(act))
+    def _init_binarizers(
+        self, act: str | Binarizer, weight: str | Binarizer, channels: int
+    ) -> None:
+        nn.Module.__setattr__(self, "act", activation_binarizer(act, channels))
         nn.Module.__setattr__(self, "weight_binarizer", weight_binarizer(weight))
         object.__setattr__(self, "_settings_frozen", True)
 
@@ -58,7 +61,7 @@ class BinaryConv2d(_BinarySettings, nn.Conv2d):
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
         )
-        self._init_binarizers(act, weight)
+        self._init_binarizers(act, weight, in_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(self.act(x), self.weight_binarizer(self.weight), self.bias)
@@ -80,10 +83,29 @@ class BinaryLinear(_BinarySettings, nn.Linear):
         weight: str | Binarizer = "xnor",
     ) -> None:
         super().__init__(in_features, out_features, bias)
-        self._init_binarizers(act, weight)
+        self._init_binarizers(act, weight, in_features)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(self.act(x), self.weight_binarizer(self.weight), self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, act={self.act.name}, weight={self.weight_binarizer.name}"
+
+
+class RPReLU(nn.Module):
+    """ReActNet's RPReLU: PReLU between learnable per-channel shifts.
+
+    ``y = x - gamma + zeta`` where ``x >= gamma``, else ``beta * (x - gamma) + zeta``;
+    gamma and zeta start at 0 and the slopes beta at 0.25 (PReLU's), so it starts as PReLU.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.shift_in = nn.Parameter(torch.zeros(channels))  # gamma
+        self.prelu = nn.PReLU(channels, init=0.25)  # beta
+        self.shift_out = nn.Parameter(torch.zeros(channels))  # zeta
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        gamma, zeta = self.shift_in.view(shape), self.shift_out.view(shape)
+        return self.prelu(x - gamma.to(x.dtype)) + zeta.to(x.dtype)

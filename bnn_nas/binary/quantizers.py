@@ -15,6 +15,9 @@ clipped_ste g * 1{|x| <= 1}                     BinaryNet (Courbariaux et al. 20
 approx_sign g * max(0, 2 - 2|x|)                Bi-Real Net (Liu et al. 2018)
 stochastic  as clipped_ste; training forward    BinaryNet
             is +1 with prob clip((x+1)/2, 0, 1)
+rsign       sign(x - b), b learnable per         ReActNet (Liu et al. 2020)
+            channel; gradient as approx_sign
+            at x - b, to x and (negated) to b
 ========== ==================================== =======================================
 
 Weight binarizers (latent float W of shape [C_out, ...]):
@@ -217,6 +220,37 @@ class StochasticSign(Binarizer):
         return f"{self.name}, seed={self.seed}"
 
 
+class RSign(Binarizer):
+    """ReActNet's RSign: sign(x - b) with a learnable threshold b per input channel.
+
+    Forward: +1 where x >= b, else -1 (sign(0) = +1 as everywhere). Backward as
+    ``approx_sign`` at u = x - b: dL/dx = g * max(0, 2 - 2|u|) and dL/db is minus the
+    same, summed over every position of channel c. b starts at 0 (the plain sign). The
+    exporter folds b into the packed conv's input threshold.
+    """
+
+    name, kind = "rsign", "activation"
+    per_channel = True
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise PrimitiveError(f"rsign needs a positive channel count, got {channels!r}")
+        self.channels = channels
+        self.threshold = nn.Parameter(torch.zeros(channels))
+        self._freeze()
+
+    def shaped_threshold(self, x: Tensor) -> Tensor:
+        """b broadcast over x: channels on dim 1 ([N, C, ...] maps, [N, C] features)."""
+        return self.threshold.view(1, self.channels, *([1] * (x.dim() - 2))).to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return approx_sign(x - self.shaped_threshold(x))
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, channels={self.channels}"
+
+
 class IdentityActivation(Binarizer):
     """No binarization (full-precision twin)."""
 
@@ -288,30 +322,40 @@ class IdentityWeight(Binarizer):
 
 ACTIVATION_BINARIZERS: dict[str, type[Binarizer]] = {
     cls.name: cls
-    for cls in (SteSign, ClippedSteSign, ApproxSign, StochasticSign, IdentityActivation)
+    for cls in (SteSign, ClippedSteSign, ApproxSign, StochasticSign, RSign, IdentityActivation)
 }
 WEIGHT_BINARIZERS: dict[str, type[Binarizer]] = {
     cls.name: cls for cls in (SignWeight, XnorWeight, BirealWeight, IdentityWeight)
 }
 
 
-def _resolve(spec: str | Binarizer, table: dict[str, type[Binarizer]], kind: str) -> Binarizer:
+def _resolve(
+    spec: str | Binarizer, table: dict[str, type[Binarizer]], kind: str, channels: int | None
+) -> Binarizer:
     if isinstance(spec, Binarizer):
         if spec.kind != kind:
             raise PrimitiveError(f"{spec.name!r} is a {spec.kind} binarizer, not a {kind} one")
         return spec
     if isinstance(spec, str) and spec in table:
-        return table[spec]()
+        cls = table[spec]
+        if getattr(cls, "per_channel", False):
+            if channels is None:
+                raise PrimitiveError(f"the {spec} binarizer needs the layer's channel count")
+            return cls(channels)  # type: ignore[call-arg]
+        return cls()
     raise PrimitiveError(
         f"unknown {kind} binarizer {spec!r}; choose one of: {', '.join(sorted(table))}"
     )
 
 
-def activation_binarizer(spec: str | Binarizer) -> Binarizer:
-    """Resolve an activation binarizer given by name or object (the only place that does)."""
-    return _resolve(spec, ACTIVATION_BINARIZERS, "activation")
+def activation_binarizer(spec: str | Binarizer, channels: int | None = None) -> Binarizer:
+    """Resolve an activation binarizer given by name or object (the only place that does).
+
+    ``channels``: the input channels of the layer, for per-channel binarizers (``rsign``).
+    """
+    return _resolve(spec, ACTIVATION_BINARIZERS, "activation", channels)
 
 
 def weight_binarizer(spec: str | Binarizer) -> Binarizer:
     """Resolve a weight binarizer given by name or object (the only place that does)."""
-    return _resolve(spec, WEIGHT_BINARIZERS, "weight")
+    return _resolve(spec, WEIGHT_BINARIZERS, "weight", None)

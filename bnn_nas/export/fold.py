@@ -8,6 +8,8 @@ In eval mode a BN is the per-channel affine ``bn(x) = s * x + t`` with
   the comparison), ``tau = -t / s``; with ``s = 0`` the sign is that of beta for every x.
   The engine computes ``m * x >= thr`` with ``m = +-1``; thr is ``m * tau`` rounded up to
   the next float32, which keeps the comparison exact for every float32 x.
+* RSign (ReActNet): ``sign(bn(x) - b)`` is the same comparison with ``t - b`` for ``t``
+  (and ``s = 1, t = 0`` without a BN), so the learnt threshold b costs the engine nothing.
 * binary conv -> BN (order ``conv_bn``) and the weight scale alpha:
   ``bn(alpha * dot + b) = (s * alpha) * dot + (s * b + t)``, one affine per output channel.
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bnn_nas.binary import BinaryConv2d
+from bnn_nas.binary import BinaryConv2d, RSign
 from bnn_nas.export.kernels import ConvGeometry
 
 _PROBE = torch.tensor([-2.0, -1.0, -1e-30, -0.0, 0.0, 1e-30, 1.0, 2.0])
@@ -69,6 +71,8 @@ def _signs_and_alpha(conv: BinaryConv2d) -> tuple[Tensor, Tensor] | None:
 @torch.no_grad()
 def _act_is_sign(conv: BinaryConv2d) -> bool:
     act = conv.act
+    if isinstance(act, RSign):  # sign(x - b): the threshold folds (input_threshold)
+        return True
     was_training = act.training
     act.eval()
     try:
@@ -124,11 +128,19 @@ def _round_up_f32(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def input_threshold(bn: nn.BatchNorm2d | None, channels: int) -> tuple[Tensor, Tensor]:
-    """(mul, thr), float32 [C]: the engine's bit is ``mul * x >= thr``."""
-    if bn is None:
+def input_threshold(
+    bn: nn.BatchNorm2d | None, channels: int, shift: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """(mul, thr), float32 [C]: the engine's bit is ``mul * x >= thr``, the sign of
+    ``bn(x) - shift`` (``shift``: RSign's learnt threshold b; none: 0)."""
+    if bn is None and shift is None:
         return torch.ones(channels), torch.zeros(channels)
-    s, t = bn_affine(bn)
+    if bn is None:
+        s, t = torch.ones(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    else:
+        s, t = bn_affine(bn)
+    if shift is not None:
+        t = t - shift.detach().double().cpu()
     mul = torch.where(s < 0, -1.0, 1.0).double()
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = (-t / s).numpy()
@@ -155,7 +167,8 @@ def fold_conv(
     assert found is not None
     signs, alpha = found
     geometry = geometry_of(conv)
-    mul, thr = input_threshold(pre_bn, geometry.in_channels)
+    shift = conv.act.threshold if isinstance(conv.act, RSign) else None
+    mul, thr = input_threshold(pre_bn, geometry.in_channels, shift)
     bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(alpha)
     scale = alpha
     if post_bn is not None:

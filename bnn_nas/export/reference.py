@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnn_nas.binary import BinaryConv2d, binary_sign
+from bnn_nas.binary import BinaryConv2d, RSign, binary_sign
 from bnn_nas.export.fold import not_packable
 
 
@@ -33,10 +33,14 @@ class ExactBinaryConv2d(nn.Module):
         bias = conv.bias.detach().double() if conv.bias is not None else None
         self.register_buffer("bias", None if bias is None else bias.view(1, -1, 1, 1))
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        # RSign: sign(x - b); b and x are float32 values, so x - b >= 0 is exact in float64
+        shift = conv.act.threshold.detach().double() if isinstance(conv.act, RSign) else None
+        self.register_buffer("shift", None if shift is None else shift.view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        x = x.double() if self.shift is None else x.double() - self.shift
         dot = F.conv2d(
-            binary_sign(x.double()), self.signs, stride=self.stride, padding=self.padding,
+            binary_sign(x), self.signs, stride=self.stride, padding=self.padding,
             dilation=self.dilation,
         )  # fmt: skip
         out = self.alpha * dot

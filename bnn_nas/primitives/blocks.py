@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnn_nas.binary import BinaryConv2d
+from bnn_nas.binary import BinaryConv2d, RPReLU
+from bnn_nas.errors import PrimitiveError
 from bnn_nas.primitives.options import BinaryOptions
 
 
@@ -102,6 +103,11 @@ def shortcut(C_in: int, C_out: int, stride: int, opts: BinaryOptions) -> nn.Modu
     """The real-valued shortcut of a binary unit, per ``opts.downsample`` when shapes change."""
     if stride == 1 and C_in == C_out:
         return nn.Identity()
+    if opts.downsample == "none":
+        raise PrimitiveError(
+            f"a shortcut from {C_in} to {C_out} channels at stride {stride} needs a projection, "
+            "but downsample='none' allows none; choose another downsample or shortcut: none"
+        )
     pool = [avg_pool_2x2()] if stride == 2 else []
     if opts.downsample == "avgpool_concat":
         return nn.Sequential(*pool, channel_match(C_in, C_out))
@@ -116,7 +122,39 @@ def activation(kind: str, C: int) -> nn.Module:
         return nn.ReLU()
     if kind == "prelu":
         return nn.PReLU(C, init=0.25)
+    if kind == "rprelu":
+        return RPReLU(C)
     return nn.Identity()
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle: [g groups x C/g] channels read out as [C/g x g]."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, *rest = x.shape
+        return x.view(n, self.groups, c // self.groups, *rest).transpose(1, 2).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+def check_groups(C_in: int, C_out: int, parts: tuple[int, ...], groups: int) -> None:
+    """``groups`` divides C_in and every conv's output channels, or a one-line error."""
+    if groups == 1:
+        return
+    bad = [c for c in (C_in, *parts) if c % groups]
+    if bad:
+        split = ""
+        if len(parts) > 1:
+            split = f" (split {'+'.join(map(str, parts))} by the factorized reduce)"
+        raise PrimitiveError(
+            f"groups={groups} must divide both channel counts, but C_in={C_in}, "
+            f"C_out={C_out}{split} has {bad[0]}; choose a divisor of both"
+        )
 
 
 def binary_conv(
@@ -124,6 +162,8 @@ def binary_conv(
 ) -> nn.Module:
     """A binary KxK conv keeping ceil(H / stride); factorized at stride 2 if asked."""
     padding = dilation * (kernel - 1) // 2
+    factorized = stride == 2 and opts.reduce == "factorized" and C_out >= 2
+    check_groups(C_in, C_out, split_channels(C_out) if factorized else (C_out,), opts.groups)
 
     def make(c_out: int, s: int) -> BinaryConv2d:
         return BinaryConv2d(
@@ -133,11 +173,12 @@ def binary_conv(
             stride=s,
             padding=padding,
             dilation=dilation,
+            groups=opts.groups,
             act=opts.act,
             weight=opts.weight,
         )
 
-    if stride == 2 and opts.reduce == "factorized" and C_out >= 2:
+    if factorized:
         a, b = split_channels(C_out)
         return FactorizedReduce(make(a, 2), make(b, 2))
     return make(C_out, stride)
@@ -147,6 +188,8 @@ class BinaryUnit(nn.Module):
     """One binary conv with its BN, optional shortcut and activation.
 
     ``bn_conv``: act(conv(BN(x)) + shortcut(x));  ``conv_bn``: act(BN(conv(x)) + shortcut(x)).
+    The shortcut is there when ``with_shortcut`` or ``opts.shortcut == "identity"``; with
+    ``opts.shuffle`` a channel shuffle follows the (grouped) conv.
     """
 
     def __init__(
@@ -164,11 +207,17 @@ class BinaryUnit(nn.Module):
         self.bn_first = opts.order == "bn_conv"
         self.bn = nn.BatchNorm2d(C_in if self.bn_first else C_out)
         self.conv = binary_conv(C_in, C_out, kernel, stride, dilation, opts)
+        self.shuffle = ChannelShuffle(opts.groups) if opts.shuffle else None
+        with_shortcut = with_shortcut or opts.shortcut == "identity"
         self.shortcut = shortcut(C_in, C_out, stride, opts) if with_shortcut else None
         self.act = activation(opts.activation, C_out)
 
+    def _conv(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        return y if self.shuffle is None else self.shuffle(y)
+
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(self.bn(x)) if self.bn_first else self.bn(self.conv(x))
+        y = self._conv(self.bn(x)) if self.bn_first else self.bn(self._conv(x))
         if self.shortcut is not None:
             y = y + self.shortcut(x)
         return self.act(y)

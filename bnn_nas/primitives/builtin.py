@@ -37,10 +37,23 @@ def zero(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
     return Zero(C_out, stride)
 
 
+REDUCE_SKIPS = ("float", "binary")
+
+
 @register_primitive("skip_connect", family="basic", precision="free")
 def skip_connect(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
-    """Identity; stride 2: full-precision factorized reduce."""
+    """Identity; stride 2: full-precision factorized reduce (or binary: ``reduce_skip``)."""
+    reduce_skip = options.pop("reduce_skip", "float")
     _no_options("skip_connect", options)
+    if reduce_skip not in REDUCE_SKIPS:
+        raise PrimitiveError(
+            f"skip_connect: reduce_skip={reduce_skip!r} is invalid; "
+            f"choose one of: {', '.join(REDUCE_SKIPS)}"
+        )
+    if stride == 2 and reduce_skip == "binary":
+        # EBNAS / BATS: BN -> sign -> two 1x1 binary convs on offset grids, concatenated
+        opts = FAMILY_DEFAULTS["xnor"].with_overrides({"reduce": "factorized"}, "skip_connect")
+        return BinaryUnit(C_in, C_out, 2, opts, kernel=1)
     if stride == 2:
         return float_factorized_reduce(C_in, C_out)
     return nn.Identity() if C_in == C_out else float_conv_bn(C_in, C_out)
@@ -98,18 +111,14 @@ def _conv(kernel: int, dilation: int = 1) -> Callable[..., nn.Module]:
     return build
 
 
-def _conv_3x3_skip(C_in: int, C_out: int, stride: int, o: BinaryOptions) -> nn.Module:
-    return BinaryUnit(C_in, C_out, stride, o, kernel=3, with_shortcut=True)
-
-
 def _skip(C_in: int, C_out: int, stride: int, o: BinaryOptions) -> nn.Module:
     return shortcut(C_in, C_out, stride, o)
 
 
 def _resnet_block(C_in: int, C_out: int, stride: int, o: BinaryOptions) -> nn.Module:
     return Chain(
-        BinaryUnit(C_in, C_out, stride, o, kernel=3, with_shortcut=True),
-        BinaryUnit(C_out, C_out, 1, o, kernel=3, with_shortcut=True),
+        BinaryUnit(C_in, C_out, stride, o, kernel=3),
+        BinaryUnit(C_out, C_out, 1, o, kernel=3),
     )
 
 
@@ -120,9 +129,9 @@ def _vgg_block(C_in: int, C_out: int, stride: int, o: BinaryOptions) -> nn.Modul
 
 def _nin(C_in: int, C_out: int, stride: int, o: BinaryOptions) -> nn.Module:
     return Chain(
-        BinaryUnit(C_in, C_out, stride, o, kernel=3, with_shortcut=True),
-        BinaryUnit(C_out, C_out, 1, o, kernel=1, with_shortcut=True),
-        BinaryUnit(C_out, C_out, 1, o, kernel=1, with_shortcut=True),
+        BinaryUnit(C_in, C_out, stride, o, kernel=3),
+        BinaryUnit(C_out, C_out, 1, o, kernel=1),
+        BinaryUnit(C_out, C_out, 1, o, kernel=1),
     )
 
 
@@ -133,10 +142,30 @@ FAMILY_SHAPES: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
     "conv_5x5": (_conv(5), "binary", "one binary 5x5 conv, no shortcut"),
     "dil_conv_3x3": (_conv(3, 2), "binary", "one binary 3x3 conv, dilation 2, no shortcut"),
     "dil_conv_5x5": (_conv(5, 2), "binary", "one binary 5x5 conv, dilation 2, no shortcut"),
+    "conv_1x1_skip_connect": (
+        _conv(1),
+        "binary",
+        "one binary 1x1 conv plus a real-valued shortcut",
+    ),
     "conv_3x3_skip_connect": (
-        _conv_3x3_skip,
+        _conv(3),
         "binary",
         "one binary 3x3 conv plus a real-valued shortcut",
+    ),
+    "conv_5x5_skip_connect": (
+        _conv(5),
+        "binary",
+        "one binary 5x5 conv plus a real-valued shortcut",
+    ),
+    "dil_conv_3x3_skip_connect": (
+        _conv(3, 2),
+        "binary",
+        "one binary 3x3 conv, dilation 2, plus a real-valued shortcut",
+    ),
+    "dil_conv_5x5_skip_connect": (
+        _conv(5, 2),
+        "binary",
+        "one binary 5x5 conv, dilation 2, plus a real-valued shortcut",
     ),
     "skip_connect": (
         _skip,
@@ -148,21 +177,49 @@ FAMILY_SHAPES: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
         "binary",
         "two binary 3x3 convs, each with its real-valued shortcut",
     ),
-    "vgg_block": (_vgg_block, "binary", "binary 3x3 conv, no shortcut; stride 2: then 2x2 pool"),
+    "vgg_block": (
+        _vgg_block,
+        "binary",
+        "binary 3x3 conv, no shortcut (unless asked); stride 2: then 2x2 pool",
+    ),
     "nin": (_nin, "binary", "binary 3x3 conv then two binary 1x1 convs, each with a shortcut"),
 }
 
 # Per-shape defaults on top of the family's: a skip connection is parameter-free by name.
 SHAPE_DEFAULTS: dict[str, dict[str, str]] = {"skip_connect": {"downsample": "avgpool_concat"}}
+# Options a shape's name fixes: a `*_skip_connect` conv and the multi-conv blocks always
+# have their shortcuts (the plain `*_conv_*` names are the same convs without).
+_WITH_SHORTCUT = ("skip_connect", "resnet_block", "nin")
+SHAPE_FIXED: dict[str, dict[str, str]] = {
+    suffix: {"shortcut": "identity"}
+    for suffix in FAMILY_SHAPES
+    if suffix.endswith("skip_connect") or suffix in _WITH_SHORTCUT
+}
 
 
 def _family_variant(
-    name: str, family: str, builder: Callable[..., nn.Module], defaults: dict[str, str]
+    name: str,
+    family: str,
+    builder: Callable[..., nn.Module],
+    defaults: dict[str, str],
+    fixed: dict[str, str],
 ) -> Callable[..., nn.Module]:
-    base = FAMILY_DEFAULTS[family].with_overrides(defaults, name)
+    base = FAMILY_DEFAULTS[family].with_overrides({**defaults, **fixed}, name)
 
     def factory(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
-        return builder(C_in, C_out, stride, base.with_overrides(options, name))
+        for key, value in fixed.items():
+            if key in options and options[key] != value:
+                raise PrimitiveError(
+                    f"primitive {name!r} always has {key}={value!r} (its name says so); "
+                    f"got {key}={options[key]!r}"
+                )
+        opts = base.with_overrides(options, name)
+        try:
+            return builder(C_in, C_out, stride, opts)
+        except PrimitiveError as err:
+            if str(err).startswith("primitive "):
+                raise
+            raise PrimitiveError(f"primitive {name!r}: {err}") from None
 
     factory.__name__ = factory.__qualname__ = name
     return factory
@@ -172,7 +229,9 @@ def _register_families() -> None:
     for family in FAMILY_DEFAULTS:
         for suffix, (builder, precision, doc) in FAMILY_SHAPES.items():
             name = f"{family}_{suffix}"
-            factory = _family_variant(name, family, builder, SHAPE_DEFAULTS.get(suffix, {}))
+            factory = _family_variant(
+                name, family, builder, SHAPE_DEFAULTS.get(suffix, {}), SHAPE_FIXED.get(suffix, {})
+            )
             register_primitive(name, family=family, precision=precision, doc=doc)(factory)  # type: ignore[arg-type]
 
 

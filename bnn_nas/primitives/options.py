@@ -14,9 +14,10 @@ from bnn_nas.binary import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
 from bnn_nas.errors import PrimitiveError
 
 ORDERS = ("bn_conv", "conv_bn")
-ACTIVATIONS = ("none", "relu", "prelu")
-DOWNSAMPLES = ("avgpool_concat", "avgpool_conv", "binary_conv")
+ACTIVATIONS = ("none", "relu", "prelu", "rprelu")
+DOWNSAMPLES = ("avgpool_concat", "avgpool_conv", "binary_conv", "none")
 REDUCES = ("strided", "factorized")
+SHORTCUTS = ("none", "identity")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,18 @@ class BinaryOptions:
 
     act / weight: binarizer names (see ``bnn_nas.binary``).
     order: ``bn_conv`` (BN -> binary conv, XNOR-Net) or ``conv_bn`` (binary conv -> BN, Bi-Real).
-    activation: applied after the block (after the shortcut is added).
+    activation: applied after the block (after the shortcut is added): ``rprelu`` is
+      ReActNet's PReLU between learnable per-channel shifts.
     downsample: the shortcut when the shape changes: ``avgpool_concat`` (2x2 avg-pool, channels
       doubled by concatenation; parameter-free), ``avgpool_conv`` (2x2 avg-pool + float 1x1
-      conv + BN, BMXNet-v2 / Real-to-Binary), ``binary_conv`` (binary 1x1 conv + BN).
+      conv + BN, BMXNet-v2 / Real-to-Binary), ``binary_conv`` (binary 1x1 conv + BN), ``none``
+      (no projection: a shortcut is only allowed where the shapes already match).
     reduce: a stride-2 binary conv is ``strided`` or ``factorized`` (two stride-2 convs on
       grids offset by one pixel, each making half the channels, concatenated).
+    groups: the binary convs are grouped (BATS, EBNAS); it must divide both channel counts.
+    shuffle: a channel shuffle (ShuffleNet) after each grouped conv; needs ``groups`` > 1.
+    shortcut: ``identity`` puts a real-valued shortcut around the conv (Bi-Real), shaped
+      by ``downsample`` when the shape changes; ``none``: no shortcut.
     """
 
     act: str
@@ -39,6 +46,9 @@ class BinaryOptions:
     activation: str
     downsample: str
     reduce: str
+    groups: int = 1
+    shuffle: bool = False
+    shortcut: str = "none"
 
     def __post_init__(self) -> None:
         allowed = {
@@ -48,6 +58,7 @@ class BinaryOptions:
             "activation": ACTIVATIONS,
             "downsample": DOWNSAMPLES,
             "reduce": REDUCES,
+            "shortcut": SHORTCUTS,
         }
         for key, values in allowed.items():
             value = getattr(self, key)
@@ -55,6 +66,13 @@ class BinaryOptions:
                 raise PrimitiveError(
                     f"option {key}={value!r} is invalid; choose one of: {', '.join(values)}"
                 )
+        groups = self.groups
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise PrimitiveError(f"option groups={groups!r} is invalid; give a positive integer")
+        if not isinstance(self.shuffle, bool):
+            raise PrimitiveError(f"option shuffle={self.shuffle!r} is invalid; give true or false")
+        if self.shuffle and groups == 1:
+            raise PrimitiveError("option shuffle=True needs groups > 1 (it follows a grouped conv)")
 
     def with_overrides(self, options: dict[str, Any], primitive: str) -> BinaryOptions:
         """These defaults with the caller's options applied; unknown keys are errors."""
