@@ -1,6 +1,7 @@
 """Primitives: the registry, the built-in ops and plugin loading."""
 
 from bnn_nas.primitives import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from bnn_nas.primitives import darts as _darts  # noqa: F401  (DARTS's float ops)
 from bnn_nas.primitives.options import FAMILY_DEFAULTS, BinaryOptions
 from bnn_nas.primitives.plugins import load_entry_point_plugins, load_plugin, load_plugins
 from bnn_nas.primitives.registry import (
