@@ -5,10 +5,13 @@ The float twin is the same network with both binarizers set to ``identity``, so 
 isolates what binarization costs. Data is synthetic and already on the device.
 ``--genotype G`` adds the final network of G as ``genotype`` (built as `bnn-nas train
 --config C --genotype G` builds it); ``--momentum-cycle`` times the optimiser that
-one-cycle's beta1 needs.
+one-cycle's beta1 needs; ``--sgd`` times SGD with Nesterov momentum (TensorLrSGD).
+``--distill`` also times each binary model's step with a teacher's forward inside (the
+float twin of bireal ResNet-18 in bf16, eval mode, as `final.distill` runs it) and prints
+``distill_over_student_time`` (the issue's target: <= 1.35).
 
     python -m benchmarks.train_step [--batch-size 256] [--steps 30] [--compile] [--profile]
-        [--genotype G [--config configs/cifar.yaml]] [--momentum-cycle]
+        [--genotype G [--config configs/cifar.yaml]] [--momentum-cycle] [--sgd] [--distill]
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import torch
 from torch import nn
 
 from benchmarks.common import FLOAT_TWIN, emit
-from bnn_nas.config import TrainConfig
+from bnn_nas.config import DistillConfig, TrainConfig
 from bnn_nas.search.evaluator import trial_seed
 from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
+from bnn_nas.train.distill import DistillLoss
 from bnn_nas.train.optim import build_optimizer
 from bnn_nas.train.step import GraphedStep, graph_capturable, make_step
 
@@ -89,9 +93,11 @@ def batch_norm_in_float32(model: nn.Module) -> None:
 
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
                  graph: bool, profile: bool, bf16: bool = True,
-                 settings: TrainConfig | None = None) -> tuple[float, bool]:  # fmt: skip
+                 settings: TrainConfig | None = None,
+                 teacher: nn.Module | None = None) -> tuple[float, bool]:  # fmt: skip
     """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch; and
-    whether it ran as a CUDA graph (a failed capture falls back to eager steps)."""
+    whether it ran as a CUDA graph (a failed capture falls back to eager steps).
+    ``teacher``: a distillation teacher whose forward runs inside the step."""
     cuda = device.type == "cuda"
     model.to(device).train()
     if cuda:
@@ -103,9 +109,17 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
     forward = torch.compile(model) if compile_ else model
+    criterion: nn.Module = nn.CrossEntropyLoss()
+    if teacher is not None:
+        criterion = DistillLoss(DistillConfig(teacher="benchmark"))
+        teacher.to(device).eval().requires_grad_(False)
+        if cuda:
+            teacher.to(memory_format=torch.channels_last)
+            if bf16:
+                teacher.to(torch.bfloat16)
     step = make_step(
-        model, forward, optimizer, nn.CrossEntropyLoss(), bf16=cuda and bf16, grad_clip=None,
-        device=device, cuda_graph=graph, first_batch=(x, y),
+        model, forward, optimizer, criterion, bf16=cuda and bf16, grad_clip=None,
+        device=device, cuda_graph=graph, first_batch=(x, y), teacher=teacher,
     )  # fmt: skip
     for _ in range(5 if cuda else 2):
         step(x, y)
@@ -151,10 +165,15 @@ def main() -> None:
                         help="with --genotype: its search space, cells and channels")  # fmt: skip
     parser.add_argument("--momentum-cycle", action="store_true",
                         help="Adam with one-cycle beta1 (momentum_cycle [0.85, 0.95])")  # fmt: skip
+    parser.add_argument("--sgd", action="store_true", help="SGD, Nesterov momentum 0.9")
+    parser.add_argument("--distill", action="store_true",
+                        help="also time each binary model with a teacher inside")  # fmt: skip
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark  # this process only
     settings = TrainConfig(momentum_cycle=(0.85, 0.95) if args.momentum_cycle else None)
+    if args.sgd:
+        settings = TrainConfig(optimizer="sgd", lr=0.1, weight_decay=5e-4)
     chosen = models()
     if args.genotype:
         chosen["genotype"] = final_network(args.genotype, args.config)
@@ -170,16 +189,31 @@ def main() -> None:
                                             settings)  # fmt: skip
         figures[name] = round(speed)
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
+        if args.distill and "float_twin" not in name:
+            teacher = build_baseline("resnet18", "bireal", 10, **FLOAT_TWIN)
+            speed, graphed[f"{name}_distilled"] = images_per_s(
+                model, device, args.batch_size, args.steps, args.compile,
+                not args.no_cuda_graph, False, not args.no_bf16, settings, teacher,
+            )  # fmt: skip
+            figures[f"{name}_distilled"] = round(speed)
+            print(f"{name}_distilled: {figures[name + '_distilled']} images/s", file=sys.stderr)
     ratios = {
         f"{name}_time_ratio": round(figures[f"{name}_float_twin"] / figures[name], 3)
         for name in ("resnet18_xnor", "resnet18_bireal", "candidate_8x16")
         if name in figures and f"{name}_float_twin" in figures
+    }
+    distill_ratios = {
+        name: round(figures[name] / figures[f"{name}_distilled"], 3)
+        for name in figures
+        if f"{name}_distilled" in figures
     }
     # what ran, not what was asked for: a model whose capture failed stepped eagerly
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile,
          cuda_graph=graphed,
          bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
          cudnn_benchmark=args.cudnn_benchmark, momentum_cycle=args.momentum_cycle,
+         sgd=args.sgd, distill_teacher="resnet18_bireal_float_twin" if args.distill else None,
+         distill_over_student_time=distill_ratios,
          genotype=args.genotype, images_per_s=figures,
          binary_over_float_time=ratios)  # fmt: skip
 

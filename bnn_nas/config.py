@@ -50,6 +50,40 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a trained (real-valued) teacher (Hinton et al. 2015).
+
+    ``loss``: ``kl`` = weight * T^2 * KL(teacher_T || student_T) alone (ReActNet's
+    distributional loss at T = 1); ``ce_kl`` = (1 - weight) * CE(labels) + weight * T^2 *
+    KL (Hinton's mixture). The teacher runs in eval mode on the student's augmented batch.
+    """
+
+    teacher: str = ""  # a run directory of `bnn-nas train`, or its checkpoint.pt
+    loss: str = "kl"  # kl | ce_kl
+    temperature: float = 1.0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a staged final training: its own binarizers, optimiser run and schedule.
+
+    Unset (None) settings take the section's value. The latent weights carry over from the
+    stage before; optimiser state and schedule restart (Real-to-Binary, ReActNet).
+    """
+
+    epochs: int = 1
+    act: str | None = None  # activation binarizer of every binary layer (None: the network's)
+    weight: str | None = None  # weight binarizer (identity: float weights, binary acts)
+    optimizer: str | None = None
+    lr: float | None = None
+    warmup_epochs: float | None = None
+    weight_decay: float | None = None
+    binary_weight_decay: float | None = None
+    bn_weight_decay: float | None = None
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run: a search trial (section `train`) or a final one (section `final`)."""
 
@@ -59,8 +93,12 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3
     momentum: float = 0.9
+    nesterov: bool = True  # sgd: Nesterov momentum
     weight_decay: float = 0.0
     decay_binary_and_bn: bool = False  # weight decay on binary latent weights and BN too
+    # per parameter group, overriding the two above: binary latent weights; BN and biases
+    binary_weight_decay: float | None = None
+    bn_weight_decay: float | None = None
     warmup_epochs: float = 0.0
     # Adam's beta1 moves against the learning rate, one-cycle style: [at the lr peak, at
     # the start and the end], e.g. [0.85, 0.95]; none: fixed at 0.9
@@ -76,6 +114,9 @@ class TrainConfig:
     compile: bool = False
     cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)
+    distill: DistillConfig | None = None  # a teacher's soft targets (off: none)
+    # staged final training; the stages' epochs must sum to epochs (empty: one stage)
+    stages: tuple[StageConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -243,6 +284,7 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
                 f"{where}: {section}.momentum_cycle cycles Adam's beta1; set "
                 f"{section}.optimizer=adam or drop momentum_cycle"
             )
+        _check_recipe(settings, section, where)
         if settings.warmup_epochs > settings.epochs:  # the rise would never end
             raise ConfigError(
                 f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "
@@ -250,6 +292,74 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
                 f"(--set {section}.warmup_epochs=N, N <= {settings.epochs})"
             )
     return replace(config, source=where)
+
+
+_DISTILL_LOSSES = ("kl", "ce_kl")
+
+
+def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
+    """Distillation, stages and per-group weight decay: values that can work together."""
+    from bnn_nas.binary.quantizers import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
+
+    for name in ("weight_decay", "binary_weight_decay", "bn_weight_decay"):
+        value = getattr(settings, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"{where}: {section}.{name}={value:g} must be >= 0")
+    kd = settings.distill
+    if kd is not None:
+        if not kd.teacher:
+            raise ConfigError(
+                f"{where}: {section}.distill.teacher is empty; give a run directory of "
+                "`bnn-nas train` (e.g. of --model resnet18 --family float) or its checkpoint.pt"
+            )
+        if kd.loss not in _DISTILL_LOSSES:
+            raise ConfigError(
+                f"{where}: {section}.distill.loss is {kd.loss!r}; choose one of "
+                f"{', '.join(_DISTILL_LOSSES)}"
+            )
+        if not kd.temperature > 0:
+            raise ConfigError(f"{where}: {section}.distill.temperature must be > 0")
+        if not 0 <= kd.weight <= (1 if kd.loss == "ce_kl" else float("inf")):
+            raise ConfigError(
+                f"{where}: {section}.distill.weight={kd.weight:g} must be in [0, 1] for "
+                "ce_kl (the share of the KD term) and >= 0 for kl"
+            )
+    if not settings.stages:
+        return
+    if section != "final":
+        raise ConfigError(f"{where}: {section}.stages: stages apply to final training only")
+    total = sum(stage.epochs for stage in settings.stages)
+    if total != settings.epochs:
+        raise ConfigError(
+            f"{where}: {section}.stages last {total} epochs in all but {section}.epochs="
+            f"{settings.epochs}; set {section}.epochs={total}"
+        )
+    for i, stage in enumerate(settings.stages):
+        key = f"{section}.stages[{i}]"
+        if stage.epochs < 1:
+            raise ConfigError(f"{where}: {key}.epochs must be at least 1, not {stage.epochs}")
+        for name, table in (("act", ACTIVATION_BINARIZERS), ("weight", WEIGHT_BINARIZERS)):
+            value = getattr(stage, name)
+            if value is not None and value not in table:
+                raise ConfigError(
+                    f"{where}: {key}.{name} is {value!r}; choose one of {', '.join(table)}"
+                )
+        if stage.optimizer is not None and stage.optimizer not in _CHOICES["final.optimizer"]:
+            raise ConfigError(
+                f"{where}: {key}.optimizer is {stage.optimizer!r}; choose one of "
+                f"{', '.join(_CHOICES['final.optimizer'])}"
+            )
+        warmup = settings.warmup_epochs if stage.warmup_epochs is None else stage.warmup_epochs
+        if warmup > stage.epochs:
+            raise ConfigError(
+                f"{where}: {key} warms up {warmup:g} epochs but lasts {stage.epochs}; set "
+                f"{key}.warmup_epochs"
+            )
+        optimizer = stage.optimizer or settings.optimizer
+        if settings.momentum_cycle is not None and optimizer != "adam":
+            raise ConfigError(
+                f"{where}: {key}: momentum_cycle cycles Adam's beta1; use adam or drop it"
+            )
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:

@@ -274,3 +274,59 @@ def test_binarizers_take_the_fused_path_on_dense_cuda_tensors_only(monkeypatch):
     assert torch.equal(ClippedSteSign()(sliced), torch.where(sliced >= 0, 1.0, -1.0).to(x.dtype))
     ApproxSign()(x.double())  # float64: ATen
     assert calls == []
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_teacher_inside_the_graphed_step_computes_what_the_eager_step_computes(optimizer):
+    """Distillation: the teacher's forward is captured with the student's step. float64
+    (no rounding flips a sign): graphed and eager steps agree, the teacher is untouched,
+    and SGD's step (TensorLrSGD) is captured, not run eagerly."""
+    import copy
+
+    from bnn_nas.config import DistillConfig
+    from bnn_nas.train.distill import DistillLoss
+    from bnn_nas.train.optim import CosineSchedule, build_optimizer
+    from bnn_nas.train.step import EagerStep, GraphedStep, make_step
+
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    student = build_baseline("resnet20", "xnor", 10).to(device, torch.float64)
+    teacher = build_baseline("resnet20", "xnor", 10, act="identity", weight="identity")
+    teacher = teacher.to(device, torch.float64).eval().requires_grad_(False)
+    before = copy.deepcopy(teacher.state_dict())
+    settings = TrainConfig(epochs=1, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.01,
+                           weight_decay=5e-4, warmup_epochs=0.5,
+                           distill=DistillConfig(teacher="t", loss="ce_kl", temperature=2.0,
+                                                 weight=0.5))  # fmt: skip
+    batches = [
+        (torch.randn(32, 3, 32, 32, device=device, dtype=torch.float64),
+         torch.randint(0, 10, (32,), device=device))
+        for _ in range(4)
+    ]  # fmt: skip
+    results = {}
+    for graphed in (False, True):
+        model = copy.deepcopy(student)
+        opt = build_optimizer(model, settings, capturable=True)
+        schedule = CosineSchedule(opt, settings, len(batches))
+        common = {"bf16": False, "grad_clip": None, "device": device, "teacher": teacher}
+        loss = DistillLoss(settings.distill)
+        if graphed:
+            step = make_step(model, model, opt, loss, cuda_graph=True, first_batch=batches[0],
+                             **common)  # fmt: skip
+            assert isinstance(step, GraphedStep)
+        else:
+            step = EagerStep(model, model, opt, loss, **common)
+        losses = []
+        for x, y in batches:
+            step.reset()
+            step(x, y)
+            losses.append(float(step.loss_sum) / len(y))
+            schedule.step()
+        results[graphed] = (model, losses)
+    assert results[True][1] == pytest.approx(results[False][1], rel=1e-9)
+    state = results[False][0].state_dict()
+    for key, value in results[True][0].state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, state[key], rtol=0, atol=1e-9), key
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key

@@ -19,7 +19,12 @@ from bnn_nas.cli.options import (
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
 @click.option("--genotype", help="Genotype text or a .yaml/.json/.txt file (e.g. from derive).")
 @click.option("--model", type=click.Choice(["resnet18", "resnet20", "vgg_small"]))
-@click.option("--family", type=click.Choice(["xnor", "bireal"]), help="Baseline block family.")
+@click.option(
+    "--family",
+    type=click.Choice(["xnor", "bireal", "float"]),
+    help="Baseline block family; float: the config's family with identity binarizers (the "
+    "float twin, e.g. a distillation teacher).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override final.epochs.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/train-NAME.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
@@ -42,7 +47,7 @@ def train_command(
     from pathlib import Path
 
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.train.run import train_run
+    from bnn_nas.train.run import FLOAT_TWIN, train_run
 
     given = overrides
     if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
@@ -51,11 +56,17 @@ def train_command(
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
     g = load_genotype(genotype) if genotype is not None else None
+    twin = family == "float"
     if model is not None:
+        blocks = config.model.family if twin or family is None else family
+        options = {**config.model.options, **FLOAT_TWIN} if twin else config.model.options
         config = replace(
-            config, model=replace(config.model, type=model, family=family or config.model.family)
+            config, model=replace(config.model, type=model, family=blocks, options=options)
         )
-    name = f"{config.model.type}-{config.model.family}" if g is None else g.hash
+    elif twin:
+        fail("--family float trains the float twin of a baseline: give --model NAME too")
+    shown = "float" if twin else config.model.family
+    name = f"{config.model.type}-{shown}" if g is None else g.hash
     target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
     try:
         report = train_run(config, target, genotype=g, resume=resume)

@@ -10,42 +10,75 @@ from torch import nn
 from bnn_nas.binary import BinaryConv2d, BinaryLinear
 from bnn_nas.config import TrainConfig
 from bnn_nas.train.cycled_adam import CycledAdam
+from bnn_nas.train.tensor_sgd import TensorLrSGD
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_binary_and_bn: bool) -> list:
-    """Split parameters so weight decay skips binary latent weights, BN and biases.
+def parameter_groups(
+    model: nn.Module,
+    weight_decay: float,
+    decay_binary_and_bn: bool,
+    binary_weight_decay: float | None = None,
+    bn_weight_decay: float | None = None,
+) -> list:
+    """Parameters in groups by weight decay: binary latent weights, BN and biases, the rest.
 
     Decay pulls latent weights towards 0, where their sign flips at random: the usual
-    choice for binary nets is none on them (and none on BN) unless asked for.
+    choice for binary nets is none on them (and none on BN) unless asked for
+    (``decay_binary_and_bn``: ``weight_decay`` on all). ``binary_weight_decay`` and
+    ``bn_weight_decay`` set those two groups' decay explicitly. Groups with equal decay are
+    merged, each keeping the model's parameter order.
     """
-    no_decay: set[int] = set()
-    if not decay_binary_and_bn:
-        for module in model.modules():
-            if isinstance(module, BinaryConv2d | BinaryLinear) and module.is_binary:
-                no_decay.add(id(module.weight))
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                no_decay.update(id(p) for p in module.parameters(recurse=False))
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                no_decay.add(id(p))
-    decay = [p for p in model.parameters() if id(p) not in no_decay and p.requires_grad]
-    rest = [p for p in model.parameters() if id(p) in no_decay and p.requires_grad]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
+    binary: set[int] = set()
+    bn: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, BinaryConv2d | BinaryLinear) and module.is_binary:
+            binary.add(id(module.weight))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            bn.update(id(p) for p in module.parameters(recurse=False))
+    for name, p in model.named_parameters():
+        if name.endswith("bias") and id(p) not in binary:
+            bn.add(id(p))
+    bn -= binary
+    held = 0.0 if not decay_binary_and_bn else weight_decay
+    decay_of = {
+        "binary": held if binary_weight_decay is None else binary_weight_decay,
+        "bn": held if bn_weight_decay is None else bn_weight_decay,
+        "rest": weight_decay,
+    }
+
+    def kind(p: nn.Parameter) -> str:
+        return "binary" if id(p) in binary else "bn" if id(p) in bn else "rest"
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict] = []
+    for name in ("rest", "binary", "bn"):
+        if not any(kind(p) == name for p in params):
+            continue
+        decay = decay_of[name]
+        if any(g["weight_decay"] == decay for g in groups):
+            continue  # already placed with an earlier group of the same decay
+        kinds = {k for k, v in decay_of.items() if v == decay}
+        groups.append({"params": [p for p in params if kind(p) in kinds], "weight_decay": decay})
     return groups
 
 
 def build_optimizer(
     model: nn.Module, settings: TrainConfig, *, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """Adam (the usual choice for binary nets) or SGD with Nesterov momentum.
+    """Adam (the usual choice for binary nets) or SGD with (Nesterov) momentum.
 
     ``capturable``: the learning rate is a device tensor and the update has no host sync,
     so the whole step can be captured in a CUDA graph. With ``momentum_cycle`` it is
-    :class:`CycledAdam`, capturable always.
+    :class:`CycledAdam`, and SGD is :class:`TensorLrSGD`: both capturable always.
     """
-    groups = parameter_groups(model, settings.weight_decay, settings.decay_binary_and_bn)
+    groups = parameter_groups(
+        model, settings.weight_decay, settings.decay_binary_and_bn,
+        settings.binary_weight_decay, settings.bn_weight_decay,
+    )  # fmt: skip
+    if settings.optimizer == "sgd":
+        return TensorLrSGD(
+            groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.nesterov
+        )
     if settings.optimizer == "adam" and settings.momentum_cycle is not None:
         # beta1 moves every step: it must sit in a tensor for a graph to see it, which
         # torch's fused and foreach updates do not allow (see CycledAdam)
@@ -56,13 +89,11 @@ def build_optimizer(
     if capturable:
         for group in groups:  # one lr tensor per group: the schedule updates it in place
             group["lr"] = torch.tensor(settings.lr, device=device)
-    if settings.optimizer == "adam":
-        # on CUDA the fused update: a few kernels for all parameters instead of a
-        # handful per parameter tensor (a candidate has hundreds of small ones)
-        return torch.optim.Adam(
-            groups, lr=lr, capturable=capturable, fused=device.type == "cuda" or None
-        )
-    return torch.optim.SGD(groups, lr=lr, momentum=settings.momentum, nesterov=True)
+    # on CUDA the fused update: a few kernels for all parameters instead of a
+    # handful per parameter tensor (a candidate has hundreds of small ones)
+    return torch.optim.Adam(
+        groups, lr=lr, capturable=capturable, fused=device.type == "cuda" or None
+    )
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:

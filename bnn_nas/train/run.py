@@ -27,7 +27,12 @@ from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
-from bnn_nas.train.trainer import EpochMetrics, fit, resolve_device, seed_everything
+from bnn_nas.train.stages import ending_network, fit_stages
+from bnn_nas.train.trainer import EpochMetrics, resolve_device, seed_everything
+
+# a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
+# off; a distillation teacher
+FLOAT_TWIN = {"act": "identity", "weight": "identity"}
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -154,8 +159,17 @@ def train_run(
         _check_resume_matches(run_dir, config, genotype)
     device = resolve_device(config.device)
     dataset = load_dataset(data_settings(config))
+    teacher = None
+    if config.final.distill is not None:  # before the student: its errors come first
+        from bnn_nas.train.distill import load_teacher
+
+        teacher = load_teacher(
+            config.final.distill, num_classes=dataset.num_classes,
+            image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,
+        )  # fmt: skip
     model = build_final_network(config, genotype, dataset.num_classes)
-    cost = count_cost(model, (1, *_chw(dataset.train.image_shape)))
+    # the cost of the network as it ends: with the last stage's binarizers
+    cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(config_to_dict(config)))
     if genotype is not None:
@@ -165,7 +179,7 @@ def train_run(
         )
     history_file = run_dir / METRICS
     tic = time.perf_counter()
-    history = fit(
+    history = fit_stages(
         model,
         dataset.train,
         config.final,
@@ -177,6 +191,7 @@ def train_run(
         resume=resume,
         on_epoch=lambda history: write_metrics_csv(history_file, history),
         progress=progress,
+        teacher=teacher,
     )
     write_metrics_csv(history_file, history)
     final = history[-1]
@@ -185,7 +200,11 @@ def train_run(
         "family": None if genotype is not None else config.model.family,
         "genotype": str(genotype) if genotype is not None else None,
         "dataset": dataset.name,
+        "num_classes": dataset.num_classes,
+        "image_shape": list(dataset.train.image_shape),
         "epochs": len(history),
+        "stages": max(1, len(config.final.stages)),
+        "distill_teacher": None if teacher is None else config.final.distill.teacher,
         "test_accuracy": final.eval_acc,
         "test_loss": final.eval_loss,
         "train_seconds": sum(m.seconds for m in history),

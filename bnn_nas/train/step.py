@@ -30,7 +30,11 @@ def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractCon
 
 
 class EagerStep:
-    """forward + backward + update, op by op."""
+    """forward + backward + update, op by op.
+
+    With a ``teacher`` (distillation), its forward runs first on the same batch, without
+    gradients, and ``criterion`` is called as ``criterion(logits, y, teacher_logits)``.
+    """
 
     def __init__(
         self,
@@ -42,7 +46,9 @@ class EagerStep:
         bf16: bool,
         grad_clip: float | None,
         device: torch.device,
+        teacher: nn.Module | None = None,
     ) -> None:
+        self.teacher = teacher
         self.model, self.forward, self.optimizer, self.criterion = (
             model,
             forward,
@@ -55,8 +61,14 @@ class EagerStep:
 
     def _step(self, x: Tensor, y: Tensor) -> None:
         with bf16_autocast(self.device, self.bf16):
+            if self.teacher is not None:
+                with torch.no_grad():
+                    soft = self.teacher(x).float()
             logits = self.forward(x)
-            loss = self.criterion(logits.float(), y)
+            if self.teacher is not None:
+                loss = self.criterion(logits.float(), y, soft)
+            else:
+                loss = self.criterion(logits.float(), y)
         loss.backward()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
@@ -198,9 +210,14 @@ def make_step(
     device: torch.device,
     cuda_graph: bool,
     first_batch: tuple[Tensor, Tensor],
+    teacher: nn.Module | None = None,
 ) -> EagerStep:
-    """A graphed step when asked for and possible, else eager (with a warning if it failed)."""
-    common = {"bf16": bf16, "grad_clip": grad_clip, "device": device}
+    """A graphed step when asked for and possible, else eager (with a warning if it failed).
+
+    ``teacher``: a frozen network in eval mode whose logits ``criterion`` takes third; its
+    forward is part of the step (and of the graph).
+    """
+    common = {"bf16": bf16, "grad_clip": grad_clip, "device": device, "teacher": teacher}
     if cuda_graph:
         try:
             x, y = first_batch

@@ -46,6 +46,7 @@ class EpochMetrics:
     eval_acc: float | None
     seconds: float
     images_per_s: float
+    stage: int = 0  # staged training (final.stages): the stage this epoch belongs to
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +137,10 @@ def fit(
     resume: bool = False,
     on_epoch: Callable[[list[EpochMetrics]], None] | None = None,
     progress: bool = False,
+    teacher: nn.Module | None = None,
+    stage: int = 0,
+    epoch_offset: int = 0,
+    history: list[EpochMetrics] | None = None,
 ) -> list[EpochMetrics]:
     """Train ``model`` for ``settings.epochs``; returns the metrics of every epoch.
 
@@ -144,7 +149,22 @@ def fit(
     each epoch's checkpoint. ``checkpoint``: file written every
     ``settings.checkpoint_every`` epochs and at the end; with ``resume`` an existing one
     is continued from.
+
+    Distillation (``settings.distill``): ``teacher`` is the frozen network whose logits
+    the loss takes (loaded from ``settings.distill.teacher`` when not given). Staged
+    training (one call per stage): ``stage`` is written into the checkpoint and the
+    metrics, ``epoch_offset`` numbers this stage's epochs (and its batches' seeds) after
+    the stages before, whose metrics ``history`` holds; a resumed checkpoint must be of
+    this stage and brings its own history.
     """
+    if settings.distill is not None and teacher is None:
+        from bnn_nas.train.distill import load_teacher
+
+        with GLOBAL_RNG_LOCK:  # rebuilding the teacher seeds the global RNGs
+            teacher = load_teacher(
+                settings.distill, num_classes=len(train_set.classes),
+                image_shape=train_set.image_shape, device=device, bf16=settings.bf16,
+            )  # fmt: skip
     seed_everything(seed)
     cuda = device.type == "cuda"
     channels_last = settings.channels_last and cuda
@@ -169,10 +189,15 @@ def fit(
     )
     optimizer = build_optimizer(model, settings, capturable=use_graph)
     scheduler = CosineSchedule(optimizer, settings, len(train_loader))
-    history: list[EpochMetrics] = []
+    history = list(history or [])
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, map_location=device)
+        if state.get("stage", 0) != stage:
+            raise ConfigError(
+                f"checkpoint {checkpoint} is of stage {state.get('stage', 0)}, not {stage}; "
+                "resume it with the stages it was trained with"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -180,7 +205,13 @@ def fit(
         history = [EpochMetrics(**m) for m in state["metrics"]]
         start = state["epoch"] + 1
     forward = torch.compile(model) if settings.compile else model
-    criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    if teacher is not None:
+        from bnn_nas.train.distill import DistillLoss
+
+        if settings.distill is None:
+            raise ConfigError("a teacher was given but settings.distill is not set")
+        criterion = DistillLoss(settings.distill, settings.label_smoothing)
     step = None
     bar = None
     if progress:
@@ -189,9 +220,10 @@ def fit(
         bar = tqdm(total=settings.epochs, initial=start, unit="epoch", dynamic_ncols=True)
     finished = False
     try:
-        for epoch in range(start, settings.epochs):
+        for local in range(start, settings.epochs):
+            epoch = epoch_offset + local
             if hasattr(model, "drop_path_prob"):
-                model.drop_path_prob = settings.drop_path * epoch / settings.epochs
+                model.drop_path_prob = settings.drop_path * local / settings.epochs
             model.train()
             tic = time.perf_counter()
             seen = 0
@@ -201,7 +233,7 @@ def fit(
                     step = make_step(
                         model, forward, optimizer, criterion, bf16=settings.bf16,
                         grad_clip=settings.grad_clip, device=device, cuda_graph=use_graph,
-                        first_batch=(x, y),
+                        first_batch=(x, y), teacher=teacher,
                     )  # fmt: skip
                 step(x, y)
                 scheduler.step()
@@ -217,8 +249,8 @@ def fit(
                 torch.cuda.current_stream(device).synchronize()
             seconds = time.perf_counter() - tic
             eval_loss = eval_acc = None
-            last = epoch == settings.epochs - 1
-            if eval_loader is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
+            last = local == settings.epochs - 1
+            if eval_loader is not None and (last or (eval_every and (local + 1) % eval_every == 0)):
                 eval_loss, eval_acc = evaluate(model, eval_loader, bf16=settings.bf16)
             metrics = EpochMetrics(
                 epoch=epoch,
@@ -229,9 +261,10 @@ def fit(
                 eval_acc=eval_acc,
                 seconds=seconds,
                 images_per_s=seen / seconds,
+                stage=stage,
             )
             history.append(metrics)
-            if checkpoint is not None and (last or (epoch + 1) % settings.checkpoint_every == 0):
+            if checkpoint is not None and (last or (local + 1) % settings.checkpoint_every == 0):
                 save_checkpoint(
                     checkpoint,
                     {
@@ -239,7 +272,8 @@ def fit(
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "rng": rng_state(),
-                        "epoch": epoch,
+                        "epoch": local,
+                        "stage": stage,
                         "metrics": [m.to_dict() for m in history],
                     },
                 )

@@ -1,0 +1,143 @@
+"""Knowledge distillation: a trained teacher's soft targets for the student's step.
+
+The loss follows Hinton et al. (2015, "Distilling the Knowledge in a Neural Network"):
+``KL(softmax(t / T) || softmax(s / T)) * T^2`` (the T^2 keeps gradient sizes comparable
+across temperatures), alone (``kl``: ReActNet's distributional loss, Liu et al. 2020, at
+T = 1) or mixed with the labels' cross-entropy (``ce_kl``). The teacher is a network
+trained by `bnn-nas train` (typically a float twin: ``--family float``), rebuilt from its
+run directory's config and loaded with the checkpoint loader; it runs in eval mode, in
+bf16 on CUDA, inside the student's (graphed) step on the same augmented batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bnn_nas.config import DistillConfig
+from bnn_nas.errors import ConfigError
+from bnn_nas.train.checkpoint import load_checkpoint
+
+
+def kd_term(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    log_s = F.log_softmax(student / temperature, dim=1)
+    log_t = F.log_softmax(teacher / temperature, dim=1)
+    kl = F.kl_div(log_s, log_t, reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+class DistillLoss(nn.Module):
+    """``kl``: weight * KD; ``ce_kl``: (1 - weight) * CE(labels) + weight * KD.
+
+    Called as ``loss(student_logits, labels, teacher_logits)``; the teacher's logits are
+    taken as constants (no gradient reaches the teacher).
+    """
+
+    def __init__(self, settings: DistillConfig, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.kind, self.temperature, self.weight = (
+            settings.loss, settings.temperature, settings.weight
+        )  # fmt: skip
+        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def forward(self, student: Tensor, labels: Tensor, teacher: Tensor) -> Tensor:
+        kd = kd_term(student, teacher.detach(), self.temperature)
+        if self.kind == "kl":
+            return self.weight * kd
+        return (1.0 - self.weight) * self.cross_entropy(student, labels) + self.weight * kd
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, T={self.temperature:g}, weight={self.weight:g}"
+
+
+def _teacher_files(spec: str) -> tuple[Path, Path]:
+    """(run directory, checkpoint) of a teacher given as either."""
+    path = Path(spec)
+    if path.is_dir():
+        run_dir, checkpoint = path, path / "checkpoint.pt"
+    else:
+        run_dir, checkpoint = path.parent, path
+    if not checkpoint.is_file():
+        raise ConfigError(
+            f"distill.teacher {spec}: no checkpoint there; train a teacher first "
+            "(bnn-nas train --model resnet18 --family float --run-dir DIR) and point at DIR"
+        )
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"distill.teacher {spec}: {run_dir / 'config.yaml'} is missing; the teacher must "
+            "be a run directory of `bnn-nas train` (its config rebuilds the network)"
+        )
+    return run_dir, checkpoint
+
+
+def load_teacher(
+    settings: DistillConfig,
+    *,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    device: torch.device,
+    bf16: bool,
+) -> nn.Module:
+    """The teacher of ``settings``, frozen, in eval mode on ``device`` (bf16 weights on
+    CUDA when ``bf16``); refused in one line when its classes or image size differ from
+    the student's data (``image_shape``: H, W, C)."""
+    from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.train.run import build_final_network, saved_run_config
+
+    run_dir, checkpoint = _teacher_files(settings.teacher)
+    config = saved_run_config(run_dir)
+    assert config is not None  # _teacher_files checked the file
+    report_file = run_dir / "report.json"
+    if report_file.is_file():
+        report = json.loads(report_file.read_text())
+        shape = report.get("image_shape")
+        if shape is not None and tuple(shape) != tuple(image_shape):
+            raise ConfigError(
+                f"distill.teacher {settings.teacher} was trained on {_size(shape)} images, the "
+                f"student's data has {_size(image_shape)}; train a teacher on this data"
+            )
+    state = load_checkpoint(checkpoint)["model"]
+    classes = _classes_of(state)
+    if classes is not None and classes != num_classes:
+        raise ConfigError(
+            f"distill.teacher {settings.teacher} predicts {classes} classes, the student's "
+            f"data has {num_classes}; train a teacher on this data"
+        )
+    genotype_file = run_dir / "genotype.yaml"
+    genotype = load_genotype(genotype_file) if genotype_file.is_file() else None
+    # the teacher's own seed and settings; no final-training knobs matter here
+    teacher = build_final_network(replace(config, final=replace(config.final, stages=())),
+                                  genotype, num_classes)  # fmt: skip
+    try:
+        teacher.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(
+            f"distill.teacher {settings.teacher}: its checkpoint does not fit the network its "
+            f"config describes ({first[:120]})"
+        ) from None
+    teacher.requires_grad_(False)
+    teacher.eval()
+    teacher.to(device)
+    if device.type == "cuda":
+        teacher.to(memory_format=torch.channels_last)
+        if bf16:
+            teacher.to(torch.bfloat16)
+    return teacher
+
+
+def _classes_of(state: dict[str, Tensor]) -> int | None:
+    """Classes of a network's state dict: rows of its classifier's weight."""
+    weight = state.get("classifier.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
+
+
+def _size(shape) -> str:
+    h, w, c = shape
+    return f"{h}x{w}x{c}"

@@ -1,0 +1,399 @@
+"""The training recipe of the binary-network literature: distillation from a teacher,
+staged training (binarizers switched per stage, exact resume in stage 2), SGD with
+Nesterov momentum in multi-tensor form, weight decay per parameter group."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from bnn_nas.binary import BinaryConv2d
+from bnn_nas.config import (
+    Config,
+    DistillConfig,
+    ModelConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from bnn_nas.errors import ConfigError
+from bnn_nas.io import dump_yaml
+from bnn_nas.space.network import build_baseline
+from bnn_nas.train.distill import DistillLoss, load_teacher
+from bnn_nas.train.optim import build_optimizer, parameter_groups
+from bnn_nas.train.step import EagerStep
+from bnn_nas.train.tensor_sgd import TensorLrSGD
+from tests.fixtures import make_image_folder, write_config
+
+CPU = torch.device("cpu")
+TWIN = {"act": "identity", "weight": "identity"}
+
+
+# --- distillation loss and step -------------------------------------------------------
+
+
+def _by_hand(student, teacher, labels, T, weight, kind, smoothing=0.0):
+    """Hinton's loss written out: sum_c p_t (log p_t - log p_s) per image, mean, * T^2."""
+    total = 0.0
+    for s_row, t_row, y in zip(student.tolist(), teacher.tolist(), labels.tolist(), strict=True):
+        zs = [v / T for v in s_row]
+        zt = [v / T for v in t_row]
+        ls = [v - math.log(sum(math.exp(u) for u in zs)) for v in zs]
+        lt = [v - math.log(sum(math.exp(u) for u in zt)) for v in zt]
+        kl = sum(math.exp(b) * (b - a) for a, b in zip(ls, lt, strict=True))
+        raw = [v - math.log(sum(math.exp(u) for u in s_row)) for v in s_row]
+        n = len(raw)
+        ce = -(1 - smoothing) * raw[y] - smoothing / n * sum(raw)
+        kd = kl * T * T
+        total += weight * kd if kind == "kl" else (1 - weight) * ce + weight * kd
+    return total / len(labels)
+
+
+@pytest.mark.parametrize("kind", ["kl", "ce_kl"])
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_distillation_loss_equals_its_formula_on_fixed_logits(kind, T):
+    student = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]], dtype=torch.float64)
+    teacher = torch.tensor([[1.5, 0.0, -2.0], [-1.0, 2.5, 0.3]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])
+    loss = DistillLoss(DistillConfig(teacher="t", loss=kind, temperature=T, weight=0.7), 0.1)
+    got = float(loss(student, labels, teacher))
+    assert got == pytest.approx(_by_hand(student, teacher, labels, T, 0.7, kind, 0.1), rel=1e-12)
+    same = DistillLoss(DistillConfig(teacher="t", loss="kl", temperature=T))
+    assert float(same(teacher, labels, teacher)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_distilled_step_sends_gradients_to_the_student_only():
+    torch.manual_seed(0)
+    student = build_baseline("resnet20", "xnor", 10)
+    teacher = build_baseline("resnet20", "xnor", 10, **TWIN).eval().requires_grad_(False)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = [p.detach().clone() for p in student.parameters()]
+    settings = TrainConfig(lr=0.01, distill=DistillConfig(teacher="t", loss="ce_kl", weight=0.5))
+    optimizer = build_optimizer(student, settings)
+    step = EagerStep(student, student, optimizer, DistillLoss(settings.distill), bf16=False,
+                     grad_clip=None, device=CPU, teacher=teacher)  # fmt: skip
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    step(x, y)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not teacher.training  # eval mode: BN statistics untouched too
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is not None for p in student.parameters())
+    moved = [not torch.equal(a, b) for a, b in zip(student_before, student.parameters(),
+                                                    strict=True)]  # fmt: skip
+    assert sum(moved) > len(moved) // 2
+    assert float(step.loss_sum) > 0
+
+
+# --- teachers -------------------------------------------------------------------------
+
+
+def _teacher_dir(path, classes=10, image_shape=(32, 32, 3)):
+    """A run directory as `bnn-nas train --model resnet20 --family float` leaves it."""
+    from bnn_nas.train.checkpoint import save_checkpoint
+    from bnn_nas.train.run import build_final_network
+
+    config = Config(device="cpu", model=ModelConfig(type="resnet20", family="xnor",
+                                                    options=dict(TWIN)))  # fmt: skip
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(dump_yaml(config_to_dict(config)))
+    net = build_final_network(config, None, classes)
+    save_checkpoint(path / "checkpoint.pt", {"model": net.state_dict(), "epoch": 0})
+    (path / "report.json").write_text(json.dumps({"image_shape": list(image_shape),
+                                                  "num_classes": classes}))  # fmt: skip
+    return path, net
+
+
+def test_a_teacher_loads_frozen_and_one_that_does_not_fit_is_refused(tmp_path):
+    path, net = _teacher_dir(tmp_path / "teacher")
+    common = {"num_classes": 10, "image_shape": (32, 32, 3), "device": CPU, "bf16": True}
+    for spec in (path, path / "checkpoint.pt"):
+        teacher = load_teacher(DistillConfig(teacher=str(spec)), **common)
+        assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(teacher(x), net.eval()(x))
+    with pytest.raises(ConfigError, match="predicts 10 classes, the student's data has 7"):
+        load_teacher(DistillConfig(teacher=str(path)), **{**common, "num_classes": 7})
+    with pytest.raises(ConfigError, match=r"trained on 32x32x3 images.*64x64x3"):
+        load_teacher(DistillConfig(teacher=str(path)), **{**common, "image_shape": (64, 64, 3)})
+    with pytest.raises(ConfigError, match="no checkpoint there"):
+        load_teacher(DistillConfig(teacher=str(tmp_path / "nowhere")), **common)
+
+
+def test_the_cli_refuses_a_teacher_with_other_classes_in_one_line(tmp_path):
+    teacher, _ = _teacher_dir(tmp_path / "teacher", classes=5)
+    data = make_image_folder(tmp_path / "images", train_per_class=2, test_per_class=1)
+    config = write_config(tmp_path / "c.yaml", (
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        f"final: {{epochs: 1, batch_size: 10, distill: {{teacher: {teacher}}}}}\n"
+    ))  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "bnn_nas.cli", "train", "--config", str(config), "--model",
+         "resnet20", "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "predicts 5 classes, the student's data has 10" in lines[0]
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "final, message",
+    [
+        ({"epochs": 5, "stages": [{"epochs": 2}, {"epochs": 2}]}, "set final.epochs=4"),
+        ({"epochs": 2, "stages": [{"epochs": 2, "weight": "sgn"}]}, "stages\\[0\\].weight"),
+        ({"distill": {"teacher": "t", "loss": "mse"}}, "distill.loss is 'mse'"),
+        ({"distill": {"loss": "kl"}}, "distill.teacher is empty"),
+        ({"distill": {"teacher": "t", "loss": "ce_kl", "weight": 1.5}}, "in \\[0, 1\\]"),
+        ({"bn_weight_decay": -1.0}, "bn_weight_decay=-1 must be >= 0"),
+    ],
+)
+def test_recipe_settings_are_checked_up_front(final, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"final": final}, "c.yaml")
+
+
+def test_stages_belong_to_final_training():
+    with pytest.raises(ConfigError, match="final training only"):
+        config_from_dict({"train": {"epochs": 1, "stages": [{"epochs": 1}]}}, "c.yaml")
+
+
+# --- SGD and weight decay groups -----------------------------------------------------
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_tensor_lr_sgd_is_torch_sgd(nesterov):
+    """float64, weight decay, momentum, a learning rate changed between steps."""
+    torch.manual_seed(0)
+    A, b = torch.randn(16, 6, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
+    results = []
+    for ours in (True, False):
+        w = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+        cls = TensorLrSGD if ours else torch.optim.SGD
+        opt = cls([w], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
+        for i in range(12):
+            lr = 0.1 * (1 - i / 12)
+            if ours:
+                opt.param_groups[0]["lr"].fill_(lr)
+            else:
+                opt.param_groups[0]["lr"] = lr
+            opt.zero_grad()
+            ((A @ w - b) ** 2).mean().backward()
+            opt.step()
+        results.append(w.detach())
+    assert torch.allclose(results[0], results[1], rtol=0, atol=1e-14)
+    assert results[0].abs().max() > 0.05
+
+
+def test_sgd_state_round_trips_into_the_held_lr_tensor():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(model, TrainConfig(optimizer="sgd", lr=0.1))
+    assert isinstance(opt, TensorLrSGD)
+    held = opt.param_groups[0]["lr"]
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())  # a checkpoint's copy
+    held.fill_(0.5)
+    opt.load_state_dict(saved)
+    assert opt.param_groups[0]["lr"] is held and float(held) == pytest.approx(0.1)
+
+
+def test_weight_decay_per_parameter_group():
+    net = build_baseline("resnet20", "bireal", 10)
+    binary = {id(m.weight) for m in net.modules() if isinstance(m, BinaryConv2d)}
+    bn = {id(p) for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    groups = parameter_groups(net, 5e-4, False, binary_weight_decay=1e-5, bn_weight_decay=0.0)
+    by_decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in groups}
+    assert by_decay[1e-5] == binary
+    assert bn <= by_decay[0.0] and id(net.classifier.bias) in by_decay[0.0]
+    assert id(net.stem[0].weight) in by_decay[5e-4] and id(net.classifier.weight) in by_decay[5e-4]
+    assert sum(len(s) for s in by_decay.values()) == len(list(net.parameters()))
+    (one,) = parameter_groups(net, 5e-4, True)  # decay on everything: one group
+    assert len(one["params"]) == len(list(net.parameters()))
+    opt = build_optimizer(net, TrainConfig(optimizer="sgd", weight_decay=5e-4,
+                                           binary_weight_decay=1e-5))  # fmt: skip
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 1e-5, 5e-4]
+
+
+# --- staged training ------------------------------------------------------------------
+
+
+def _tiny_cells():
+    import random
+
+    from bnn_nas.space.network import CellNetwork
+    from bnn_nas.space.search_space import search_space_from_dict
+
+    space = search_space_from_dict(
+        {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
+         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "test",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return CellNetwork(space.random_sample(random.Random(1)), space, 10)
+
+
+def test_two_stages_switch_binarizers_at_the_boundary_and_carry_the_latent_weights(
+    monkeypatch,
+):
+    """Stage 1: binary activations, float weights (identity); stage 2: both binary (the
+    network's own xnor weights: sign(W) times a per-channel scale)."""
+    from bnn_nas.config import StageConfig
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import stages as stages_module
+
+    data = load_cifar10_sample()
+    small = data.train.subset(range(96))
+    net = _tiny_cells()
+    final = TrainConfig(epochs=3, batch_size=32, lr=0.01, stages=(
+        StageConfig(epochs=1, weight="identity"), StageConfig(epochs=2, optimizer="sgd", lr=0.05),
+    ))  # fmt: skip
+    records = []
+    real_fit = stages_module.fit
+
+    def spy(model, *args, **kwargs):
+        params = dict(model.named_parameters())
+        record = {"weights": [], "acts": [], "ids": {n: id(p) for n, p in params.items()},
+                  "start": {n: p.detach().clone() for n, p in params.items()}}  # fmt: skip
+        hooks = []
+        for m in model.modules():
+            if isinstance(m, BinaryConv2d):
+                hooks.append(m.weight_binarizer.register_forward_hook(
+                    lambda mod, inp, out: record["weights"].append(
+                        (inp[0].detach().clone(), out.detach().clone()))
+                ))  # fmt: skip
+                hooks.append(m.act.register_forward_hook(
+                    lambda mod, inp, out: record["acts"].append(out.detach())
+                ))  # fmt: skip
+        history = real_fit(model, *args, **kwargs)
+        for hook in hooks:
+            hook.remove()
+        record["end"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+        records.append(record)
+        return history
+
+    monkeypatch.setattr(stages_module, "fit", spy)
+    history = stages_module.fit_stages(net, small, final, device=CPU, seed=0,
+                                       stats=small.channel_stats(), eval_set=data.test.subset(
+                                           range(50)))  # fmt: skip
+    assert [m.stage for m in history] == [0, 1, 1] and [m.epoch for m in history] == [0, 1, 2]
+    first, second = records
+    assert first["weights"] and second["weights"]
+    for latent, used in first["weights"]:  # float weights: the latent ones themselves
+        assert torch.equal(used, latent)
+    assert not all(set(used.unique().tolist()) <= {-1.0, 1.0} for _, used in first["weights"])
+    for latent, used in second["weights"]:  # +-alpha per output channel, sign of W
+        scale = used.abs().flatten(1).amax(1)
+        assert torch.equal(used.abs(), scale.view(-1, 1, 1, 1).expand_as(used))
+        assert torch.equal(torch.sign(used), torch.where(latent >= 0, 1.0, -1.0))
+    for record in records:  # activations are binary in both stages
+        assert all(set(a.unique().tolist()) <= {-1.0, 1.0} for a in record["acts"])
+    # the latent weights carry over: stage 2 starts where stage 1 ended, same tensors
+    assert second["ids"] == first["ids"]
+    for name, value in second["start"].items():
+        assert torch.equal(value, first["end"][name]), name
+    assert any(not torch.equal(second["end"][n], v) for n, v in second["start"].items())
+
+
+GENOTYPE = (
+    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
+    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
+    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
+    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
+)
+
+
+def _rows(run_dir):
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sigkill_in_stage_two_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    """Two stages, distillation from a (float) teacher: killed in stage 2, resumed in
+    stage 2, every epoch's figures equal the uninterrupted run's."""
+    from bnn_nas.train.checkpoint import load_checkpoint
+
+    teacher, _ = _teacher_dir(tmp_path / "teacher")
+    data = make_image_folder(tmp_path / "images", train_per_class=24, test_per_class=4)
+    config = write_config(tmp_path / "config.yaml", (
+        f"seed: 3\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final:\n  epochs: 6\n  batch_size: 16\n  lr: 0.01\n  label_smoothing: 0.1\n"
+        f"  distill: {{teacher: {teacher}, loss: ce_kl, temperature: 2.0, weight: 0.5}}\n"
+        "  stages:\n  - {epochs: 2, weight: identity, weight_decay: 1.0e-4}\n"
+        "  - {epochs: 4, optimizer: sgd, lr: 0.05, binary_weight_decay: 0.0}\n"
+    ))  # fmt: skip
+
+    def command(run_dir, *extra):
+        return [sys.executable, "-m", "bnn_nas.cli", "train", "--config", str(config),
+                "--genotype", GENOTYPE, "--run-dir", str(run_dir), *extra]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "metrics.csv").exists() and len(_rows(killed)) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(_rows(killed))
+    assert 3 <= done_before < 6, "the kill did not land in stage 2"
+    assert load_checkpoint(killed / "checkpoint.pt")["stage"] == 1
+    result = subprocess.run(command(killed, "--resume"), env=env, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    a, b = _rows(straight), _rows(killed)
+    assert [r["stage"] for r in a] == ["0", "0", "1", "1", "1", "1"]
+    assert len(a) == len(b) == 6
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in ("epoch", "stage", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):
+            if row_a[key]:
+                assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-5), key
+    report = json.loads((killed / "report.json").read_text())
+    assert report["stages"] == 2 and report["distill_teacher"] == str(teacher)
+    assert report == {**json.loads((straight / "report.json").read_text()),
+                      **{k: report[k] for k in ("train_seconds", "wall_seconds_this_session",
+                                                "images_per_s")}}  # fmt: skip
+
+
+def test_the_float_twin_trained_by_the_cli_is_a_teacher(tmp_path):
+    data = make_image_folder(tmp_path / "images", train_per_class=4, test_per_class=2)
+    config = write_config(tmp_path / "c.yaml", (
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final: {epochs: 1, batch_size: 20}\nmodel: {family: bireal}\n"
+    ))  # fmt: skip
+    teacher = tmp_path / "teacher"
+
+    def train(*extra):
+        return subprocess.run([sys.executable, "-m", "bnn_nas.cli", "train", "--config",
+                               str(config), *extra],
+                              capture_output=True, text=True)  # fmt: skip
+
+    made = train("--model", "resnet20", "--family", "float", "--run-dir", str(teacher))
+    assert made.returncode == 0, made.stderr
+    saved = config_from_dict(__import__("yaml").safe_load((teacher / "config.yaml").read_text()))
+    assert saved.model.family == "bireal" and saved.model.options == TWIN
+    assert json.loads((teacher / "report.json").read_text())["float_params"] > 0
+    student = train("--model", "resnet20", "--family", "bireal", "--run-dir",
+                    str(tmp_path / "student"), "--set",
+                    f"final.distill={{teacher: {teacher}, loss: kl, temperature: 4}}")
+    assert student.returncode == 0, student.stderr
+    report = json.loads((tmp_path / "student" / "report.json").read_text())
+    assert report["distill_teacher"] == str(teacher) and report["binary_params"] > 0
+    refused = train("--genotype", GENOTYPE, "--family", "float", "--run-dir", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "--family float" in refused.stderr
