@@ -397,3 +397,20 @@ def test_the_float_twin_trained_by_the_cli_is_a_teacher(tmp_path):
     assert report["distill_teacher"] == str(teacher) and report["binary_params"] > 0
     refused = train("--genotype", GENOTYPE, "--family", "float", "--run-dir", str(tmp_path / "x"))
     assert refused.returncode == 2 and "--family float" in refused.stderr
+
+
+def test_the_named_recipes_load_and_say_what_they_follow():
+    from pathlib import Path
+
+    from bnn_nas.config import load_config
+
+    folder = Path(__file__).resolve().parent.parent / "configs" / "recipes"
+    recipes = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
+    assert {"short", "literature", "teacher"} <= recipes.keys()
+    for name in recipes:
+        assert "et al." in (folder / f"{name}.yaml").read_text(), name  # the paper it follows
+    literature = recipes["literature"].final
+    assert literature.distill is not None and len(literature.stages) == 2
+    assert literature.stages[0].weight == "identity" and literature.stages[1].weight is None
+    assert recipes["short"].final.epochs == 143 and not recipes["short"].final.stages
+    assert recipes["teacher"].final.optimizer == "sgd" and recipes["teacher"].final.nesterov
