@@ -20,7 +20,15 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> An
 
 @click.command("export")
 @click.argument("source", type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: RUN_DIR/model.bnn.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Default: RUN_DIR/model.bnn (.onnx)."
+)
+@click.option(
+    "--format", "file_format", type=click.Choice(["bnn", "onnx"]), default="bnn",
+    show_default=True,
+    help="bnn: bit-packed, for `bnn-nas infer`; onnx: a standard graph with the binary "
+    "convs float-simulated, for onnxruntime and Netron ([onnx] extra).",
+)  # fmt: skip
 @click.option(
     "--mean", callback=_floats, help="Input mean per channel, e.g. 0.49,0.48,0.45 (default: "
     "computed from the run's training set, as training did).",
@@ -31,22 +39,26 @@ def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> An
 def export_command(
     source: str,
     output: str | None,
+    file_format: str,
     mean: tuple[float, ...] | None,
     std: tuple[float, ...] | None,
     plugins: tuple[str, ...],
 ) -> None:
     """Pack the trained network of SOURCE (a `bnn-nas train` run directory or its
-    checkpoint) into a .bnn file: BN folded into thresholds, binary weights 1 bit each."""
+    checkpoint) into a .bnn file: BN folded into thresholds, binary weights 1 bit each;
+    or write it as ONNX with --format onnx."""
     from pathlib import Path
 
     from bnn_nas.export.exporter import export_run
 
     load_user_plugins(plugins)
     summary = export_run(
-        Path(source), Path(output) if output else None, mean=mean, std=std, plugins=plugins
-    )
+        Path(source), Path(output) if output else None, file_format=file_format, mean=mean,
+        std=std, plugins=plugins,
+    )  # fmt: skip
     click.echo(summary.describe())
-    click.echo(f"next: bnn-nas infer {summary.path} --dataset ... | --images DIR")
+    if file_format == "bnn":
+        click.echo(f"next: bnn-nas infer {summary.path} --dataset ... | --images DIR")
 
 
 @click.command("infer")

@@ -11,7 +11,7 @@ import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from bnn_nas.export.architecture import Architecture, InputSpec
 from bnn_nas.export.convert import pack_model
 from bnn_nas.export.fileformat import write_bnn
 from bnn_nas.export.modules import PackedConv2d
+
+if TYPE_CHECKING:
+    from bnn_nas.export.onnx_format import OnnxSummary
 
 FORMAT_NAME = "bnn-nas-packed"
 
@@ -180,11 +183,15 @@ def export_run(
     source: Path,
     output: Path | None = None,
     *,
+    file_format: str = "bnn",
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     plugins: tuple[str, ...] = (),
-) -> ExportSummary:
-    """Export the trained network of a run directory (or of a checkpoint inside one)."""
+) -> ExportSummary | OnnxSummary:
+    """Export the trained network of a run directory (or of a checkpoint inside one).
+
+    ``file_format``: ``bnn`` (bit-packed, for bnn-nas's CPU engine) or ``onnx``.
+    """
     from bnn_nas.primitives import load_plugins
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.search_space import load_search_space
@@ -223,5 +230,10 @@ def export_run(
         "test_accuracy": report.get("test_accuracy"),
         "dataset": report.get("dataset", config.data.name),
     }
-    target = Path(output) if output is not None else files.checkpoint.parent / "model.bnn"
+    default = files.checkpoint.parent / f"model.{file_format}"
+    target = Path(output) if output is not None else default
+    if file_format == "onnx":
+        from bnn_nas.export.onnx_format import export_onnx
+
+        return export_onnx(model, spec, target)
     return export_network(model, architecture, spec, target, source=source_info)
