@@ -1,0 +1,234 @@
+"""How well does a cheap training budget rank candidates as a long one would? (the proxy)
+
+Samples N genotypes of a config's space, trains every one under each candidate fidelity
+(a few epochs, a fraction of the data, ...) and under a reference budget, all scored on
+the same search-valid split, and prints per fidelity: Kendall's tau-b and Spearman's rho
+against the reference ranking, the overlap of the top k, and the GPU-seconds it cost.
+
+    python -m benchmarks.proxy_rank --config configs/cifar.yaml --set data.root=$DATA \\
+        --genotypes 24 --out docs/results/proxy-rank \\
+        --fidelity "e5-25k: train.epochs=5 data.search_train_size=25000" \\
+        --fidelity "e3-45k: train.epochs=3 data.search_train_size=45000" \\
+        --reference "e40-45k: train.epochs=40 train.warmup_epochs=2 data.search_train_size=45000"
+
+A fidelity is a name and ``--set`` overrides of the config. Every score is appended to
+OUT/scores.csv as it finishes, so a killed run re-run with the same arguments trains only
+what is missing; OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bnn_nas.config import Config, load_config
+from bnn_nas.data import load_dataset
+from bnn_nas.search.engine import make_executor
+from bnn_nas.search.evaluator import Evaluator, split_for_search
+from bnn_nas.search.executors import OutcomeKind
+from bnn_nas.search.trials import TrialRecord, TrialStatus
+from bnn_nas.space.genotype import Genotype, parse_genotype
+from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train import resolve_device
+from bnn_nas.train.run import data_settings
+
+SCORE_FIELDS = ["fidelity", "index", "hash", "accuracy", "loss", "train_seconds"]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    name: str
+    overrides: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Fidelity:
+        name, sep, rest = text.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f"fidelity {text!r} must look like 'NAME: key=value key=value'")
+        return cls(name.strip(), tuple(rest.split()))
+
+
+def kendall_tau_b(x: list[float], y: list[float]) -> float:
+    """Kendall's tau-b (ties in either ranking corrected for), O(n^2)."""
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt(
+        (concordant + discordant + ties_x) * (concordant + discordant + ties_y)
+    )
+    return (concordant - discordant) / denominator if denominator else float("nan")
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties given their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            result[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return result
+
+
+def spearman_rho(x: list[float], y: list[float]) -> float:
+    """Pearson correlation of the ranks (ties averaged)."""
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return cov / math.sqrt(vx * vy) if vx and vy else float("nan")
+
+
+def top_k_overlap(x: list[float], y: list[float], k: int) -> float:
+    """Share of the k best under ``y`` that are also among the k best under ``x``."""
+    best = lambda v: set(sorted(range(len(v)), key=lambda i: -v[i])[:k])  # noqa: E731
+    return len(best(x) & best(y)) / k
+
+
+def sample_genotypes(config: Config, n: int, seed: int) -> list[Genotype]:
+    space = load_search_space(config.search_space)
+    rng = random.Random(seed)
+    genotypes: list[Genotype] = []
+    for _ in range(100 * n):
+        g = space.random_sample(rng)
+        if g not in genotypes:
+            genotypes.append(g)
+        if len(genotypes) == n:
+            return genotypes
+    raise SystemExit(f"the space holds fewer than {n} distinct genotypes")
+
+
+def read_scores(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def train_fidelity(
+    name: str, config: Config, dataset, genotypes: list[Genotype], todo: list[int], scores: Path
+) -> float:
+    """Train the genotypes ``todo`` under ``config``; append each score; wall seconds."""
+    device = resolve_device(config.device)
+    space = load_search_space(config.search_space)
+    evaluator = Evaluator(
+        space, split_for_search(dataset, config), config.train, device, config.seed
+    )
+    tic = time.perf_counter()
+    new_file = not scores.is_file()
+    with scores.open("a", newline="") as handle, make_executor(config, evaluator) as executor:
+        writer = csv.DictWriter(handle, fieldnames=SCORE_FIELDS, lineterminator="\n")
+        if new_file:
+            writer.writeheader()
+        queue = list(todo)
+        while queue or executor.in_flight():
+            while queue and executor.in_flight() < executor.capacity:
+                i = queue.pop(0)
+                executor.submit(TrialRecord(i, genotypes[i], TrialStatus.RUNNING, {}))
+            outcome = executor.next_outcome()
+            if outcome.kind is not OutcomeKind.DONE or outcome.result is None:
+                raise SystemExit(f"genotype {outcome.trial_id} did not train: {outcome.error}")
+            result = outcome.result
+            writer.writerow({
+                "fidelity": name, "index": outcome.trial_id,
+                "hash": genotypes[outcome.trial_id].hash, "accuracy": result.accuracy,
+                "loss": result.loss, "train_seconds": round(result.train_seconds, 3),
+            })  # fmt: skip
+            handle.flush()
+            print(f"  {name} #{outcome.trial_id}: {result.accuracy:.4f}",
+                  file=sys.stderr)  # fmt: skip
+    return time.perf_counter() - tic
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cifar.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--genotypes", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0, help="which genotypes are sampled")
+    parser.add_argument("--fidelity", action="append", default=[], type=Fidelity.parse)
+    parser.add_argument("--reference", required=True, type=Fidelity.parse)
+    parser.add_argument("--top", type=int, help="k of the top-k overlap (default N / 4)")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    base = tuple(args.overrides)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    config = load_config(args.config, base)
+    genotypes = sample_genotypes(config, args.genotypes, args.seed)
+    listing = out / "genotypes.txt"
+    text = "".join(f"{g}\n" for g in genotypes)
+    if listing.is_file() and listing.read_text() != text:
+        raise SystemExit(f"{out} holds other genotypes; use another --out or the same arguments")
+    listing.write_text(text)
+    assert [parse_genotype(line) for line in text.splitlines()] == genotypes
+    dataset = load_dataset(data_settings(config))
+    scores_path, summary_path = out / "scores.csv", out / "proxy_rank.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    seconds: dict[str, float] = summary.get("wall_seconds", {})
+    fidelities = [*args.fidelity, args.reference]
+    for fidelity in fidelities:
+        settings = load_config(args.config, (*base, *fidelity.overrides))
+        done = {int(r["index"]) for r in read_scores(scores_path) if r["fidelity"] == fidelity.name}
+        todo = [i for i in range(len(genotypes)) if i not in done]
+        if todo:
+            print(f"{fidelity.name}: training {len(todo)} of {len(genotypes)}", file=sys.stderr)
+            wall = train_fidelity(fidelity.name, settings, dataset, genotypes, todo, scores_path)
+            seconds[fidelity.name] = seconds.get(fidelity.name, 0.0) + wall
+    rows = read_scores(scores_path)
+    by = {f.name: [0.0] * len(genotypes) for f in fidelities}
+    for row in rows:
+        by[row["fidelity"]][int(row["index"])] = float(row["accuracy"])
+    k = args.top or max(1, len(genotypes) // 4)
+    reference = by[args.reference.name]
+    table = {
+        f.name: {
+            "overrides": list(f.overrides),
+            "kendall_tau": kendall_tau_b(by[f.name], reference),
+            "spearman_rho": spearman_rho(by[f.name], reference),
+            f"top{k}_overlap": top_k_overlap(by[f.name], reference, k),
+            "wall_seconds": round(seconds.get(f.name, 0.0), 1),
+            "mean_accuracy": sum(by[f.name]) / len(genotypes),
+        }
+        for f in fidelities
+    }
+    command = shlex.join(["python", "-m", "benchmarks.proxy_rank", *(argv or sys.argv[1:])])
+    summary = {
+        "config": args.config, "overrides": list(base), "genotypes": len(genotypes),
+        "seed": args.seed, "reference": args.reference.name, "wall_seconds": seconds,
+        "fidelities": table, "command": command,
+    }  # fmt: skip
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{'fidelity':16s} {'tau':>6s} {'rho':>6s} {'top' + str(k):>6s} {'wall s':>8s}")
+    for name, row in table.items():
+        print(f"{name:16s} {row['kendall_tau']:6.3f} {row['spearman_rho']:6.3f} "
+              f"{row[f'top{k}_overlap']:6.2f} {row['wall_seconds']:8.1f}")  # fmt: skip
+    return summary
+
+
+if __name__ == "__main__":
+    main()
