@@ -34,7 +34,7 @@ def search_command(
     from pathlib import Path
 
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
-    from bnn_nas.search.progress import SearchProgress
+    from bnn_nas.search.progress import SearchProgress, busy_seconds
 
     config = with_budget(load_run_config(config_path, plugins, overrides), budget)
     target = Path(run_dir) if run_dir else default_run_dir(config)
@@ -50,7 +50,9 @@ def search_command(
     try:
         with (
             make_executor(config, evaluator, plugins) as executor,
-            SearchProgress(config.search.budget, done) as progress,
+            SearchProgress(
+                config.search.budget, done, before=busy_seconds(search.store.trials())
+            ) as progress,
         ):
             records = search.run(executor, progress.update)
     except KeyboardInterrupt:

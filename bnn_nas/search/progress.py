@@ -1,7 +1,9 @@
-"""Live progress of a search: trials done / budget, best so far, ETA."""
+"""Live progress of a search: trials done / budget, best so far, ETA, a clock that runs."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from types import TracebackType
 
 from tqdm import tqdm
@@ -21,18 +23,56 @@ def describe(record: TrialRecord) -> str:
     )
 
 
-class SearchProgress:
-    """A tqdm bar over the budget; one line per finished trial above it."""
+def busy_seconds(records: Iterable[TrialRecord]) -> float:
+    """Wall seconds during which at least one trial ran: the union of the trials'
+    [started, finished] intervals (trials side by side count once; pauses not at all)."""
+    spans = sorted(
+        (r.started_at, r.finished_at)
+        for r in records
+        if r.started_at is not None and r.finished_at is not None
+    )
+    total, end = 0.0, float("-inf")
+    for start, finish in spans:
+        if finish > end:
+            total += finish - max(start, end)
+            end = finish
+    return total
 
-    def __init__(self, budget: int, done: int) -> None:
+
+class SearchProgress:
+    """A tqdm bar over the budget; one line per finished trial above it.
+
+    The bar is redrawn every ``tick`` seconds, so its clock moves while a long trial
+    runs; a resumed search also shows the time its earlier sessions spent (``before``).
+    """
+
+    def __init__(self, budget: int, done: int, *, before: float = 0.0, tick: float = 1.0) -> None:
         self.bar = tqdm(total=budget, initial=done, unit="trial", dynamic_ncols=True)
+        self.before = before
+        self._best = ""
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
+        self._show()
+        self._ticker.start()
+
+    def _show(self) -> None:
+        total = self.before + self.bar.format_dict["elapsed"]
+        parts = [self._best] if self._best else []
+        if self.before:
+            parts.append(f"total {self.bar.format_interval(total)}")
+        self.bar.set_postfix_str(", ".join(parts), refresh=True)
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self._show()
 
     def update(self, progress: Progress) -> None:
         self.bar.write(describe(progress.last))
         if progress.best is not None and progress.best.result is not None:
             best = progress.best.result
-            self.bar.set_postfix(best=f"{best.accuracy:.4f}", ops=f"{best.ops / 1e6:.2f}M")
+            self._best = f"best={best.accuracy:.4f}, ops={best.ops / 1e6:.2f}M"
         self.bar.update(progress.finished - self.bar.n)
+        self._show()
 
     def __enter__(self) -> SearchProgress:
         return self
@@ -40,4 +80,6 @@ class SearchProgress:
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._stop.set()
+        self._ticker.join()
         self.bar.close()
