@@ -106,6 +106,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     drop_path: float = 0.0
+    auxiliary_weight: float = 0.4  # DARTS: loss weight of network.auxiliary_head, if any
     augment: bool = True
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA

@@ -13,7 +13,8 @@ linear map that is not binary, including a binary layer built with an
 Params: a binary layer's weight is 1 bit per entry; every other parameter (biases,
 BN affine, PReLU slopes, float weights) is 32 bits. Each parameter counts once,
 however often its module runs. Buffers (BN running statistics) are left out: at
-deployment they fold into the per-channel affine that is already counted.
+deployment they fold into the per-channel affine that is already counted. Modules that
+declare ``training_only = True`` (DARTS's auxiliary head) are not deployed and not counted.
 """
 
 from __future__ import annotations
@@ -129,10 +130,13 @@ def count_cost(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 32, 32)) 
             f"input_shape must have batch size 1 (counts are per image), got {input_shape}"
         )
     modules = dict(model.named_modules())  # one name per module, even when shared
+    # parts that run in training only (DARTS's auxiliary head) are not deployed: not counted
+    skipped = [name for name, m in modules.items() if getattr(m, "training_only", False) is True]
     counted = {
         name: module
         for name, module in modules.items()
-        if _macs_kind(module) or any(True for _ in module.parameters(recurse=False))
+        if (_macs_kind(module) or any(True for _ in module.parameters(recurse=False)))
+        and not any(name == s or name.startswith(f"{s}.") for s in skipped)
     }
     charged: set[int] = set()  # ids of parameters already on a layer
     layers: list[LayerCost] = []

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from bnn_nas.binary import BinaryConv2d, BinaryLinear
 from bnn_nas.cost import LayerCost, ModelCost, count_cost
 from bnn_nas.primitives import get_primitive
+from bnn_nas.space.network import build_baseline
 
 
 def test_binary_conv_counts_bops_and_one_bit_weights():
@@ -114,23 +115,19 @@ def test_shared_parameter_counts_once():
     assert cost.float_params == 4 * 4
 
 
-def binary_resnet18() -> nn.Sequential:
+def binary_resnet18() -> nn.Module:
     """Binary ResNet-18, ImageNet layout, as in Bi-Real Net: float stem, downsample and FC."""
-    block = get_primitive("xnor_resnet_block")
-    layers: list[nn.Module] = [
-        nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
-        nn.BatchNorm2d(64),
-        nn.ReLU(),
-        nn.MaxPool2d(3, stride=2, padding=1),
-    ]
-    c_in = 64
-    for c in (64, 128, 256, 512):
-        stride = 1 if c == 64 else 2
-        layers.append(block.build(c_in, c, stride, downsample="avgpool_conv"))
-        layers.append(block.build(c, c, 1, downsample="avgpool_conv"))
-        c_in = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000)]
-    return nn.Sequential(*layers)
+    return build_baseline("resnet18", "xnor", 1000, image_size=224)
+
+
+def test_imagenet_resnet18_is_bireals_layout():
+    model = binary_resnet18()
+    assert [type(m).__name__ for m in model.stem] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    assert model.stem[0].kernel_size == (7, 7) and model.stem[0].stride == (2, 2)
+    assert len(model.blocks) == 8 and model.classifier.out_features == 1000
+    down = model.blocks[2][0].shortcut  # stride-2 shortcut: 2x2 avg-pool + float 1x1 conv + BN
+    assert [type(m).__name__ for m in down] == ["AvgPool2d", "Sequential"]
+    assert isinstance(down[1][0], nn.Conv2d) and down[1][0].kernel_size == (1, 1)
 
 
 def test_binary_resnet18_matches_bireal_net():
@@ -164,7 +161,7 @@ def test_binary_resnet18_matches_bireal_net():
 def test_training_flags_restored_and_model_unchanged():
     model = binary_resnet18()
     model.train()
-    model[1].eval()  # a mixed state must come back as it was
+    model.stem[1].eval()  # a mixed state must come back as it was
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [m.training for m in model.modules()]
     count_cost(model, (1, 3, 64, 64))
@@ -190,7 +187,7 @@ def test_to_dict_is_json_and_table_lists_every_layer():
     data = json.loads(json.dumps(cost.to_dict()))
     assert data["bops"] == cost.bops and data["ops"] == cost.ops
     assert len(data["layers"]) == len(cost.layers)
-    assert data["layers"][0]["output_shape"] == [1, 64, 32, 32]
+    assert data["layers"][0]["output_shape"] == [1, 64, 32, 32]  # the 7x7 stride-2 stem
 
     table = cost.table()
     for layer in cost.layers:

@@ -45,3 +45,27 @@ def test_shipped_config_builds_its_candidates_and_final_networks(path, clean_reg
     model = config.model
     baseline = ModelConfig(type="resnet18", family=model.family, options=model.options)
     assert _logits(build_model(baseline, space, 10)).shape == (2, 10)
+
+
+SPACES = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+def test_every_shipped_space_is_checked():
+    names = {p.stem for p in SPACES}
+    assert names >= {"bnn_darts", "bnas_kim", "tiny", "darts", "ebnas", "bats", "bireal_darts"}
+    text = {p.stem: p.read_text() for p in SPACES}
+    for name in ("bnas_kim", "darts", "ebnas", "bats", "bireal_darts"):  # says what it follows
+        assert text[name].lstrip().startswith("#") and "differ" in text[name], name
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_shipped_space_builds_trains_and_evaluates(path):
+    space = load_search_space(path.stem)  # by its built-in name, as users name it
+    assert space.name == path.stem
+    genotype = space.random_sample(random.Random(0))
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(), space, 10, genotype).train()
+    logits = net(torch.randn(2, 3, 32, 32))
+    logits.sum().backward()
+    assert logits.shape == (2, 10)
+    assert _logits(net).shape == (2, 10)

@@ -71,12 +71,20 @@ def show_command(
 @click.argument("genotype", required=False)
 @click.option(
     "--model",
-    type=click.Choice(["resnet18", "resnet20", "vgg_small"]),
+    type=click.Choice(["resnet18", "resnet34", "resnet20", "vgg_small"]),
     help="Profile a hand-designed baseline instead of a genotype.",
 )
 @click.option("--family", type=click.Choice(["xnor", "bireal"]), default="xnor")
-@click.option("--image-size", type=int, default=32, show_default=True)
+@click.option(
+    "--image-size",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Input size; it picks a baseline's layout (>= 128 px: ImageNet).",
+)
 @click.option("--classes", type=int, default=10, show_default=True)
+@click.option("--cells", type=int, default=None, help="Cells of a genotype's network.")
+@click.option("--channels", type=int, default=None, help="Initial channels of its cells.")
 @config_option
 @plugin_option
 @user_errors
@@ -86,21 +94,33 @@ def profile_command(
     family: str,
     image_size: int,
     classes: int,
+    cells: int | None,
+    channels: int | None,
     config_path: str | None,
     plugins: tuple[str, ...],
 ) -> None:
     """Per-layer cost table of GENOTYPE (or --model) and totals: BOPs, FLOPs, OPs, params, bytes."""
+    from bnn_nas.config import ModelConfig
     from bnn_nas.cost import count_cost
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.space.network import CellNetwork, build_baseline
+    from bnn_nas.space.network import build_baseline, build_model
     from bnn_nas.space.search_space import load_search_space
 
     config = load_run_config(config_path, plugins)
     if (genotype is None) == (model is None):
         fail("give either a GENOTYPE (text or file) or --model NAME")
+    sizes = (("--cells", cells), ("--channels", channels), ("--image-size", image_size))
+    for label, value in sizes:
+        if value is not None and value < 1:
+            fail(f"{label} must be a positive integer, not {value}")
     if model is not None:
-        net = build_baseline(model, family, classes, **config.model.options)
+        if cells is not None or channels is not None:
+            fail("--cells/--channels size a GENOTYPE's network, not a --model baseline")
+        net = build_baseline(
+            model, family, classes, image_size=image_size, **config.model.options
+        )
     else:
         space = load_search_space(config.search_space)
-        net = CellNetwork(load_genotype(genotype), space, classes)
+        size = ModelConfig(cells=cells, channels=channels)
+        net = build_model(size, space, classes, load_genotype(genotype), image_size=image_size)
     click.echo(count_cost(net, (1, 3, image_size, image_size)).table())

@@ -18,13 +18,13 @@ from bnn_nas.config import ModelConfig, config_from_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.space.genotype import Genotype, parse_genotype
 from bnn_nas.space.network import build_baseline, build_model
-from bnn_nas.space.search_space import SearchSpace, search_space_from_dict
+from bnn_nas.space.search_space import NetworkLayout, SearchSpace, search_space_from_dict
 
 
 def space_to_dict(space: SearchSpace) -> dict[str, Any]:
     """The mapping form of a search space (what ``search_space_from_dict`` reads)."""
     layout = space.network
-    return {
+    data: dict[str, Any] = {
         "name": space.name,
         "normal_ops": [{"name": op.name, **op.options_dict} for op in space.normal_ops],
         "reduce_ops": [{"name": op.name, **op.options_dict} for op in space.reduce_ops],
@@ -40,6 +40,14 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
             "preprocess": layout.preprocess,
         },
     }
+    # settings added later are written only when set, so older files stay as they were
+    defaults = NetworkLayout()
+    for key in ("stem", "cell_shortcut", "auxiliary_head"):
+        if getattr(layout, key) != getattr(defaults, key):
+            data["network"][key] = getattr(layout, key)
+    if space.reduce_skip != "float":
+        data["reduce_skip"] = space.reduce_skip
+    return data
 
 
 def _model_to_dict(model: ModelConfig) -> dict[str, Any]:

@@ -60,20 +60,25 @@ def skip_connect(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Modul
 
 
 def _pool(name: str, pool: nn.Module, C_in: int, C_out: int, options: dict[str, Any]) -> nn.Module:
+    bn = options.pop("bn", True)
     _no_options(name, options)
-    return nn.Sequential(pool, nn.BatchNorm2d(C_in, affine=False), channel_match(C_in, C_out))
+    if not isinstance(bn, bool):
+        raise PrimitiveError(f"{name}: option bn={bn!r} is invalid; give true or false")
+    # bn: false is the pooling of DARTS's and BNAS's final networks (their searches add BN)
+    norm = [nn.BatchNorm2d(C_in, affine=False)] if bn else []
+    return nn.Sequential(pool, *norm, channel_match(C_in, C_out))
 
 
 @register_primitive("avg_pool_3x3", family="basic", precision="free")
 def avg_pool_3x3(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
-    """3x3 average pooling + BN."""
+    """3x3 average pooling + BN (option bn: false: without)."""
     pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
     return _pool("avg_pool_3x3", pool, C_in, C_out, options)
 
 
 @register_primitive("max_pool_3x3", family="basic", precision="free")
 def max_pool_3x3(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
-    """3x3 max pooling + BN."""
+    """3x3 max pooling + BN (option bn: false: without)."""
     return _pool("max_pool_3x3", nn.MaxPool2d(3, stride=stride, padding=1), C_in, C_out, options)
 
 

@@ -1,7 +1,8 @@
-"""Networks built from a genotype (DARTS-style cells) or as plain hand-designed stacks.
+"""Networks built from a genotype (DARTS-style cells); the baselines live in baselines.py.
 
-Full-precision stem and classifier, binary (or float) cells in between. The cell network
-is exactly the genotype: an op per edge, a sum per node, a concat of the listed nodes.
+Float stem and classifier, binary (or float) cells in between. The cell network is
+exactly the genotype: an op per edge, a sum per node, a concat of the listed nodes. The
+space's ``network`` section picks the parts around the cells (bnn_nas/space/cell_parts.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,29 @@ from torch import Tensor, nn
 
 from bnn_nas.config import ModelConfig
 from bnn_nas.errors import ConfigError
-from bnn_nas.primitives import FAMILY_DEFAULTS, REGISTRY, build_primitive
-from bnn_nas.primitives.blocks import BinaryUnit, float_conv_bn, float_factorized_reduce
+from bnn_nas.primitives import REGISTRY, build_primitive
+from bnn_nas.space.cell_parts import (
+    IMAGENET_MIN_SIZE,
+    AuxiliaryHead,
+    ImageNetStem,
+    cell_shortcut,
+    cifar_stem,
+    preprocess,
+)
 from bnn_nas.space.genotype import Genotype, validate_genotype
+from bnn_nas.space.plain_networks import BASELINES, PlainNetwork, build_baseline
 from bnn_nas.space.search_space import NetworkLayout, SearchSpace
+
+__all__ = [
+    "BASELINES",
+    "Cell",
+    "CellNetwork",
+    "PlainNetwork",
+    "build_baseline",
+    "build_model",
+    "check_image_size",
+    "preprocess",
+]
 
 
 def drop_path(x: Tensor, drop_prob: float) -> Tensor:
@@ -28,16 +48,11 @@ def drop_path(x: Tensor, drop_prob: float) -> Tensor:
     return x * mask / keep
 
 
-def preprocess(C_in: int, C_out: int, stride: int, kind: str) -> nn.Module:
-    """Adapt a cell input: 1x1 conv-BN, or a factorized reduce when ``stride`` is 2."""
-    if kind == "float":
-        return float_factorized_reduce(C_in, C_out) if stride == 2 else float_conv_bn(C_in, C_out)
-    opts = FAMILY_DEFAULTS[kind].with_overrides({"reduce": "factorized"}, f"{kind} preprocess")
-    return BinaryUnit(C_in, C_out, stride, opts, kernel=1)
-
-
 class Cell(nn.Module):
-    """One DARTS cell: two preprocessed inputs, ``steps`` summed pairs of ops, a concat."""
+    """One DARTS cell: two preprocessed inputs, ``steps`` summed pairs of ops, a concat.
+
+    ``shortcut`` (``cell_shortcut: identity``, BNAS): the input s1 is added to the output.
+    """
 
     def __init__(
         self,
@@ -48,6 +63,7 @@ class Cell(nn.Module):
         C: int,
         reduction: bool,
         reduction_prev: bool,
+        shortcut: bool = False,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -67,6 +83,7 @@ class Cell(nn.Module):
         # drop-path applies to every op but the parameter-free identity (DARTS)
         self.droppable = tuple(not isinstance(op, nn.Identity) for op in self.ops)
         self.multiplier = len(self.concat)
+        self.shortcut = cell_shortcut(C_prev, self.multiplier * C, reduction) if shortcut else None
 
     def forward(self, s0: Tensor, s1: Tensor, drop_prob: float = 0.0) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
@@ -78,13 +95,15 @@ class Cell(nn.Module):
                     h = drop_path(h, drop_prob)
                 total = h if total is None else total + h
             states.append(total)
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        out = torch.cat([states[i] for i in self.concat], dim=1)
+        return out if self.shortcut is None else out + self.shortcut(s1)
 
 
 class CellNetwork(nn.Module):
-    """Stem (float 3x3 conv + BN) -> cells -> global pool -> float classifier.
+    """Stem -> cells -> global pool -> float classifier (+ DARTS's auxiliary head).
 
-    ``drop_path_prob`` is set by the trainer (it ramps over epochs, as in DARTS).
+    ``drop_path_prob`` is set by the trainer (it ramps over epochs, as in DARTS). With an
+    auxiliary head, a training forward leaves its logits in ``auxiliary_logits``.
     """
 
     def __init__(
@@ -97,85 +116,62 @@ class CellNetwork(nn.Module):
         validate_genotype(genotype, normal_ops=registered, reduce_ops=registered)
         layout: NetworkLayout = space.network
         C = layout.channels
-        C_curr = layout.stem_multiplier * C
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
-        )
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.two_stems = layout.stem == "imagenet"
+        if self.two_stems:  # DARTS NetworkImageNet: the first cell reads reduced maps
+            self.stem: nn.Module = ImageNetStem(in_channels, C)
+            C_prev_prev, C_prev, C_curr, reduction_prev = C, C, C, True
+        else:
+            C_stem = layout.stem_multiplier * C
+            self.stem = cifar_stem(in_channels, C_stem, layout.stem)
+            C_prev_prev, C_prev, C_curr, reduction_prev = C_stem, C_stem, C, False
         cells = []
-        reduction_prev = False
+        self.auxiliary: nn.Module | None = None
+        self.auxiliary_at = 2 * layout.cells // 3 if layout.auxiliary_head else -1
         for i in range(layout.cells):
             reduction = i in layout.reductions
             if reduction:
                 C_curr *= 2
-            cell = Cell(genotype, space, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            shortcut = layout.cell_shortcut == "identity" and i > 0
+            cell = Cell(
+                genotype, space, C_prev_prev, C_prev, C_curr, reduction, reduction_prev, shortcut
+            )
             cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            if i == self.auxiliary_at:
+                self.auxiliary = AuxiliaryHead(C_prev, num_classes, self.two_stems)
         self.cells = nn.ModuleList(cells)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.drop_path_prob = 0.0
+        self.auxiliary_logits: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
+        if self.two_stems:
+            s0, s1 = self.stem(x)
+        else:
+            s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.auxiliary_at and self.training and self.auxiliary is not None:
+                self.auxiliary_logits = self.auxiliary(s1)  # read by the training loss
         return self.classifier(torch.flatten(self.pool(s1), 1))
 
 
-class PlainNetwork(nn.Module):
-    """A hand-designed stack: stem -> blocks -> global pool -> float classifier."""
-
-    def __init__(self, stem: nn.Module, blocks: list[nn.Module], C_out: int, num_classes: int):
-        super().__init__()
-        self.stem = stem
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_out, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
-
-
-def _float_stem(C_in: int, C_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(C_in, C_out, 3, padding=1, bias=False), nn.BatchNorm2d(C_out))
-
-
-# name -> (block suffix, stem channels, [(channels, blocks, first stride), ...])
-BASELINES: dict[str, tuple[str, int, list[tuple[int, int, int]]]] = {
-    # ResNet-18, CIFAR layout (3x3 stem, no max-pool): 4 stages x 2 basic blocks
-    "resnet18": ("resnet_block", 64, [(64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2)]),
-    # ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 basic blocks, 16-32-64 channels
-    "resnet20": ("resnet_block", 16, [(16, 3, 1), (32, 3, 2), (64, 3, 2)]),
-    # VGG-small (LQ-Nets / XNOR-Net CIFAR): 128-128P-256-256P-512-512P, stem conv in float
-    "vgg_small": (
-        "vgg_block",
-        128,
-        [(128, 1, 2), (256, 1, 1), (256, 1, 2), (512, 1, 1), (512, 1, 2)],
-    ),
-}
-
-
-def build_baseline(
-    name: str, family: str, num_classes: int, in_channels: int = 3, **options: object
-) -> PlainNetwork:
-    """A hand-designed binary network from the ``{family}_*`` primitives, for comparison."""
-    if name not in BASELINES:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(BASELINES)}")
-    if family not in FAMILY_DEFAULTS:
-        raise ConfigError(f"unknown family {family!r}; choose one of {', '.join(FAMILY_DEFAULTS)}")
-    suffix, stem_channels, stages = BASELINES[name]
-    blocks: list[nn.Module] = []
-    C_prev = stem_channels
-    for channels, count, first_stride in stages:
-        for i in range(count):
-            stride = first_stride if i == 0 else 1
-            blocks.append(
-                build_primitive(f"{family}_{suffix}", C_prev, channels, stride, **options)
-            )
-            C_prev = channels
-    return PlainNetwork(_float_stem(in_channels, stem_channels), blocks, C_prev, num_classes)
+def check_image_size(layout: NetworkLayout, image_size: int | None) -> None:
+    """Refuse an input size the stem was not made for (None: not known, no check)."""
+    if image_size is None:
+        return
+    if layout.stem == "imagenet" and image_size < IMAGENET_MIN_SIZE:
+        raise ConfigError(
+            f"network.stem imagenet is made for ImageNet-size images (>= {IMAGENET_MIN_SIZE} "
+            f"px), not {image_size} px; use stem: cifar"
+        )
+    if layout.stem != "imagenet" and image_size >= IMAGENET_MIN_SIZE:
+        raise ConfigError(
+            f"network.stem {layout.stem} is made for CIFAR-size images (< {IMAGENET_MIN_SIZE} "
+            f"px), not {image_size} px; use stem: imagenet"
+        )
 
 
 def build_model(
@@ -183,8 +179,13 @@ def build_model(
     space: SearchSpace,
     num_classes: int,
     genotype: Genotype | None = None,
+    image_size: int | None = None,
 ) -> nn.Module:
-    """The network a config asks for: a genotype's cells or a hand-designed baseline."""
+    """The network a config asks for: a genotype's cells or a hand-designed baseline.
+
+    ``image_size`` (the input's height, when known) picks a baseline's layout (CIFAR or
+    ImageNet) and is checked against a cell network's stem.
+    """
     if genotype is not None:
         layout = replace(
             space.network,
@@ -192,7 +193,10 @@ def build_model(
             channels=model.channels or space.network.channels,
             reduction_cells=None if model.cells else space.network.reduction_cells,
         )
+        check_image_size(layout, image_size)
         return CellNetwork(genotype, replace(space, network=layout), num_classes)
     if model.type == "cells":
         raise ConfigError("no genotype given; pass --genotype FILE_OR_TEXT or --model NAME")
-    return build_baseline(model.type, model.family, num_classes, **model.options)
+    return build_baseline(
+        model.type, model.family, num_classes, image_size=image_size, **model.options
+    )

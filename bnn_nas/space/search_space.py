@@ -24,7 +24,10 @@ from bnn_nas.primitives import get_primitive
 from bnn_nas.space.drawing import cell_graph, to_dot
 from bnn_nas.space.genotype import KINDS, Edge, Genotype, validate_genotype
 
-PREPROCESS_CHOICES = ("float", "xnor", "bireal")
+PREPROCESS_CHOICES = ("float", "xnor", "bireal", "bnas")
+STEMS = ("cifar", "bnas", "imagenet")
+CELL_SHORTCUTS = ("none", "identity")
+REDUCE_SKIPS = ("float", "binary")
 DEFAULT_SPACE = "bnn_darts"
 
 
@@ -42,11 +45,15 @@ class OpChoice:
 
 @dataclass(frozen=True)
 class NetworkLayout:
-    """How cells are stacked into a network.
+    """How cells are stacked into a network (the parts: bnn_nas/space/cell_parts.py).
 
     ``reduction_cells``: indices of reduction cells; by default at 1/3 and 2/3 of the depth
-    (DARTS). ``preprocess``: the 1x1 conv that adapts cell inputs, ``float`` or a binary
-    unit with the ``xnor`` / ``bireal`` family's settings.
+    (DARTS). ``preprocess``: the 1x1 conv that adapts cell inputs, ``float``, a binary
+    unit with the ``xnor`` / ``bireal`` family's settings, or ``bnas`` (Kim et al.).
+    ``stem``: ``cifar`` (DARTS), ``bnas`` (BN -> 3x3 conv -> ReLU) or ``imagenet`` (DARTS's
+    three stride-2 convs; ``stem_multiplier`` unused). ``cell_shortcut: identity``: BNAS's
+    shortcut around every cell but the first. ``auxiliary_head``: DARTS's auxiliary
+    classifier at 2/3 of the depth (its loss weight: ``train.auxiliary_weight``).
     """
 
     cells: int = 8
@@ -54,16 +61,28 @@ class NetworkLayout:
     stem_multiplier: int = 3
     reduction_cells: tuple[int, ...] | None = None
     preprocess: str = "float"
+    stem: str = "cifar"
+    cell_shortcut: str = "none"
+    auxiliary_head: bool = False
 
     def __post_init__(self) -> None:
         for key in ("cells", "channels", "stem_multiplier"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"network.{key} must be a positive integer, not {value!r}")
-        if self.preprocess not in PREPROCESS_CHOICES:
+        for key, choices in (
+            ("preprocess", PREPROCESS_CHOICES),
+            ("stem", STEMS),
+            ("cell_shortcut", CELL_SHORTCUTS),
+        ):
+            if getattr(self, key) not in choices:
+                raise ConfigError(
+                    f"network.{key} {getattr(self, key)!r} is invalid; "
+                    f"choose one of {', '.join(choices)}"
+                )
+        if not isinstance(self.auxiliary_head, bool):
             raise ConfigError(
-                f"network.preprocess {self.preprocess!r} is invalid; "
-                f"choose one of {', '.join(PREPROCESS_CHOICES)}"
+                f"network.auxiliary_head must be true or false, not {self.auxiliary_head!r}"
             )
         if self.reduction_cells is not None:
             cells = tuple(self.reduction_cells)
@@ -90,7 +109,9 @@ class SearchSpace:
     """Ops per cell kind, steps per cell, and the network layout; immutable.
 
     ``distinct_inputs``: the two edges of a step read different nodes (as in every DARTS
-    genotype). Sampled genotypes concatenate all intermediate nodes.
+    genotype). Sampled genotypes concatenate all intermediate nodes. ``reduce_skip``: what
+    ``skip_connect`` is at stride 2: DARTS's ``float`` factorized reduce or a ``binary``
+    one (EBNAS / BATS); an op's own ``reduce_skip`` option wins.
     """
 
     name: str
@@ -99,10 +120,16 @@ class SearchSpace:
     steps: int = 4
     distinct_inputs: bool = True
     network: NetworkLayout = field(default_factory=NetworkLayout)
+    reduce_skip: str = "float"
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ConfigError(f"search space {self.name}: steps must be a positive integer")
+        if self.reduce_skip not in REDUCE_SKIPS:
+            raise ConfigError(
+                f"search space {self.name}: reduce_skip {self.reduce_skip!r} is invalid; "
+                f"choose one of {', '.join(REDUCE_SKIPS)}"
+            )
         for kind in KINDS:
             ops = self.ops(kind)
             if not ops:
@@ -123,16 +150,27 @@ class SearchSpace:
 
     def op_options(self, kind: str, name: str) -> dict[str, Any]:
         """Options to build ``name`` with in a ``kind`` cell ({} for ops outside the space)."""
+        options: dict[str, Any] = {}
         for op in self.ops(kind):
             if op.name == name:
-                return op.options_dict
-        return {}
+                options = op.options_dict
+                break
+        if name == "skip_connect" and kind == "reduce" and self.reduce_skip != "float":
+            options = {"reduce_skip": self.reduce_skip, **options}
+        return options
 
     def check_primitives(self) -> None:
-        """Every op is registered and its options are valid (each is built once, tiny)."""
+        """Every op is registered and its options are valid (each is built once, small).
+
+        Built at the network's width (at stride 1 and, in reduction cells, 2), so options
+        that constrain channel counts (``groups``) are checked against the width used.
+        """
+        C = self.network.channels
         for kind in KINDS:
             for op in self.ops(kind):
-                get_primitive(op.name).build(2, 2, 1, **op.options_dict)
+                spec = get_primitive(op.name)
+                for stride in (1, 2) if kind == "reduce" else (1,):
+                    spec.build(C, C, stride, **self.op_options(kind, op.name))
 
     # --- genotypes -----------------------------------------------------------------
     def validate(self, genotype: Genotype) -> None:
@@ -251,8 +289,14 @@ def _replace_cell(g: Genotype, kind: str, edges: tuple[Edge, ...]) -> Genotype:
 
 # --- loading ----------------------------------------------------------------------------
 
-_SPACE_KEYS = {"name", "normal_ops", "reduce_ops", "ops", "steps", "distinct_inputs", "network"}
-_NETWORK_KEYS = {"cells", "channels", "stem_multiplier", "reduction_cells", "preprocess"}
+_SPACE_KEYS = {
+    "name", "normal_ops", "reduce_ops", "ops", "steps", "distinct_inputs", "network",
+    "reduce_skip",
+}  # fmt: skip
+_NETWORK_KEYS = {
+    "cells", "channels", "stem_multiplier", "reduction_cells", "preprocess", "stem",
+    "cell_shortcut", "auxiliary_head",
+}  # fmt: skip
 
 
 def _op_choice(item: Any, where: str) -> OpChoice:
@@ -299,6 +343,7 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
             steps=data.get("steps", 4),
             distinct_inputs=bool(data.get("distinct_inputs", True)),
             network=NetworkLayout(**network),
+            reduce_skip=data.get("reduce_skip", "float"),
         )
         space.check_primitives()
     except ConfigError as err:
@@ -314,6 +359,12 @@ def builtin_space_path(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def builtin_space_names() -> list[str]:
+    """The search spaces shipped with bnn-nas, by name."""
+    folder = resources.files("bnn_nas.search_spaces")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_search_space(source: str | Path | Mapping[str, Any] | None = None) -> SearchSpace:
     """A search space from a YAML path, a built-in name, or an inline mapping."""
     if source is None:
@@ -326,7 +377,7 @@ def load_search_space(source: str | Path | Mapping[str, Any] | None = None) -> S
         if builtin is None:
             raise ConfigError(
                 f"search space {source} not found; pass a YAML file or a built-in name "
-                f"(bnn_darts, bnas_kim)"
+                f"({', '.join(builtin_space_names())})"
             )
         path = builtin
     try:

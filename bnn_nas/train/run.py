@@ -99,12 +99,15 @@ def saved_run_config(run_dir: Path) -> Config | None:
     return config_from_dict(saved, str(path))
 
 
-def build_final_network(config: Config, genotype: Genotype | None, num_classes: int) -> nn.Module:
+def build_final_network(
+    config: Config, genotype: Genotype | None, num_classes: int, image_size: int | None = None
+) -> nn.Module:
     """The network `bnn-nas train` trains: the genotype at the config's final size, or the
-    config's baseline; its initial weights come from the config's seed."""
+    config's baseline; its initial weights come from the config's seed. ``image_size``
+    picks a baseline's layout (CIFAR or ImageNet) and is checked against a cell stem."""
     space = load_search_space(config.search_space)
     seed_everything(config.seed)  # the initial weights are part of the run's identity
-    return build_model(config.model, space, num_classes, genotype)
+    return build_model(config.model, space, num_classes, genotype, image_size=image_size)
 
 
 def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | None) -> None:
@@ -167,7 +170,8 @@ def train_run(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,
         )  # fmt: skip
-    model = build_final_network(config, genotype, dataset.num_classes)
+    image_size = dataset.train.image_shape[0]
+    model = build_final_network(config, genotype, dataset.num_classes, image_size)
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from bnn_nas.config import TrainConfig
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
+from bnn_nas.space.cell_parts import with_auxiliary_loss
 from bnn_nas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bnn_nas.train.optim import CosineSchedule, build_optimizer
 from bnn_nas.train.step import bf16_autocast, graph_capturable, make_step
@@ -212,6 +213,9 @@ def fit(
         if settings.distill is None:
             raise ConfigError("a teacher was given but settings.distill is not set")
         criterion = DistillLoss(settings.distill, settings.label_smoothing)
+    # DARTS's auxiliary head (network.auxiliary_head): its cross-entropy joins with its weight
+    aux_loss = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    criterion = with_auxiliary_loss(criterion, model, settings.auxiliary_weight, aux_loss)
     step = None
     bar = None
     if progress:
