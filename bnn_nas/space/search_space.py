@@ -21,13 +21,11 @@ import yaml
 
 from bnn_nas.errors import BnnNasError, ConfigError, GenotypeError
 from bnn_nas.primitives import get_primitive
+from bnn_nas.primitives.builtin import REDUCE_SKIPS
+from bnn_nas.space.cell_parts import CELL_SHORTCUTS, PREPROCESS_CHOICES, STEMS
 from bnn_nas.space.drawing import cell_graph, to_dot
 from bnn_nas.space.genotype import KINDS, Edge, Genotype, validate_genotype
 
-PREPROCESS_CHOICES = ("float", "xnor", "bireal", "bnas")
-STEMS = ("cifar", "bnas", "imagenet")
-CELL_SHORTCUTS = ("none", "identity")
-REDUCE_SKIPS = ("float", "binary")
 DEFAULT_SPACE = "bnn_darts"
 
 
