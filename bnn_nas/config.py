@@ -41,7 +41,7 @@ class DataConfig:
 class ModelConfig:
     """What `bnn-nas train --model` builds when no genotype is given."""
 
-    type: str = "cells"  # cells | resnet18 | resnet20 | vgg_small
+    type: str = "cells"  # cells | resnet18 | resnet34 | resnet20 | vgg_small
     family: str = "xnor"  # baselines: the primitive family of their blocks
     options: dict[str, Any] = field(default_factory=dict)  # baselines: block options
     # cells: the final network may be larger than the search candidates (DARTS: 20 x 36)
@@ -167,7 +167,7 @@ class Config:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.name": ("cifar10", "image_folder", "cifar10_sample"),
-    "model.type": ("cells", "resnet18", "resnet20", "vgg_small"),
+    "model.type": ("cells", "resnet18", "resnet34", "resnet20", "vgg_small"),
     "model.family": ("xnor", "bireal"),
     "train.optimizer": ("adam", "sgd"),
     "final.optimizer": ("adam", "sgd"),

@@ -18,7 +18,7 @@ from bnn_nas.cli.options import (
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
 @click.option("--genotype", help="Genotype text or a .yaml/.json/.txt file (e.g. from derive).")
-@click.option("--model", type=click.Choice(["resnet18", "resnet20", "vgg_small"]))
+@click.option("--model", type=click.Choice(["resnet18", "resnet34", "resnet20", "vgg_small"]))
 @click.option(
     "--family",
     type=click.Choice(["xnor", "bireal", "float"]),
