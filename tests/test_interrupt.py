@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
     )  # fmt: skip
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
-        if (run / "trials.sqlite").exists() and any(r[2] == "done" for r in store_rows(run)):
+        if finished_trials(run) >= 1:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -61,6 +62,14 @@ def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     # Same budget, same settings: the continued search ends as the uninterrupted one did.
     assert scores(run) == scores(straight) and len(scores(run)) == 4
+
+
+def finished_trials(run_dir) -> int:
+    """Done trials so far; 0 while the store is still being made."""
+    try:
+        return sum(r[2] == "done" for r in store_rows(run_dir))
+    except sqlite3.OperationalError:  # no file or no table yet
+        return 0
 
 
 def scores(run_dir) -> list[tuple]:
