@@ -195,3 +195,14 @@ def test_profile_cells_and_channels_and_refusals(tmp_path):
     assert "model vgg_small is laid out for CIFAR-size images" in result.output
     result = CliRunner().invoke(main, ["profile", "--model", "resnet18", "--cells", "20"])
     assert result.exit_code == 2 and "size a GENOTYPE's network" in result.output
+
+
+def test_export_description_keeps_the_imagenet_layout():
+    from bnn_nas.export import Architecture
+
+    arch = Architecture(ModelConfig(type="resnet18"), 1000, image_size=224)
+    again = Architecture.from_dict(arch.to_dict(), "test")
+    assert again.image_size == 224 and again.build().stem[0].kernel_size == (7, 7)
+    cifar = Architecture(ModelConfig(type="resnet18"), 10)
+    assert "image_size" not in cifar.to_dict()  # older files read the same
+    assert cifar.build().stem[0].kernel_size == (3, 3)

@@ -68,6 +68,8 @@ class Architecture:
     num_classes: int
     space: SearchSpace | None = None
     genotype: Genotype | None = None
+    # the training images' size where it picks a baseline's layout (ImageNet), else None
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.genotype is not None and self.space is None:
@@ -82,16 +84,21 @@ class Architecture:
             net = build_model(self.model, self.space, self.num_classes, self.genotype)
         else:
             m = self.model
-            net = build_baseline(m.type, m.family, self.num_classes, **m.options)
+            net = build_baseline(
+                m.type, m.family, self.num_classes, image_size=self.image_size, **m.options
+            )
         return net.eval()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "model": _model_to_dict(self.model),
             "num_classes": self.num_classes,
             "search_space": None if self.space is None else space_to_dict(self.space),
             "genotype": None if self.genotype is None else str(self.genotype),
         }
+        if self.image_size is not None:  # written only when set: older files stay the same
+            data["image_size"] = self.image_size
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Architecture:
@@ -106,7 +113,15 @@ class Architecture:
         space = None if space_data is None else search_space_from_dict(space_data, where)
         text = data.get("genotype")
         genotype = None if text is None else parse_genotype(str(text))
-        return cls(model=model, num_classes=num_classes, space=space, genotype=genotype)
+        image_size = data.get("image_size")
+        if image_size is not None and (
+            isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+        ):
+            raise ConfigError(f"{where}: image_size must be a positive integer")
+        return cls(
+            model=model, num_classes=num_classes, space=space, genotype=genotype,
+            image_size=image_size,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

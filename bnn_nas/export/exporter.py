@@ -194,6 +194,7 @@ def export_run(
     """
     from bnn_nas.primitives import load_plugins
     from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.space.plain_networks import baseline_layout
     from bnn_nas.space.search_space import load_search_space
     from bnn_nas.train.checkpoint import load_checkpoint
 
@@ -207,7 +208,12 @@ def export_run(
     if "classifier.weight" not in weights:
         raise CheckpointError(f"{files.checkpoint} holds no network with a classifier")
     classes = int(weights["classifier.weight"].shape[0])
-    architecture = Architecture(config.model, classes, space, genotype)
+    spec = _input_spec(config, classes, mean, std)
+    # a baseline trained on ImageNet-size images has the ImageNet layout (train picks it so)
+    imagenet = genotype is None and baseline_layout(config.model.type, spec.height) == "imagenet"
+    architecture = Architecture(
+        config.model, classes, space, genotype, image_size=spec.height if imagenet else None
+    )
     model = architecture.build()
     try:
         model.load_state_dict(weights)
@@ -217,7 +223,6 @@ def export_run(
             f"{files.checkpoint} does not fit the network of {files.config} ({first}); "
             "export the run directory the checkpoint came from"
         ) from None
-    spec = _input_spec(config, classes, mean, std)
     if len(spec.classes) != classes:
         raise DataError(
             f"the checkpoint has {classes} classes but the data set {len(spec.classes)}; "
