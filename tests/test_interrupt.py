@@ -65,10 +65,13 @@ def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
 
 
 def finished_trials(run_dir) -> int:
-    """Done trials so far; 0 while the store is still being made."""
+    """Done trials so far; 0 while the store is still being made (and never make it:
+    sqlite3.connect would create an empty file)."""
+    if not (run_dir / "trials.sqlite").is_file():
+        return 0
     try:
         return sum(r[2] == "done" for r in store_rows(run_dir))
-    except sqlite3.OperationalError:  # no file or no table yet
+    except sqlite3.OperationalError:  # no table yet
         return 0
 
 
