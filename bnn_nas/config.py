@@ -302,7 +302,7 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
     """Distillation, stages and per-group weight decay: values that can work together."""
     from bnn_nas.binary.quantizers import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
 
-    for name in ("weight_decay", "binary_weight_decay", "bn_weight_decay"):
+    for name in ("weight_decay", "binary_weight_decay", "bn_weight_decay", "auxiliary_weight"):
         value = getattr(settings, name)
         if value is not None and value < 0:
             raise ConfigError(f"{where}: {section}.{name}={value:g} must be >= 0")

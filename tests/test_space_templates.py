@@ -206,3 +206,22 @@ def test_export_description_keeps_the_imagenet_layout():
     cifar = Architecture(ModelConfig(type="resnet18"), 10)
     assert "image_size" not in cifar.to_dict()  # older files read the same
     assert cifar.build().stem[0].kernel_size == (3, 3)
+
+
+def test_auxiliary_head_trains_with_fit_and_its_weight_is_validated():
+    from bnn_nas.config import TrainConfig, config_from_dict
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import fit
+
+    space = darts_space(cells=2, channels=4, auxiliary_head=True)  # no reductions: 32x32 maps
+    net = CellNetwork(parse_genotype(DARTS_V2), space, 10)
+    assert net.auxiliary is not None and net.auxiliary_at == 1
+    sample = load_cifar10_sample()
+    data = sample.train.subset(list(range(64)))
+    settings = TrainConfig(epochs=1, batch_size=32, auxiliary_weight=0.4)
+    stats = sample.train.channel_stats()
+    history = fit(net, data, settings, device=torch.device("cpu"), seed=0, stats=stats)
+    assert len(history) == 1
+    assert any(p.grad is not None for p in net.auxiliary.parameters())  # its loss was used
+    with pytest.raises(ConfigError, match=r"train.auxiliary_weight=-1 must be >= 0"):
+        config_from_dict({"train": {"auxiliary_weight": -1}}, "c.yaml")

@@ -122,6 +122,8 @@ class AuxiliaryHead(nn.Module):
             nn.Conv2d(128, 768, 2, bias=False),
             *([] if imagenet else [nn.BatchNorm2d(768)]),
             nn.ReLU(),
+            # 1x1 already on the maps DARTS made it for (a no-op there); other sizes work too
+            nn.AdaptiveAvgPool2d(1),
         )
         self.classifier = nn.Linear(768, num_classes)
 
