@@ -8,6 +8,7 @@ code as an explicit, immutable value.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -178,7 +179,51 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
     "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
+    "search_train_size", "search_valid_size",
 }  # fmt: skip
+# (section field, low, high, low included, high included) for every bounded number
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, math.inf, False, False),
+    "momentum": (0.0, 1.0, True, False),
+    "weight_decay": (0.0, math.inf, True, False),
+    "warmup_epochs": (0.0, math.inf, True, False),
+    "label_smoothing": (0.0, 1.0, True, False),
+    "grad_clip": (0.0, math.inf, True, False),
+    "drop_path": (0.0, 1.0, True, False),
+    "valid_fraction": (0.0, 1.0, False, False),
+    "max_ops": (0.0, math.inf, False, False),
+}
+MAX_SHOWN = 60  # characters of a value an error message prints
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to :data:`MAX_SHOWN` characters (a huge value is not echoed).
+
+    Containers are summarised before ``repr`` runs: a YAML alias bomb has billions of
+    items and its full repr would take minutes and all memory.
+    """
+    if isinstance(value, Mapping | list | tuple | set) and len(value) > 8:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    if isinstance(value, Mapping | list | tuple):
+        nested = [v for v in (value.values() if isinstance(value, Mapping) else value)]
+        if any(isinstance(v, Mapping | list | tuple) for v in nested):
+            return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def _check_range(key: str, value: float, where: str) -> None:
+    low, high, low_ok, high_ok = _RANGES[key.rsplit(".", 1)[-1]]
+    inside = math.isfinite(value) and (low <= value if low_ok else low < value) and (
+        value <= high if high_ok else value < high
+    )
+    if not inside:
+        left, right = "[" if low_ok else "(", "]" if high_ok else ")"
+        top = "inf" if math.isinf(high) else f"{high:g}"
+        raise ConfigError(
+            f"{where}: {key}={value!r} is out of range; it must be a finite number in "
+            f"{left}{low:g}, {top}{right}"
+        )
 
 
 def _type_name(tp: Any) -> str:
@@ -204,37 +249,37 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             except ConfigError as err:
                 errors.append(err)
         names = " or ".join(_type_name(o) for o in options)
-        raise ConfigError(f"{where}: {key} must be {names}, not {value!r}")
+        raise ConfigError(f"{where}: {key} must be {names}, not {shown(value)}")
     if is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} must be a mapping of settings, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be a mapping of settings, not {shown(value)}")
         return _from_mapping(tp, value, where, f"{key}.")
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {key} must be a list, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be a list, not {shown(value)}")
         (item_type, _) = typing.get_args(tp)
         return tuple(_convert(v, item_type, f"{key}[{i}]", where) for i, v in enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} must be a mapping, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be a mapping, not {shown(value)}")
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key} must be true or false, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be true or false, not {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {key} must be an integer, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be an integer, not {shown(value)}")
         return value
     if tp is float:
         if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
             value = float(value)  # PyYAML reads 1e-3 and 3.2e6 as strings (YAML 1.1)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {key} must be a number, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be a number, not {shown(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key} must be a string, not {value!r}")
+            raise ConfigError(f"{where}: {key} must be a string, not {shown(value)}")
         return value
     raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module
 
@@ -244,10 +289,11 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
     names = [f.name for f in fields(cls) if f.name != "source"]  # type: ignore[arg-type]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+            close = difflib.get_close_matches(str(key)[:100], names, n=1)
             hint = f"did you mean {prefix}{close[0]}? " if close else ""
             raise ConfigError(
-                f"{where}: unknown key {prefix}{key}; {hint}allowed: {', '.join(names)}"
+                f"{where}: unknown key {prefix}{str(key)[:MAX_SHOWN]}; {hint}allowed: "
+                f"{', '.join(names)}"
             )
     values = {}
     for f in fields(cls):  # type: ignore[arg-type]
@@ -257,10 +303,12 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
         value = _convert(data[f.name], hints[f.name], key, where)
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(
-                f"{where}: {key} is {value!r}; choose one of {', '.join(_CHOICES[key])}"
+                f"{where}: {key} is {shown(value)}; choose one of {', '.join(_CHOICES[key])}"
             )
         if f.name in _POSITIVE and isinstance(value, int) and value < 1:
-            raise ConfigError(f"{where}: {key} must be at least 1, not {value}")
+            raise ConfigError(f"{where}: {key} must be at least 1, not {shown(value)}")
+        if f.name in _RANGES and isinstance(value, float):
+            _check_range(key, value, where)
         values[f.name] = value
     base = cls() if all(f.default is not MISSING or f.default_factory is not MISSING
                         for f in fields(cls)) else None  # type: ignore[arg-type]  # fmt: skip
@@ -368,15 +416,22 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
 
     Relative paths inside stay relative to the working directory.
     """
+    from bnn_nas.io import load_yaml, read_text_file
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass --config path/to/config.yaml")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(read_text_file(path, "config")) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}; fix the file") from None
+        why = "" if mark is not None or not str(err) else f" ({str(err)[:100]})"
+        raise ConfigError(f"{path}: not valid YAML{at}{why}; fix the file") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{path}: a config must be a mapping of sections, not a {type(data).__name__}"
+        )
     if overrides:
         data = apply_overrides(data, overrides, str(path))
     return config_from_dict(data, str(path))
@@ -388,11 +443,13 @@ def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r} must look like section.key=value")
+            raise ConfigError(f"--set {shown(item)} must look like section.key=value")
         try:
-            value = yaml.safe_load(raw)
+            from bnn_nas.io import load_yaml
+
+            value = load_yaml(raw)
         except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: {raw!r} is not a valid YAML value") from None
+            raise ConfigError(f"--set {shown(item)}: not a valid YAML value") from None
         target = result
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -418,3 +475,13 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         return value
 
     return plain(config)
+
+
+def check_batch_fits(settings: TrainConfig, examples: int, section: str) -> None:
+    """A training batch no larger than its data: training drops the last partial batch,
+    so a larger batch would leave every epoch empty (and every trial failed)."""
+    if settings.batch_size > examples:
+        raise ConfigError(
+            f"{section}.batch_size={settings.batch_size} is larger than the {examples} "
+            f"training images; lower it (--set {section}.batch_size=N, N <= {examples})"
+        )

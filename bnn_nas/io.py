@@ -70,3 +70,48 @@ def write_csv_atomic(path: Path, fieldnames: Sequence[str], rows: Iterable[dict]
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+MAX_YAML_ALIASES = 100  # YAML anchors reused more than this: a config does not need it
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """The safe loader, refusing documents that reuse anchors more than
+    :data:`MAX_YAML_ALIASES` times (an "alias bomb": a few lines that stand for billions of
+    items, which would take all memory the moment anything walks them)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(
+                    f"more than {MAX_YAML_ALIASES} aliases (*name) at line {mark.line + 1}; "
+                    "write the values out"
+                )
+        return super().compose_node(parent, index)
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A text file's content as UTF-8; one-line errors for unreadable or binary files."""
+    from bnn_nas.errors import ConfigError
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); save the {what} as UTF-8"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a {what} file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the {what} ({err.strerror})") from None
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with aliases capped (raises yaml.YAMLError past the cap); nesting
+    deeper than Python's recursion limit also becomes a yaml.YAMLError."""
+    try:
+        return yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None

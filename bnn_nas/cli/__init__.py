@@ -1,10 +1,15 @@
 """The ``bnn-nas`` command line: one click group, commands from the modules beside it.
 
-User mistakes surface as one line on stderr and exit code 2; a traceback
-means a bug in bnn-nas.
+User mistakes surface as one line on stderr and exit code 2 (click's own usage errors
+too). Anything else that goes wrong is a bug or an input bnn-nas does not check yet: it
+is one line naming the command, exit code 1, and ``--debug`` (anywhere on the command
+line) shows the traceback instead.
 """
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
 
@@ -15,10 +20,67 @@ from bnn_nas.cli.search_commands import derive_command, plot_command, search_com
 from bnn_nas.cli.space_commands import primitives_command, profile_command, show_command
 from bnn_nas.cli.train_commands import train_command
 
-__all__ = ["USER_ERROR_EXIT", "main"]
+__all__ = ["BUG_EXIT", "USER_ERROR_EXIT", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+BUG_EXIT = 1
+_SHOWN = 200  # characters of an unexpected error's message
+
+
+def _command_of(args: list[str]) -> str:
+    return next((a for a in args if not a.startswith("-")), "")
+
+
+def _say(message: str) -> None:
+    one = " ".join(message.split())
+    click.echo(f"bnn-nas: error: {one}", err=True)
+
+
+class _Main(click.Group):
+    """The group, with every way out of a command made one line (see the module doc)."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args
+        args = [a for a in args if a != "--debug"]
+        command = _command_of(args)
+        name = f"bnn-nas {command}".strip()
+        try:
+            code = super().main(args, prog_name or "bnn-nas", complete_var,
+                                standalone_mode=False, **extra)  # fmt: skip
+        except click.UsageError as err:
+            where = f"`{name} --help`" if command in self.commands else "`bnn-nas --help`"
+            _say(f"{err.format_message()} (see {where})")
+            sys.exit(USER_ERROR_EXIT)
+        except click.ClickException as err:
+            _say(err.format_message())
+            sys.exit(err.exit_code)
+        except click.Abort:
+            _say(f"{name} interrupted")
+            sys.exit(130)
+        except SystemExit:
+            raise
+        except Exception as err:
+            if debug:
+                raise
+            text = str(err).strip().splitlines()
+            detail = f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")[:_SHOWN]
+            _say(
+                f"`{name}` failed unexpectedly ({detail}); run it again with --debug for the "
+                "traceback and report it"
+            )
+            sys.exit(BUG_EXIT)
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
+@click.group(
+    cls=_Main,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Add --debug anywhere to see the traceback of an unexpected error.",
+)
 @click.version_option(__version__, "--version", prog_name="bnn-nas")
 def main() -> None:
     """Neural architecture search for binary neural networks."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from bnn_nas.cli.options import load_user_plugins, plugin_option, user_errors
+from bnn_nas.cli.options import load_user_plugins, plugin_option, run_plugins_trusted, user_errors
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -54,7 +54,7 @@ def export_command(
     load_user_plugins(plugins)
     summary = export_run(
         Path(source), Path(output) if output else None, file_format=file_format, mean=mean,
-        std=std, plugins=plugins,
+        std=std, plugins=plugins, trust_run_plugins=run_plugins_trusted(),
     )  # fmt: skip
     click.echo(summary.describe())
     if file_format == "bnn":

@@ -56,8 +56,31 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_TRUST_KEY = "bnn_nas.trust_run_plugins"
+
+
+def _remember_trust(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    ctx.meta[_TRUST_KEY] = bool(value)
+    return value
+
+
+def run_plugins_trusted() -> bool:
+    """Whether this command was given ``--trust-run-plugins``."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_TRUST_KEY, False))
+
+
 def plugin_option(func: F) -> F:
-    """``--plugin PATH_OR_MODULE`` (repeatable), loaded before the command runs."""
+    """``--plugin PATH_OR_MODULE`` (repeatable), loaded before the command runs, and
+    ``--trust-run-plugins`` (import the plugins a run directory's config names)."""
+    func = click.option(
+        "--trust-run-plugins",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_trust,
+        help="Also import the plugins named by a config inside a run directory (their code "
+        "runs: only for runs you trust; the names are printed).",
+    )(func)
     return click.option(
         "--plugin",
         "plugins",
@@ -96,12 +119,18 @@ def set_option(func: F) -> F:
 def load_run_config(
     config_path: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()
 ):
-    """The config (defaults when no file), with its plugins and the given ones loaded."""
+    """The config (defaults when no file), with its plugins and the given ones loaded.
+
+    A config inside a run directory has its plugins imported only when they are passed
+    with ``--plugin`` or the command has ``--trust-run-plugins``.
+    """
     from bnn_nas.config import apply_overrides, config_from_dict, load_config
+    from bnn_nas.rundir import run_plugins
 
     if config_path:
         config = load_config(config_path, overrides)
     else:
         config = config_from_dict(apply_overrides({}, overrides, "--set"), "--set")
-    load_user_plugins(config.plugins + plugins)
+    named = run_plugins(config_path, config.plugins, plugins, trust=run_plugins_trusted())
+    load_user_plugins(named + plugins)
     return config

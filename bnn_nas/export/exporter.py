@@ -187,12 +187,16 @@ def export_run(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     plugins: tuple[str, ...] = (),
+    trust_run_plugins: bool = False,
 ) -> ExportSummary | OnnxSummary:
     """Export the trained network of a run directory (or of a checkpoint inside one).
 
     ``file_format``: ``bnn`` (bit-packed, for bnn-nas's CPU engine) or ``onnx``.
+    The plugins the run's config names are imported only when passed in ``plugins`` or
+    with ``trust_run_plugins``: a run directory someone hands you is not code to run.
     """
     from bnn_nas.primitives import load_plugins
+    from bnn_nas.rundir import run_plugins
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.plain_networks import baseline_layout
     from bnn_nas.space.search_space import load_search_space
@@ -200,7 +204,8 @@ def export_run(
 
     files = resolve_run(source)
     config = load_config(files.config)
-    load_plugins(config.plugins + tuple(plugins))
+    named = run_plugins(files.config, config.plugins, tuple(plugins), trust=trust_run_plugins)
+    load_plugins(named + tuple(plugins))
     genotype = load_genotype(str(files.genotype)) if files.genotype is not None else None
     space = load_search_space(config.search_space) if genotype is not None else None
     state = load_checkpoint(files.checkpoint)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,18 @@ def decode(data: bytes, where: str) -> tuple[dict[str, Any], dict[str, np.ndarra
             dtype = DTYPES[entry["dtype"]]
             shape = tuple(int(s) for s in entry["shape"])
             start, nbytes = int(entry["offset"]), int(entry["nbytes"])
-            if nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or start < 0:
+            if any(s < 0 for s in shape) or len(shape) > 8:
+                raise ValueError(f"tensor {str(entry['name'])[:40]} has a bad shape")
+            if nbytes != math.prod(shape) * dtype.itemsize or start < 0:
                 raise ValueError(f"tensor {entry['name']} has a bad size")
             if start + nbytes > plen:
                 raise ValueError(f"tensor {entry['name']} lies past the payload")
             chunk = payload[start : start + nbytes]
             tensors[str(entry["name"])] = np.frombuffer(chunk, dtype=dtype).reshape(shape).copy()
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as err:
-        raise CheckpointError(f"{where} has a malformed header ({err}); {again}") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError,
+            RecursionError, OverflowError) as err:  # fmt: skip
+        reason = str(err)[:100] or type(err).__name__
+        raise CheckpointError(f"{where} has a malformed header ({reason}); {again}") from None
     return header, tensors
 
 

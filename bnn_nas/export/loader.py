@@ -72,6 +72,36 @@ def _state(tensors: dict[str, np.ndarray]) -> dict[str, Tensor]:
     return state
 
 
+MAX_CELLS = 1000  # far above any published cell network (DARTS: 20)
+
+
+def check_size(architecture: Architecture, stored_bytes: int, path: Path) -> None:
+    """Refuse a description larger than the tensors the file holds, before building it.
+
+    Every weight takes at least one bit in the file, so a network with more than
+    ``8 * stored_bytes`` values cannot be the one stored (a crafted header asking for a
+    billion channels would otherwise take all memory). The check builds the network on
+    torch's ``meta`` device, which allocates nothing, after a cap on its cell count.
+    """
+    model, space = architecture.model, architecture.space
+    cells = model.cells or (space.network.cells if space is not None else None) or 0
+    channels = model.channels or (space.network.channels if space is not None else None) or 0
+    if cells > MAX_CELLS or cells * channels * channels > 8 * stored_bytes + 2**20:
+        raise CheckpointError(
+            f"{path} describes a network ({cells} cells of {channels} channels) far larger "
+            f"than the {stored_bytes} bytes of weights it holds; the file is corrupt or "
+            "crafted, export it again"
+        )
+    with torch.device("meta"):
+        module = architecture.build()
+    values = sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+    if values > 8 * stored_bytes + 2**16:
+        raise CheckpointError(
+            f"{path} describes a network of {values} values but holds {stored_bytes} bytes "
+            "of weights; the file is corrupt or crafted, export it again"
+        )
+
+
 def load_packed(
     path: Path,
     *,
@@ -91,6 +121,7 @@ def load_packed(
     try:
         architecture = Architecture.from_dict(header["architecture"], str(path))
         spec = InputSpec.from_dict(header["input"])
+        check_size(architecture, sum(t.nbytes for t in tensors.values()), path)
         module = architecture.build()
     except BnnNasError as err:
         raise CheckpointError(f"{path}: {str(err).splitlines()[0]}") from None

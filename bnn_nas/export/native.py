@@ -10,16 +10,23 @@ The library is cached per user (``$XDG_CACHE_HOME/bnn-nas/native`` or
 flags and the CPU's feature flags, so an upgrade of any of them rebuilds it and a cache
 shared between machines never hands one CPU code built for another. Builds write to a
 temporary file and rename it, so concurrent processes never load half a library.
+
+The cache is code that gets loaded, so it is trusted only as far as it is private: the
+folder must belong to the user and be writable by no one else (else a private folder is
+used for the process), and a library is loaded only when its bytes match the SHA-256
+recorded beside it at build time (else it is rebuilt): a planted file is never loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,9 +152,44 @@ def _open(path: Path, compiler: str, flags: tuple[str, ...]) -> NativeLibrary:
     )
 
 
+def _digest_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _record(target: Path) -> Path:
+    """Where the content hash of ``target``, written when it was built, is kept."""
+    return target.with_name(target.name + ".sha256")
+
+
+def _untrusted(path: Path) -> str | None:
+    """Why ``path`` (the cache folder or a file in it) cannot be trusted, or None: it must
+    belong to this user and be writable by no one else, or anyone could plant code."""
+    st = path.lstat()
+    if path.is_symlink():
+        return f"{path} is a symbolic link"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{path} belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by group or others (mode {st.st_mode & 0o777:o})"
+    return None
+
+
+def trusted_library(target: Path) -> bool:
+    """A cached library is loaded only when it is this user's, writable by no one else, and
+    its bytes hash to what the build recorded beside it; anything else is rebuilt."""
+    record = _record(target)
+    try:
+        if _untrusted(target) or _untrusted(record):
+            return False
+        return record.read_text().strip() == _digest_file(target)
+    except OSError:
+        return False
+
+
 def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> str | None:
-    """Compile to ``target`` atomically; returns the compiler's complaint on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Compile to ``target`` atomically, recording its content hash beside it; returns the
+    compiler's complaint on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
     os.close(fd)
     command = [compiler, *flags, *COMMON_FLAGS, "-o", tmp, str(SOURCE)]
@@ -159,8 +201,33 @@ def _compile(compiler: str, flags: tuple[str, ...], target: Path) -> str | None:
     if done.returncode != 0:
         Path(tmp).unlink(missing_ok=True)
         return (done.stderr.strip().splitlines() or ["failed"])[-1]
-    Path(tmp).replace(target)
+    try:
+        Path(tmp).chmod(0o700)
+        fd, record_tmp = tempfile.mkstemp(prefix=".build-", suffix=".sha256", dir=target.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_digest_file(Path(tmp)) + "\n")
+        Path(record_tmp).replace(_record(target))
+        Path(tmp).replace(target)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        return str(err)
     return None
+
+
+def _private_cache(cache: Path) -> Path:
+    """``cache`` when it is safe to load code from, else a fresh private folder for this
+    process (said once on stderr): a cache someone else can write is never used."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        reason = _untrusted(cache)
+        if reason is None:
+            tempfile.TemporaryFile(dir=cache).close()
+            return cache
+        print(f"bnn-nas: not using the kernel cache: {reason}; building privately",
+              file=sys.stderr)  # fmt: skip
+    except OSError:  # read-only home: build for this process only
+        pass
+    return Path(tempfile.mkdtemp(prefix="bnn-nas-native-"))
 
 
 def build_library(
@@ -176,18 +243,16 @@ def build_library(
     if found is None:
         wanted = f"compiler {compiler!r} not found" if compiler else "no C compiler on PATH"
         raise NativeBuildError(f"{wanted} (cc, gcc or clang)")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=cache).close()
-    except OSError:  # read-only home: build for this process only
-        cache = Path(tempfile.mkdtemp(prefix="bnn-nas-native-"))
+    cache = _private_cache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
     source = SOURCE.read_bytes()
     identity = "\n".join([_compiler_version(found), _cpu_signature(), str(ABI_VERSION)])
     complaints = []
     for flags in flag_sets:
         key = hashlib.sha256(source + identity.encode() + " ".join(flags).encode()).hexdigest()
         target = cache / f"bitconv-{key[:20]}.so"
+        if target.exists() and not trusted_library(target):  # planted or damaged: rebuild
+            with contextlib.suppress(OSError):
+                target.unlink()
         if not target.is_file():
             complaint = _compile(found, flags, target)
             if complaint is not None:
@@ -198,6 +263,7 @@ def build_library(
         except (OSError, NativeBuildError, AttributeError) as err:
             complaints.append(f"{' '.join(flags)}: {err}")
             target.unlink(missing_ok=True)
+            _record(target).unlink(missing_ok=True)
     raise NativeBuildError(f"{Path(found).name} could not build the kernels ({complaints[-1]})")
 
 

@@ -33,6 +33,12 @@ def _load_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as err:  # sys.exit() in a plugin must not end bnn-nas silently
+        sys.modules.pop(module_name, None)
+        raise PluginError(
+            f"plugin {path} called sys.exit({str(err.code)[:40]}) while loading; a plugin must "
+            "register primitives, not exit"
+        ) from None
     except BnnNasError as err:
         sys.modules.pop(module_name, None)
         raise PluginError(f"plugin {path}: {err}") from None
@@ -58,6 +64,11 @@ def load_plugin(spec: str) -> ModuleType:
     else:
         try:
             module = importlib.import_module(spec)
+        except SystemExit as err:
+            raise PluginError(
+                f"plugin module {spec} called sys.exit({str(err.code)[:40]}) while loading; "
+                "a plugin must register primitives, not exit"
+            ) from None
         except BnnNasError as err:
             raise PluginError(f"plugin {spec}: {err}") from None
         except Exception as err:
@@ -78,6 +89,11 @@ def load_entry_point_plugins() -> list[str]:
             continue
         try:
             loaded = entry.load()
+        except SystemExit as err:
+            raise PluginError(
+                f"entry point {entry.name} ({entry.value}) called sys.exit({str(err.code)[:40]}) "
+                "while loading; reinstall or uninstall that package"
+            ) from None
         except BnnNasError as err:
             raise PluginError(f"entry point {entry.name} ({entry.value}): {err}") from None
         except Exception as err:

@@ -18,7 +18,7 @@ def open_results(run_dir: Path) -> list[TrialRecord]:
         raise CheckpointError(
             f"no search results in {run_dir} ({STORE_FILE} missing); run bnn-nas search first"
         )
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, read_only=True)
     try:
         return store.trials()
     finally:

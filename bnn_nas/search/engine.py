@@ -8,6 +8,8 @@ controller is rebuilt from the stored trials, so nothing done is lost or redone.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -16,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, config_to_dict
+from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
+from bnn_nas.rundir import check_run_dir, creating, lock_run_dir
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
 from bnn_nas.search.executors import Executor, LocalExecutor, Outcome, OutcomeKind
@@ -100,6 +103,9 @@ class SearchRun:
     def prepare(self) -> list[int]:
         """Reclaim trials a dead process left running and rebuild the controller."""
         reclaimed = self.store.reclaim(self.config.executor.max_attempts)
+        # who runs the trials now (the run directory's lock keeps it to one process)
+        self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "started": time.time()})  # fmt: skip
         self.controller.restore(self.store.trials())
         return reclaimed
 
@@ -177,9 +183,14 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     All user input (space, plugins, data) is validated before the directory is touched,
     so a bad config leaves no half-made run behind.
     """
+    run_dir = Path(run_dir)
+    existed = check_run_dir(run_dir, "search", "search")
+    if existed:  # held for this process's life: one search per run directory
+        lock_run_dir(run_dir)
     space = load_search_space(config.search_space)
     device = resolve_device(config.device)
     data = load_search_data(config)
+    check_batch_fits(config.train, len(data.train), "train")
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
@@ -189,18 +200,22 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
             raise ConfigError(f"{store_path} holds no search metadata; use another --run-dir")
         check_resumable(stored, current, run_dir)
         store.set_meta("config", current)  # a changed budget or device is recorded
+        # the settings in force now (a resumed search may change its budget, final
+        # schedule, data path, ...): derive points `bnn-nas train --config` at this file
+        write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     else:
         if resume:
             raise ConfigError(f"no search to resume in {run_dir}; drop --resume to start one")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # born whole (store, metadata, config) or not at all: a kill leaves nothing
+        with creating(run_dir, "search") as staging:
+            store = SQLiteStore(staging / STORE_FILE)
+            store.set_meta("config", current)
+            store.set_meta("bnn_nas", __version__)
+            store.set_meta("seed", config.seed)
+            store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
+            store.close()
+            write_text_atomic(staging / "config.yaml", dump_yaml(current))
         store = SQLiteStore(store_path)
-        store.set_meta("config", current)
-        store.set_meta("bnn_nas", __version__)
-        store.set_meta("seed", config.seed)
-        store.set_meta("created", time.strftime("%Y-%m-%d %H:%M:%S"))
-    # the settings in force now (a resumed search may change its budget, final schedule,
-    # data path, ...): derive points `bnn-nas train --config` at this file
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     return SearchRun(config, space, store, evaluator.ops, run_dir), evaluator
 

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
 _POLL_SECONDS = 0.2
+START_TIMEOUT = 600.0  # seconds for every worker to build its evaluator (data on the device)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ def trials_per_device(configured: int | None, devices: list[str], kind: str = "p
 def resolve_devices(devices: tuple[str, ...]) -> list[str]:
     """The devices workers are pinned to: as configured, else every GPU, else the CPU."""
     if devices:
+        from bnn_nas.train.trainer import resolve_device
+
+        for device in devices:  # one that does not exist fails here, not in a worker
+            resolved = resolve_device(device)
+            if device == "auto" or resolved.type != device.split(":")[0]:
+                raise ConfigError(f"executor.devices: {device!r} is not cpu, cuda or cuda:N")
         return list(devices)
     import torch
 
@@ -129,9 +137,28 @@ class ProcessExecutor(Executor):
         slot.trial = None
 
     def _wait_ready(self, count: int) -> None:
+        """Until every worker said ready; a worker that dies or never answers within
+        ``START_TIMEOUT`` seconds is an error, not a search that hangs forever."""
         ready = 0
+        deadline = time.monotonic() + START_TIMEOUT
         while ready < count:
-            kind, index, _, message = self._results.get()
+            try:
+                kind, index, _, message = self._results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                dead = [s for s in self._slots if not s.process.is_alive()]
+                if dead or time.monotonic() > deadline:
+                    self.close()
+                    if dead:
+                        code = dead[0].process.exitcode
+                        raise ConfigError(
+                            f"worker {dead[0].index} ({dead[0].setup.device}) exited with code "
+                            f"{code} before it started; check executor.devices and memory"
+                        ) from None
+                    raise ConfigError(
+                        f"workers did not start within {START_TIMEOUT:g} s; check "
+                        "executor.devices and the machine's load"
+                    ) from None
+                continue
             if kind == "fatal":
                 self.close()
                 raise ConfigError(f"worker {index} could not start: {message}")

@@ -81,15 +81,19 @@ class TrialStore(ABC):
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
     def reclaim(self, max_attempts: int) -> list[int]:
-        """After a crash: ``running`` rows go back to pending, or fail past ``max_attempts``."""
+        """At start, ``running`` rows that a dead search process left go back to pending.
+
+        A worker's death while the search lives is recorded by the search (it counts an
+        attempt, see ``release``); a row still ``running`` at start was interrupted by the
+        search process's own death (a kill, the machine's power), which says nothing about
+        the candidate: its attempt is given back. ``max_attempts`` is kept for callers; no
+        trial is failed here.
+        """
         reclaimed = []
         for record in self.trials():
             if record.status is TrialStatus.RUNNING:
-                if record.attempts >= max_attempts:
-                    self.fail(record.id, f"interrupted {record.attempts} times; gave up")
-                else:
-                    self.release(record.id)
-                    reclaimed.append(record.id)
+                self.release(record.id, count_attempt=False)
+                reclaimed.append(record.id)
         return reclaimed
 
 
@@ -143,28 +147,81 @@ CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 """
 
 
-class SQLiteStore(TrialStore):
-    """The store of a run directory: one SQLite file in WAL mode (crash-safe, readable)."""
+_TABLES = {"meta": {"key", "value"}, "trials": {"id", "genotype", "hash", "status", "origin",
+          "attempts", "result", "error", "created_at", "started_at", "finished_at"}}  # fmt: skip
 
-    def __init__(self, path: Path | str) -> None:
+
+def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {n: {r[1] for r in db.execute(f"PRAGMA table_info({n!r})")} for n in names}
+
+
+class SQLiteStore(TrialStore):
+    """The store of a run directory: one SQLite file in WAL mode (crash-safe, readable).
+
+    ``read_only=True`` (status, derive, plot) opens it with SQLite's ``mode=ro``: nothing
+    is created or changed, a file that is not a bnn-nas store is refused before anything
+    reads it, and a store on read-only media can be read. A read-write open refuses a
+    foreign SQLite file too, rather than adding tables to it.
+    """
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        foreign = (
+            f"{self.path} is not a bnn-nas results store; point at a run directory of "
+            "`bnn-nas search` or start a new one"
+        )
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_CREATE)
+            if read_only:
+                self._db = self._connect_read_only()
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            tables = _tables(self._db)
+            if any(tables.get(n, set()) < cols for n, cols in _TABLES.items() if n in tables) or (
+                tables and not set(_TABLES) <= set(tables)
+            ):
+                self._db.close()
+                raise CheckpointError(foreign)
+            if read_only:
+                if not tables:
+                    self._db.close()
+                    raise CheckpointError(foreign)
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_CREATE)
             version = self.get_meta("schema_version")
         except sqlite3.DatabaseError as err:
             raise CheckpointError(
-                f"{self.path} is not a readable bnn-nas results store ({err}); "
+                f"{self.path} is not a readable bnn-nas results store ({str(err)[:80]}); "
                 "point at a run directory or start a new one"
             ) from None
-        if version is None:
+        if version is None and not read_only:
             self.set_meta("schema_version", SCHEMA_VERSION)
+        elif version is None:
+            raise CheckpointError(foreign)
         elif version != SCHEMA_VERSION:
             raise CheckpointError(
-                f"{self.path} has store schema {version}; this bnn-nas reads {SCHEMA_VERSION}"
+                f"{self.path} has store schema {str(version)[:20]}; this bnn-nas reads "
+                f"{SCHEMA_VERSION}"
             )
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A store no process is writing (no ``-wal`` file beside it) is read as it lies
+        (``immutable=1``: SQLite then creates no ``-shm``/``-wal`` files either); one being
+        written is read with ``mode=ro``, or, where its folder is read-only media,
+        as it lies."""
+        uri = self.path.absolute().as_uri()
+        if Path(f"{self.path}-wal").exists():
+            try:
+                db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                                     timeout=30)  # fmt: skip
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return db
+            except sqlite3.OperationalError:
+                pass
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
     def close(self) -> None:
         self._db.close()

@@ -67,12 +67,16 @@ def _load_file(path: Path) -> Genotype:
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(raw)
+            from bnn_nas.io import load_yaml
+
+            data = load_yaml(raw)
         except yaml.YAMLError as exc:
             raise GenotypeError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
     elif suffix == ".json":
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise GenotypeError(f"{where}: not valid JSON: nested too deeply") from None
         except json.JSONDecodeError as exc:
             raise GenotypeError(
                 f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"

@@ -379,7 +379,9 @@ def load_search_space(source: str | Path | Mapping[str, Any] | None = None) -> S
             )
         path = builtin
     try:
-        data = yaml.safe_load(path.read_text())
+        from bnn_nas.io import load_yaml, read_text_file
+
+        data = load_yaml(read_text_file(path, "search space"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

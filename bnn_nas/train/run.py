@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -19,11 +20,12 @@ import yaml
 from torch import nn
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, config_from_dict, config_to_dict
+from bnn_nas.config import Config, check_batch_fits, config_from_dict, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
-from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
+from bnn_nas.io import dump_yaml, load_yaml, read_text_file, write_csv_atomic, write_text_atomic
+from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, release_run_dir
 from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
@@ -93,7 +95,7 @@ def saved_run_config(run_dir: Path) -> Config | None:
     if not path.is_file():
         return None
     try:
-        saved = yaml.safe_load(path.read_text()) or {}
+        saved = load_yaml(read_text_file(path, "config")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: {' '.join(str(err).split())}") from err
     return config_from_dict(saved, str(path))
@@ -152,7 +154,30 @@ def train_run(
 ) -> dict[str, Any]:
     """Train the configured network to the end in ``run_dir``; returns the report."""
     run_dir = Path(run_dir)
+    existed = check_run_dir(run_dir, "train", "train")
+    if existed:
+        lock_run_dir(run_dir)  # held until this training ends: one training per directory
+    try:
+        return _train_locked(config, run_dir, genotype=genotype, resume=resume,
+                             progress=progress, existed=existed)  # fmt: skip
+    finally:
+        release_run_dir(run_dir)
+
+
+def _train_locked(
+    config: Config,
+    run_dir: Path,
+    *,
+    genotype: Genotype | None,
+    resume: bool,
+    progress: bool,
+    existed: bool,
+) -> dict[str, Any]:
     checkpoint = run_dir / CHECKPOINT
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise CheckpointError(
+            f"{checkpoint} is not a file; remove it, or choose another --run-dir"
+        )
     if checkpoint.exists() and not resume:
         raise CheckpointError(
             f"{run_dir} already holds a training checkpoint; pass --resume to continue it "
@@ -174,13 +199,40 @@ def train_run(
     model = build_final_network(config, genotype, dataset.num_classes, image_size)
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", dump_yaml(config_to_dict(config)))
+    check_batch_fits(config.final, len(dataset.train), "final")
+    documents = {"config.yaml": dump_yaml(config_to_dict(config))}
     if genotype is not None:
-        write_text_atomic(
-            run_dir / "genotype.yaml",
-            dump_yaml({"genotype": str(genotype), "hash": genotype.hash}),
-        )
+        documents["genotype.yaml"] = dump_yaml({"genotype": str(genotype), "hash": genotype.hash})
+    if existed:
+        for name, text in documents.items():
+            write_text_atomic(run_dir / name, text)
+    else:  # born whole: a kill now leaves no directory or one that --resume continues
+        with creating(run_dir, "train") as staging:
+            for name, text in documents.items():
+                write_text_atomic(staging / name, text)
+    try:
+        return _fit_and_report(config, run_dir, genotype, resume, progress, device, dataset,
+                               model, cost, teacher)  # fmt: skip
+    except BaseException:
+        if not existed and not checkpoint.exists():  # failed before any result: leave nothing
+            release_run_dir(run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _fit_and_report(
+    config: Config,
+    run_dir: Path,
+    genotype: Genotype | None,
+    resume: bool,
+    progress: bool,
+    device: torch.device,
+    dataset: Any,
+    model: nn.Module,
+    cost: Any,
+    teacher: nn.Module | None,
+) -> dict[str, Any]:
+    checkpoint = run_dir / CHECKPOINT
     history_file = run_dir / METRICS
     tic = time.perf_counter()
     history = fit_stages(

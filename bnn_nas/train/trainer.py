@@ -26,7 +26,14 @@ from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
 from bnn_nas.space.cell_parts import with_auxiliary_loss
-from bnn_nas.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bnn_nas.train.checkpoint import (
+    check_training_checkpoint,
+    load_checkpoint,
+    restoring,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bnn_nas.train.optim import CosineSchedule, build_optimizer
 from bnn_nas.train.step import bf16_autocast, graph_capturable, make_step
 
@@ -59,10 +66,21 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"device {spec!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"device {str(spec)[:40]!r} is not valid; use auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {spec} asked for but CUDA is not available; use device: cpu")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ConfigError(
+                f"device {spec} does not exist: this machine has {count} GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     return device
 
 
@@ -194,16 +212,18 @@ def fit(
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint, map_location=device)
+        check_training_checkpoint(state, checkpoint)
         if state.get("stage", 0) != stage:
             raise ConfigError(
                 f"checkpoint {checkpoint} is of stage {state.get('stage', 0)}, not {stage}; "
                 "resume it with the stages it was trained with"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        history = [EpochMetrics(**m) for m in state["metrics"]]
+        with restoring(checkpoint):  # missing keys, wrong shapes: one line, not a traceback
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            history = [EpochMetrics(**m) for m in state["metrics"]]
         start = state["epoch"] + 1
     forward = torch.compile(model) if settings.compile else model
     criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
