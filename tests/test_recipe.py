@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -406,7 +407,7 @@ def test_the_named_recipes_load_and_say_what_they_follow():
 
     folder = Path(__file__).resolve().parent.parent / "configs" / "recipes"
     recipes = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert {"short", "literature", "teacher"} <= recipes.keys()
+    assert {"short", "literature", "teacher", "reactnet"} <= recipes.keys()
     for name in recipes:
         assert "et al." in (folder / f"{name}.yaml").read_text(), name  # the paper it follows
     literature = recipes["literature"].final
@@ -414,3 +415,52 @@ def test_the_named_recipes_load_and_say_what_they_follow():
     assert literature.stages[0].weight == "identity" and literature.stages[1].weight is None
     assert recipes["short"].final.epochs == 143 and not recipes["short"].final.stages
     assert recipes["teacher"].final.optimizer == "sgd" and recipes["teacher"].final.nesterov
+
+
+def test_a_search_trial_distills_when_train_distill_is_set(tmp_path, monkeypatch):
+    """fit loads the teacher of settings.distill itself (what a search trial runs), and
+    distillation stays off by default."""
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import fit
+    from bnn_nas.train import step as step_module
+
+    teacher_dir, _ = _teacher_dir(tmp_path / "teacher")
+    config = config_from_dict({"train": {"distill": {"teacher": str(teacher_dir)}}}, "c.yaml")
+    assert config_from_dict({}, "c.yaml").train.distill is None  # off by default
+    teachers = []
+    original = step_module.make_step
+
+    def spy(*args, **kwargs):
+        teachers.append(kwargs.get("teacher"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
+    small = load_cifar10_sample().train.subset(range(40))
+    settings = replace(config.train, epochs=1, batch_size=20)
+    history = fit(_tiny_cells(), small, settings, device=CPU, seed=0,
+                  stats=small.channel_stats())  # fmt: skip
+    (teacher,) = teachers
+    assert teacher is not None and not teacher.training
+    assert math.isfinite(history[-1].train_loss)
+
+
+def test_a_stage_keeps_learnable_binarizers_and_every_parameter_tensor():
+    """ReActNet's RSign thresholds live in the activation binarizer: a stage that changes
+    only the weight binarizer keeps them (the same tensors), and a stage back to the
+    network's own binarizers restores them."""
+    from bnn_nas.train.stages import built_binarizers, with_binarizers
+
+    net = build_baseline("resnet20", "bireal", 10, act="rsign", activation="rprelu")
+    params = {n: id(p) for n, p in net.named_parameters()}
+    assert any("act" in n for n in params)  # RSign's thresholds
+    built = built_binarizers(net)
+    with_binarizers(net, None, "identity", built)
+    convs = [m for m in net.modules() if isinstance(m, BinaryConv2d)]
+    assert {m.weight_binarizer.name for m in convs} == {"identity"}
+    assert {m.act.name for m in convs} == {"rsign"}
+    assert {n: id(p) for n, p in net.named_parameters()} == params
+    with_binarizers(net, None, None, built)
+    assert {m.weight_binarizer.name for m in net.modules() if isinstance(m, BinaryConv2d)} == {
+        "bireal"
+    }
+    assert {n: id(p) for n, p in net.named_parameters()} == params

@@ -24,7 +24,7 @@ from torch import nn
 from bnn_nas.config import TrainConfig
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.loader import DeviceLoader
-from bnn_nas.errors import ConfigError
+from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.space.cell_parts import with_auxiliary_loss
 from bnn_nas.train.checkpoint import (
     check_training_checkpoint,
@@ -214,7 +214,7 @@ def fit(
         state = load_checkpoint(checkpoint, map_location=device)
         check_training_checkpoint(state, checkpoint)
         if state.get("stage", 0) != stage:
-            raise ConfigError(
+            raise CheckpointError(
                 f"checkpoint {checkpoint} is of stage {state.get('stage', 0)}, not {stage}; "
                 "resume it with the stages it was trained with"
             )
