@@ -42,11 +42,14 @@ def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert proc.stdout is not None
-    for line in proc.stdout:  # the search prints a line as each trial finishes
-        if line.startswith("trial 1 "):
-            break
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        for line in proc.stdout:  # the search prints a line as each trial finishes
+            if line.startswith("trial 1 "):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # a failing test leaves no search running
     assert proc.returncode == INTERRUPT_EXIT, stderr
     finished = sum(r[2] == "done" for r in store_rows(run))
     assert 1 <= finished < 4, "the search ended before it could be interrupted"
