@@ -24,6 +24,13 @@ from bnn_nas.primitives import get_primitive
 from bnn_nas.primitives.builtin import REDUCE_SKIPS
 from bnn_nas.space.cell_parts import CELL_SHORTCUTS, PREPROCESS_CHOICES, STEMS
 from bnn_nas.space.drawing import cell_graph, to_dot
+from bnn_nas.space.edge_limits import (
+    LIMIT_KEYS,
+    CellLimits,
+    LimitedCell,
+    edge_counts,
+    limits_from_dict,
+)
 from bnn_nas.space.genotype import KINDS, Edge, Genotype, validate_genotype
 
 DEFAULT_SPACE = "bnn_darts"
@@ -109,7 +116,9 @@ class SearchSpace:
     ``distinct_inputs``: the two edges of a step read different nodes (as in every DARTS
     genotype). Sampled genotypes concatenate all intermediate nodes. ``reduce_skip``: what
     ``skip_connect`` is at stride 2: DARTS's ``float`` factorized reduce or a ``binary``
-    one (EBNAS / BATS); an op's own ``reduce_skip`` option wins.
+    one (EBNAS / BATS); an op's own ``reduce_skip`` option wins. ``normal_limits`` /
+    ``reduce_limits``: caps on a cell's parameter-free edges and floors on its binary ones
+    (:mod:`bnn_nas.space.edge_limits`; YAML ``max_free_edges`` / ``min_binary_edges``).
     """
 
     name: str
@@ -119,6 +128,8 @@ class SearchSpace:
     distinct_inputs: bool = True
     network: NetworkLayout = field(default_factory=NetworkLayout)
     reduce_skip: str = "float"
+    normal_limits: CellLimits = field(default_factory=CellLimits)
+    reduce_limits: CellLimits = field(default_factory=CellLimits)
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -142,6 +153,9 @@ class SearchSpace:
         if kind not in KINDS:
             raise GenotypeError(f"unknown cell kind {kind!r}; use 'normal' or 'reduce'")
         return self.normal_ops if kind == "normal" else self.reduce_ops
+
+    def limits(self, kind: str) -> CellLimits:
+        return self.normal_limits if kind == "normal" else self.reduce_limits
 
     def op_names(self, kind: str) -> tuple[str, ...]:
         return tuple(op.name for op in self.ops(kind))
@@ -169,6 +183,25 @@ class SearchSpace:
                 spec = get_primitive(op.name)
                 for stride in (1, 2) if kind == "reduce" else (1,):
                     spec.build(C, C, stride, **self.op_options(kind, op.name))
+        self.check_limits()
+
+    def check_limits(self) -> None:
+        """Raise ConfigError when no cell of a kind can meet that kind's edge limits."""
+        for kind in KINDS:
+            limits = self.limits(kind)
+            if limits.unset or self._limited_cell(kind).size:
+                continue
+            precisions = [get_primitive(name).precision for name in self.op_names(kind)]
+            raise ConfigError(
+                f"search space {self.name}: no {kind} cell meets {limits.describe()}: a cell "
+                f"has {2 * self.steps} edges and its {len(precisions)} ops are "
+                f"{precisions.count('binary')} binary, {precisions.count('free')} "
+                f"parameter-free, {precisions.count('float')} float"
+            )
+
+    def _limited_cell(self, kind: str) -> LimitedCell:
+        choices = [self._step_choices(kind, step) for step in range(self.steps)]
+        return LimitedCell(choices, self.limits(kind))
 
     # --- genotypes -----------------------------------------------------------------
     def validate(self, genotype: Genotype) -> None:
@@ -189,6 +222,13 @@ class SearchSpace:
                             f"{kind} cell, step {step}: both edges read node {a}, but search "
                             f"space {self.name} requires two different inputs per step"
                         )
+        for kind in KINDS:
+            limits = self.limits(kind)
+            if not limits.unset:
+                edges, _ = genotype.cell(kind)
+                problem = limits.violation(edge_counts(edges), kind, self.name)
+                if problem:
+                    raise GenotypeError(problem)
 
     def contains(self, genotype: Genotype) -> bool:
         try:
@@ -221,6 +261,9 @@ class SearchSpace:
         """The exact number of distinct (canonical) genotypes a sample can produce."""
         total = 1
         for kind in KINDS:
+            if not self.limits(kind).unset:
+                total *= self._limited_cell(kind).size
+                continue
             for step in range(self.steps):
                 total *= self._step_count(kind, step)
         return total
@@ -229,18 +272,23 @@ class SearchSpace:
         return tuple(range(2, self.steps + 2))
 
     def random_sample(self, rng: random.Random) -> Genotype:
-        """A genotype drawn uniformly from the space's distinct genotypes."""
+        """A genotype drawn uniformly from the space's distinct genotypes (those within
+        the edge limits, when set: weighted draws, never rejection)."""
         cells = {}
         for kind in KINDS:
             edges: list[Edge] = []
-            for step in range(self.steps):
-                edges.extend(rng.choice(self._step_choices(kind, step)))
+            if self.limits(kind).unset:
+                for step in range(self.steps):
+                    edges.extend(rng.choice(self._step_choices(kind, step)))
+            else:
+                edges = self._limited_cell(kind).sample(rng)
             cells[kind] = tuple(edges)
         concat = self._concat()
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
     def mutate(self, genotype: Genotype, rng: random.Random) -> Genotype:
-        """Change one op or one input of one edge; the result is valid and different."""
+        """Change one op or one input of one edge; the result is valid (edge limits
+        included) and different; a change that breaks a limit is drawn again."""
         self.validate(genotype)
         original = genotype.hash
         for _ in range(1000):
@@ -289,7 +337,7 @@ def _replace_cell(g: Genotype, kind: str, edges: tuple[Edge, ...]) -> Genotype:
 
 _SPACE_KEYS = {
     "name", "normal_ops", "reduce_ops", "ops", "steps", "distinct_inputs", "network",
-    "reduce_skip",
+    "reduce_skip", *LIMIT_KEYS,
 }  # fmt: skip
 _NETWORK_KEYS = {
     "cells", "channels", "stem_multiplier", "reduction_cells", "preprocess", "stem",
@@ -333,6 +381,7 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
         raise ConfigError(
             f"{where}: unknown network key {bad[0]!r}; allowed: {', '.join(sorted(_NETWORK_KEYS))}"
         )
+    limits = limits_from_dict(data, where)
     try:
         space = SearchSpace(
             name=str(data.get("name", Path(where).stem)),
@@ -342,6 +391,8 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
             distinct_inputs=bool(data.get("distinct_inputs", True)),
             network=NetworkLayout(**network),
             reduce_skip=data.get("reduce_skip", "float"),
+            normal_limits=limits["normal"],
+            reduce_limits=limits["reduce"],
         )
         space.check_primitives()
     except ConfigError as err:
