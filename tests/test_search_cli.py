@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -97,18 +97,21 @@ def test_sigkill_mid_search_then_resume(tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bnn_nas.cli", "search", "--config", str(config),
-         "--run-dir", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--run-dir", str(killed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    deadline = time.time() + 180
-    before: list[tuple] = []
-    while time.time() < deadline:
-        if (killed / "trials.sqlite").exists():
-            before = store_rows(killed)
-            if sum(r[2] == "done" for r in before) >= 3:
+    assert proc.stdout is not None
+    try:
+        # a line per finished trial, printed after the store recorded it (polling the
+        # store instead raced with its creation under load)
+        finished = 0
+        for line in proc.stdout:
+            finished += line.startswith("trial ")
+            if finished == 3:
                 break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     before = store_rows(killed)
     done_before = [r for r in before if r[2] == "done"]
     assert 3 <= len(done_before) < budget, "the search ended before it could be killed"
