@@ -418,9 +418,14 @@ def test_the_named_recipes_load_and_say_what_they_follow():
 
 
 def test_a_search_trial_distills_when_train_distill_is_set(tmp_path, monkeypatch):
-    """fit loads the teacher of settings.distill itself (what a search trial runs), and
-    distillation stays off by default."""
+    """A search trial (the Evaluator) loads the teacher of train.distill and fit trains
+    with it; fit itself does not read run directories (it refuses distill without a
+    teacher in one line), and distillation stays off by default."""
+    import random
+
     from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.search.evaluator import Evaluator, SearchData
+    from bnn_nas.space.search_space import search_space_from_dict
     from bnn_nas.train import fit
     from bnn_nas.train import step as step_module
 
@@ -435,13 +440,21 @@ def test_a_search_trial_distills_when_train_distill_is_set(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
-    small = load_cifar10_sample().train.subset(range(40))
+    sample = load_cifar10_sample().train
+    small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
     settings = replace(config.train, epochs=1, batch_size=20)
-    history = fit(_tiny_cells(), small, settings, device=CPU, seed=0,
-                  stats=small.channel_stats())  # fmt: skip
+    with pytest.raises(ConfigError, match="no teacher was given"):
+        fit(_tiny_cells(), small, settings, device=CPU, seed=0, stats=small.channel_stats())
+    space = search_space_from_dict(
+        {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
+         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "test",
+    )  # fmt: skip
+    data = SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
+                      image_shape=(3, 32, 32))  # fmt: skip
+    result = Evaluator(space, data, settings, CPU, seed=0)(space.random_sample(random.Random(1)))
     (teacher,) = teachers
     assert teacher is not None and not teacher.training
-    assert math.isfinite(history[-1].train_loss)
+    assert math.isfinite(result.train_loss)
 
 
 def test_a_stage_keeps_learnable_binarizers_and_every_parameter_tensor():

@@ -20,8 +20,10 @@ from bnn_nas.search.trials import TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
+from bnn_nas.train.distill import teacher_for
 from bnn_nas.train.run import data_settings
-from bnn_nas.train.trainer import GLOBAL_RNG_LOCK, fit, seed_everything
+from bnn_nas.train.seeding import GLOBAL_RNG_LOCK, seed_everything
+from bnn_nas.train.trainer import fit
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class Evaluator:
         """Train and score ``genotype``; ``should_stop`` is asked after every epoch and
         ends the trial early with :class:`TrialCancelledError` (a search being stopped)."""
         seed = trial_seed(self.seed, genotype)
+        # train.distill (off by default): the teacher, frozen, on this trial's device
+        teacher = teacher_for(self.settings, self.data.train, self.device)
         with GLOBAL_RNG_LOCK:
             seed_everything(seed)
             model = self.build(genotype)
@@ -139,6 +143,7 @@ class Evaluator:
             eval_set=self.data.valid,
             eval_every=0,
             on_epoch=None if should_stop is None else partial(_stop_if, should_stop),
+            teacher=teacher,
         )
         last = history[-1]
         assert last.eval_acc is not None and last.eval_loss is not None

@@ -1,12 +1,14 @@
 """Knowledge distillation: a trained teacher's soft targets for the student's step.
 
-The loss follows Hinton et al. (2015, "Distilling the Knowledge in a Neural Network"):
-``KL(softmax(t / T) || softmax(s / T)) * T^2`` (the T^2 keeps gradient sizes comparable
-across temperatures), alone (``kl``: ReActNet's distributional loss, Liu et al. 2020, at
-T = 1) or mixed with the labels' cross-entropy (``ce_kl``). The teacher is a network
-trained by `bnn-nas train` (typically a float twin: ``--family float``), rebuilt from its
-run directory's config and loaded with the checkpoint loader; it runs in eval mode, in
-bf16 on CUDA, inside the student's (graphed) step on the same augmented batch.
+The loss (distill_loss.py, re-exported here) follows Hinton et al. (2015, "Distilling the
+Knowledge in a Neural Network"): ``KL(softmax(t / T) || softmax(s / T)) * T^2`` (the T^2
+keeps gradient sizes comparable across temperatures), alone (``kl``: ReActNet's
+distributional loss, Liu et al. 2020, at T = 1) or mixed with the labels' cross-entropy
+(``ce_kl``). The teacher is a network trained by `bnn-nas train` (typically a float
+twin: ``--family float``), rebuilt from its run directory's config and loaded with the
+checkpoint loader; it runs in eval mode, in bf16 on CUDA, inside the student's (graphed)
+step on the same augmented batch. The caller of the training loop loads it
+(:func:`teacher_for`) and passes it in: the loop does not read run directories.
 """
 
 from __future__ import annotations
@@ -16,44 +18,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnn_nas.config import DistillConfig
+from bnn_nas.config import DistillConfig, TrainConfig
+from bnn_nas.data.arrays import ImageSet
 from bnn_nas.errors import ConfigError
+from bnn_nas.space.genotype import load_genotype
 from bnn_nas.train.checkpoint import load_checkpoint
+from bnn_nas.train.distill_loss import DistillLoss, kd_term
+from bnn_nas.train.final_network import build_final_network, saved_run_config
+from bnn_nas.train.seeding import GLOBAL_RNG_LOCK
 
-
-def kd_term(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
-    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
-    log_s = F.log_softmax(student / temperature, dim=1)
-    log_t = F.log_softmax(teacher / temperature, dim=1)
-    kl = F.kl_div(log_s, log_t, reduction="batchmean", log_target=True)
-    return kl * temperature**2
-
-
-class DistillLoss(nn.Module):
-    """``kl``: weight * KD; ``ce_kl``: (1 - weight) * CE(labels) + weight * KD.
-
-    Called as ``loss(student_logits, labels, teacher_logits)``; the teacher's logits are
-    taken as constants (no gradient reaches the teacher).
-    """
-
-    def __init__(self, settings: DistillConfig, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.kind, self.temperature, self.weight = (
-            settings.loss, settings.temperature, settings.weight
-        )  # fmt: skip
-        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-
-    def forward(self, student: Tensor, labels: Tensor, teacher: Tensor) -> Tensor:
-        kd = kd_term(student, teacher.detach(), self.temperature)
-        if self.kind == "kl":
-            return self.weight * kd
-        return (1.0 - self.weight) * self.cross_entropy(student, labels) + self.weight * kd
-
-    def extra_repr(self) -> str:
-        return f"{self.kind}, T={self.temperature:g}, weight={self.weight:g}"
+__all__ = ["DistillLoss", "kd_term", "load_teacher", "teacher_for"]
 
 
 def _teacher_files(spec: str) -> tuple[Path, Path]:
@@ -87,9 +63,6 @@ def load_teacher(
     """The teacher of ``settings``, frozen, in eval mode on ``device`` (bf16 weights on
     CUDA when ``bf16``); refused in one line when its classes or image size differ from
     the student's data (``image_shape``: H, W, C)."""
-    from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.train.run import build_final_network, saved_run_config
-
     run_dir, checkpoint = _teacher_files(settings.teacher)
     config = saved_run_config(run_dir)
     assert config is not None  # _teacher_files checked the file
@@ -130,6 +103,21 @@ def load_teacher(
         if bf16:
             teacher.to(torch.bfloat16)
     return teacher
+
+
+def teacher_for(
+    settings: TrainConfig, train_set: ImageSet, device: torch.device
+) -> nn.Module | None:
+    """The teacher a training with ``settings`` distils from (None without
+    ``settings.distill``), fitted to ``train_set``: what a caller of
+    :func:`bnn_nas.train.fit` passes as its ``teacher`` (a search trial does)."""
+    if settings.distill is None:
+        return None
+    with GLOBAL_RNG_LOCK:  # rebuilding the teacher seeds the global RNGs
+        return load_teacher(
+            settings.distill, num_classes=len(train_set.classes),
+            image_shape=train_set.image_shape, device=device, bf16=settings.bf16,
+        )  # fmt: skip
 
 
 def _classes_of(state: dict[str, Tensor]) -> int | None:

@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, check_batch_fits, config_from_dict, config_to_dict
+from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
-from bnn_nas.io import dump_yaml, load_yaml, read_text_file, write_csv_atomic, write_text_atomic
+from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, release_run_dir
 from bnn_nas.space.genotype import Genotype, load_genotype
-from bnn_nas.space.network import build_model
-from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train.distill import load_teacher
+from bnn_nas.train.final_network import build_final_network, saved_run_config
 from bnn_nas.train.stages import ending_network, fit_stages
-from bnn_nas.train.trainer import EpochMetrics, resolve_device, seed_everything
+from bnn_nas.train.trainer import EpochMetrics, resolve_device
 
 # a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
 # off; a distillation teacher
@@ -86,30 +85,6 @@ def changed_settings(before: Config, now: Config) -> list[str]:
     """Dotted keys of the settings that make two runs different runs (paths, device,
     checkpoint interval, speed and search-only settings do not)."""
     return _changed_keys(config_to_dict(before), config_to_dict(now))
-
-
-def saved_run_config(run_dir: Path) -> Config | None:
-    """RUN/config.yaml parsed (settings added to bnn-nas since take their defaults), or
-    None when the run has none."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        saved = load_yaml(read_text_file(path, "config")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: {' '.join(str(err).split())}") from err
-    return config_from_dict(saved, str(path))
-
-
-def build_final_network(
-    config: Config, genotype: Genotype | None, num_classes: int, image_size: int | None = None
-) -> nn.Module:
-    """The network `bnn-nas train` trains: the genotype at the config's final size, or the
-    config's baseline; its initial weights come from the config's seed. ``image_size``
-    picks a baseline's layout (CIFAR or ImageNet) and is checked against a cell stem."""
-    space = load_search_space(config.search_space)
-    seed_everything(config.seed)  # the initial weights are part of the run's identity
-    return build_model(config.model, space, num_classes, genotype, image_size=image_size)
 
 
 def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | None) -> None:
@@ -189,8 +164,6 @@ def _train_locked(
     dataset = load_dataset(data_settings(config))
     teacher = None
     if config.final.distill is not None:  # before the student: its errors come first
-        from bnn_nas.train.distill import load_teacher
-
         teacher = load_teacher(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,

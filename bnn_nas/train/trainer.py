@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import gc
 import math
-import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +31,9 @@ from bnn_nas.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from bnn_nas.train.distill_loss import DistillLoss
 from bnn_nas.train.optim import CosineSchedule, build_optimizer
+from bnn_nas.train.seeding import seed_everything
 from bnn_nas.train.step import bf16_autocast, graph_capturable, make_step
 
 
@@ -82,19 +81,6 @@ def resolve_device(spec: str) -> torch.device:
                 f"cuda:0 to cuda:{count - 1}"
             )
     return device
-
-
-# Seeding and weight initialisation use the process-wide RNGs. Trials trained in threads
-# (the streams executor) hold this lock from seeding to the end of model construction,
-# so one trial's seeding cannot interleave with another's initialisation.
-GLOBAL_RNG_LOCK = threading.RLock()
-
-
-def seed_everything(seed: int) -> None:
-    with GLOBAL_RNG_LOCK:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
 
 
 def _loader(
@@ -170,20 +156,17 @@ def fit(
     is continued from.
 
     Distillation (``settings.distill``): ``teacher`` is the frozen network whose logits
-    the loss takes (loaded from ``settings.distill.teacher`` when not given). Staged
+    the loss takes; the caller loads it (:func:`bnn_nas.train.distill.teacher_for`). Staged
     training (one call per stage): ``stage`` is written into the checkpoint and the
     metrics, ``epoch_offset`` numbers this stage's epochs (and its batches' seeds) after
     the stages before, whose metrics ``history`` holds; a resumed checkpoint must be of
     this stage and brings its own history.
     """
     if settings.distill is not None and teacher is None:
-        from bnn_nas.train.distill import load_teacher
-
-        with GLOBAL_RNG_LOCK:  # rebuilding the teacher seeds the global RNGs
-            teacher = load_teacher(
-                settings.distill, num_classes=len(train_set.classes),
-                image_shape=train_set.image_shape, device=device, bf16=settings.bf16,
-            )  # fmt: skip
+        raise ConfigError(
+            "settings.distill is set but no teacher was given; load it with "
+            "bnn_nas.train.distill.teacher_for(settings, train_set, device)"
+        )
     seed_everything(seed)
     cuda = device.type == "cuda"
     channels_last = settings.channels_last and cuda
@@ -228,8 +211,6 @@ def fit(
     forward = torch.compile(model) if settings.compile else model
     criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     if teacher is not None:
-        from bnn_nas.train.distill import DistillLoss
-
         if settings.distill is None:
             raise ConfigError("a teacher was given but settings.distill is not set")
         criterion = DistillLoss(settings.distill, settings.label_smoothing)
