@@ -47,6 +47,18 @@ class LayerCost:
     binary_params: int
     float_params: int
 
+    @property
+    def ops(self) -> float:
+        return self.bops * OPS_PER_BOP + self.flops
+
+    @property
+    def params(self) -> int:
+        return self.binary_params + self.float_params
+
+    @property
+    def bytes(self) -> float:
+        return self.binary_params / 8 + 4 * self.float_params
+
 
 @dataclass(frozen=True)
 class ModelCost:
@@ -89,8 +101,12 @@ class ModelCost:
         }
 
     def table(self) -> str:
-        """A per-layer text table and a totals line, for logs and the CLI."""
-        header = ("layer", "kind", "output", "BOPs", "FLOPs", "bin params", "float params")
+        """A per-layer text table and a totals line, for logs and the CLI.
+
+        Per layer: BOPs, FLOPs, OPs, params (binary + float) and deployed bytes; the
+        totals line splits the params into binary and float.
+        """
+        header = ("layer", "kind", "output", "BOPs", "FLOPs", "OPs", "params", "bytes")
         rows = [
             (
                 layer.name or "(model)",
@@ -98,8 +114,9 @@ class ModelCost:
                 "x".join(map(str, layer.output_shape)) or "-",
                 _eng(layer.bops),
                 _eng(layer.flops),
-                _eng(layer.binary_params),
-                _eng(layer.float_params),
+                _eng(layer.ops),
+                _eng(layer.params),
+                _size(layer.bytes),
             )
             for layer in self.layers
         ]

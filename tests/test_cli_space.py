@@ -80,3 +80,76 @@ def test_show_checks_against_the_config_search_space(tmp_path):
     proc = run_cli("show", SMALL, "--config", str(config))
     assert proc.returncode == 2
     assert "unknown op 'xnor_conv_3x3'" in proc.stderr
+
+
+def invoke(*args: str) -> list[str]:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def total_ops(lines: list[str]) -> str:
+    return lines[-1].split("OPs ")[3].split()[0]  # "total: BOPs x  FLOPs y  OPs z ..."
+
+
+def test_profile_names_its_layout_without_and_with_a_config(tmp_path):
+    lines = invoke("profile", SMALL)
+    assert lines[0].startswith("layout: 8 cells x 16 channels (reductions at 2, 5), 32 px, ")
+    assert "the defaults: search space bnn_darts; --config or --run-dir" in lines[0]
+    header = lines[1].split()
+    assert header[3:] == ["BOPs", "FLOPs", "OPs", "params", "bytes"]
+
+    config = tmp_path / "c.yaml"
+    config.write_text("search_space: tiny\nmodel: {cells: 5, channels: 12}\n")
+    final = invoke("profile", SMALL, "--config", str(config))
+    assert final[0].startswith("layout: 5 cells x 12 channels (reductions at 1, 3)")
+    assert f"({config}, as `bnn-nas train` builds it; the search's trials: 3 x 8, " in final[0]
+    search = invoke("profile", SMALL, "--config", str(config), "--layout", "search")
+    assert search[0].startswith("layout: 3 cells x 8 channels")
+    assert f"({config}, as the search's trials build it)" in search[0]
+    # the search's OPs are those of the network its trials train
+    from bnn_nas.cost import _eng, count_cost
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.space.network import CellNetwork
+    from bnn_nas.space.search_space import load_search_space
+
+    trial_net = CellNetwork(parse_genotype(SMALL), load_search_space("tiny"), 10)
+    assert total_ops(search) == _eng(count_cost(trial_net).ops)
+    assert total_ops(search) != total_ops(final) != total_ops(invoke("profile", SMALL))
+    sized = invoke("profile", SMALL, "--config", str(config), "--channels", "4")
+    assert sized[0].startswith("layout: 5 cells x 4 channels") and "--cells/--channels" in sized[0]
+
+
+def test_profile_and_show_read_a_run_directory(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("search_space: tiny\n")
+    (run / "genotype.yaml").write_text(f'genotype: "{SMALL}"\n')
+    lines = invoke("profile", "--run-dir", str(run))
+    assert lines[0].startswith("layout: 3 cells x 8 channels") and str(run) in lines[0]
+    shown = invoke("show", "--run-dir", str(run))
+    assert shown[0] == SMALL
+    assert shown[4].startswith("layout: 3 cells x 8 channels")
+    assert shown[5].startswith("cost: BOPs") and total_ops(lines) in shown[5]
+    baseline = tmp_path / "r20"
+    baseline.mkdir()
+    (baseline / "config.yaml").write_text("model: {type: resnet20, family: bireal}\n")
+    lines = invoke("profile", "--run-dir", str(baseline))
+    assert lines[0].startswith("network: resnet20 (bireal), 32 px, 10 classes (model of ")
+    assert lines[-1] == invoke("profile", "--model", "resnet20", "--family", "bireal")[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["profile", SMALL, "--run-dir", "."], "--run-dir . has no config.yaml"),
+        (["show", SMALL, "--run-dir", "nowhere"], "--run-dir nowhere is not a directory"),
+        (["profile", SMALL, "--run-dir", ".", "--config", "c.yaml"], "not both"),
+        (["show", "--run-dir", "."], "has no config.yaml"),
+    ],
+)
+def test_layout_source_errors_are_one_line(args, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert expected in result.output and len(result.output.strip().splitlines()) == 1

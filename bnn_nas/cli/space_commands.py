@@ -34,32 +34,128 @@ def primitives_command(pattern: str, plugins: tuple[str, ...]) -> None:
         click.echo("  ".join([*cells, row[4]]).rstrip())
 
 
+def run_dir_option(func):
+    return click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="A search or training run directory: its config.yaml gives the layout (and its "
+        "genotype.yaml the genotype when GENOTYPE is left out).",
+    )(func)
+
+
+def layout_config(config_path: str | None, run_dir: str | None, plugins: tuple[str, ...]):
+    """(config, where it came from or None): from --config, RUN_DIR/config.yaml or defaults."""
+    from pathlib import Path
+
+    if config_path and run_dir:
+        fail("give --config or --run-dir, not both")
+    if run_dir:
+        if not Path(run_dir).is_dir():
+            fail(f"--run-dir {run_dir} is not a directory")
+        config_path = str(Path(run_dir) / "config.yaml")
+        if not Path(config_path).is_file():
+            fail(f"--run-dir {run_dir} has no config.yaml; give a search or training run directory")
+    return load_run_config(config_path, plugins), config_path
+
+
+def genotype_argument(genotype: str | None, run_dir: str | None) -> str | None:
+    """GENOTYPE, or the run directory's genotype.yaml when GENOTYPE is left out."""
+    from pathlib import Path
+
+    if genotype is None and run_dir and (Path(run_dir) / "genotype.yaml").is_file():
+        return str(Path(run_dir) / "genotype.yaml")
+    return genotype
+
+
+def cell_network(config, source: str | None, genotype, search_layout: bool, sizes, classes,
+                 image_size):  # fmt: skip
+    """The genotype's network as `bnn-nas train` (or, ``search_layout``, the search's
+    trials) builds it from ``config``, sized by --cells/--channels, and one line naming
+    that layout and where it came from."""
+    from bnn_nas.config import ModelConfig
+    from bnn_nas.space.network import build_model, model_layout
+    from bnn_nas.space.search_space import load_search_space
+
+    space = load_search_space(config.search_space)
+    cells, channels = sizes
+    search = ModelConfig(cells=cells, channels=channels)
+    final = ModelConfig(
+        cells=cells or config.model.cells, channels=channels or config.model.channels
+    )
+    model = search if search_layout else final
+    net = build_model(model, space, classes, genotype, image_size=image_size)
+
+    def shape(layout) -> str:
+        reductions = ", ".join(map(str, layout.reductions)) or "none"
+        return f"{layout.cells} cells x {layout.channels} channels (reductions at {reductions})"
+
+    layout = model_layout(model, space)
+    flags = " with --cells/--channels" if cells or channels else ""
+    if source is None:
+        where = (
+            f"the defaults: search space {space.name}{flags}; --config or --run-dir takes a "
+            "run's layout"
+        )
+    elif search_layout:
+        where = f"{source}{flags}, as the search's trials build it"
+    else:
+        where = f"{source}{flags}, as `bnn-nas train` builds it"
+        other = model_layout(search, space)
+        if other != layout:
+            where += f"; the search's trials: {other.cells} x {other.channels}, --layout search"
+    return net, f"layout: {shape(layout)}, {image_size} px, {classes} classes ({where})"
+
+
 @click.command("show")
-@click.argument("genotype")
+@click.argument("genotype", required=False)
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False), help="Write a drawing: .png, .svg or .dot."
 )
 @config_option
+@run_dir_option
 @plugin_option
 @user_errors
 def show_command(
-    genotype: str, output: str | None, config_path: str | None, plugins: tuple[str, ...]
+    genotype: str | None,
+    output: str | None,
+    config_path: str | None,
+    run_dir: str | None,
+    plugins: tuple[str, ...],
 ) -> None:
-    """Print and draw GENOTYPE (DARTS text, or a .yaml/.json/.txt file holding one)."""
+    """Print and draw GENOTYPE (DARTS text, or a .yaml/.json/.txt file holding one), and its
+    network's cost in the layout of --config or --run-dir (else the defaults).
+
+    With --config the genotype is checked against the config's search space.
+    """
     from pathlib import Path
 
+    from bnn_nas.cost import count_cost
+    from bnn_nas.errors import BnnNasError
     from bnn_nas.space.drawing import render
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.search_space import load_search_space
 
-    config = load_run_config(config_path, plugins)
+    explicit_config = config_path
+    config, source = layout_config(config_path, run_dir, plugins)
+    genotype = genotype_argument(genotype, run_dir)
+    if genotype is None:
+        fail("give a GENOTYPE (text or file), or a --run-dir holding genotype.yaml")
     g = load_genotype(genotype)
-    if config_path:
+    if explicit_config:
         load_search_space(config.search_space).validate(g)
     click.echo(str(g))
     click.echo(f"hash: {g.hash}")
     click.echo(f"steps: normal {g.normal_steps}, reduce {g.reduce_steps}")
     click.echo(f"ops: {', '.join(sorted(g.ops()))}")
+    try:
+        net, layout = cell_network(config, source, g, False, (None, None), 10, 32)
+        cost = count_cost(net, (1, 3, 32, 32))
+    except BnnNasError as err:
+        click.echo(f"cost: not counted ({str(err).splitlines()[0]})")
+    else:
+        click.echo(layout)
+        click.echo(cost.table().splitlines()[-1].replace("total: ", "cost: ", 1))
     if output:
         drawing = render(g, Path(output))
         if drawing.note:
@@ -85,7 +181,17 @@ def show_command(
 @click.option("--classes", type=int, default=10, show_default=True)
 @click.option("--cells", type=int, default=None, help="Cells of a genotype's network.")
 @click.option("--channels", type=int, default=None, help="Initial channels of its cells.")
+@click.option(
+    "--layout",
+    "layout_kind",
+    type=click.Choice(["final", "search"]),
+    default="final",
+    show_default=True,
+    help="With --config/--run-dir: the network `bnn-nas train` builds (model.cells/channels) "
+    "or the one the search's trials train (the search space's network).",
+)
 @config_option
+@run_dir_option
 @plugin_option
 @user_errors
 def profile_command(
@@ -96,31 +202,45 @@ def profile_command(
     classes: int,
     cells: int | None,
     channels: int | None,
+    layout_kind: str,
     config_path: str | None,
+    run_dir: str | None,
     plugins: tuple[str, ...],
 ) -> None:
-    """Per-layer cost table of GENOTYPE (or --model) and totals: BOPs, FLOPs, OPs, params, bytes."""
-    from bnn_nas.config import ModelConfig
+    """Per-layer cost table of GENOTYPE (or --model) and totals: BOPs, FLOPs, OPs, params, bytes.
+
+    The first line names the layout: from --config or --run-dir (a search or training run
+    directory; its genotype.yaml when GENOTYPE is left out, or its baseline model), else
+    the defaults.
+    """
     from bnn_nas.cost import count_cost
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.space.network import build_baseline, build_model
-    from bnn_nas.space.search_space import load_search_space
+    from bnn_nas.space.network import build_baseline
 
-    config = load_run_config(config_path, plugins)
-    if (genotype is None) == (model is None):
+    config, source = layout_config(config_path, run_dir, plugins)
+    if model is None:
+        genotype = genotype_argument(genotype, run_dir)
+    baseline = model
+    if genotype is None and model is None and source and config.model.type != "cells":
+        baseline, family = config.model.type, config.model.family
+    if (genotype is None) == (baseline is None):
         fail("give either a GENOTYPE (text or file) or --model NAME")
     sizes = (("--cells", cells), ("--channels", channels), ("--image-size", image_size))
     for label, value in sizes:
         if value is not None and value < 1:
             fail(f"{label} must be a positive integer, not {value}")
-    if model is not None:
+    if baseline is not None:
         if cells is not None or channels is not None:
             fail("--cells/--channels size a GENOTYPE's network, not a --model baseline")
         net = build_baseline(
-            model, family, classes, image_size=image_size, **config.model.options
+            baseline, family, classes, image_size=image_size, **config.model.options
         )
+        where = f" (model of {source})" if model is None else ""
+        click.echo(f"network: {baseline} ({family}), {image_size} px, {classes} classes{where}")
     else:
-        space = load_search_space(config.search_space)
-        size = ModelConfig(cells=cells, channels=channels)
-        net = build_model(size, space, classes, load_genotype(genotype), image_size=image_size)
+        net, layout = cell_network(
+            config, source, load_genotype(genotype), layout_kind == "search",
+            (cells, channels), classes, image_size,
+        )  # fmt: skip
+        click.echo(layout)
     click.echo(count_cost(net, (1, 3, image_size, image_size)).table())

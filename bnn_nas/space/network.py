@@ -35,6 +35,7 @@ __all__ = [
     "build_baseline",
     "build_model",
     "check_image_size",
+    "model_layout",
     "preprocess",
 ]
 
@@ -174,6 +175,17 @@ def check_image_size(layout: NetworkLayout, image_size: int | None) -> None:
         )
 
 
+def model_layout(model: ModelConfig, space: SearchSpace) -> NetworkLayout:
+    """The layout a genotype's network gets: the space's, sized by ``model.cells`` /
+    ``model.channels`` when set (a new depth puts the reductions at 1/3 and 2/3)."""
+    return replace(
+        space.network,
+        cells=model.cells or space.network.cells,
+        channels=model.channels or space.network.channels,
+        reduction_cells=None if model.cells else space.network.reduction_cells,
+    )
+
+
 def build_model(
     model: ModelConfig,
     space: SearchSpace,
@@ -187,12 +199,7 @@ def build_model(
     ImageNet) and is checked against a cell network's stem.
     """
     if genotype is not None:
-        layout = replace(
-            space.network,
-            cells=model.cells or space.network.cells,
-            channels=model.channels or space.network.channels,
-            reduction_cells=None if model.cells else space.network.reduction_cells,
-        )
+        layout = model_layout(model, space)
         check_image_size(layout, image_size)
         return CellNetwork(genotype, replace(space, network=layout), num_classes)
     if model.type == "cells":
