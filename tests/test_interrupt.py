@@ -18,6 +18,13 @@ from tests.test_search_cli import cli, store_rows, write
 BNN_NAS = [sys.executable, "-m", "bnn_nas.cli"]
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default. A shell starts background jobs with
+    SIGINT ignored, and Python then never raises KeyboardInterrupt: a test suite run in
+    the background (`pytest ... &`) would otherwise see the signal do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def hint_words(stderr: str, marker: str) -> list[str]:
     # The progress bar also writes to stderr; the message is one line, the last.
     lines = [line for line in stderr.splitlines() if line.startswith("bnn-nas:")]
@@ -40,6 +47,7 @@ def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
     proc = subprocess.Popen(
         [*BNN_NAS, "search", "--config", str(config), "--run-dir", str(run), *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stdout is not None
     try:
