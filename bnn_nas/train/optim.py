@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from bnn_nas.binary import BinaryConv2d, BinaryLinear
+from bnn_nas.binary import BinaryConv2d, BinaryLinear, RPReLU
+from bnn_nas.binary.quantizers import Binarizer
 from bnn_nas.config import TrainConfig
 from bnn_nas.train.cycled_adam import CycledAdam
 from bnn_nas.train.tensor_sgd import TensorLrSGD
@@ -27,17 +28,22 @@ def parameter_groups(
     (``decay_binary_and_bn``: ``weight_decay`` on all). ``binary_weight_decay`` and
     ``bn_weight_decay`` set those two groups' decay explicitly. Groups with equal decay are
     merged, each keeping the model's parameter order.
+
+    The BN group holds every per-channel affine or shift, as ReActNet treats them: the
+    parameters of normalisation layers, of learnable binarizers (RSign's thresholds), of
+    RPReLU (shifts and slopes) and PReLU (slopes), and every module's ``bias``. Decided by
+    module type and parameter role, never by the parameter's dotted name.
     """
     binary: set[int] = set()
     bn: set[int] = set()
     for module in model.modules():
         if isinstance(module, BinaryConv2d | BinaryLinear) and module.is_binary:
             binary.add(id(module.weight))
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, _NOT_WEIGHTS):
             bn.update(id(p) for p in module.parameters(recurse=False))
-    for name, p in model.named_parameters():
-        if name.endswith("bias") and id(p) not in binary:
-            bn.add(id(p))
+        for role, p in module.named_parameters(recurse=False):
+            if role == "bias":
+                bn.add(id(p))
     bn -= binary
     held = 0.0 if not decay_binary_and_bn else weight_decay
     decay_of = {
@@ -60,6 +66,17 @@ def parameter_groups(
         kinds = {k for k, v in decay_of.items() if v == decay}
         groups.append({"params": [p for p in params if kind(p) in kinds], "weight_decay": decay})
     return groups
+
+
+# modules whose own parameters are per-channel affines, shifts, thresholds or slopes
+_NOT_WEIGHTS = (
+    nn.modules.batchnorm._NormBase,  # batch and instance norm
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.PReLU,
+    RPReLU,
+    Binarizer,  # learnable binarizers: RSign's thresholds
+)
 
 
 def build_optimizer(
