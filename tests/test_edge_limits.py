@@ -14,7 +14,12 @@ from bnn_nas.errors import ConfigError, GenotypeError
 from bnn_nas.primitives import get_primitive, register_primitive
 from bnn_nas.space.edge_limits import CellLimits
 from bnn_nas.space.genotype import KINDS, Genotype
-from bnn_nas.space.search_space import load_search_space, search_space_from_dict
+from bnn_nas.space.search_space import (
+    OpChoice,
+    SearchSpace,
+    load_search_space,
+    search_space_from_dict,
+)
 
 # Sampled before the limits existed (commit b1599cf): three draws of random.Random(0), and
 # one mutation (random.Random(2)) of the draw of random.Random(1). Unset limits keep them.
@@ -35,6 +40,16 @@ POOL = [
 def precision_counts(edges) -> tuple[int, int]:
     precisions = [get_primitive(op).precision for op, _ in edges]
     return precisions.count("free"), precisions.count("binary")
+
+
+def within(edges, max_free, min_binary) -> bool:
+    """The limits' meaning, written out independently of bnn_nas.space.edge_limits."""
+    free, binary = precision_counts(edges)
+    return (max_free is None or free <= max_free) and (min_binary is None or binary >= min_binary)
+
+
+def per_kind(value, kind):
+    return value.get(kind) if isinstance(value, dict) else value
 
 
 def space_dict(ops, steps=2, distinct=True, **limits) -> dict:
@@ -83,6 +98,10 @@ def test_every_sampled_and_mutated_genotype_obeys_the_limits(
     ops, steps, distinct, max_free, min_binary, seed
 ):
     data = space_dict(ops, steps, distinct, max_free_edges=max_free, min_binary_edges=min_binary)
+
+    def allowed(edges, kind) -> bool:
+        return within(edges, per_kind(max_free, kind), per_kind(min_binary, kind))
+
     try:
         space = search_space_from_dict(data, "t")
     except ConfigError as err:
@@ -91,20 +110,14 @@ def test_every_sampled_and_mutated_genotype_obeys_the_limits(
         unlimited = search_space_from_dict(space_dict(ops, steps, distinct), "t")
         if unlimited.size() <= 10**5:
             kind = "normal" if "no normal cell" in str(err) else "reduce"
-            wanted = CellLimits(
-                max_free=max_free.get(kind) if isinstance(max_free, dict) else max_free,
-                min_binary=min_binary.get(kind) if isinstance(min_binary, dict) else min_binary,
-            )
-            assert not any(
-                wanted.allows(precision_counts(cell)) for cell in all_cells(unlimited, kind)
-            )
+            assert not any(allowed(cell, kind) for cell in all_cells(unlimited, kind))
         return
     rng = random.Random(seed)
     genotype = space.random_sample(rng)
     for _ in range(4):
         space.validate(genotype)
         for kind in KINDS:
-            assert space.limits(kind).allows(precision_counts(genotype.cell(kind)[0]))
+            assert allowed(genotype.cell(kind)[0], kind)
         try:
             genotype = space.mutate(genotype, rng)
         except GenotypeError as err:
@@ -118,9 +131,8 @@ def test_limited_size_and_cells_equal_brute_force(distinct):
     space = search_space_from_dict(data, "t")
     unlimited = search_space_from_dict(space_dict(POOL[1:6], 2, distinct), "t")
     total = 1
-    for kind in KINDS:
-        cells = [c for c in all_cells(unlimited, kind) if space.limits(kind).allows(
-            precision_counts(c))]  # fmt: skip
+    for kind, floor in (("normal", None), ("reduce", 3)):
+        cells = [c for c in all_cells(unlimited, kind) if within(c, 1, floor)]
         assert space._limited_cell(kind).size == len(cells) > 0
         total *= len(cells)
     assert space.size() == total < unlimited.size()
@@ -180,6 +192,10 @@ def test_impossible_and_malformed_limits_fail_at_load():
         search_space_from_dict(space_dict(POOL, max_free_edges={"normall": 1}), "t")
     space = search_space_from_dict(space_dict(POOL, max_free_edges=0, min_binary_edges=4), "t")
     assert space.normal_limits == space.reduce_limits == CellLimits(0, 4)
+    built = SearchSpace("b", (OpChoice("none"),), (OpChoice("none"),), steps=1,
+                        normal_limits=CellLimits(min_binary=1))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^search space b: no normal cell meets"):
+        built.random_sample(random.Random(0))
 
 
 def test_limits_read_the_declared_precision_not_the_name(clean_registry):

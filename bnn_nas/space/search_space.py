@@ -281,7 +281,10 @@ class SearchSpace:
                 for step in range(self.steps):
                     edges.extend(rng.choice(self._step_choices(kind, step)))
             else:
-                edges = self._limited_cell(kind).sample(rng)
+                cell = self._limited_cell(kind)
+                if not cell.size:  # a space built in code, not loaded: say why
+                    self.check_limits()
+                edges = cell.sample(rng)
             cells[kind] = tuple(edges)
         concat = self._concat()
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
