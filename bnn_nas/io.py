@@ -115,3 +115,21 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader subclass
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise yaml.YAMLError(f"a value cannot be read ({str(err)[:60]})") from None
+
+
+def check_output_path(path: Path | str, option: str = "-o") -> Path:
+    """``path`` can be written (its folder exists or can be made, and it is not a folder),
+    or a one-line error now, before any work whose result it would hold."""
+    from bnn_nas.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; name a file")
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {path}: {parent} is a file, not a folder; choose another path")
+    return path

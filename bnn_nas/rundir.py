@@ -9,7 +9,8 @@
   whatever killed it, so a killed run never stays locked.
 - A new run directory is made in a hidden sibling (``.NAME.XXXX.new``) and renamed into
   place once its first files are written: a kill at any moment leaves no directory or a
-  complete one. Siblings left by a kill are removed at the next start.
+  complete one. Siblings left by a kill are removed at the next start, and so are the
+  temporary files of writes a kill cut off inside it.
 - Plugins named by a config inside a run directory are code someone else may have
   written: they are imported only when the user passes them (``--plugin``) or says
   ``--trust-run-plugins``.
@@ -135,6 +136,26 @@ def lock_run_dir(run_dir: Path) -> None:
     except OSError:
         pass  # the lock is what counts; the pid is for the message
     _HELD[key] = fd
+
+
+def remove_stale_parts(run_dir: Path, older_than: float = 60.0) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.part``) that writes cut off by a kill left in
+    ``run_dir``; called with the lock held. Ones younger than ``older_than`` seconds are
+    kept: a `derive` or `plot` may be writing beside the run right now."""
+    removed = []
+    now = time.time()
+    try:
+        candidates = list(Path(run_dir).glob(".*.part"))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if now - path.lstat().st_mtime >= older_than and not path.is_dir():
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def release_run_dir(run_dir: Path) -> None:

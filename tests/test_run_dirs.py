@@ -4,6 +4,7 @@ read-only by the commands that only read."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from bnn_nas.rundir import (
     creating,
     lock_run_dir,
     release_run_dir,
+    remove_stale_parts,
     remove_stale_staging,
     run_kind,
 )
@@ -180,3 +182,13 @@ def test_a_foreign_sqlite_file_is_refused_read_write_too(tmp_path):
     db = sqlite3.connect(path)
     assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["notes"]
     db.close()
+
+
+def test_temporary_files_of_cut_off_writes_are_removed(tmp_path):
+    old = tmp_path / ".checkpoint.pt.abc123.part"
+    old.write_bytes(b"half a checkpoint")
+    os.utime(old, (1, 1))
+    fresh = tmp_path / ".genotype.yaml.def456.part"  # a derive writing right now
+    fresh.write_text("x")
+    assert remove_stale_parts(tmp_path) == [old]
+    assert not old.exists() and fresh.exists()

@@ -207,3 +207,21 @@ def test_a_cache_others_can_write_is_not_used(tmp_path, compiler, capsys):
     library = native.build_library(shared, flag_sets=(("-O0",),))
     assert library.path.parent != shared and not list(shared.iterdir())
     assert "writable by group or others" in capsys.readouterr().err
+
+
+def test_a_tampered_image_folder_cache_is_rebuilt(tmp_path):
+    import numpy as np
+
+    from bnn_nas.data.image_folder import load_image_folder
+    from tests.fixtures import make_image_folder
+
+    root = make_image_folder(tmp_path / "images", train_per_class=2, test_per_class=1)
+    first = load_image_folder(root, cache_dir=tmp_path / "cache", workers=1)
+    (cache,) = (tmp_path / "cache").glob("*.npz")
+    with np.load(cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["train_labels"] = np.zeros_like(arrays["train_labels"])  # relabelled by someone
+    np.savez(cache, **arrays)
+    with pytest.warns(UserWarning, match="checksum"):
+        again = load_image_folder(root, cache_dir=tmp_path / "cache", workers=1)
+    assert (again.train.labels == first.train.labels).all() and again.train.labels.any()

@@ -61,6 +61,10 @@ class _Main(click.Group):
             sys.exit(130)
         except SystemExit:
             raise
+        except OSError as err:  # the machine's doing (full disk, permissions), not a bug
+            where = f" ({str(err.filename)[:_SHOWN]})" if err.filename else ""
+            _say(f"`{name}` could not go on: {err.strerror or type(err).__name__}{where}")
+            sys.exit(USER_ERROR_EXIT)
         except Exception as err:
             if debug:
                 raise

@@ -51,6 +51,10 @@ def export_command(
 
     from bnn_nas.export.exporter import export_run
 
+    if output:
+        from bnn_nas.io import check_output_path
+
+        check_output_path(output)
     load_user_plugins(plugins)
     summary = export_run(
         Path(source), Path(output) if output else None, file_format=file_format, mean=mean,
@@ -111,14 +115,19 @@ def infer_command(
 
     if (images is None) == (dataset is None):
         raise DataError("give either --images DIR or --dataset NAME")
+    if output:
+        from bnn_nas.io import check_output_path
+
+        check_output_path(output)
     load_user_plugins(plugins)
     network = load_packed(Path(model), native=not portable, threads=threads)
-    click.echo(f"engine: {network.backend.describe()}", err=True)
     if images is not None:
         data = images_from_folder(Path(images), network.input.classes)
     else:
         assert dataset is not None
         data = images_from_dataset(dataset, data_root, split)
+    # said once the inputs are known good: an error is then the only line on stderr
+    click.echo(f"engine: {network.backend.describe()}", err=True)
     if limit is not None:
         labels = None if data.labels is None else data.labels[:limit]
         data = replace(data, images=data.images[:limit], labels=labels, names=data.names[:limit])

@@ -104,6 +104,10 @@ def derive_command(
     from bnn_nas.search.progress import describe
     from bnn_nas.space.drawing import render
 
+    if output:
+        from bnn_nas.io import check_output_path
+
+        check_output_path(output)
     records = open_results(Path(run_dir))
     chosen, ranking = choose(records, by, max_ops)
     title = "Pareto front (by OPs)" if by == "pareto" else "most accurate"

@@ -136,6 +136,10 @@ def show_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.search_space import load_search_space
 
+    if output:
+        from bnn_nas.io import check_output_path
+
+        check_output_path(output)
     explicit_config = config_path
     config, source = layout_config(config_path, run_dir, plugins)
     genotype = genotype_argument(genotype, run_dir)

@@ -217,12 +217,11 @@ def _cache_file(root: Path, cache_dir: Path | str | None, key: str) -> Path | No
         candidates = [Path(cache_dir).expanduser()]
     else:
         candidates = [root / CACHE_FOLDER, Path.home() / ".cache" / "bnn_nas"]
-    for folder in candidates:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(folder, os.W_OK | os.X_OK):
+    for folder in candidates:  # made only when the cache is written: a failed load leaves none
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
             return folder / f"{_root_tag(root)}-{key[:32]}.npz"
     warnings.warn(
         f"no writable cache folder among {', '.join(map(str, candidates))}; "
@@ -244,10 +243,13 @@ def _read_cache(path: Path, key: str) -> Dataset | None:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            classes = tuple(str(c) for c in z["classes"])
+            arrays = {name: z[name] for name in _ARRAYS}
+            if str(z["sha256"]) != _arrays_digest(key, arrays):
+                raise ValueError("its checksum does not match its contents")
+            classes = tuple(str(c) for c in arrays["classes"])
             return Dataset(
-                train=ImageSet(z["train_images"], z["train_labels"], classes),
-                test=ImageSet(z["test_images"], z["test_labels"], classes),
+                train=ImageSet(arrays["train_images"], arrays["train_labels"], classes),
+                test=ImageSet(arrays["test_images"], arrays["test_labels"], classes),
                 name="image_folder",
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as exc:
@@ -256,23 +258,39 @@ def _read_cache(path: Path, key: str) -> Dataset | None:
         return None
 
 
+_ARRAYS = ("classes", "train_images", "train_labels", "test_images", "test_labels")
+
+
+def _arrays_digest(key: str, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the cache's arrays (dtype, shape, bytes): a tampered or damaged cache
+    is rebuilt, never trusted."""
+    digest = hashlib.sha256(key.encode())
+    for name in _ARRAYS:
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}:".encode())
+        digest.update(a.tobytes() if a.dtype.kind == "U" else memoryview(a).cast("B"))
+    return digest.hexdigest()
+
+
 def _write_cache(path: Path, key: str, dataset: Dataset) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    arrays = {
+        "classes": np.array(dataset.classes),
+        "train_images": dataset.train.images,
+        "train_labels": dataset.train.labels,
+        "test_images": dataset.test.images,
+        "test_labels": dataset.test.labels,
+    }
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                key=np.array(key),
-                classes=np.array(dataset.classes),
-                train_images=dataset.train.images,
-                train_labels=dataset.train.labels,
-                test_images=dataset.test.images,
-                test_labels=dataset.test.labels,
-            )
+            np.savez(f, key=np.array(key), sha256=np.array(_arrays_digest(key, arrays)), **arrays)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         warnings.warn(f"could not write cache {path} ({exc}); continuing without it", stacklevel=3)
         return
     prefix = path.name.rsplit("-", 1)[0] + "-"

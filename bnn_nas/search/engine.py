@@ -21,7 +21,7 @@ from bnn_nas import __version__
 from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
-from bnn_nas.rundir import check_run_dir, creating, lock_run_dir
+from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
 from bnn_nas.search.executors import Executor, LocalExecutor, Outcome, OutcomeKind
@@ -187,18 +187,28 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     existed = check_run_dir(run_dir, "search", "search")
     if existed:  # held for this process's life: one search per run directory
         lock_run_dir(run_dir)
+        remove_stale_parts(run_dir)
     space = load_search_space(config.search_space)
     device = resolve_device(config.device)
+    if config.executor.devices:  # ones that do not exist fail now, before anything is made
+        from bnn_nas.search.processes import resolve_devices
+
+        resolve_devices(config.executor.devices)
     data = load_search_data(config)
     check_batch_fits(config.train, len(data.train), "train")
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
-        store = SQLiteStore(store_path)
-        stored = store.get_meta("config")
+        # checked read-only first: a refused resume leaves the store as it was
+        before = SQLiteStore(store_path, read_only=True)
+        try:
+            stored = before.get_meta("config")
+        finally:
+            before.close()
         if stored is None:
             raise ConfigError(f"{store_path} holds no search metadata; use another --run-dir")
         check_resumable(stored, current, run_dir)
+        store = SQLiteStore(store_path)
         store.set_meta("config", current)  # a changed budget or device is recorded
         # the settings in force now (a resumed search may change its budget, final
         # schedule, data path, ...): derive points `bnn-nas train --config` at this file

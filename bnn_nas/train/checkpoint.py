@@ -230,3 +230,27 @@ def restoring(path: Path) -> Iterator[None]:
             f"checkpoint {path} does not fit this run ({_first_line(err)}); resume it with "
             "the config that wrote it, or train without --resume in a new --run-dir"
         ) from None
+
+
+def check_weights_fit(expected: Mapping[str, Any], saved: Any, path: Path) -> None:
+    """The saved model weights have exactly the names and shapes of ``expected`` (a fresh
+    network's ``state_dict()``), or one line naming the first difference. Checked before a
+    resume writes anything."""
+    if not isinstance(saved, Mapping):
+        raise CheckpointError(f"checkpoint {path}: model is not a mapping of weights")
+    missing = [k for k in expected if k not in saved]
+    extra = [k for k in saved if k not in expected]
+    if missing or extra:
+        which = f"misses {missing[0]!r}" if missing else f"has the unknown {str(extra[0])[:60]!r}"
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this network: it {which} ({len(missing)} missing, "
+            f"{len(extra)} unknown); resume it with the config and network that wrote it"
+        )
+    for key, value in expected.items():
+        got = saved[key]
+        shape = tuple(getattr(got, "shape", ()))
+        if not isinstance(got, torch.Tensor) or shape != tuple(value.shape):
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this network: {key} has shape {shape}, the "
+                f"network {tuple(value.shape)}; resume it with the config that wrote it"
+            )

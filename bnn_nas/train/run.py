@@ -24,8 +24,15 @@ from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
-from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, release_run_dir
+from bnn_nas.rundir import (
+    check_run_dir,
+    creating,
+    lock_run_dir,
+    release_run_dir,
+    remove_stale_parts,
+)
 from bnn_nas.space.genotype import Genotype, load_genotype
+from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
 from bnn_nas.train.distill import load_teacher
 from bnn_nas.train.final_network import build_final_network, saved_run_config
 from bnn_nas.train.stages import ending_network, fit_stages
@@ -132,6 +139,7 @@ def train_run(
     existed = check_run_dir(run_dir, "train", "train")
     if existed:
         lock_run_dir(run_dir)  # held until this training ends: one training per directory
+        remove_stale_parts(run_dir)
     try:
         return _train_locked(config, run_dir, genotype=genotype, resume=resume,
                              progress=progress, existed=existed)  # fmt: skip
@@ -173,12 +181,18 @@ def _train_locked(
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
     check_batch_fits(config.final, len(dataset.train), "final")
+    if resume and checkpoint.is_file():  # a checkpoint that cannot be resumed: nothing written
+        state = load_checkpoint(checkpoint)
+        check_training_checkpoint(state, checkpoint)
+        check_weights_fit(model.state_dict(), state["model"], checkpoint)
+        del state
     documents = {"config.yaml": dump_yaml(config_to_dict(config))}
     if genotype is not None:
         documents["genotype.yaml"] = dump_yaml({"genotype": str(genotype), "hash": genotype.hash})
     if existed:
         for name, text in documents.items():
-            write_text_atomic(run_dir / name, text)
+            if _read(run_dir / name) != text:
+                write_text_atomic(run_dir / name, text)
     else:  # born whole: a kill now leaves no directory or one that --resume continues
         with creating(run_dir, "train") as staging:
             for name, text in documents.items():
@@ -247,6 +261,13 @@ def _fit_and_report(
     }
     write_text_atomic(run_dir / REPORT, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _chw(hwc: tuple[int, int, int]) -> tuple[int, int, int]:
