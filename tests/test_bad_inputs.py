@@ -439,3 +439,18 @@ def test_the_table_is_large():
     assert len(CASES) >= 200
     assert len({c for c, _ in CASES}) == len(CASES)
     json.dumps(CASES)  # plain data, listed in the README's count
+
+
+def test_an_unexpected_error_is_one_line_naming_the_command_and_debug_shows_it(
+    world, monkeypatch
+):
+    def broken(run_dir):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr("bnn_nas.search.derive.open_results", broken)
+    result = CliRunner().invoke(main, ["status", str(world / "search")])
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and "`bnn-nas status` failed unexpectedly" in line
+    assert "RuntimeError: a bug" in line and "--debug" in line
+    debug = CliRunner().invoke(main, ["status", str(world / "search"), "--debug"])
+    assert isinstance(debug.exception, RuntimeError)  # the traceback is there to see

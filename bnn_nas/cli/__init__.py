@@ -8,6 +8,7 @@ line) shows the traceback instead.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
@@ -62,8 +63,15 @@ class _Main(click.Group):
         except SystemExit:
             raise
         except OSError as err:  # the machine's doing (full disk, permissions), not a bug
+            if debug:
+                raise
             where = f" ({str(err.filename)[:_SHOWN]})" if err.filename else ""
             _say(f"`{name}` could not go on: {err.strerror or type(err).__name__}{where}")
+            sys.exit(USER_ERROR_EXIT)
+        except sqlite3.OperationalError as err:  # e.g. "database or disk is full"
+            if debug:
+                raise
+            _say(f"`{name}` could not go on: the results store failed ({str(err)[:_SHOWN]})")
             sys.exit(USER_ERROR_EXIT)
         except Exception as err:
             if debug:

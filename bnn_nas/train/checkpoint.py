@@ -233,24 +233,23 @@ def restoring(path: Path) -> Iterator[None]:
 
 
 def check_weights_fit(expected: Mapping[str, Any], saved: Any, path: Path) -> None:
-    """The saved model weights have exactly the names and shapes of ``expected`` (a fresh
-    network's ``state_dict()``), or one line naming the first difference. Checked before a
-    resume writes anything."""
+    """The saved model weights belong to this network: names in common, and every common
+    one of the same shape; else one line naming the first difference. Checked before a
+    resume writes anything. (Names one side lacks are left to the strict load of the
+    resume itself: a training stage may swap binarizers that hold tensors.)"""
     if not isinstance(saved, Mapping):
         raise CheckpointError(f"checkpoint {path}: model is not a mapping of weights")
-    missing = [k for k in expected if k not in saved]
-    extra = [k for k in saved if k not in expected]
-    if missing or extra:
-        which = f"misses {missing[0]!r}" if missing else f"has the unknown {str(extra[0])[:60]!r}"
+    common = [k for k in expected if k in saved]
+    if expected and not common:
         raise CheckpointError(
-            f"checkpoint {path} does not fit this network: it {which} ({len(missing)} missing, "
-            f"{len(extra)} unknown); resume it with the config and network that wrote it"
+            f"checkpoint {path} holds the weights of another network (no name in common with "
+            "this one); resume it with the config and network that wrote it"
         )
-    for key, value in expected.items():
-        got = saved[key]
+    for key in common:
+        got, want = saved[key], tuple(expected[key].shape)
         shape = tuple(getattr(got, "shape", ()))
-        if not isinstance(got, torch.Tensor) or shape != tuple(value.shape):
+        if not isinstance(got, torch.Tensor) or shape != want:
             raise CheckpointError(
                 f"checkpoint {path} does not fit this network: {key} has shape {shape}, the "
-                f"network {tuple(value.shape)}; resume it with the config that wrote it"
+                f"network {want}; resume it with the config that wrote it"
             )
