@@ -281,6 +281,22 @@ def world(tmp_path_factory) -> Path:
         "@register_primitive('skip_connect')\ndef f(C_in, C_out, stride, **o):\n    pass\n"
     )
 
+    (w / "plugins" / "nan_op.py").write_text(
+        "import torch\nfrom bnn_nas import register_primitive\n"
+        "class Nan(torch.nn.Module):\n"
+        "    def __init__(self, c):\n        super().__init__()\n"
+        "        self.w = torch.nn.Parameter(torch.ones(1))\n"
+        "    def forward(self, x):\n        return x * self.w * float('nan')\n"
+        "@register_primitive('t_nan_op')\ndef nan_op(C_in, C_out, stride, **o):\n"
+        "    assert C_in == C_out and stride == 1\n    return Nan(C_in)\n"
+    )
+    (w / "nan.yaml").write_text(
+        f"device: cpu\nplugins: [{w / 'plugins' / 'nan_op.py'}]\n"
+        "search_space: {steps: 1, normal_ops: [t_nan_op], reduce_ops: [max_pool_3x3],\n"
+        "  network: {cells: 1, channels: 4, stem_multiplier: 1, reduction_cells: []}}\n"
+        "data: {name: cifar10_sample}\nfinal: {epochs: 1, batch_size: 500}\n"
+    )
+
     # an image folder with a symlink loop
     loop = w / "images_loop" / "train" / "cat"
     loop.mkdir(parents=True)
@@ -351,6 +367,10 @@ CASES: list[tuple[str, list[str]]] = [
                 "ck_flipped", "ck_truncated", "ck_dir", "ck_plugins")],
     ("train-resume-other-settings", ["train", "--config", "{w}/ok.yaml", "--model", "resnet20",
                                      "--run-dir", "{w}/ck_no_classifier", "--resume"]),
+    ("train-loss-becomes-nan", ["train", "--config", "{w}/nan.yaml", "--genotype",
+                                "Genotype(normal=[('t_nan_op', 0), ('t_nan_op', 1)], "
+                                "normal_concat=[2], reduce=[('max_pool_3x3', 0), "
+                                "('max_pool_3x3', 1)], reduce_concat=[2])", "--run-dir", NEW]),
     ("train-image-folder-loop", ["train", "--config", "{w}/ok.yaml", "--model", "resnet20",
                                  "--set", "data.name=image_folder", "--set",
                                  "data.root={w}/images_loop", "--run-dir", NEW]),
@@ -414,6 +434,13 @@ CASES: list[tuple[str, list[str]]] = [
 ]
 
 
+def shown_lines(stderr: str) -> list[str]:
+    """The lines a terminal shows: a progress bar redraws itself after carriage returns,
+    and one erased at the end leaves only blanks."""
+    shown = (line.rsplit("\r", 1)[-1].strip() for line in stderr.split("\n"))
+    return [line for line in shown if line]
+
+
 @pytest.fixture
 def isolated(world, monkeypatch, clean_registry):
     monkeypatch.chdir(world)  # a default run directory would appear here (and be caught)
@@ -426,7 +453,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(isolated, case, argv):
     before = digest(w)
     args = [a.replace("{w}", str(w)) for a in argv]
     result = CliRunner().invoke(main, args)
-    lines = result.stderr.strip().splitlines()
+    lines = shown_lines(result.stderr)
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert len(lines) == 1 and lines[0].startswith("bnn-nas: error: "), result.stderr
     assert "Traceback" not in result.output

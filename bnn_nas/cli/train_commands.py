@@ -68,8 +68,12 @@ def train_command(
     shown = "float" if twin else config.model.family
     name = f"{config.model.type}-{shown}" if g is None else g.hash
     target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
+    from bnn_nas.train.trainer import TrainingDivergedError
+
     try:
         report = train_run(config, target, genotype=g, resume=resume)
+    except TrainingDivergedError as err:  # the settings' doing, not a bug: lr, network, data
+        fail(f"{err}; lower train/final lr, add grad_clip, or check the network's primitives")
     except KeyboardInterrupt:
         interrupted(
             "continue from the last checkpoint with",

@@ -299,6 +299,7 @@ def fit(
                 if finished:  # else the error that ended training is the one to see
                     raise
         if bar is not None:
+            bar.leave = finished  # a failed training's bar is erased: its error stands alone
             bar.close()
         if cuda:
             # a search fits thousands of models in one process (an H200 ran out of
