@@ -317,3 +317,22 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == [
         "config.yaml"
     ]
+
+
+def never_ready(slot, setup, tasks, results) -> None:
+    """A worker that hangs before it says ready (a device that never answers)."""
+    time.sleep(3600)
+
+
+@pytest.mark.slow
+def test_workers_that_never_start_time_out(monkeypatch):
+    from bnn_nas.errors import ConfigError
+    from bnn_nas.search import processes
+
+    monkeypatch.setattr(processes, "_worker_main", never_ready)
+    monkeypatch.setattr(processes, "START_TIMEOUT", 3.0)
+    FAULTS["hung workers"] += 1
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="did not start within 3 s"):
+        processes.ProcessExecutor(config(), (), ["cpu"], 1)
+    assert time.monotonic() - started < 60
