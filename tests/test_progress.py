@@ -30,11 +30,17 @@ def test_busy_seconds_is_the_union_of_the_trials_spans():
         assert busy_seconds(record(a, b) for a, b in spans) == covered / 2
 
 
-def test_the_clock_runs_between_trials_and_counts_earlier_sessions(capsys):
-    with SearchProgress(10, 3, before=3600.0, tick=0.01) as progress:
-        first = progress.bar.format_dict["elapsed"]
-        time.sleep(0.3)
-        shown = progress.bar.postfix
-        assert progress.bar.format_dict["elapsed"] > first
-        assert "total 1:00:00" in shown  # one hour before, plus a fraction of a second
-    assert not progress._ticker.is_alive()
+def test_the_clock_runs_between_trials_and_counts_earlier_sessions():
+    # 0.5 s short of an hour before: only a redraw after the start can show 1:00:00
+    with SearchProgress(10, 3, before=3599.5, tick=0.01, live=True) as progress:
+        assert "total 59:59" in progress.bar.postfix
+        time.sleep(0.8)
+        assert "total 1:00:00" in progress.bar.postfix  # the ticker redrew it
+    assert progress._ticker is not None and not progress._ticker.is_alive()
+
+
+def test_no_redraws_when_stderr_is_not_a_terminal():
+    # under pytest stderr is captured: a log file, not a terminal
+    with SearchProgress(10, 0, before=3599.5, tick=0.01) as progress:
+        time.sleep(0.8)
+        assert progress._ticker is None and "total 59:59" in progress.bar.postfix

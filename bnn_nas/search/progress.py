@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable
 from types import TracebackType
@@ -42,18 +43,32 @@ def busy_seconds(records: Iterable[TrialRecord]) -> float:
 class SearchProgress:
     """A tqdm bar over the budget; one line per finished trial above it.
 
-    The bar is redrawn every ``tick`` seconds, so its clock moves while a long trial
-    runs; a resumed search also shows the time its earlier sessions spent (``before``).
+    On a terminal the bar is redrawn every ``tick`` seconds, so its clock moves while a
+    long trial runs (``live``: default whether stderr is a terminal; a log file gets no
+    redraw a second). A resumed search also shows the time its earlier sessions spent
+    (``before``).
     """
 
-    def __init__(self, budget: int, done: int, *, before: float = 0.0, tick: float = 1.0) -> None:
-        self.bar = tqdm(total=budget, initial=done, unit="trial", dynamic_ncols=True)
+    def __init__(
+        self,
+        budget: int,
+        done: int,
+        *,
+        before: float = 0.0,
+        tick: float = 1.0,
+        live: bool | None = None,
+    ) -> None:
+        self.bar = tqdm(
+            total=budget, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr
+        )
         self.before = before
         self._best = ""
         self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
         self._show()
-        self._ticker.start()
+        self._ticker: threading.Thread | None = None
+        if sys.stderr.isatty() if live is None else live:
+            self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
+            self._ticker.start()
 
     def _show(self) -> None:
         total = self.before + self.bar.format_dict["elapsed"]
@@ -81,5 +96,6 @@ class SearchProgress:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stop.set()
-        self._ticker.join()
+        if self._ticker is not None:
+            self._ticker.join()
         self.bar.close()
