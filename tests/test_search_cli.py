@@ -57,6 +57,7 @@ def test_search_derive_status_plot_train(tmp_path):
     result = cli("search", "--config", str(config), "--run-dir", str(run))
     assert result.returncode == 0, result.stderr
     assert "5 trials done" in result.stdout and "trial 5 acc" in result.stdout
+    assert "precision: float32 on cpu (bf16 autocast is used on CUDA only)" in result.stdout
     rows = store_rows(run)
     assert len(rows) == 5 and {r[2] for r in rows} == {"done"}
     with (run / "trials.csv").open() as handle:

@@ -234,3 +234,38 @@ def test_fit_rejects_diverging_training():
     with pytest.raises(TrainingDivergedError):
         fit(net, small, replace(TrainConfig(), epochs=1, batch_size=32), device=CPU, seed=0,
             stats=small.channel_stats())  # fmt: skip
+
+
+def test_precision_note_says_bf16_runs_on_cuda_only():
+    from bnn_nas.train.step import precision_note, uses_bf16
+
+    assert uses_bf16(torch.device("cuda"), True)
+    assert not uses_bf16(torch.device("cpu"), True) and not uses_bf16(torch.device("cuda"), False)
+    assert precision_note(torch.device("cuda"), True) == "precision: bf16 autocast (CUDA)"
+    assert precision_note(torch.device("cpu"), True) == (
+        "precision: float32 on cpu (bf16 autocast is used on CUDA only)"
+    )
+    assert precision_note(torch.device("cuda"), False) == "precision: float32 (bf16 autocast off)"
+
+
+@pytest.mark.parametrize(
+    ("bf16", "expected"),
+    [("true", "precision: float32 on cpu (bf16 autocast is used on CUDA only)"),
+     ("false", "precision: float32 (bf16 autocast off)")],
+)  # fmt: skip
+def test_train_says_which_precision_runs(tmp_path, bf16, expected):
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+
+    data = make_image_folder(tmp_path / "images", train_per_class=2, test_per_class=1)
+    config = write_config(tmp_path / "c.yaml", (
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        f"final: {{epochs: 1, batch_size: 10, bf16: {bf16}}}\n"
+    ))  # fmt: skip
+    run = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--genotype", GENOTYPE,
+                                       "--run-dir", str(run)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout.splitlines()  # stdout: a failure's stderr is one line
+    assert json.loads((run / "report.json").read_text())["precision"] == "float32"

@@ -35,6 +35,7 @@ def search_command(
 
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
     from bnn_nas.search.progress import SearchProgress, busy_seconds
+    from bnn_nas.train.step import precision_note
 
     config = with_budget(load_run_config(config_path, plugins, overrides), budget)
     target = Path(run_dir) if run_dir else default_run_dir(config)
@@ -48,13 +49,12 @@ def search_command(
             err=True,
         )
     try:
-        with (
-            make_executor(config, evaluator, plugins) as executor,
-            SearchProgress(
+        with make_executor(config, evaluator, plugins) as executor:
+            click.echo(precision_note(evaluator.device, config.train.bf16))
+            with SearchProgress(
                 config.search.budget, done, before=busy_seconds(search.store.trials())
-            ) as progress,
-        ):
-            records = search.run(executor, progress.update)
+            ) as progress:
+                records = search.run(executor, progress.update)
     except KeyboardInterrupt:
         interrupted(
             "trials in flight will rerun, continue with",

@@ -71,7 +71,7 @@ def train_command(
     from bnn_nas.train.trainer import TrainingDivergedError
 
     try:
-        report = train_run(config, target, genotype=g, resume=resume)
+        report = train_run(config, target, genotype=g, resume=resume, say=click.echo)
     except TrainingDivergedError as err:  # the settings' doing, not a bug: lr, network, data
         fail(f"{err}; lower train/final lr, add grad_clip, or check the network's primitives")
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fi
 from bnn_nas.train.distill import load_teacher
 from bnn_nas.train.final_network import build_final_network, saved_run_config
 from bnn_nas.train.stages import ending_network, fit_stages
+from bnn_nas.train.step import precision_note, uses_bf16
 from bnn_nas.train.trainer import EpochMetrics, resolve_device
 
 # a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
@@ -133,8 +135,11 @@ def train_run(
     genotype: Genotype | None,
     resume: bool,
     progress: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train the configured network to the end in ``run_dir``; returns the report."""
+    """Train the configured network to the end in ``run_dir``; returns the report.
+    ``say`` receives the line a person should see as training starts: the precision
+    that runs."""
     run_dir = Path(run_dir)
     existed = check_run_dir(run_dir, "train", "train")
     if existed:
@@ -142,7 +147,7 @@ def train_run(
         remove_stale_parts(run_dir)
     try:
         return _train_locked(config, run_dir, genotype=genotype, resume=resume,
-                             progress=progress, existed=existed)  # fmt: skip
+                             progress=progress, existed=existed, say=say)  # fmt: skip
     finally:
         release_run_dir(run_dir)
 
@@ -155,6 +160,7 @@ def _train_locked(
     resume: bool,
     progress: bool,
     existed: bool,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists() and not checkpoint.is_file():
@@ -199,7 +205,7 @@ def _train_locked(
                 write_text_atomic(staging / name, text)
     try:
         return _fit_and_report(config, run_dir, genotype, resume, progress, device, dataset,
-                               model, cost, teacher)  # fmt: skip
+                               model, cost, teacher, say)  # fmt: skip
     except BaseException:
         if not existed and not checkpoint.exists():  # failed before any result: leave nothing
             release_run_dir(run_dir)
@@ -218,6 +224,7 @@ def _fit_and_report(
     model: nn.Module,
     cost: Any,
     teacher: nn.Module | None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     checkpoint = run_dir / CHECKPOINT
     history_file = run_dir / METRICS
@@ -235,6 +242,8 @@ def _fit_and_report(
         on_epoch=lambda history: write_metrics_csv(history_file, history),
         progress=progress,
         teacher=teacher,
+        # once a resumed checkpoint has loaded: errors before it stay one line
+        on_start=None if say is None else lambda: say(precision_note(device, config.final.bf16)),
     )
     write_metrics_csv(history_file, history)
     final = history[-1]
@@ -255,6 +264,7 @@ def _fit_and_report(
         "images_per_s": sum(m.images_per_s for m in history) / len(history),
         **{k: v for k, v in cost.to_dict().items() if k != "layers"},
         "device": device_name(device),
+        "precision": "bf16 autocast" if uses_bf16(device, config.final.bf16) else "float32",
         "torch": torch.__version__,
         "bnn_nas": __version__,
         "seed": config.seed,

@@ -12,6 +12,7 @@ the network's parameters (and so its state dict) stay the same objects across st
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def fit_stages(
     *,
     checkpoint: Path | None = None,
     resume: bool = False,
+    on_start: Callable[[], None] | None = None,
     **fit_options: Any,
 ) -> list[EpochMetrics]:
     """:func:`fit` once per stage of ``final`` (once without stages), the binarizers of
@@ -138,6 +140,7 @@ def fit_stages(
 
     One checkpoint file serves all stages: it records its stage, so ``resume`` goes on in
     the stage it was written in (the stages before are done; their metrics are in it).
+    ``on_start`` is called once, when the first stage to run starts its first epoch.
     """
     stages = resolve_stages(final)
     first = 0
@@ -157,7 +160,8 @@ def fit_stages(
         history = fit(
             model, train_set, stage.settings, checkpoint=checkpoint,
             resume=resume and stage.index == first, stage=stage.index, epoch_offset=offset,
-            history=history, **fit_options,
+            history=history, on_start=on_start if stage.index == first else None,
+            **fit_options,
         )  # fmt: skip
         offset += stage.settings.epochs
     return history

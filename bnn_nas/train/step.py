@@ -24,9 +24,24 @@ def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractCon
 
     No weight-cast cache: a captured graph must recompute the casts at every replay.
     """
-    if enabled and device.type == "cuda":
+    if uses_bf16(device, enabled):
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
+
+
+def uses_bf16(device: torch.device, enabled: bool) -> bool:
+    """Whether a training with ``bf16: enabled`` on ``device`` runs under bf16 autocast:
+    on CUDA only (on a CPU the setting changes nothing)."""
+    return enabled and device.type == "cuda"
+
+
+def precision_note(device: torch.device, enabled: bool) -> str:
+    """The line `train` and `search` print to say which precision runs."""
+    if uses_bf16(device, enabled):
+        return "precision: bf16 autocast (CUDA)"
+    if enabled:
+        return f"precision: float32 on {device.type} (bf16 autocast is used on CUDA only)"
+    return "precision: float32 (bf16 autocast off)"
 
 
 class EagerStep:

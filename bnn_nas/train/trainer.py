@@ -146,12 +146,14 @@ def fit(
     stage: int = 0,
     epoch_offset: int = 0,
     history: list[EpochMetrics] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> list[EpochMetrics]:
     """Train ``model`` for ``settings.epochs``; returns the metrics of every epoch.
 
     ``eval_every``: evaluate on ``eval_set`` every that many epochs (0: only after the
     last). ``on_epoch`` receives the history so far (resumed epochs included) after
-    each epoch's checkpoint. ``checkpoint``: file written every
+    each epoch's checkpoint; ``on_start`` is called once the setup (a resumed checkpoint
+    included) is done, before the first epoch. ``checkpoint``: file written every
     ``settings.checkpoint_every`` epochs and at the end; with ``resume`` an existing one
     is continued from.
 
@@ -219,6 +221,8 @@ def fit(
     criterion = with_auxiliary_loss(criterion, model, settings.auxiliary_weight, aux_loss)
     step = None
     bar = None
+    if on_start is not None:
+        on_start()
     if progress:
         from tqdm import tqdm
 
