@@ -116,7 +116,6 @@ def test_auxiliary_head_and_its_loss():
     plain = nn.CrossEntropyLoss()
     loss = with_auxiliary_loss(plain, net, 0.4)
     assert isinstance(loss, AuxiliaryLoss)
-    assert with_auxiliary_loss(plain, net, 0.0) is plain
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     net.train()
     logits = net(x)
@@ -126,6 +125,9 @@ def test_auxiliary_head_and_its_loss():
     net.eval()
     with torch.no_grad():
         assert torch.equal(loss(net(x), y), plain(net(x), y))
+    assert with_auxiliary_loss(plain, net, 0.0) is plain  # and the head is switched off
+    net.train()(x)
+    assert net.auxiliary_logits is None
     no_head = CellNetwork(parse_genotype(DARTS_V2), darts_space(cells=5), 10)
     assert no_head.auxiliary is None and with_auxiliary_loss(plain, no_head, 0.4) is plain
 
@@ -225,3 +227,65 @@ def test_auxiliary_head_trains_with_fit_and_its_weight_is_validated():
     assert any(p.grad is not None for p in net.auxiliary.parameters())  # its loss was used
     with pytest.raises(ConfigError, match=r"train.auxiliary_weight=-1 must be >= 0"):
         config_from_dict({"train": {"auxiliary_weight": -1}}, "c.yaml")
+
+
+def _trained_aux_network(weight: float) -> tuple[CellNetwork, list[int]]:
+    """A tiny binary cell network with the auxiliary head, fit one step (32 images), and
+    a list counting the head's forwards."""
+    from bnn_nas.config import TrainConfig
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import fit
+
+    space = search_space_from_dict(
+        {"ops": ["xnor_conv_3x3", "skip_connect"],
+         "network": {"cells": 2, "channels": 4, "auxiliary_head": True}}, "aux space",
+    )  # fmt: skip
+    net = CellNetwork(parse_genotype(XNOR_TWO_STEPS), space, 10)
+    runs: list[int] = []
+    net.auxiliary.register_forward_hook(lambda *_: runs.append(1))
+    sample = load_cifar10_sample()
+    settings = TrainConfig(epochs=1, batch_size=32, auxiliary_weight=weight)
+    stats = sample.train.channel_stats()
+    fit(net, sample.train.subset(list(range(32))), settings, device=torch.device("cpu"), seed=0,
+        stats=stats)  # fmt: skip
+    return net, runs
+
+
+XNOR_TWO_STEPS = (
+    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), ('xnor_conv_3x3', 2), "
+    "('skip_connect', 0)], normal_concat=[2, 3], reduce=[('xnor_conv_3x3', 0), "
+    "('skip_connect', 1), ('xnor_conv_3x3', 2), ('skip_connect', 0)], reduce_concat=[2, 3])"
+)
+
+
+def test_a_trained_auxiliary_head_network_deep_copies_and_exports(tmp_path):
+    """The loss takes the auxiliary logits off the module: no autograd-graph tensor stays
+    on a trained network (deepcopy raised on one), so every exporter's copy works."""
+    import copy
+
+    from bnn_nas.export import Architecture, InputSpec, export_network
+    from bnn_nas.export.onnx_format import onnx_ready
+
+    net, runs = _trained_aux_network(0.4)
+    assert runs == [1] and net.training  # the head ran in the one training step
+    copy.deepcopy(net)  # raised: "Only Tensors created explicitly by the user ... deepcopy"
+    assert net.auxiliary_logits is None
+    onnx_ready(net)
+    space = search_space_from_dict(
+        {"ops": ["xnor_conv_3x3", "skip_connect"],
+         "network": {"cells": 2, "channels": 4, "auxiliary_head": True}}, "aux space",
+    )  # fmt: skip
+    arch = Architecture(ModelConfig(), 10, space, parse_genotype(XNOR_TWO_STEPS))
+    spec = InputSpec((0.5,) * 3, (0.25,) * 3, tuple(map(str, range(10))), 32, 32)
+    assert export_network(net, arch, spec, tmp_path / "aux.bnn").packed_layers > 0
+
+
+def test_auxiliary_weight_zero_does_not_run_the_head():
+    net, runs = _trained_aux_network(0.0)
+    assert runs == [] and net.auxiliary_logits is None
+    assert all(p.grad is None for p in net.auxiliary.parameters())
+    # a later fit with a weight switches it back on
+    plain = nn.CrossEntropyLoss()
+    assert isinstance(with_auxiliary_loss(plain, net, 0.4), AuxiliaryLoss)
+    net.train()(torch.randn(2, 3, 32, 32))
+    assert runs == [1]

@@ -136,7 +136,9 @@ class AuxiliaryLoss(nn.Module):
     weight 0.4, cross-entropy). Extra arguments (a teacher's logits) go to ``criterion``.
 
     The network leaves its auxiliary logits in ``auxiliary_logits`` during a training
-    forward; evaluation (the model in eval mode) gets the plain criterion.
+    forward; the loss takes them (the attribute is cleared: a tensor of the autograd graph
+    left on the module would make it impossible to deep-copy and keep a captured CUDA
+    graph's memory alive). Evaluation (the model in eval mode) gets the plain criterion.
     """
 
     def __init__(
@@ -150,6 +152,8 @@ class AuxiliaryLoss(nn.Module):
         loss = self.criterion(logits, target, *rest)
         model = self._model[0]
         aux = getattr(model, "auxiliary_logits", None)
+        if aux is not None:
+            model.auxiliary_logits = None
         if model.training and aux is not None:
             loss = loss + self.weight * self.aux_criterion(aux.float(), target)
         return loss
@@ -160,8 +164,12 @@ def with_auxiliary_loss(
 ) -> nn.Module:
     """The training criterion of ``model``: wrapped when it has an auxiliary head.
 
-    ``aux_criterion``: the auxiliary head's loss (default: ``criterion``).
+    ``aux_criterion``: the auxiliary head's loss (default: ``criterion``). At ``weight`` 0
+    the head is switched off (``model.auxiliary_enabled``): it does not run at all.
     """
-    if getattr(model, "auxiliary", None) is None or weight == 0:
+    if getattr(model, "auxiliary", None) is None:
+        return criterion
+    model.auxiliary_enabled = weight != 0
+    if weight == 0:
         return criterion
     return AuxiliaryLoss(criterion, model, weight, aux_criterion or criterion)

@@ -104,7 +104,11 @@ class CellNetwork(nn.Module):
     """Stem -> cells -> global pool -> float classifier (+ DARTS's auxiliary head).
 
     ``drop_path_prob`` is set by the trainer (it ramps over epochs, as in DARTS). With an
-    auxiliary head, a training forward leaves its logits in ``auxiliary_logits``.
+    auxiliary head, a training forward leaves its logits in ``auxiliary_logits`` for the
+    training loss (:class:`~bnn_nas.space.cell_parts.AuxiliaryLoss`), which takes them
+    away again: a trained network holds no autograd-graph tensor, so it deep-copies (the
+    exporters copy it) and keeps no CUDA-graph memory alive. Every other forward (eval
+    mode, or ``auxiliary_enabled`` off: loss weight 0) runs no head and clears them.
     """
 
     def __init__(
@@ -146,16 +150,19 @@ class CellNetwork(nn.Module):
         self.classifier = nn.Linear(C_prev, num_classes)
         self.drop_path_prob = 0.0
         self.auxiliary_logits: Tensor | None = None
+        self.auxiliary_enabled = True  # with_auxiliary_loss turns it off at weight 0
 
     def forward(self, x: Tensor) -> Tensor:
+        self.auxiliary_logits = None
+        run_head = self.training and self.auxiliary is not None and self.auxiliary_enabled
         if self.two_stems:
             s0, s1 = self.stem(x)
         else:
             s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.auxiliary_at and self.training and self.auxiliary is not None:
-                self.auxiliary_logits = self.auxiliary(s1)  # read by the training loss
+            if i == self.auxiliary_at and run_head:
+                self.auxiliary_logits = self.auxiliary(s1)  # taken by the training loss
         return self.classifier(torch.flatten(self.pool(s1), 1))
 
 
