@@ -354,6 +354,17 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
         value = getattr(settings, name)
         if value is not None and value < 0:
             raise ConfigError(f"{where}: {section}.{name}={value:g} must be >= 0")
+    for i, stage in enumerate(settings.stages):
+        for name in ("binary_weight_decay", "bn_weight_decay"):
+            value = getattr(stage, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{where}: {section}.stages[{i}].{name}={value:g} must be >= 0")
+    uses_sgd = settings.optimizer == "sgd" or any(s.optimizer == "sgd" for s in settings.stages)
+    if uses_sgd and settings.nesterov and settings.momentum == 0:
+        raise ConfigError(
+            f"{where}: {section}.momentum=0 with {section}.nesterov=true: Nesterov SGD needs "
+            f"momentum > 0; set {section}.nesterov=false for plain SGD, or a momentum"
+        )
     kd = settings.distill
     if kd is not None:
         if not kd.teacher:
@@ -408,6 +419,16 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
         if settings.momentum_cycle is not None and optimizer != "adam":
             raise ConfigError(
                 f"{where}: {key}: momentum_cycle cycles Adam's beta1; use adam or drop it"
+            )
+    # export, a teacher's loading and profile rebuild a run's network with the binarizers
+    # it was built with: the last stage must train that network, not another one
+    last = len(settings.stages) - 1
+    for name in ("act", "weight"):
+        if getattr(settings.stages[last], name) is not None:
+            raise ConfigError(
+                f"{where}: {section}.stages[{last}].{name}: the last stage trains the network "
+                f"with its own binarizers (the saved network is rebuilt so); drop {name} there "
+                "and set the network's binarizers in model.options or the genotype"
             )
 
 

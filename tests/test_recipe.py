@@ -100,16 +100,16 @@ def test_a_distilled_step_sends_gradients_to_the_student_only():
 # --- teachers -------------------------------------------------------------------------
 
 
-def _teacher_dir(path, classes=10, image_shape=(32, 32, 3)):
-    """A run directory as `bnn-nas train --model resnet20 --family float` leaves it."""
+def _teacher_dir(path, classes=10, image_shape=(32, 32, 3), model="resnet20"):
+    """A run directory as `bnn-nas train --model MODEL --family float` leaves it."""
     from bnn_nas.train.checkpoint import save_checkpoint
     from bnn_nas.train.run import build_final_network
 
-    config = Config(device="cpu", model=ModelConfig(type="resnet20", family="xnor",
+    config = Config(device="cpu", model=ModelConfig(type=model, family="xnor",
                                                     options=dict(TWIN)))  # fmt: skip
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(dump_yaml(config_to_dict(config)))
-    net = build_final_network(config, None, classes)
+    net = build_final_network(config, None, classes, image_shape[0])
     save_checkpoint(path / "checkpoint.pt", {"model": net.state_dict(), "epoch": 0})
     (path / "report.json").write_text(json.dumps({"image_shape": list(image_shape),
                                                   "num_classes": classes}))  # fmt: skip
@@ -130,6 +130,16 @@ def test_a_teacher_loads_frozen_and_one_that_does_not_fit_is_refused(tmp_path):
         load_teacher(DistillConfig(teacher=str(path)), **{**common, "image_shape": (64, 64, 3)})
     with pytest.raises(ConfigError, match="no checkpoint there"):
         load_teacher(DistillConfig(teacher=str(tmp_path / "nowhere")), **common)
+
+
+def test_an_imagenet_size_teacher_loads_with_its_imagenet_layout(tmp_path):
+    """resnet18 trained at >= 128 px has the ImageNet stem and avgpool_conv shortcuts: the
+    teacher is rebuilt at the student's image size, so its checkpoint fits."""
+    path, net = _teacher_dir(tmp_path / "teacher", image_shape=(128, 128, 3), model="resnet18")
+    teacher = load_teacher(DistillConfig(teacher=str(path)), num_classes=10,
+                           image_shape=(128, 128, 3), device=CPU, bf16=False)  # fmt: skip
+    x = torch.randn(1, 3, 128, 128)
+    assert torch.equal(teacher(x), net.eval()(x))
 
 
 def test_the_cli_refuses_a_teacher_with_other_classes_in_one_line(tmp_path):
@@ -160,11 +170,33 @@ def test_the_cli_refuses_a_teacher_with_other_classes_in_one_line(tmp_path):
         ({"distill": {"loss": "kl"}}, "distill.teacher is empty"),
         ({"distill": {"teacher": "t", "loss": "ce_kl", "weight": 1.5}}, "in \\[0, 1\\]"),
         ({"bn_weight_decay": -1.0}, "bn_weight_decay=-1 must be >= 0"),
+        # the saved network is rebuilt with its own binarizers: the last stage must use them
+        ({"epochs": 2, "stages": [{"epochs": 1, "weight": "identity"},
+                                  {"epochs": 1, "weight": "sign"}]},
+         r"stages\[1\]\.weight: the last stage trains the network with its own binarizers"),
+        ({"epochs": 2, "stages": [{"epochs": 2, "act": "rsign"}]}, r"stages\[0\]\.act: the last"),
+        ({"epochs": 2, "stages": [{"epochs": 1, "binary_weight_decay": -1.0}, {"epochs": 1}]},
+         r"final.stages\[0\].binary_weight_decay=-1 must be >= 0"),
+        ({"epochs": 2, "stages": [{"epochs": 1}, {"epochs": 1, "bn_weight_decay": -0.5}]},
+         r"final.stages\[1\].bn_weight_decay=-0.5 must be >= 0"),
+        # torch's (and TensorLrSGD's) Nesterov needs momentum: one line, not a ValueError
+        ({"optimizer": "sgd", "momentum": 0.0}, "set final.nesterov=false for plain SGD"),
+        ({"epochs": 2, "momentum": 0.0, "stages": [{"epochs": 1}, {"epochs": 1,
+                                                                  "optimizer": "sgd"}]},
+         "final.momentum=0 with final.nesterov=true"),
     ],
 )
 def test_recipe_settings_are_checked_up_front(final, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"final": final}, "c.yaml")
+
+
+def test_plain_sgd_without_momentum_trains():
+    config = config_from_dict({"final": {"optimizer": "sgd", "momentum": 0.0,
+                                         "nesterov": False}}, "c.yaml")  # fmt: skip
+    assert config_from_dict({"final": {"momentum": 0.0}}, "c.yaml").final.momentum == 0  # adam
+    net = nn.Linear(3, 2)
+    build_optimizer(net, config.final).step()
 
 
 def test_stages_belong_to_final_training():
@@ -477,3 +509,26 @@ def test_a_stage_keeps_learnable_binarizers_and_every_parameter_tensor():
         "bireal"
     }
     assert {n: id(p) for n, p in net.named_parameters()} == params
+
+
+def test_two_stages_on_rsign_keep_the_learned_thresholds():
+    """Stages 0 and 1 both naming ``act: rsign`` on a network built with another
+    activation binarizer: stage 1 goes on with stage 0's RSign modules (the learned
+    thresholds, the same tensors), not fresh ones at 0."""
+    from bnn_nas.binary.quantizers import RSign
+    from bnn_nas.train.stages import built_binarizers, with_binarizers
+
+    net = build_baseline("resnet20", "bireal", 10)
+    built = built_binarizers(net)
+    with_binarizers(net, "rsign", "identity", built)
+    thresholds = [m for m in net.modules() if isinstance(m, RSign)]
+    assert thresholds
+    with torch.no_grad():
+        for m in thresholds:
+            m.threshold.fill_(0.7)
+    with_binarizers(net, "rsign", None, built)
+    after = [m for m in net.modules() if isinstance(m, RSign)]
+    assert [id(m.threshold) for m in after] == [id(m.threshold) for m in thresholds]
+    assert all(torch.all(m.threshold == 0.7) for m in after)
+    convs = [m for m in net.modules() if isinstance(m, BinaryConv2d)]
+    assert {m.weight_binarizer.name for m in convs} == {"bireal"}

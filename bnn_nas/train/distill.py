@@ -14,7 +14,6 @@ step on the same augmented batch. The caller of the training loop loads it
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -84,9 +83,11 @@ def load_teacher(
         )
     genotype_file = run_dir / "genotype.yaml"
     genotype = load_genotype(genotype_file) if genotype_file.is_file() else None
-    # the teacher's own seed and settings; no final-training knobs matter here
-    teacher = build_final_network(replace(config, final=replace(config.final, stages=())),
-                                  genotype, num_classes)  # fmt: skip
+    # the teacher's own seed and settings, at the student's image size (report.json agreed,
+    # when there is one): a baseline trained at >= 128 px has the ImageNet layout. Its
+    # stages need nothing: a config's last stage trains with the network's own binarizers
+    # (config.py refuses one that sets act / weight), so the network built is the one trained
+    teacher = build_final_network(config, genotype, num_classes, image_size=image_shape[0])
     try:
         teacher.load_state_dict(state)
     except RuntimeError as err:

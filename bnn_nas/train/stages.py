@@ -91,9 +91,9 @@ def with_binarizers(
                 f"({qualified}); stage only networks of BinaryConv2d / BinaryLinear layers"
             )
         own_act, own_weight = built[qualified]
-        binarizers = {
-            "act": own_act if act is None else act,
-            "weight": own_weight if weight is None else weight,
+        binarizers = {  # a binarizer the layer has already goes on, learned state and all
+            "act": _kept(own_act if act is None else act, child.act),
+            "weight": _kept(own_weight if weight is None else weight, child.weight_binarizer),
         }
         if isinstance(child, BinaryConv2d):
             if child.padding_mode != "zeros" or isinstance(child.padding, str):
@@ -114,6 +114,12 @@ def with_binarizers(
         parent_name, _, attribute = qualified.rpartition(".")
         setattr(model.get_submodule(parent_name), attribute, fresh)
     return model
+
+
+def _kept(wanted: str | Binarizer, current: Binarizer) -> str | Binarizer:
+    """``current`` when ``wanted`` names it (stages 0 and 1 both on ``rsign`` share stage
+    0's learned thresholds), else ``wanted``."""
+    return current if isinstance(wanted, str) and wanted == current.name else wanted
 
 
 def ending_network(model: nn.Module, final: TrainConfig) -> nn.Module:
