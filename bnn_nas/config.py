@@ -119,6 +119,8 @@ class TrainConfig:
     distill: DistillConfig | None = None  # a teacher's soft targets (off: none)
     # staged final training; the stages' epochs must sum to epochs (empty: one stage)
     stages: tuple[StageConfig, ...] = ()
+    # final training: per-epoch scalars in RUN/tensorboard/ (the [tensorboard] extra)
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -384,6 +386,11 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
                 f"{where}: {section}.distill.weight={kd.weight:g} must be in [0, 1] for "
                 "ce_kl (the share of the KD term) and >= 0 for kl"
             )
+    if settings.tensorboard and section != "final":
+        raise ConfigError(
+            f"{where}: {section}.tensorboard: TensorBoard curves are written for final "
+            "training only (final.tensorboard, bnn-nas train --tensorboard)"
+        )
     if not settings.stages:
         return
     if section != "final":

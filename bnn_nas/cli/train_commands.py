@@ -28,6 +28,12 @@ from bnn_nas.cli.options import (
 @click.option("--epochs", type=click.IntRange(min=1), help="Override final.epochs.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Default: runs/train-NAME.")
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Write per-epoch scalars to RUN_DIR/tensorboard/ (final.tensorboard; needs the "
+    "[tensorboard] extra).",
+)
 @set_option
 @plugin_option
 @user_errors
@@ -39,6 +45,7 @@ def train_command(
     epochs: int | None,
     run_dir: str | None,
     resume: bool,
+    tensorboard: bool,
     overrides: tuple[str, ...],
     plugins: tuple[str, ...],
 ) -> None:
@@ -52,6 +59,8 @@ def train_command(
     given = overrides
     if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
         overrides = (*overrides, f"final.epochs={epochs}")
+    if tensorboard:
+        overrides = (*overrides, "final.tensorboard=true")
     config = load_run_config(config_path, plugins, overrides)
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
@@ -84,6 +93,7 @@ def train_command(
                 *(["--family", family] if family is not None else []),
                 *(["--epochs", str(epochs)] if epochs is not None else []),
                 "--run-dir", str(target), "--resume",
+                *(["--tensorboard"] if tensorboard else []),
                 *repeated("--set", given), *repeated("--plugin", plugins),
             ],
         )  # fmt: skip

@@ -1,8 +1,9 @@
 """A full training run in a run directory: `bnn-nas train`.
 
 The directory holds everything a person or a later session needs: the resolved config,
-the genotype, the last checkpoint, ``metrics.csv`` (one row per epoch) and
-``report.json`` (test accuracy, cost, time, throughput, device, versions).
+the genotype, the last checkpoint, ``metrics.csv`` (one row per epoch),
+``report.json`` (test accuracy, cost, time, throughput, device, versions) and, with
+``final.tensorboard``, TensorBoard event files in ``tensorboard/``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from bnn_nas.train.distill import load_teacher
 from bnn_nas.train.final_network import build_final_network, saved_run_config
 from bnn_nas.train.stages import ending_network, fit_stages
 from bnn_nas.train.step import precision_note, uses_bf16
+from bnn_nas.train.tensorboard_log import FOLDER as TENSORBOARD
+from bnn_nas.train.tensorboard_log import TensorBoardCurves, summary_writer_class
 from bnn_nas.train.trainer import EpochMetrics, resolve_device
 
 # a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
@@ -73,7 +76,7 @@ _FREE_SETTINGS = {
     ("data", "root"), ("data", "download"), ("data", "cache_dir"), ("data", "valid_fraction"),
     ("data", "search_train_size"), ("data", "search_valid_size"),
     ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "cuda_graph"),
-    ("final", "channels_last"),
+    ("final", "channels_last"), ("final", "tensorboard"),
 }  # fmt: skip
 
 
@@ -174,6 +177,8 @@ def _train_locked(
         )
     if resume and checkpoint.exists():
         _check_resume_matches(run_dir, config, genotype)
+    if config.final.tensorboard:
+        summary_writer_class()  # a missing package: one line, before any work
     device = resolve_device(config.device)
     dataset = load_dataset(data_settings(config))
     teacher = None
@@ -228,23 +233,37 @@ def _fit_and_report(
 ) -> dict[str, Any]:
     checkpoint = run_dir / CHECKPOINT
     history_file = run_dir / METRICS
+    curves = TensorBoardCurves(run_dir / TENSORBOARD) if config.final.tensorboard else None
+
+    def on_epoch(history: list[EpochMetrics]) -> None:
+        write_metrics_csv(history_file, history)
+        if curves is not None:
+            curves.add(history[-1])
+
+    def on_start() -> None:  # once a resumed checkpoint has loaded: errors before stay one line
+        if say is not None:
+            say(precision_note(device, config.final.bf16))
+
     tic = time.perf_counter()
-    history = fit_stages(
-        model,
-        dataset.train,
-        config.final,
-        device=device,
-        seed=config.seed,
-        stats=dataset.train.channel_stats(),
-        eval_set=dataset.test,
-        checkpoint=checkpoint,
-        resume=resume,
-        on_epoch=lambda history: write_metrics_csv(history_file, history),
-        progress=progress,
-        teacher=teacher,
-        # once a resumed checkpoint has loaded: errors before it stay one line
-        on_start=None if say is None else lambda: say(precision_note(device, config.final.bf16)),
-    )
+    try:
+        history = fit_stages(
+            model,
+            dataset.train,
+            config.final,
+            device=device,
+            seed=config.seed,
+            stats=dataset.train.channel_stats(),
+            eval_set=dataset.test,
+            checkpoint=checkpoint,
+            resume=resume,
+            on_epoch=on_epoch,
+            progress=progress,
+            teacher=teacher,
+            on_start=on_start,
+        )
+    finally:
+        if curves is not None:
+            curves.close()
     write_metrics_csv(history_file, history)
     final = history[-1]
     report = {
