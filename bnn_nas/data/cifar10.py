@@ -12,6 +12,7 @@ folder is renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import importlib
@@ -93,6 +94,7 @@ def download_cifar10(
     complete or not at all; returns that folder."""
     dest = Path(dest).expanduser()
     target = dest / CIFAR10_FOLDER
+    made = [p for p in (dest, *dest.parents) if not p.exists()]  # removed again on failure
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,6 +103,7 @@ def download_cifar10(
         ) from exc
     fd, archive_name = tempfile.mkstemp(prefix=".cifar10-", suffix=".tar.gz.part", dir=dest)
     archive = Path(archive_name)
+    done = False
     try:
         with os.fdopen(fd, "wb") as out:
             digest = _fetch(url, out, timeout, dest)
@@ -110,8 +113,13 @@ def download_cifar10(
                 f"or not the CIFAR-10 archive; retry, or place {CIFAR10_FOLDER} in {dest} by hand"
             )
         _extract_into_place(archive, target, url)
+        done = True
     finally:
         archive.unlink(missing_ok=True)
+        if not done:  # a failed download leaves no empty folders behind
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     return target
 
 
