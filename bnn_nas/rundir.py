@@ -201,13 +201,17 @@ def remove_stale_staging(run_dir: Path) -> None:
 def creating(run_dir: Path, kind: str) -> Iterator[Path]:
     """Make ``run_dir`` atomically: yields a locked staging folder to fill, then renames it
     into place (the lock moves with it). On any error the staging folder is removed and
-    nothing is left. When another process made ``run_dir`` first, RunDirBusyError-like errors
-    say so."""
+    nothing is left. When another process made ``run_dir`` first, RunDirBusyError says so.
+
+    A folder that exists and already holds other files (not a run) is kept: the run's
+    files move into it one by one under its lock, the kind marker last, so a kill leaves
+    it as it was or with a complete store."""
     run_dir = Path(run_dir)
     parent = run_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(run_dir)
+        in_place = run_dir.is_dir() and any(run_dir.iterdir())
         staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=_STAGING_SUFFIX,
                                         dir=parent))  # fmt: skip
     except OSError as err:
@@ -217,6 +221,20 @@ def creating(run_dir: Path, kind: str) -> Iterator[Path]:
         lock_run_dir(staging)
         _write_marker(staging, kind)
         yield staging
+        if in_place:
+            lock_run_dir(run_dir)
+            if run_kind(run_dir) is not None:
+                raise RunDirBusyError(
+                    f"{run_dir} became a run of another bnn-nas process meanwhile; run the "
+                    "command again to continue it, or choose another --run-dir"
+                )
+            entries = sorted((p for p in staging.iterdir() if p.name != LOCK),
+                             key=lambda p: (p.name == MARKER, p.name))  # fmt: skip
+            for entry in entries:
+                entry.replace(run_dir / entry.name)
+            release_run_dir(staging)
+            shutil.rmtree(staging, ignore_errors=True)
+            return
         try:
             staging.rename(run_dir)  # replaces an empty directory, never a full one
         except OSError as err:

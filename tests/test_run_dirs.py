@@ -192,3 +192,32 @@ def test_temporary_files_of_cut_off_writes_are_removed(tmp_path):
     fresh.write_text("x")
     assert remove_stale_parts(tmp_path) == [old]
     assert not old.exists() and fresh.exists()
+
+
+def test_an_existing_folder_becomes_a_run_keeping_what_it_holds(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with creating(empty, "search") as staging:
+        (staging / "trials.sqlite").write_text("x")
+    assert run_kind(empty) == "search"
+    release_run_dir(empty)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    with creating(mine, "train") as staging:
+        (staging / "config.yaml").write_text("x")
+    assert run_kind(mine) == "train" and (mine / "notes.txt").read_text() == "the user's own file"
+    assert not list(tmp_path.glob(".*.new"))
+    release_run_dir(mine)
+
+
+def test_a_training_that_fails_at_once_leaves_a_users_folder_as_it_was(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    config = tmp_path / "c.yaml"
+    config.write_text("device: cpu\nfinal: {epochs: 1, batch_size: 50, lr: .nan}\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--model", "resnet20",
+                                       "--run-dir", str(mine)])  # fmt: skip
+    assert result.exit_code == 2 and "final.lr" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

@@ -21,7 +21,7 @@ from bnn_nas import __version__
 from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
-from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts
+from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts, run_kind
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
 from bnn_nas.search.executors import Executor, LocalExecutor, Outcome, OutcomeKind
@@ -184,9 +184,8 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     so a bad config leaves no half-made run behind.
     """
     run_dir = Path(run_dir)
-    existed = check_run_dir(run_dir, "search", "search")
-    if existed:  # held for this process's life: one search per run directory
-        lock_run_dir(run_dir)
+    if check_run_dir(run_dir, "search", "search") and run_kind(run_dir) is not None:
+        lock_run_dir(run_dir)  # held for this process's life: one search per run directory
         remove_stale_parts(run_dir)
     space = load_search_space(config.search_space)
     device = resolve_device(config.device)

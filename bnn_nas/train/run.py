@@ -8,6 +8,7 @@ the genotype, the last checkpoint, ``metrics.csv`` (one row per epoch),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
@@ -32,6 +33,7 @@ from bnn_nas.rundir import (
     lock_run_dir,
     release_run_dir,
     remove_stale_parts,
+    run_kind,
 )
 from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
@@ -144,7 +146,8 @@ def train_run(
     ``say`` receives the line a person should see as training starts: the precision
     that runs."""
     run_dir = Path(run_dir)
-    existed = check_run_dir(run_dir, "train", "train")
+    # an existing folder that is not yet a run (empty, or the user's) is made one as a new run
+    existed = check_run_dir(run_dir, "train", "train") and run_kind(run_dir) is not None
     if existed:
         lock_run_dir(run_dir)  # held until this training ends: one training per directory
         remove_stale_parts(run_dir)
@@ -204,7 +207,9 @@ def _train_locked(
         for name, text in documents.items():
             if _read(run_dir / name) != text:
                 write_text_atomic(run_dir / name, text)
-    else:  # born whole: a kill now leaves no directory or one that --resume continues
+    prior = None  # what a folder that is not a run held already: kept as it was
+    if not existed:  # born whole: a kill now leaves no directory or one that --resume continues
+        prior = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
         with creating(run_dir, "train") as staging:
             for name, text in documents.items():
                 write_text_atomic(staging / name, text)
@@ -214,7 +219,12 @@ def _train_locked(
     except BaseException:
         if not existed and not checkpoint.exists():  # failed before any result: leave nothing
             release_run_dir(run_dir)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if prior is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                for name in {p.name for p in run_dir.iterdir()} - prior:
+                    with contextlib.suppress(OSError):
+                        (run_dir / name).unlink()
         raise
 
 
