@@ -532,3 +532,65 @@ def test_two_stages_on_rsign_keep_the_learned_thresholds():
     assert all(torch.all(m.threshold == 0.7) for m in after)
     convs = [m for m in net.modules() if isinstance(m, BinaryConv2d)]
     assert {m.weight_binarizer.name for m in convs} == {"bireal"}
+
+
+SEARCH = """\
+seed: 5
+device: cpu
+search_space:
+  steps: 2
+  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3]
+  network: {{cells: 3, channels: 4, stem_multiplier: 2}}
+data: {{name: cifar10_sample, valid_fraction: 0.2, search_train_size: 60, search_valid_size: 40}}
+train: {{epochs: 1, batch_size: 30, lr: 0.005, distill: {{teacher: {teacher}}}}}
+search: {{controller: random, budget: 3}}
+"""
+
+
+def test_a_search_with_a_teacher_that_does_not_fit_fails_in_one_line_and_makes_nothing(
+    tmp_path,
+):
+    teacher, _ = _teacher_dir(tmp_path / "teacher", classes=5)
+    config = tmp_path / "search.yaml"
+    config.write_text(SEARCH.format(teacher=teacher))
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "bnn_nas.cli", "search", "--config",
+                           str(config), "--run-dir", str(run)], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "predicts 5 classes, the student's data has 10" in lines[0]
+    assert not run.exists()
+
+
+def test_a_search_loads_its_teacher_once_for_all_trials(tmp_path, monkeypatch):
+    """open_search checks the teacher (before the run directory is made); every trial, on
+    the evaluator and on its twins of other devices, reuses that one load."""
+    import random
+
+    from bnn_nas.config import load_config
+    from bnn_nas.search import evaluator as evaluator_module
+    from bnn_nas.search.engine import open_search
+
+    teacher, _ = _teacher_dir(tmp_path / "teacher")
+    config_file = tmp_path / "search.yaml"
+    config_file.write_text(SEARCH.format(teacher=teacher))
+    loads = []
+    real = evaluator_module.teacher_for
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "teacher_for", counted)
+    run, evaluator = open_search(load_config(config_file), tmp_path / "run", resume=False)
+    assert len(loads) == 1
+    twin = evaluator.on_device("cpu:0")
+    assert twin is not evaluator and twin.teachers is evaluator.teachers
+    rng = random.Random(0)
+    for scorer in (evaluator, twin, evaluator):
+        result = scorer(run.space.random_sample(rng))
+        assert math.isfinite(result.train_loss)
+    assert len(loads) == 1
+    assert evaluator.teachers.on(torch.device("cpu")) is twin.teachers.on(torch.device("cpu:0"))
+    run.store.close()

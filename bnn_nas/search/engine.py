@@ -195,6 +195,8 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
         resolve_devices(config.executor.devices)
     data = load_search_data(config)
     check_batch_fits(config.train, len(data.train), "train")
+    evaluator = Evaluator(space, data, config.train, device, config.seed)
+    evaluator.check_teacher()  # train.distill: a teacher that does not fit fails here, once
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
@@ -225,7 +227,6 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
             store.close()
             write_text_atomic(staging / "config.yaml", dump_yaml(current))
         store = SQLiteStore(store_path)
-    evaluator = Evaluator(space, data, config.train, device, config.seed)
     return SearchRun(config, space, store, evaluator.ops, run_dir), evaluator
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from bnn_nas.search.trials import TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
-from bnn_nas.train.distill import teacher_for
+from bnn_nas.train.distill import place_teacher, teacher_for
 from bnn_nas.train.run import data_settings
 from bnn_nas.train.seeding import GLOBAL_RNG_LOCK, seed_everything
 from bnn_nas.train.trainer import fit
@@ -82,6 +84,43 @@ def trial_seed(seed: int, genotype: Genotype) -> int:
     return (seed * 1_000_003 + int(genotype.hash[:8], 16)) % 2**31
 
 
+class SearchTeachers:
+    """The teacher of ``train.distill`` for a search's trials: read, hashed, rebuilt and
+    checked once (on the CPU), copied once to each device; shared by an evaluator and its
+    :meth:`Evaluator.on_device` twins, so trials neither reload it nor hold the global RNG
+    lock for it."""
+
+    def __init__(self, settings: TrainConfig, train_set: ImageSet) -> None:
+        self.settings, self.train_set = settings, train_set
+        self._lock = threading.Lock()
+        self._loaded: nn.Module | None = None
+        self._placed: dict[torch.device, nn.Module] = {}
+
+    def check(self) -> None:
+        """Load the teacher now: one that does not fit the data is a ConfigError here."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> nn.Module | None:
+        if self._loaded is None:
+            self._loaded = teacher_for(self.settings, self.train_set, torch.device("cpu"))
+        return self._loaded
+
+    def on(self, device: torch.device) -> nn.Module | None:
+        """The frozen teacher on ``device`` (None without ``train.distill``)."""
+        if self.settings.distill is None:
+            return None
+        with self._lock:
+            if device not in self._placed:
+                loaded = self._load()
+                assert loaded is not None
+                self._placed[device] = (
+                    loaded if device.type == "cpu"
+                    else place_teacher(copy.deepcopy(loaded), device, self.settings.bf16)
+                )  # fmt: skip
+            return self._placed[device]
+
+
 class Evaluator:
     """Trains and scores candidates of one search space on one device."""
 
@@ -92,17 +131,25 @@ class Evaluator:
         settings: TrainConfig,
         device: torch.device,
         seed: int,
+        teachers: SearchTeachers | None = None,
     ) -> None:
         self.space, self.data, self.settings = space, data, settings
         self.device, self.seed = device, seed
         self._costs: dict[Genotype, ModelCost] = {}
+        self.teachers = teachers if teachers is not None else SearchTeachers(settings, data.train)
 
     def on_device(self, device: str | torch.device) -> Evaluator:
-        """The same evaluator (space, data, settings, seed) on another device."""
+        """The same evaluator (space, data, settings, seed, teacher) on another device."""
         device = torch.device(device)
         if device == self.device:
             return self
-        return Evaluator(self.space, self.data, self.settings, device, self.seed)
+        return Evaluator(self.space, self.data, self.settings, device, self.seed, self.teachers)
+
+    def check_teacher(self) -> None:
+        """Load and check ``train.distill``'s teacher now (a search does before it makes
+        its run directory); nothing without distillation."""
+        if self.settings.distill is not None:
+            self.teachers.check()
 
     def build(self, genotype: Genotype) -> CellNetwork:
         return CellNetwork(genotype, self.space, self.data.num_classes)
@@ -127,7 +174,7 @@ class Evaluator:
         ends the trial early with :class:`TrialCancelledError` (a search being stopped)."""
         seed = trial_seed(self.seed, genotype)
         # train.distill (off by default): the teacher, frozen, on this trial's device
-        teacher = teacher_for(self.settings, self.data.train, self.device)
+        teacher = self.teachers.on(self.device)
         with GLOBAL_RNG_LOCK:
             seed_everything(seed)
             model = self.build(genotype)

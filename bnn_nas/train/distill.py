@@ -28,7 +28,7 @@ from bnn_nas.train.distill_loss import DistillLoss, kd_term
 from bnn_nas.train.final_network import build_final_network, saved_run_config
 from bnn_nas.train.seeding import GLOBAL_RNG_LOCK
 
-__all__ = ["DistillLoss", "kd_term", "load_teacher", "teacher_for"]
+__all__ = ["DistillLoss", "kd_term", "load_teacher", "place_teacher", "teacher_for"]
 
 
 def _teacher_files(spec: str) -> tuple[Path, Path]:
@@ -98,11 +98,20 @@ def load_teacher(
         ) from None
     teacher.requires_grad_(False)
     teacher.eval()
+    return place_teacher(teacher, device, bf16)
+
+
+def place_teacher(teacher: nn.Module, device: torch.device, bf16: bool) -> nn.Module:
+    """``teacher`` (frozen, as :func:`load_teacher` gives it) moved to ``device``: channels
+    last there on CUDA, and in bf16 when ``bf16``; returns it. A copy of a teacher loaded
+    once on the CPU goes to each device this way (a search's devices)."""
     teacher.to(device)
     if device.type == "cuda":
         teacher.to(memory_format=torch.channels_last)
         if bf16:
             teacher.to(torch.bfloat16)
+        # ready before a trial on another CUDA stream of this device reads its weights
+        torch.cuda.current_stream(device).synchronize()
     return teacher
 
 
