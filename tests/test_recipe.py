@@ -594,3 +594,23 @@ def test_a_search_loads_its_teacher_once_for_all_trials(tmp_path, monkeypatch):
     assert len(loads) == 1
     assert evaluator.teachers.on(torch.device("cpu")) is twin.teachers.on(torch.device("cpu:0"))
     run.store.close()
+
+
+@pytest.mark.parametrize("stage", [-1, 2, "1", True])
+def test_a_checkpoint_of_a_stage_the_config_lacks_is_refused_in_one_line(tmp_path, stage):
+    """A negative stage would skip to the last stage (stages[-1:]); it, one past the end
+    and a non-integer are a CheckpointError before any training."""
+    from bnn_nas.config import StageConfig
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.errors import CheckpointError
+    from bnn_nas.train.checkpoint import save_checkpoint
+    from bnn_nas.train.stages import fit_stages
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"model": {}, "epoch": 0, "stage": stage})
+    final = TrainConfig(epochs=2, batch_size=32, stages=(StageConfig(epochs=1),
+                                                         StageConfig(epochs=1)))  # fmt: skip
+    small = load_cifar10_sample().train.subset(range(32))
+    with pytest.raises(CheckpointError, match=r"is of stage .* but the config has 2 stage\(s\)"):
+        fit_stages(_tiny_cells(), small, final, checkpoint=path, resume=True, device=CPU,
+                   seed=0, stats=small.channel_stats())  # fmt: skip

@@ -21,7 +21,7 @@ from torch import nn
 
 from bnn_nas.binary import BinaryConv2d, BinaryLinear
 from bnn_nas.binary.quantizers import Binarizer
-from bnn_nas.config import TrainConfig
+from bnn_nas.config import TrainConfig, shown
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.train.checkpoint import load_checkpoint
@@ -151,12 +151,13 @@ def fit_stages(
     stages = resolve_stages(final)
     first = 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        first = int(load_checkpoint(checkpoint).get("stage", 0))
-        if first >= len(stages):
+        saved = load_checkpoint(checkpoint).get("stage", 0)
+        if isinstance(saved, bool) or not isinstance(saved, int) or not 0 <= saved < len(stages):
             raise CheckpointError(
-                f"{checkpoint} is of stage {first} but the config has {len(stages)} "
-                "stage(s); resume it with its own config"
+                f"{checkpoint} is of stage {shown(saved)} but the config has {len(stages)} "
+                f"stage(s) (0 to {len(stages) - 1}); resume it with its own config"
             )
+        first = saved
     built = built_binarizers(model)
     history: list[EpochMetrics] = []
     offset = sum(stage.settings.epochs for stage in stages[:first])
