@@ -227,6 +227,16 @@ def rows(run: Path) -> list[tuple]:
         db.close()
 
 
+def started(run: Path) -> float:
+    """When the latest running trial was started (0 when none runs)."""
+    db = sqlite3.connect(f"{(run / 'trials.sqlite').as_uri()}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT max(started_at) FROM trials WHERE status = 'running'").fetchone()
+    finally:
+        db.close()
+    return row[0] or 0.0
+
+
 def wait_for(condition, timeout: float = 120.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -252,25 +262,35 @@ def straight(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkill_at_start_up_and_twice_in_one_trial_then_resume(tmp_path, straight):
-    """Killed at start-up (before, during and just after the run directory is made), then
-    twice while one trial trains; the resumed search ends as the uninterrupted one."""
+    """Killed at start-up (while importing, as the run directory is made, as its store
+    appears, as the first trial is stored), then twice while one trial trains; the resumed
+    search ends as the uninterrupted one. Kills follow events, not clocks, so a fast or a
+    loaded machine kills at the same points."""
     config, expected = straight
     run = tmp_path / "run"
-    for delay in (0.5, 2.0, 3.0, 4.0):  # from the import of torch to the first trial
+    moments = [
+        lambda: time.sleep(0.3) or True,  # still importing torch
+        lambda: run.exists() or any(tmp_path.glob(".run.*.new")),  # the directory is made
+        lambda: (run / "trials.sqlite").is_file(),  # the store is there
+        lambda: len(rows(run)) >= 1,  # the first trial is stored
+    ]
+    for moment in moments:
         proc = subprocess.Popen(search_cmd(config, run), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(delay)
+        assert wait_for(moment)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         FAULTS["SIGKILLs"] += 1
         assert not run.exists() or (run / "trials.sqlite").is_file()  # nothing or resumable
-    for _ in range(2):  # twice during the same trial
+    for _ in range(2):  # twice during the same trial, each time once this process began it
+        before = started(run)
         proc = subprocess.Popen(search_cmd(config, run), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
-        assert wait_for(lambda: any(r[2] == "running" for r in rows(run)))
+        assert wait_for(lambda before=before: started(run) > before)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         FAULTS["SIGKILLs"] += 1
+    assert sum(r[2] == "done" for r in rows(run)) < len(expected)  # killed before the end
     resumed = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert [r[:4] for r in rows(run)] == [r[:4] for r in expected]
