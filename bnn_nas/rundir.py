@@ -307,3 +307,24 @@ def run_plugins(
             "--plugin PATH for each, or --trust-run-plugins"
         )
     return ()  # every one was passed with --plugin and is loaded from there
+
+
+def report_input(run_dir: Path | str) -> tuple[tuple[int, int, int] | None, int | None]:
+    """(image shape HWC, class count) that a training run's ``report.json`` records, each
+    None where the folder has no report or the report does not say (older runs)."""
+    try:
+        report = json.loads((Path(run_dir) / "report.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(report, dict):
+        return None, None
+
+    def positive(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    shape = report.get("image_shape")
+    hwc = None
+    if isinstance(shape, list) and len(shape) == 3 and all(positive(v) for v in shape):
+        hwc = (shape[0], shape[1], shape[2])
+    classes = report.get("num_classes")
+    return hwc, (classes if positive(classes) else None)

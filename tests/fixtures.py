@@ -10,8 +10,11 @@ from PIL import Image
 from bnn_nas.data.cifar10 import CIFAR10_CLASSES
 
 
-def make_image_folder(root: Path, train_per_class: int = 20, test_per_class: int = 6) -> Path:
-    """A learnable 10-class image folder: each class has its own colour and noise."""
+def make_image_folder(
+    root: Path, train_per_class: int = 20, test_per_class: int = 6, size: int = 32
+) -> Path:
+    """A learnable 10-class image folder: each class has its own colour and noise
+    (``size`` x ``size`` px)."""
     rng = np.random.default_rng(0)
     for split, count in (("train", train_per_class), ("test", test_per_class)):
         for label, name in enumerate(CIFAR10_CLASSES):
@@ -19,7 +22,7 @@ def make_image_folder(root: Path, train_per_class: int = 20, test_per_class: int
             folder.mkdir(parents=True, exist_ok=True)
             base = np.array([(label * 25) % 256, (label * 70) % 256, (255 - label * 25) % 256])
             for i in range(count):
-                pixels = np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+                pixels = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i:04d}.png")
     return root
 

@@ -139,6 +139,46 @@ def test_profile_and_show_read_a_run_directory(tmp_path):
     assert lines[-1] == invoke("profile", "--model", "resnet20", "--family", "bireal")[-1]
 
 
+def test_profile_and_show_take_image_size_and_classes_from_the_run_report(tmp_path):
+    """A training run's report.json records its images' shape and class count: an ImageNet
+    run is profiled at its size (it was profiled at 32 px, 10 classes: another layout, or
+    a refusal for an ImageNet stem); the flags still override."""
+    import json
+
+    baseline = tmp_path / "r18"
+    baseline.mkdir()
+    (baseline / "config.yaml").write_text("model: {type: resnet18, family: bireal}\n")
+    report = {"image_shape": [224, 224, 3], "num_classes": 1000}
+    (baseline / "report.json").write_text(json.dumps(report))
+    lines = invoke("profile", "--run-dir", str(baseline))
+    assert lines[0].startswith("network: resnet18 (bireal), 224 px, 1000 classes (model of ")
+    wanted = ("profile", "--model", "resnet18", "--family", "bireal")
+    assert lines[-1] == invoke(*wanted, "--image-size", "224", "--classes", "1000")[-1]
+    given = invoke("profile", "--run-dir", str(baseline), "--image-size", "32", "--classes", "7")
+    assert given[0].startswith("network: resnet18 (bireal), 32 px, 7 classes")
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / "config.yaml").write_text(
+        "search_space:\n  ops: [xnor_conv_3x3, skip_connect, max_pool_3x3, xnor_resnet_block]\n"
+        "  network: {cells: 3, channels: 8, stem: imagenet}\n"
+    )
+    (cells / "genotype.yaml").write_text(f'genotype: "{SMALL}"\n')
+    (cells / "report.json").write_text(json.dumps({"image_shape": [160, 160, 3], "num_classes": 5}))
+    lines = invoke("profile", "--run-dir", str(cells))
+    assert lines[0].startswith("layout: 3 cells x 8 channels")
+    assert ", 160 px, 5 classes (" in lines[0]
+    shown = invoke("show", "--run-dir", str(cells))
+    assert ", 160 px, 5 classes (" in shown[4] and shown[5].startswith("cost: BOPs")
+    assert total_ops(lines) in shown[5]
+    # a report without these keys (older runs) or none at all: the defaults, as before
+    (cells / "report.json").write_text(json.dumps({"test_accuracy": 0.5}))
+    result = CliRunner().invoke(main, ["profile", "--run-dir", str(cells)])
+    assert result.exit_code == 2 and "stem imagenet is made for ImageNet-size" in result.output
+    result = CliRunner().invoke(main, ["profile", "--run-dir", str(baseline), "--classes", "0"])
+    assert result.exit_code == 2 and "--classes must be a positive integer" in result.output
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

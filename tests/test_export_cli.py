@@ -102,6 +102,32 @@ def test_header_records_the_source_run(run):
     json.dumps(header)  # plain JSON all the way down
 
 
+def test_export_with_given_normalisation_keeps_an_imagenet_run_s_layout(tmp_path):
+    """--mean/--std read no data: the image size is the run's report.json's, so an
+    ImageNet-size baseline is rebuilt in its ImageNet layout (it was refused: the CIFAR
+    layout's weights do not fit) and the file records the size."""
+    import torch
+
+    from bnn_nas.export import read_bnn
+    from bnn_nas.space.network import build_baseline
+    from bnn_nas.train.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "r18"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("model: {type: resnet18, family: xnor}\n")
+    torch.manual_seed(0)
+    net = build_baseline("resnet18", "xnor", 10, image_size=128)
+    save_checkpoint(run_dir / "checkpoint.pt", {"model": net.state_dict(), "epoch": 0})
+    report = {"test_accuracy": 0.1, "image_shape": [128, 96, 3], "num_classes": 10}
+    (run_dir / "report.json").write_text(json.dumps(report))
+    normalisation = ("--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25")
+    result = invoke(export_command, run_dir, "-o", tmp_path / "m.bnn", *normalisation)
+    assert result.exit_code == 0, result.output
+    header, _ = read_bnn(tmp_path / "m.bnn")
+    assert (header["input"]["height"], header["input"]["width"]) == (128, 96)
+    assert header["architecture"]["image_size"] == 128
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

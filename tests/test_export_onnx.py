@@ -13,8 +13,16 @@ import torch
 from bnn_nas.cli.export_commands import export_command
 from bnn_nas.config import ModelConfig
 from bnn_nas.export import Architecture, InputSpec
+from bnn_nas.space.genotype import parse_genotype
+from bnn_nas.space.search_space import search_space_from_dict
 from tests.test_export_cli import invoke, run  # noqa: F401  (the trained run directory)
-from tests.test_export_model import XNOR, XNOR_OPS, cells, predictions, train_and_export
+from tests.test_export_model import (
+    XNOR,
+    XNOR_OPS,
+    cells,
+    predictions,
+    train_and_export,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -56,6 +64,86 @@ def test_onnxruntime_predicts_what_pytorch_predicts(network, sample, tmp_path):
     # float32 in two libraries: a value at a sign's threshold may round either way
     assert (ours == theirs).mean() >= 0.995, (ours == theirs).mean()
     assert (theirs == sample.test.labels).mean() > 0.15  # it learned: not vacuous
+
+
+def small_cells(ops: list, genotype: str, steps: int, **network) -> Architecture:
+    space = search_space_from_dict(
+        {"steps": steps, "ops": ops, "network": {"cells": 3, "channels": 8, **network}},
+        "onnx test space",
+    )
+    return Architecture(ModelConfig(), 10, space, parse_genotype(genotype))
+
+
+def test_onnx_of_an_imagenet_stem_run_takes_the_run_s_image_size(imagenet_run, tmp_path):
+    """--mean/--std read no data: the traced input is the size report.json records (it was
+    32x32 whatever the layout), and onnxruntime predicts what PyTorch predicts there."""
+    from bnn_nas.config import load_config
+    from bnn_nas.data.image_folder import load_image_folder
+    from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.space.network import build_model
+    from bnn_nas.space.search_space import load_search_space
+    from bnn_nas.train.checkpoint import load_checkpoint
+
+    run_dir, data = imagenet_run
+    normalisation = ("--mean", "0.5,0.4,0.3", "--std", "0.25,0.25,0.25")
+    target = tmp_path / "m.onnx"
+    result = invoke(export_command, run_dir, "--format", "onnx", "-o", target, *normalisation)
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [128, 128, 3]
+    config = load_config(run_dir / "config.yaml")
+    space = load_search_space(config.search_space)
+    genotype = load_genotype(str(run_dir / "genotype.yaml"))
+    model = build_model(config.model, space, 10, genotype, image_size=128).eval()
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+    test = load_image_folder(data).test
+    ours = onnx_predictions(target, test.images)
+    mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
+    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float()
+    theirs = predictions(model, (x / 255 - mean) / 0.25)
+    assert (ours == theirs).mean() >= 0.995, (ours == theirs).mean()
+
+
+def test_onnx_input_size_without_a_known_image_size_follows_the_layout():
+    """A spec that does not know the image size (an InputSpec built in code): the ImageNet
+    layouts are traced at 224 px, the CIFAR ones at 32."""
+    from bnn_nas.export.onnx_format import _input_size
+    from bnn_nas.space.network import build_baseline
+
+    unknown = InputSpec((0.5,) * 3, (0.25,) * 3, tuple(map(str, range(10))))
+    stem = small_cells(XNOR_OPS, XNOR, 3, stem="imagenet").build()
+    assert _input_size(stem, unknown) == (224, 224)
+    imagenet_r18 = build_baseline("resnet18", "xnor", 10, image_size=224)
+    assert _input_size(imagenet_r18, unknown) == (224, 224)
+    assert _input_size(build_baseline("resnet18", "xnor", 10), unknown) == (32, 32)
+    assert _input_size(small_cells(XNOR_OPS, XNOR, 3).build(), unknown) == (32, 32)
+    known = InputSpec((0.5,) * 3, (0.25,) * 3, tuple(map(str, range(10))), 160, 128)
+    assert _input_size(stem, known) == (160, 128)
+
+
+@pytest.fixture(scope="module")
+def imagenet_run(tmp_path_factory):
+    """A `bnn-nas train` run of a tiny ImageNet-stem network on 128 px images (1 epoch)."""
+    from bnn_nas.config import load_config
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.train.run import train_run
+    from tests.fixtures import make_image_folder
+    from tests.test_export_cli import GENOTYPE
+
+    tmp = tmp_path_factory.mktemp("imagenet")
+    data = make_image_folder(tmp / "images", train_per_class=3, test_per_class=10, size=128)
+    body = (
+        "search_space:\n  steps: 2\n"
+        "  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3, bireal_conv_3x3_skip_connect,"
+        " xnor_dil_conv_3x3]\n  network: {cells: 2, channels: 8, stem: imagenet}\n"
+        f"seed: 1\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final: {epochs: 1, batch_size: 10, lr: 0.01}\n"
+    )
+    (tmp / "config.yaml").write_text(body)
+    config = load_config(tmp / "config.yaml")
+    train_run(config, tmp / "run", genotype=parse_genotype(GENOTYPE), resume=False,
+              progress=False)  # fmt: skip
+    return tmp / "run", data
 
 
 def test_export_format_onnx_from_a_run_directory(run, tmp_path):  # noqa: F811

@@ -68,6 +68,21 @@ def genotype_argument(genotype: str | None, run_dir: str | None) -> str | None:
     return genotype
 
 
+def run_input(run_dir: str | None, image_size: int | None, classes: int | None):
+    """(image size, classes): the flags where given, else what the training run's
+    report.json records (its images' height, its class count), else CIFAR-10's 32 and 10."""
+    shape, counted = (None, None)
+    if run_dir:
+        from bnn_nas.rundir import report_input
+
+        shape, counted = report_input(run_dir)
+    if image_size is None:
+        image_size = shape[0] if shape is not None else 32
+    if classes is None:
+        classes = counted if counted is not None else 10
+    return image_size, classes
+
+
 def cell_network(config, source: str | None, genotype, search_layout: bool, sizes, classes,
                  image_size):  # fmt: skip
     """The genotype's network as `bnn-nas train` (or, ``search_layout``, the search's
@@ -152,9 +167,10 @@ def show_command(
     click.echo(f"hash: {g.hash}")
     click.echo(f"steps: normal {g.normal_steps}, reduce {g.reduce_steps}")
     click.echo(f"ops: {', '.join(sorted(g.ops()))}")
+    image_size, classes = run_input(run_dir, None, None)
     try:
-        net, layout = cell_network(config, source, g, False, (None, None), 10, 32)
-        cost = count_cost(net, (1, 3, 32, 32))
+        net, layout = cell_network(config, source, g, False, (None, None), classes, image_size)
+        cost = count_cost(net, (1, 3, image_size, image_size))
     except BnnNasError as err:
         click.echo(f"cost: not counted ({str(err).splitlines()[0]})")
     else:
@@ -178,11 +194,16 @@ def show_command(
 @click.option(
     "--image-size",
     type=int,
-    default=32,
-    show_default=True,
-    help="Input size; it picks a baseline's layout (>= 128 px: ImageNet).",
+    default=None,
+    help="Input size; it picks a baseline's layout (>= 128 px: ImageNet). Default: the "
+    "training images' size that --run-dir's report.json records, else 32.",
 )
-@click.option("--classes", type=int, default=10, show_default=True)
+@click.option(
+    "--classes",
+    type=int,
+    default=None,
+    help="Default: the class count of --run-dir's report.json, else 10.",
+)
 @click.option("--cells", type=int, default=None, help="Cells of a genotype's network.")
 @click.option("--channels", type=int, default=None, help="Initial channels of its cells.")
 @click.option(
@@ -202,8 +223,8 @@ def profile_command(
     genotype: str | None,
     model: str | None,
     family: str,
-    image_size: int,
-    classes: int,
+    image_size: int | None,
+    classes: int | None,
     cells: int | None,
     channels: int | None,
     layout_kind: str,
@@ -222,6 +243,7 @@ def profile_command(
     from bnn_nas.space.network import build_baseline
 
     config, source = layout_config(config_path, run_dir, plugins)
+    image_size, classes = run_input(run_dir, image_size, classes)
     if model is None:
         genotype = genotype_argument(genotype, run_dir)
     baseline = model
@@ -229,7 +251,10 @@ def profile_command(
         baseline, family = config.model.type, config.model.family
     if (genotype is None) == (baseline is None):
         fail("give either a GENOTYPE (text or file) or --model NAME")
-    sizes = (("--cells", cells), ("--channels", channels), ("--image-size", image_size))
+    sizes = (
+        ("--cells", cells), ("--channels", channels), ("--image-size", image_size),
+        ("--classes", classes),
+    )  # fmt: skip
     for label, value in sizes:
         if value is not None and value < 1:
             fail(f"{label} must be a positive integer, not {value}")

@@ -150,13 +150,18 @@ def resolve_run(source: Path) -> RunFiles:
     return RunFiles(checkpoint, config, genotype if genotype.is_file() else None)
 
 
-def _input_spec(config: Any, classes: int, mean: Any, std: Any) -> InputSpec:
+def _input_spec(
+    config: Any, classes: int, mean: Any, std: Any, shape: tuple[int, int, int] | None = None
+) -> InputSpec:
+    """``shape``: the training images' HWC shape that the run's report.json records (the
+    image size given with --mean/--std: it picks an ImageNet layout and the ONNX input)."""
     if (mean is None) != (std is None):
         raise DataError("give both --mean and --std, or neither (then the training data is read)")
     if mean is not None:
         if len(mean) != len(std) or not all(s > 0 for s in std):
             raise DataError("--mean and --std need one value per channel, std > 0")
-        return InputSpec(tuple(mean), tuple(std), tuple(str(i) for i in range(classes)))
+        h, w = (shape[0], shape[1]) if shape is not None else (None, None)
+        return InputSpec(tuple(mean), tuple(std), tuple(str(i) for i in range(classes)), h, w)
     from bnn_nas.data import load_dataset
     from bnn_nas.train.run import data_settings
 
@@ -196,7 +201,7 @@ def export_run(
     with ``trust_run_plugins``: a run directory someone hands you is not code to run.
     """
     from bnn_nas.primitives import load_plugins
-    from bnn_nas.rundir import run_plugins
+    from bnn_nas.rundir import report_input, run_plugins
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.plain_networks import baseline_layout
     from bnn_nas.space.search_space import load_search_space
@@ -213,7 +218,8 @@ def export_run(
     if "classifier.weight" not in weights:
         raise CheckpointError(f"{files.checkpoint} holds no network with a classifier")
     classes = int(weights["classifier.weight"].shape[0])
-    spec = _input_spec(config, classes, mean, std)
+    shape, _ = report_input(files.checkpoint.parent)
+    spec = _input_spec(config, classes, mean, std, shape)
     # a baseline trained on ImageNet-size images has the ImageNet layout (train picks it so)
     imagenet = genotype is None and baseline_layout(config.model.type, spec.height) == "imagenet"
     architecture = Architecture(

@@ -117,7 +117,7 @@ def export_onnx(model: nn.Module, spec: InputSpec, output: Path) -> OnnxSummary:
         raise BnnNasError(
             "ONNX export needs the onnx extra: pip install 'bnn-nas[onnx]'"
         ) from None
-    height, width = spec.height or 32, spec.width or 32
+    height, width = _input_size(model, spec)
     wrapped = _Normalised(onnx_ready(model), spec).eval()
     example = torch.zeros(2, height, width, len(spec.mean), dtype=torch.uint8)
     output = Path(output)
@@ -140,6 +140,19 @@ def export_onnx(model: nn.Module, spec: InputSpec, output: Path) -> OnnxSummary:
     for node in graph.graph.node:
         nodes[node.op_type] = nodes.get(node.op_type, 0) + 1
     return OnnxSummary(output, output.stat().st_size, nodes)
+
+
+def _input_size(model: nn.Module, spec: InputSpec) -> tuple[int, int]:
+    """The traced input's size (the graph's, but for the batch): the training images' when
+    ``spec`` knows it, else the size the network's layout is made for (ImageNet: 224)."""
+    if spec.height is not None and spec.width is not None:
+        return spec.height, spec.width
+    stem = getattr(model, "stem", None)
+    first = stem[0] if isinstance(stem, nn.Sequential) and len(stem) else None
+    imagenet = getattr(model, "two_stems", False) or (  # cell networks; baselines' 7x7 stem
+        isinstance(first, nn.Conv2d) and first.kernel_size == (7, 7)
+    )
+    return (224, 224) if imagenet else (32, 32)
 
 
 def _export(wrapped: nn.Module, example: Tensor):
