@@ -11,12 +11,15 @@ import pytest
 import torch
 
 from bnn_nas.cli.export_commands import export_command
-from bnn_nas.config import ModelConfig
+from bnn_nas.config import ModelConfig, TrainConfig
 from bnn_nas.export import Architecture, InputSpec
 from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.space.search_space import search_space_from_dict
+from bnn_nas.train import fit
 from tests.test_export_cli import invoke, run  # noqa: F401  (the trained run directory)
 from tests.test_export_model import (
+    REACT,
+    REACT_OPS,
     XNOR,
     XNOR_OPS,
     cells,
@@ -66,12 +69,68 @@ def test_onnxruntime_predicts_what_pytorch_predicts(network, sample, tmp_path):
     assert (theirs == sample.test.labels).mean() > 0.15  # it learned: not vacuous
 
 
+# Grouped binary convs, with and without the channel shuffle after them (ShuffleNet)
+GROUPED_OPS = [
+    "skip_connect", "max_pool_3x3",
+    {"name": "xnor_conv_3x3", "groups": 4, "shuffle": True},
+    {"name": "bireal_conv_3x3_skip_connect", "groups": 2},
+    {"name": "xnor_dil_conv_3x3", "groups": 2, "shuffle": True},
+]  # fmt: skip
+GROUPED = (
+    "Genotype(normal=[('xnor_conv_3x3', 0), ('bireal_conv_3x3_skip_connect', 1), "
+    "('xnor_dil_conv_3x3', 2), ('skip_connect', 0)], normal_concat=[2, 3], "
+    "reduce=[('xnor_conv_3x3', 0), ('max_pool_3x3', 1), ('xnor_dil_conv_3x3', 2), "
+    "('bireal_conv_3x3_skip_connect', 1)], reduce_concat=[2, 3])"
+)
+
+
 def small_cells(ops: list, genotype: str, steps: int, **network) -> Architecture:
     space = search_space_from_dict(
         {"steps": steps, "ops": ops, "network": {"cells": 3, "channels": 8, **network}},
         "onnx test space",
     )
     return Architecture(ModelConfig(), 10, space, parse_genotype(genotype))
+
+
+SMALL_NETWORKS = {
+    # RSign before the binary convs, RPReLU after, a grouped + shuffled conv
+    "react": lambda: cells(REACT_OPS, REACT, "xnor"),
+    "grouped-shuffled": lambda: small_cells(GROUPED_OPS, GROUPED, 2, preprocess="xnor"),
+    # the auxiliary head is training-only: the graph holds the main classifier alone
+    "aux-head-cell-shortcut": lambda: small_cells(
+        XNOR_OPS, XNOR, 3, auxiliary_head=True, cell_shortcut="identity"
+    ),
+}
+
+
+@pytest.mark.parametrize("network", list(SMALL_NETWORKS))
+def test_onnxruntime_agrees_on_the_space_templates_and_op_options(network, sample, tmp_path):
+    """Two training steps (100 images: real BN statistics, learnt RSign thresholds and
+    RPReLU shifts; agreement is measured, not accuracy), 300 test images."""
+    from bnn_nas.data.splits import class_balanced_split
+    from bnn_nas.export.onnx_format import export_onnx
+
+    arch = SMALL_NETWORKS[network]()
+    torch.manual_seed(0)
+    model = arch.build()
+    stats = sample.train.channel_stats()
+    settings = TrainConfig(epochs=1, batch_size=50, lr=5e-3, auxiliary_weight=0.4)
+    idx, _ = class_balanced_split(sample.train.labels, n_train=100, seed=0)
+    fit(model, sample.train.subset(idx), settings, device=torch.device("cpu"), seed=0,
+        stats=stats)  # fmt: skip
+    model.eval()
+    if network == "aux-head-cell-shortcut":
+        assert model.auxiliary is not None and model.cells[1].shortcut is not None
+    spec = InputSpec(stats[0], stats[1], sample.classes, 32, 32)
+    summary = export_onnx(model, spec, tmp_path / "m.onnx")
+    images = sample.test.images[:300]
+    ours = onnx_predictions(summary.path, images)
+    mean = torch.tensor(stats[0]).view(1, 3, 1, 1)
+    std = torch.tensor(stats[1]).view(1, 3, 1, 1)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    theirs = predictions(model, (x / 255 - mean) / std)
+    assert (ours == theirs).mean() >= 0.995, (ours == theirs).mean()
+    assert len(set(theirs.tolist())) > 1  # not a constant network: the check is not vacuous
 
 
 def test_onnx_of_an_imagenet_stem_run_takes_the_run_s_image_size(imagenet_run, tmp_path):
