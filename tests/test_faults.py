@@ -305,7 +305,11 @@ def test_two_searches_on_one_directory(tmp_path, straight):
     first = subprocess.Popen(search_cmd(config, run), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert wait_for(lambda: (run / "trials.sqlite").is_file())
-    second = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    first.send_signal(signal.SIGSTOP)  # paused, lock held: the second meets it whatever the speed
+    try:
+        second = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    finally:
+        first.send_signal(signal.SIGCONT)
     FAULTS["concurrent searches"] += 1
     assert second.returncode == 2
     lines = second.stderr.strip().splitlines()
