@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from bnn_nas.errors import ConfigError
+from bnn_nas.errors import BnnNasError, ConfigError
+from bnn_nas.extensions import BASELINES, CONTROLLERS, DATASETS, EXECUTORS, FAMILIES
+from bnn_nas.registry import Registry
 
 T = TypeVar("T")
 
@@ -28,7 +30,7 @@ T = TypeVar("T")
 class DataConfig:
     """Which dataset, and how the training set is split for search."""
 
-    name: str = "cifar10_sample"  # cifar10 | image_folder | cifar10_sample
+    name: str = "cifar10_sample"  # a registered dataset: bnn-nas datasets lists them
     root: str | None = None
     download: bool = False
     cache_dir: str | None = None
@@ -36,14 +38,16 @@ class DataConfig:
     valid_fraction: float = 0.5
     search_train_size: int | None = None  # cap on search-train images (None: all)
     search_valid_size: int | None = None  # cap on search-valid images (None: all)
+    # a plugin dataset's own settings (its registry entry's dataclass), written flat
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """What `bnn-nas train --model` builds when no genotype is given."""
 
-    type: str = "cells"  # cells | resnet18 | resnet34 | resnet20 | vgg_small
-    family: str = "xnor"  # baselines: the primitive family of their blocks
+    type: str = "cells"  # cells, or a registered baseline model (resnet18, resnet20, ...)
+    family: str = "xnor"  # baselines: the (registered) primitive family of their blocks
     options: dict[str, Any] = field(default_factory=dict)  # baselines: block options
     # cells: the final network may be larger than the search candidates (DARTS: 20 x 36)
     cells: int | None = None
@@ -127,19 +131,23 @@ class TrainConfig:
 class SearchConfig:
     """The controller and its budget."""
 
-    controller: str = "evolution"  # random | evolution | pareto
+    controller: str = "evolution"  # a registered controller: random | evolution | pareto | ...
     budget: int = 20  # trials in all
+    # the built-in controllers' settings (each declares its own: search/controllers.py)
     population: int = 8  # evolution / pareto: trials kept
     sample_size: int = 3  # evolution: tournament size
     eliminate: str = "oldest"  # evolution: oldest (aging evolution) | worst
     max_ops: float | None = None  # pareto: drop candidates above this many OPs
+    # a plugin controller's own settings (its registry entry's dataclass), written flat
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Where trials run."""
 
-    # auto: streams on a GPU, local on the CPU | local | processes | streams | ray
+    # auto: streams on a GPU, local on the CPU | a registered executor: local | processes |
+    # streams | ray | ...
     type: str = "auto"
     # processes, streams: e.g. [cuda:0, cuda:1]; default every GPU, or cpu
     devices: tuple[str, ...] = ()
@@ -148,6 +156,8 @@ class ExecutorConfig:
     trials_per_device: int | None = None
     max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
     address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
+    # a plugin executor's own settings (its registry entry's dataclass), written flat
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -169,15 +179,20 @@ class Config:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "data.name": ("cifar10", "image_folder", "cifar10_sample"),
-    "model.type": ("cells", "resnet18", "resnet34", "resnet20", "vgg_small"),
-    "model.family": ("xnor", "bireal"),
     "train.optimizer": ("adam", "sgd"),
     "final.optimizer": ("adam", "sgd"),
-    "search.controller": ("random", "evolution", "pareto"),
-    "search.eliminate": ("oldest", "worst"),
-    "executor.type": ("auto", "local", "processes", "streams", "ray"),
 }
+# Names that come from a registry (never listed here): key -> (registry, other names allowed)
+_REGISTERED_NAMES: dict[str, tuple[Registry[Any], tuple[str, ...]]] = {
+    "data.name": (DATASETS, ()),
+    "model.type": (BASELINES, ("cells",)),
+    "model.family": (FAMILIES, ()),
+    "search.controller": (CONTROLLERS, ()),
+    "executor.type": (EXECUTORS, ("auto",)),
+}
+# Sections whose entry brings its own settings: section -> the key naming the entry
+_ENTRY_SECTIONS: dict[str, str] = {"data": "name", "search": "controller", "executor": "type"}
+_HIDDEN = ("source", "extra")  # fields that are not keys of a config file
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
     "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
@@ -286,20 +301,64 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r}")  # a bug in this module
 
 
+def _registered(key: str, value: Any, where: str) -> None:
+    """A name that must be in its registry (or one of the few names allowed besides)."""
+    registry, others = _REGISTERED_NAMES[key]
+    if value not in others and value not in registry:
+        raise ConfigError(f"{where}: {key}: {registry.unknown(value)}")
+
+
+def _chosen_entry(cls: type, data: Mapping[str, Any], section: str, where: str) -> Any:
+    """The registry entry a section names (None for a name like executor.type auto)."""
+    key = _ENTRY_SECTIONS[section]
+    full = f"{section}.{key}"
+    if key in data:
+        name = _convert(data[key], str, full, where)
+    else:
+        name = next(f.default for f in fields(cls) if f.name == key)
+    _registered(full, name, where)
+    registry, others = _REGISTERED_NAMES[full]
+    return None if name in others else registry.get(name)
+
+
+def entry_settings(section: Any, entry: Any) -> Any:
+    """The settings object of a registry ``entry`` (its declared dataclass), filled from
+    a config ``section``: its fields of the same name, then its ``extra`` keys."""
+    if entry.settings is None:
+        return None
+    own = {f.name for f in fields(section)}
+    values = {}
+    for name in entry.setting_names():
+        if name in own:
+            values[name] = getattr(section, name)
+        elif name in section.extra:
+            values[name] = section.extra[name]
+    return entry.settings(**values)
+
+
+def _check_positive(key: str, name: str, value: Any, where: str) -> None:
+    if name in _POSITIVE and isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        raise ConfigError(f"{where}: {key} must be at least 1, not {shown(value)}")
+
+
 def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls) if f.name != "source"]  # type: ignore[arg-type]
+    names = [f.name for f in fields(cls) if f.name not in _HIDDEN]  # type: ignore[arg-type]
+    section = prefix[:-1]
+    entry = _chosen_entry(cls, data, section, where) if section in _ENTRY_SECTIONS else None
+    own = [n for n in (entry.setting_names() if entry is not None else ()) if n not in names]
+    allowed = names + own
     for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key)[:100], names, n=1)
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key)[:100], allowed, n=1)
             hint = f"did you mean {prefix}{close[0]}? " if close else ""
             raise ConfigError(
                 f"{where}: unknown key {prefix}{str(key)[:MAX_SHOWN]}; {hint}allowed: "
-                f"{', '.join(names)}"
+                f"{', '.join(allowed)}"
             )
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
+        if f.name not in data or f.name in _HIDDEN:
             continue
         key = f"{prefix}{f.name}"
         value = _convert(data[f.name], hints[f.name], key, where)
@@ -307,14 +366,29 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
             raise ConfigError(
                 f"{where}: {key} is {shown(value)}; choose one of {', '.join(_CHOICES[key])}"
             )
-        if f.name in _POSITIVE and isinstance(value, int) and value < 1:
-            raise ConfigError(f"{where}: {key} must be at least 1, not {shown(value)}")
+        if key in _REGISTERED_NAMES:
+            _registered(key, value, where)
+        _check_positive(key, f.name, value, where)
         if f.name in _RANGES and isinstance(value, float):
             _check_range(key, value, where)
         values[f.name] = value
+    if own:
+        entry_hints = typing.get_type_hints(entry.settings)
+        extra = {}
+        for name in own:
+            if name in data:
+                extra[name] = _convert(data[name], entry_hints[name], f"{prefix}{name}", where)
+                _check_positive(f"{prefix}{name}", name, extra[name], where)
+        values["extra"] = extra
     base = cls() if all(f.default is not MISSING or f.default_factory is not MISSING
                         for f in fields(cls)) else None  # type: ignore[arg-type]  # fmt: skip
-    return replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
+    result = replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
+    if entry is not None:
+        try:  # the entry's dataclass checks its own settings
+            entry_settings(result, entry)
+        except BnnNasError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    return result
 
 
 def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config:
@@ -439,11 +513,8 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
             )
 
 
-def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
-    """Read and check a YAML config, with ``--set key=value`` overrides applied.
-
-    Relative paths inside stay relative to the working directory.
-    """
+def read_config_mapping(path: str | Path, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A YAML config file as a mapping, ``--set`` overrides applied, not yet checked."""
     from bnn_nas.io import load_yaml, read_text_file
 
     path = Path(path)
@@ -461,8 +532,22 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
             f"{path}: a config must be a mapping of sections, not a {type(data).__name__}"
         )
     if overrides:
-        data = apply_overrides(data, overrides, str(path))
-    return config_from_dict(data, str(path))
+        data = apply_overrides(dict(data), overrides, str(path))
+    return dict(data)
+
+
+def declared_plugins(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    """The ``plugins`` a config mapping lists: loaded before it is checked, since they may
+    register the controller, executor or dataset it names."""
+    return _convert(data.get("plugins", ()), tuple[str, ...], "plugins", where)
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
+    """Read and check a YAML config, with ``--set key=value`` overrides applied.
+
+    Relative paths inside stay relative to the working directory.
+    """
+    return config_from_dict(read_config_mapping(path, overrides), str(Path(path)))
 
 
 def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str) -> dict[str, Any]:
@@ -493,9 +578,13 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if is_dataclass(value):
-            return {
-                f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name != "source"
+            out = {
+                f.name: plain(getattr(value, f.name))
+                for f in fields(value)
+                if f.name not in _HIDDEN
             }
+            out.update(plain(getattr(value, "extra", None) or {}))  # a plugin entry's settings
+            return out
         if isinstance(value, tuple):
             return [plain(v) for v in value]
         if isinstance(value, dict):

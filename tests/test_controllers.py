@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from bnn_nas.config import Config, SearchConfig
-from bnn_nas.search.controllers import ParetoSearch
+from bnn_nas.search.controllers import ParetoSearch, ParetoSettings
 from bnn_nas.search.engine import SearchRun, format_error
 from bnn_nas.search.executors import LocalExecutor
 from bnn_nas.search.store import MemoryStore
@@ -101,6 +101,6 @@ def test_restored_controller_continues_like_the_uninterrupted_one(name):
 
 def test_pareto_controller_respects_max_ops():
     ops_of = lambda g: 1e6 * sum(op.startswith("xnor") for op, _ in g.normal + g.reduce)  # noqa: E731
-    controller = ParetoSearch(SPACE, 0, population=6, ops_of=ops_of, max_ops=8e6)
+    controller = ParetoSearch(SPACE, 0, ParetoSettings(population=6, max_ops=8e6), ops_of=ops_of)
     for proposal in controller.ask(20):
         assert ops_of(proposal.genotype) <= 8e6

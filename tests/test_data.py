@@ -13,7 +13,6 @@ from PIL import Image
 
 from bnn_nas.data import (
     CIFAR10_CLASSES,
-    DATASET_NAMES,
     Dataset,
     DataSettings,
     ImageSet,
@@ -22,6 +21,7 @@ from bnn_nas.data import (
 )
 from bnn_nas.data import make_sample as make_sample_module
 from bnn_nas.errors import BnnNasError, DataError
+from bnn_nas.extensions import list_datasets
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +129,8 @@ def test_image_set_validates_and_subsets():
 
 
 def test_settings_validate_and_dispatch(tmp_path, sample, monkeypatch):
-    assert DATASET_NAMES == ("cifar10", "image_folder", "cifar10_sample")
-    with pytest.raises(DataError, match="cifar10, image_folder, cifar10_sample"):
+    assert [e.name for e in list_datasets()] == ["cifar10", "cifar10_sample", "image_folder"]
+    with pytest.raises(DataError, match="registered: cifar10, cifar10_sample, image_folder"):
         DataSettings("imagenet")
     for kwargs, message in [
         ({"name": "cifar10"}, "needs data.root"),

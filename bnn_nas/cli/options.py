@@ -70,6 +70,32 @@ def run_plugins_trusted() -> bool:
     return bool(ctx is not None and ctx.meta.get(_TRUST_KEY, False))
 
 
+class RegisteredName(click.ParamType):
+    """A name from a registry: help lists the registered names; the name itself is checked
+    by the command once plugins are loaded (a plugin may register it)."""
+
+    name = "name"
+
+    def __init__(self, registry_name: str, others: tuple[str, ...] = ()) -> None:
+        self.registry_name, self.others = registry_name, others
+
+    def _registry(self) -> Any:
+        from bnn_nas import extensions
+
+        return getattr(extensions, self.registry_name)
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return "[" + "|".join([*self._registry().names(), *self.others]) + "]"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        return value
+
+    def check(self, value: str | None) -> None:
+        """Raise the registry's one-line error (with suggestions) for an unknown name."""
+        if value is not None and value not in self.others:
+            self._registry().get(value)
+
+
 def plugin_option(func: F) -> F:
     """``--plugin PATH_OR_MODULE`` (repeatable), loaded before the command runs, and
     ``--trust-run-plugins`` (import the plugins a run directory's config names)."""
@@ -86,7 +112,8 @@ def plugin_option(func: F) -> F:
         "plugins",
         multiple=True,
         metavar="PATH_OR_MODULE",
-        help="Python file or module that registers primitives (repeatable).",
+        help="Python file or module that registers primitives, controllers, executors, "
+        "datasets, ... (repeatable).",
     )(func)
 
 
@@ -119,18 +146,27 @@ def set_option(func: F) -> F:
 def load_run_config(
     config_path: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()
 ):
-    """The config (defaults when no file), with its plugins and the given ones loaded.
+    """The config (defaults when no file), with its plugins and the given ones loaded
+    first: they may register the names it uses (a controller, an executor, a dataset).
 
     A config inside a run directory has its plugins imported only when they are passed
     with ``--plugin`` or the command has ``--trust-run-plugins``.
     """
-    from bnn_nas.config import apply_overrides, config_from_dict, load_config
+    from pathlib import Path
+
+    from bnn_nas.config import (
+        apply_overrides,
+        config_from_dict,
+        declared_plugins,
+        read_config_mapping,
+    )
     from bnn_nas.rundir import run_plugins
 
     if config_path:
-        config = load_config(config_path, overrides)
+        data, where = read_config_mapping(config_path, overrides), str(Path(config_path))
     else:
-        config = config_from_dict(apply_overrides({}, overrides, "--set"), "--set")
-    named = run_plugins(config_path, config.plugins, plugins, trust=run_plugins_trusted())
+        data, where = apply_overrides({}, overrides, "--set"), "--set"
+    declared = declared_plugins(data, where)
+    named = run_plugins(config_path, declared, plugins, trust=run_plugins_trusted())
     load_user_plugins(named + plugins)
-    return config
+    return config_from_dict(data, where)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bnn_nas.cli.options import (
+    RegisteredName,
     config_option,
     fail,
     load_run_config,
@@ -187,10 +188,10 @@ def show_command(
 @click.argument("genotype", required=False)
 @click.option(
     "--model",
-    type=click.Choice(["resnet18", "resnet34", "resnet20", "vgg_small"]),
+    type=RegisteredName("BASELINES"),
     help="Profile a hand-designed baseline instead of a genotype.",
 )
-@click.option("--family", type=click.Choice(["xnor", "bireal"]), default="xnor")
+@click.option("--family", type=RegisteredName("FAMILIES"), default="xnor")
 @click.option(
     "--image-size",
     type=int,
@@ -239,8 +240,8 @@ def profile_command(
     the defaults.
     """
     from bnn_nas.cost import count_cost
+    from bnn_nas.extensions import get_baseline, get_family
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.space.network import build_baseline
 
     config, source = layout_config(config_path, run_dir, plugins)
     image_size, classes = run_input(run_dir, image_size, classes)
@@ -261,8 +262,9 @@ def profile_command(
     if baseline is not None:
         if cells is not None or channels is not None:
             fail("--cells/--channels size a GENOTYPE's network, not a --model baseline")
-        net = build_baseline(
-            baseline, family, classes, image_size=image_size, **config.model.options
+        get_family(family)
+        net = get_baseline(baseline).obj(
+            family, classes, image_size=image_size, **config.model.options
         )
         where = f" (model of {source})" if model is None else ""
         click.echo(f"network: {baseline} ({family}), {image_size} px, {classes} classes{where}")

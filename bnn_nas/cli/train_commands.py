@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bnn_nas.cli.options import (
+    RegisteredName,
     fail,
     interrupted,
     load_run_config,
@@ -14,14 +15,17 @@ from bnn_nas.cli.options import (
     user_errors,
 )
 
+MODEL = RegisteredName("BASELINES")
+FAMILY = RegisteredName("FAMILIES", ("float",))
+
 
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
 @click.option("--genotype", help="Genotype text or a .yaml/.json/.txt file (e.g. from derive).")
-@click.option("--model", type=click.Choice(["resnet18", "resnet34", "resnet20", "vgg_small"]))
+@click.option("--model", type=MODEL, help="A baseline model (registered, or a plugin's).")
 @click.option(
     "--family",
-    type=click.Choice(["xnor", "bireal", "float"]),
+    type=FAMILY,
     help="Baseline block family; float: the config's family with identity binarizers (the "
     "float twin, e.g. a distillation teacher).",
 )
@@ -62,6 +66,8 @@ def train_command(
     if tensorboard:
         overrides = (*overrides, "final.tensorboard=true")
     config = load_run_config(config_path, plugins, overrides)
+    MODEL.check(model)
+    FAMILY.check(family)
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
     g = load_genotype(genotype) if genotype is not None else None

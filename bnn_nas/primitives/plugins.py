@@ -14,6 +14,11 @@ from types import ModuleType
 from bnn_nas.errors import BnnNasError, PluginError
 
 ENTRY_POINT_GROUP = "bnn_nas.primitives"
+# the other extension points' groups (controllers, executors, datasets, baselines, families)
+EXTENSION_GROUPS = (
+    "bnn_nas.controllers", "bnn_nas.executors", "bnn_nas.datasets", "bnn_nas.baselines",
+    "bnn_nas.families",
+)  # fmt: skip
 
 _loaded: dict[str, ModuleType] = {}  # resolved plugin identity -> module, so each loads once
 
@@ -81,9 +86,15 @@ def load_plugin(spec: str) -> ModuleType:
 
 
 def load_entry_point_plugins() -> list[str]:
-    """Import every installed package's ``bnn_nas.primitives`` entry point."""
+    """Import every installed package's ``bnn_nas.primitives`` (and ``bnn_nas.controllers``,
+    ``bnn_nas.executors``, ...) entry points."""
     names = []
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    entries = [
+        entry
+        for group in (ENTRY_POINT_GROUP, *EXTENSION_GROUPS)
+        for entry in importlib.metadata.entry_points(group=group)
+    ]
+    for entry in entries:
         key = f"entry-point:{entry.value}"
         if key in _loaded:
             continue

@@ -4,6 +4,10 @@ A controller never touches storage. Everything it knows comes from trial records
 randomness is derived from ``(seed, number of proposals made)``, so a controller rebuilt
 from a store's history continues exactly where the interrupted one stopped, and the same
 seed with the same results gives the same proposals.
+
+Controllers are registered by name (``bnn_nas.extensions.CONTROLLERS``), each with the
+dataclass of its own settings, read from the config's ``search`` section. A plugin adds
+one with ``@register_controller("name", settings=...)`` on a :class:`Controller` subclass.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from bnn_nas.config import SearchConfig
+from bnn_nas.config import SearchConfig, entry_settings
 from bnn_nas.errors import ConfigError
+from bnn_nas.extensions import CONTROLLERS, register_controller
 from bnn_nas.search.pareto import crowding_distance, non_dominated_sort
 from bnn_nas.search.trials import Proposal, TrialRecord
 from bnn_nas.space.genotype import Genotype
@@ -24,13 +31,21 @@ _MAX_TRIES = 1000
 
 
 class Controller(ABC):
-    """Base: duplicate-free proposals, seeded per proposal, state rebuilt from records."""
+    """Base: duplicate-free proposals, seeded per proposal, state rebuilt from records.
+
+    A registered controller is built as ``cls(space, seed, settings, ops_of=...)`` with
+    ``settings`` an instance of the dataclass it registered (None if it declared none).
+    """
 
     name = ""
 
-    def __init__(self, space: SearchSpace, seed: int) -> None:
+    def __init__(
+        self, space: SearchSpace, seed: int, settings: Any = None, *, ops_of: OpsOf | None = None
+    ) -> None:
         self.space = space
         self.seed = seed
+        self.settings = settings
+        self.ops_of = ops_of
         self.proposed = 0  # proposals handed out so far (asked and restored)
         self.seen: set[str] = set()  # hashes of every proposed genotype
         self.done: list[TrialRecord] = []  # finished successfully, in the order told
@@ -83,6 +98,7 @@ class Controller(ABC):
         return True
 
 
+@register_controller("random")
 class RandomSearch(Controller):
     """Uniform samples of the space, without duplicates."""
 
@@ -92,6 +108,30 @@ class RandomSearch(Controller):
         return self._fresh_random(rng)
 
 
+ELIMINATE = ("oldest", "worst")
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """``search`` settings of ``evolution``."""
+
+    population: int = 8  # trials kept
+    sample_size: int = 3  # tournament size
+    eliminate: str = "oldest"  # oldest (aging evolution) | worst
+
+    def __post_init__(self) -> None:
+        if self.eliminate not in ELIMINATE:
+            raise ConfigError(
+                f"search.eliminate is {self.eliminate!r}; choose one of {', '.join(ELIMINATE)}"
+            )
+        if self.sample_size > self.population:
+            raise ConfigError(
+                f"search.sample_size {self.sample_size} exceeds search.population "
+                f"{self.population}"
+            )
+
+
+@register_controller("evolution", settings=EvolutionSettings)
 class RegularizedEvolution(Controller):
     """Aging evolution (Real et al. 2019): tournament selection, mutate the winner.
 
@@ -102,14 +142,17 @@ class RegularizedEvolution(Controller):
     name = "evolution"
 
     def __init__(
-        self, space: SearchSpace, seed: int, population: int, sample_size: int, eliminate: str
+        self,
+        space: SearchSpace,
+        seed: int,
+        settings: EvolutionSettings | None = None,
+        *,
+        ops_of: OpsOf | None = None,
     ) -> None:
-        super().__init__(space, seed)
-        if sample_size > population:
-            raise ConfigError(
-                f"search.sample_size {sample_size} exceeds search.population {population}"
-            )
-        self.population, self.sample_size, self.eliminate = population, sample_size, eliminate
+        settings = settings or EvolutionSettings()
+        super().__init__(space, seed, settings, ops_of=ops_of)
+        self.population, self.sample_size = settings.population, settings.sample_size
+        self.eliminate = settings.eliminate
 
     def current_population(self) -> list[TrialRecord]:
         if self.eliminate == "oldest":
@@ -125,6 +168,15 @@ class RegularizedEvolution(Controller):
         return self._mutant(parent, rng, "mutation")
 
 
+@dataclass(frozen=True)
+class ParetoSettings:
+    """``search`` settings of ``pareto``."""
+
+    population: int = 8  # trials kept
+    max_ops: float | None = None  # drop candidates above this many OPs
+
+
+@register_controller("pareto", settings=ParetoSettings)
 class ParetoSearch(Controller):
     """Multi-objective evolution on accuracy (up) vs OPs (down), NSGA-II selection.
 
@@ -138,15 +190,18 @@ class ParetoSearch(Controller):
         self,
         space: SearchSpace,
         seed: int,
-        population: int,
-        ops_of: OpsOf,
-        max_ops: float | None,
+        settings: ParetoSettings | None = None,
+        *,
+        ops_of: OpsOf | None = None,
     ) -> None:
-        super().__init__(space, seed)
-        self.population, self.ops_of, self.max_ops = population, ops_of, max_ops
+        settings = settings or ParetoSettings()
+        super().__init__(space, seed, settings, ops_of=ops_of)
+        self.population, self.max_ops = settings.population, settings.max_ops
+        if self.max_ops is not None and ops_of is None:
+            raise ValueError("ParetoSearch with max_ops needs ops_of")
 
     def _acceptable(self, genotype: Genotype) -> bool:
-        return self.max_ops is None or self.ops_of(genotype) <= self.max_ops
+        return self.max_ops is None or self.ops_of(genotype) <= self.max_ops  # type: ignore[misc]
 
     def ranked(self) -> list[tuple[TrialRecord, int, float]]:
         """(record, front rank, crowding) of the surviving population, best first."""
@@ -170,13 +225,9 @@ class ParetoSearch(Controller):
 def make_controller(
     settings: SearchConfig, space: SearchSpace, seed: int, ops_of: OpsOf
 ) -> Controller:
-    """The controller a config's ``search`` section names."""
-    if settings.controller == "random":
-        return RandomSearch(space, seed)
-    if settings.controller == "evolution":
-        return RegularizedEvolution(
-            space, seed, settings.population, settings.sample_size, settings.eliminate
-        )
-    if settings.controller == "pareto":
-        return ParetoSearch(space, seed, settings.population, ops_of, settings.max_ops)
-    raise ConfigError(f"unknown controller {settings.controller!r}")
+    """The controller a config's ``search`` section names, with its settings."""
+    entry = CONTROLLERS.get(settings.controller)
+    controller = entry.obj(space, seed, entry_settings(settings, entry), ops_of=ops_of)
+    if not controller.name:
+        controller.name = entry.name
+    return controller

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +23,13 @@ from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts, run_kind
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
-from bnn_nas.search.executors import Executor, LocalExecutor, Outcome, OutcomeKind
+from bnn_nas.search.executors import (  # noqa: F401  (make_executor, format_error: re-exported)
+    Executor,
+    Outcome,
+    OutcomeKind,
+    format_error,
+    make_executor,
+)
 from bnn_nas.search.export import write_trials_csv
 from bnn_nas.search.store import STORE_FILE, SQLiteStore, TrialStore
 from bnn_nas.search.trials import TrialRecord, TrialStatus
@@ -76,14 +81,6 @@ def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Pa
 def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
     done = [r for r in records if r.done and r.result is not None]
     return max(done, key=lambda r: (r.result.accuracy, -r.result.ops, -r.id), default=None)  # type: ignore[union-attr]
-
-
-def format_error(err: BaseException) -> str:
-    """One line for the store: the exception and where it was raised."""
-    frames = traceback.extract_tb(err.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}{where}"[:500]
 
 
 class SearchRun:
@@ -241,27 +238,3 @@ def with_budget(config: Config, budget: int | None) -> Config:
     if budget is None:
         return config
     return replace(config, search=replace(config.search, budget=budget))
-
-
-def make_executor(config: Config, evaluator: Evaluator, plugins: tuple[str, ...] = ()) -> Executor:
-    """The executor a config's ``executor`` section names."""
-    settings = config.executor
-    kind = settings.type
-    if kind == "auto":  # several trials side by side pay off on a GPU, not on the CPU
-        kind = "streams" if evaluator.device.type == "cuda" else "local"
-    if kind == "local":
-        return LocalExecutor(evaluator, format_error)
-    if kind in ("processes", "streams"):
-        from bnn_nas.search.processes import ProcessExecutor, resolve_devices, trials_per_device
-
-        devices = resolve_devices(settings.devices)
-        per_device = trials_per_device(settings.trials_per_device, devices, kind)
-        if kind == "processes":
-            return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
-        from bnn_nas.search.streams import StreamExecutor
-
-        evaluators = [evaluator.on_device(device) for device in devices]
-        return StreamExecutor(evaluators, per_device, format_error)
-    from bnn_nas.search.ray_executor import RayExecutor
-
-    return RayExecutor(config, config.plugins + plugins, evaluator, settings)

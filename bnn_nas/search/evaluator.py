@@ -16,14 +16,13 @@ from torch import nn
 
 from bnn_nas.config import Config, TrainConfig
 from bnn_nas.cost import ModelCost, count_cost
-from bnn_nas.data import Dataset, ImageSet, load_dataset
+from bnn_nas.data import Dataset, ImageSet, data_settings, load_dataset
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.search.trials import TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
 from bnn_nas.train.distill import place_teacher, teacher_for
-from bnn_nas.train.run import data_settings
 from bnn_nas.train.seeding import GLOBAL_RNG_LOCK, seed_everything
 from bnn_nas.train.trainer import fit
 
@@ -67,7 +66,7 @@ def _cap(indices: np.ndarray, size: int | None, labels: np.ndarray, rng) -> np.n
 
 
 def load_search_data(config: Config) -> SearchData:
-    return split_for_search(load_dataset(data_settings(config)), config)
+    return split_for_search(load_dataset(data_settings(config.data)), config)
 
 
 class TrialCancelledError(Exception):

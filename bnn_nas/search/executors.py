@@ -3,17 +3,35 @@
 All share one small interface: ``submit`` a trial, ``next_outcome`` waits for one to end.
 An outcome is a result, a candidate's failure (recorded, the search goes on) or a lost
 worker (the trial is retried up to ``max_attempts``; nothing done is lost).
+
+Executors are registered by name (``bnn_nas.extensions.EXECUTORS``, the table that
+``executor.type`` picks from): an entry is ``make(config, evaluator, plugins, settings)
+-> Executor`` with ``settings`` an instance of the dataclass it declared. A plugin adds one
+with ``@register_executor("name", settings=...)``.
 """
 
 from __future__ import annotations
 
 import enum
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from bnn_nas.config import Config, entry_settings
+from bnn_nas.extensions import EXECUTORS, register_executor
 from bnn_nas.search.trials import TrialRecord, TrialResult
 from bnn_nas.space.genotype import Genotype
+
+
+def format_error(err: BaseException) -> str:
+    """One line for the store: the exception and where it was raised."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}{where}"[:500]
 
 
 class OutcomeKind(enum.Enum):
@@ -61,7 +79,7 @@ class LocalExecutor(Executor):
     def __init__(
         self,
         evaluate: Callable[[Genotype], TrialResult],
-        describe_error: Callable[[BaseException], str],
+        describe_error: Callable[[BaseException], str] = format_error,
     ) -> None:
         self.evaluate, self.describe_error = evaluate, describe_error
         self._queue: list[TrialRecord] = []
@@ -79,3 +97,21 @@ class LocalExecutor(Executor):
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
         return Outcome(trial.id, OutcomeKind.DONE, result=result)
+
+
+@register_executor("local")
+def make_local(
+    config: Config, evaluator: Any, plugins: tuple[str, ...], settings: None
+) -> Executor:
+    """One trial at a time in this process (the default on the CPU)."""
+    return LocalExecutor(evaluator, format_error)
+
+
+def make_executor(config: Config, evaluator: Any, plugins: tuple[str, ...] = ()) -> Executor:
+    """The executor a config's ``executor`` section names (``auto``: streams on a GPU,
+    local on the CPU, where several trials side by side do not pay off)."""
+    kind = config.executor.type
+    if kind == "auto":
+        kind = "streams" if evaluator.device.type == "cuda" else "local"
+    entry = EXECUTORS.get(kind)
+    return entry.obj(config, evaluator, plugins, entry_settings(config.executor, entry))

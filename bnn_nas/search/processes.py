@@ -18,7 +18,8 @@ from typing import Any
 
 from bnn_nas.config import Config
 from bnn_nas.errors import BnnNasError, ConfigError
-from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.extensions import register_executor
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
 _POLL_SECONDS = 0.2
@@ -41,7 +42,6 @@ def _worker_main(slot: int, setup: WorkerSetup, tasks: Any, results: Any) -> Non
     import torch
 
     from bnn_nas.primitives import load_plugins
-    from bnn_nas.search.engine import format_error
     from bnn_nas.search.evaluator import build_evaluator
     from bnn_nas.space.genotype import parse_genotype
 
@@ -94,6 +94,24 @@ def resolve_devices(devices: tuple[str, ...]) -> list[str]:
     if torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu"]
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """``executor`` settings of ``processes`` and ``streams``."""
+
+    devices: tuple[str, ...] = ()  # e.g. [cuda:0, cuda:1]; default every GPU, or cpu
+    trials_per_device: int | None = None  # default per GPU: processes 4, streams 8; CPU 1
+
+
+@register_executor("processes", settings=DeviceSettings)
+def make_processes(
+    config: Config, evaluator: Any, plugins: tuple[str, ...], settings: DeviceSettings
+) -> Executor:
+    """K worker processes per device, each pinned to it."""
+    devices = resolve_devices(settings.devices)
+    per_device = trials_per_device(settings.trials_per_device, devices, "processes")
+    return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
 
 
 class _Slot:

@@ -9,12 +9,14 @@ is retried by the search loop; Ray's own retries are off so attempts are counted
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from bnn_nas.config import Config, ExecutorConfig
+from bnn_nas.config import Config
 from bnn_nas.errors import ConfigError
+from bnn_nas.extensions import register_executor
 from bnn_nas.search.evaluator import Evaluator, SearchData
-from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
 from bnn_nas.search.processes import GPU_TRIALS_PER_DEVICE
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
@@ -28,7 +30,6 @@ def _run_trial(
     import torch
 
     from bnn_nas.primitives import load_plugins
-    from bnn_nas.search.engine import format_error
     from bnn_nas.space.genotype import parse_genotype
     from bnn_nas.space.search_space import load_search_space
 
@@ -44,6 +45,14 @@ def _run_trial(
         return "failed", format_error(err)
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """``executor`` settings of ``ray``."""
+
+    trials_per_device: int | None = None  # trials sharing one GPU; default 4 per GPU
+    address: str | None = None  # an existing cluster (e.g. auto); default a local one
+
+
 class RayExecutor(Executor):
     """Keeps enough trial tasks in flight to fill the cluster."""
 
@@ -52,7 +61,7 @@ class RayExecutor(Executor):
         config: Config,
         plugins: tuple[str, ...],
         evaluator: Evaluator,
-        settings: ExecutorConfig,
+        settings: Any,
     ) -> None:
         try:
             import ray
@@ -111,3 +120,11 @@ class RayExecutor(Executor):
         for ref in list(self._refs):
             self._ray.cancel(ref, force=True)
         self._refs.clear()
+
+
+@register_executor("ray", settings=RaySettings)
+def make_ray(
+    config: Config, evaluator: Evaluator, plugins: tuple[str, ...], settings: RaySettings
+) -> Executor:
+    """Each trial a Ray task: one machine or a whole cluster (the [ray] extra)."""
+    return RayExecutor(config, config.plugins + plugins, evaluator, settings)

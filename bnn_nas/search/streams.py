@@ -24,9 +24,12 @@ from collections.abc import Callable
 
 import torch
 
+from bnn_nas.config import Config
 from bnn_nas.errors import ConfigError
+from bnn_nas.extensions import register_executor
 from bnn_nas.search.evaluator import Evaluator, TrialCancelledError
-from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
+from bnn_nas.search.processes import DeviceSettings, resolve_devices, trials_per_device
 from bnn_nas.search.trials import TrialRecord
 
 # PyTorch hands out streams round-robin from a pool of 32 per device: more threads
@@ -41,7 +44,7 @@ class StreamExecutor(Executor):
         self,
         evaluators: list[Evaluator],
         per_device: int,
-        describe_error: Callable[[BaseException], str],
+        describe_error: Callable[[BaseException], str] = format_error,
     ) -> None:
         if not 1 <= per_device <= MAX_STREAMS_PER_DEVICE:
             raise ConfigError(
@@ -101,3 +104,14 @@ class StreamExecutor(Executor):
         self._stopping.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._futures.clear()
+
+
+@register_executor("streams", settings=DeviceSettings)
+def make_streams(
+    config: Config, evaluator: Evaluator, plugins: tuple[str, ...], settings: DeviceSettings
+) -> Executor:
+    """K threads per device in this process, one CUDA stream each (the default on a GPU)."""
+    devices = resolve_devices(settings.devices)
+    per_device = trials_per_device(settings.trials_per_device, devices, "streams")
+    evaluators = [evaluator.on_device(device) for device in devices]
+    return StreamExecutor(evaluators, per_device, format_error)

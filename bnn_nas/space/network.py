@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
+from bnn_nas import extensions
 from bnn_nas.config import ModelConfig
 from bnn_nas.errors import ConfigError
 from bnn_nas.primitives import REGISTRY, build_primitive
@@ -211,6 +212,6 @@ def build_model(
         return CellNetwork(genotype, replace(space, network=layout), num_classes)
     if model.type == "cells":
         raise ConfigError("no genotype given; pass --genotype FILE_OR_TEXT or --model NAME")
-    return build_baseline(
-        model.type, model.family, num_classes, image_size=image_size, **model.options
-    )
+    baseline = extensions.get_baseline(model.type).obj  # registered: built-in or a plugin's
+    extensions.get_family(model.family)
+    return baseline(model.family, num_classes, image_size=image_size, **model.options)

@@ -25,6 +25,7 @@ from bnn_nas import __version__
 from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import DataSettings, load_dataset
+from bnn_nas.data import data_settings as dataset_settings
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.rundir import (
@@ -66,8 +67,7 @@ def device_name(device: torch.device) -> str:
 
 
 def data_settings(config: Config) -> DataSettings:
-    d = config.data
-    return DataSettings(name=d.name, root=d.root, download=d.download, cache_dir=d.cache_dir)
+    return dataset_settings(config.data)
 
 
 # Settings in which two trainings may differ and still be one run (a resumed run, seeds of
