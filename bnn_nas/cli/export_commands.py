@@ -6,7 +6,13 @@ from typing import Any
 
 import click
 
-from bnn_nas.cli.options import load_user_plugins, plugin_option, run_plugins_trusted, user_errors
+from bnn_nas.cli.options import (
+    RegisteredName,
+    load_user_plugins,
+    plugin_option,
+    run_plugins_trusted,
+    user_errors,
+)
 
 
 def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -70,8 +76,8 @@ def export_command(
 @click.option("--images", type=click.Path(file_okay=False), help="Class subfolders or images.")
 @click.option(
     "--dataset",
-    type=click.Choice(["cifar10", "image_folder", "cifar10_sample"]),
-    help="A data set bnn-nas knows (with --data-root unless cifar10_sample).",
+    type=RegisteredName("DATASETS"),
+    help="A registered data set (with --data-root unless cifar10_sample).",
 )
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder of --dataset.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
