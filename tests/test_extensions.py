@@ -217,4 +217,6 @@ def test_any_built_in_module_may_be_imported_first(module):
             "print([len(r.names()) for r in REGISTRIES])")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[3, 4, 3, 3, 2]"
+    from bnn_nas.extensions import REGISTRIES
+
+    assert result.stdout.strip() == str([len(r.names()) for r in REGISTRIES])
