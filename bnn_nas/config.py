@@ -21,6 +21,7 @@ import yaml
 
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.extensions import BASELINES, CONTROLLERS, DATASETS, EXECUTORS, FAMILIES
+from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, check_objectives
 from bnn_nas.registry import Registry
 
 T = TypeVar("T")
@@ -133,6 +134,9 @@ class SearchConfig:
 
     controller: str = "evolution"  # a registered controller: random | evolution | pareto | ...
     budget: int = 20  # trials in all
+    # what to optimise: [{name: a trial metric, direction: maximize|minimize, limit}, ...];
+    # the first is the primary objective (evolution's fitness, derive's "most accurate")
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
     # the built-in controllers' settings (each declares its own: search/controllers.py)
     population: int = 8  # evolution / pareto: trials kept
     sample_size: int = 3  # evolution: tournament size
@@ -380,9 +384,12 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
                 extra[name] = _convert(data[name], entry_hints[name], f"{prefix}{name}", where)
                 _check_positive(f"{prefix}{name}", name, extra[name], where)
         values["extra"] = extra
-    base = cls() if all(f.default is not MISSING or f.default_factory is not MISSING
-                        for f in fields(cls)) else None  # type: ignore[arg-type]  # fmt: skip
-    result = replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
+    defaults = all(f.default is not MISSING or f.default_factory is not MISSING
+                   for f in fields(cls))  # type: ignore[arg-type]  # fmt: skip
+    try:  # a settings dataclass may check itself (an objective's direction, ...)
+        result = replace(cls(), **values) if defaults and not values else cls(**values)  # type: ignore[type-var]
+    except BnnNasError as err:
+        raise ConfigError(f"{where}: {prefix[:-1] or 'config'}: {err}") from None
     if entry is not None:
         try:  # the entry's dataclass checks its own settings
             entry_settings(result, entry)
@@ -396,6 +403,10 @@ def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: a config must be a mapping of sections")
     config = _from_mapping(Config, data, where)
+    try:
+        check_objectives(config.search.objectives)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     for section in ("train", "final"):
         settings = getattr(config, section)
         cycle = settings.momentum_cycle

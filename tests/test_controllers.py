@@ -29,7 +29,10 @@ def similarity(g: Genotype) -> float:
 
 
 def fake_result(score: float, ops: float = 1e6) -> TrialResult:
-    return TrialResult(score, 1 - score, 1 - score, int(ops * 64), 0, ops, 0, 0, 0.0, 0.0)
+    return TrialResult.of(
+        accuracy=score, loss=1 - score, train_loss=1 - score, bops=int(ops * 64), flops=0,
+        ops=ops, binary_params=0, float_params=0, params=0, bytes=0.0, train_seconds=0.0,
+    )  # fmt: skip
 
 
 def local(evaluate) -> LocalExecutor:

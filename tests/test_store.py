@@ -11,7 +11,10 @@ from bnn_nas.space.genotype import Genotype
 
 G1 = Genotype([("a", 0), ("b", 1)], [2], [("c", 0), ("d", 1)], [2])
 G2 = Genotype([("a", 1), ("b", 0)], [2], [("c", 0), ("d", 1)], [2])
-RESULT = TrialResult(0.5, 1.2, 1.1, 1000, 20, 35.6, 100, 10, 52.5, 3.0)
+RESULT = TrialResult.of(
+    accuracy=0.5, loss=1.2, train_loss=1.1, bops=1000, flops=20, ops=35.6, binary_params=100,
+    float_params=10, bytes=52.5, train_seconds=3.0,
+)  # fmt: skip
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -76,7 +76,8 @@ def search_command(
     type=click.Choice(["accuracy", "pareto"]),
     default="accuracy",
     show_default=True,
-    help="Most accurate trial, or the knee of the Pareto front.",
+    help="Best trial by the primary objective (accuracy), or the knee of the Pareto front "
+    "of the search's objectives.",
 )
 @click.option("--max-ops", type=float, help="Only trials with at most this many OPs.")
 @click.option(
@@ -100,7 +101,8 @@ def derive_command(
     from pathlib import Path
 
     from bnn_nas.io import dump_yaml, write_text_atomic
-    from bnn_nas.search.derive import choose, open_results
+    from bnn_nas.objectives import metric
+    from bnn_nas.search.derive import choose, open_run
     from bnn_nas.search.progress import describe
     from bnn_nas.space.drawing import render
 
@@ -108,27 +110,36 @@ def derive_command(
         from bnn_nas.io import check_output_path
 
         check_output_path(output)
-    records = open_results(Path(run_dir))
-    chosen, ranking = choose(records, by, max_ops)
-    title = "Pareto front (by OPs)" if by == "pareto" else "most accurate"
+    records, objectives = open_run(Path(run_dir))
+    chosen, ranking = choose(records, by, max_ops, objectives)
+    if by == "pareto":
+        axis = metric(objectives[1].name).label if len(objectives) > 1 else objectives[0].name
+        title = f"Pareto front (by {axis})"
+    else:
+        primary = objectives[0].name
+        title = "most accurate" if primary == "accuracy" else f"best {primary}"
     click.echo(f"{title}, {len(ranking)} candidates:")
     for record in ranking[:top]:
         mark = "*" if record.id == chosen.id else " "
-        click.echo(f" {mark} {describe(record)}")
+        click.echo(f" {mark} {describe(record, objectives)}")
     target = Path(output) if output else Path(run_dir) / "genotype.yaml"
     result = chosen.result
     assert result is not None
+    m = result.metrics
     document = {
         "genotype": str(chosen.genotype),
         "hash": chosen.hash,
         "trial": chosen.id,
         "derived_by": by if max_ops is None else f"{by}, max_ops={max_ops:g}",
-        "search_valid_accuracy": result.accuracy,
-        "ops": result.ops,
-        "bops": result.bops,
-        "flops": result.flops,
-        "params": result.binary_params + result.float_params,
-        "bytes": result.bytes,
+        "search_valid_accuracy": m.get("accuracy"),
+        "ops": m.get("ops"),
+        "bops": m.get("bops"),
+        "flops": m.get("flops"),
+        "params": m.get("params", m.get("binary_params", 0) + m.get("float_params", 0)),
+        "bytes": m.get("bytes"),
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "value": o.value(m)} for o in objectives
+        ],
         "cells": chosen.genotype.to_dict(),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -150,33 +161,38 @@ def status_command(run_dir: str) -> None:
     """Table of a search's trials: status, accuracy, OPs, time, origin."""
     from pathlib import Path
 
-    from bnn_nas.search.derive import open_results
+    from bnn_nas.objectives import column, metric, summary
+    from bnn_nas.search.derive import open_run
     from bnn_nas.search.engine import best_trial
 
-    records = open_results(Path(run_dir))
-    header = f"{'id':>4}  {'status':<8}{'accuracy':>9}{'OPs (M)':>10}{'seconds':>9}  origin"
-    click.echo(header)
+    records, objectives = open_run(Path(run_dir))
+    widths = [max(9 if i == 0 else 10, len(metric(o.name).header) + 1)
+              for i, o in enumerate(objectives)]  # fmt: skip
+    columns = list(zip(objectives, widths, strict=True))
+    heads = "".join(f"{metric(o.name).header:>{w}}" for o, w in columns)
+    click.echo(f"{'id':>4}  {'status':<8}{heads}{'seconds':>9}  origin")
     for r in records:
         res = r.result
-        acc = f"{res.accuracy:.4f}" if res else "-"
-        ops = f"{res.ops / 1e6:.3f}" if res else "-"
-        sec = f"{res.train_seconds:.1f}" if res else "-"
+        cells = "".join(
+            f"{column(o.name, o.value(res.metrics)) if res else '-':>{w}}"
+            for o, w in columns
+        )
+        seconds = res.get("train_seconds") if res else None
+        sec = f"{seconds:.1f}" if seconds is not None else "-"
         origin = r.origin.get("kind", "") + (
             f" of {r.origin['parent']}" if "parent" in r.origin else ""
         )
         extra = f"  {r.error}" if r.error else ""
-        click.echo(f"{r.id:>4}  {r.status.value:<8}{acc:>9}{ops:>10}{sec:>9}  {origin}{extra}")
+        click.echo(f"{r.id:>4}  {r.status.value:<8}{cells}{sec:>9}  {origin}{extra}")
     counts = {
         s: sum(r.status.value == s for r in records)
         for s in ("done", "failed", "running", "pending")
     }
     click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    best = best_trial(records)
+    best = best_trial(records, objectives)
     if best is not None and best.result is not None:
-        click.echo(
-            f"best: trial {best.id} accuracy {best.result.accuracy:.4f} "
-            f"OPs {best.result.ops / 1e6:.3f}M"
-        )
+        shown = " ".join(summary(o.name, o.value(best.result.metrics)) for o in objectives)
+        click.echo(f"best: trial {best.id} {shown}")
 
 
 @click.command("plot")
@@ -189,12 +205,12 @@ def status_command(run_dir: str) -> None:
 )
 @user_errors
 def plot_command(run_dir: str, output: str | None) -> None:
-    """Accuracy vs OPs with the Pareto front, and best-so-far over trials (needs [plot])."""
+    """Accuracy vs OPs (each objective) with the Pareto front, and best-so-far (needs [plot])."""
     from pathlib import Path
 
-    from bnn_nas.search.derive import open_results
+    from bnn_nas.search.derive import open_run
     from bnn_nas.search.plot import plot_search
 
-    records = open_results(Path(run_dir))
+    records, objectives = open_run(Path(run_dir))
     target = Path(output) if output else Path(run_dir) / "search.png"
-    click.echo(f"wrote {plot_search(records, target, title=str(run_dir))}")
+    click.echo(f"wrote {plot_search(records, target, title=str(run_dir), objectives=objectives)}")

@@ -14,38 +14,58 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bnn_nas.config import SearchConfig, entry_settings
 from bnn_nas.errors import ConfigError
 from bnn_nas.extensions import CONTROLLERS, register_controller
+from bnn_nas.objectives import (
+    COST_METRICS,
+    DEFAULT_OBJECTIVES,
+    Objective,
+    directions,
+    points,
+)
 from bnn_nas.search.pareto import crowding_distance, non_dominated_sort
 from bnn_nas.search.trials import Proposal, TrialRecord
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace
 
 OpsOf = Callable[[Genotype], float]
+CostOf = Callable[[Genotype], Mapping[str, float]]  # metrics known before training
 _MAX_TRIES = 1000
 
 
 class Controller(ABC):
     """Base: duplicate-free proposals, seeded per proposal, state rebuilt from records.
 
-    A registered controller is built as ``cls(space, seed, settings, ops_of=...)`` with
-    ``settings`` an instance of the dataclass it registered (None if it declared none).
+    A registered controller is built as ``cls(space, seed, settings, objectives=...,
+    cost_of=...)`` with ``settings`` an instance of the dataclass it registered (None if it
+    declared none), ``objectives`` the search's (the first is the primary one) and
+    ``cost_of(genotype)`` the cost metrics (ops, bops, params, ...) counted before training.
     """
 
     name = ""
 
     def __init__(
-        self, space: SearchSpace, seed: int, settings: Any = None, *, ops_of: OpsOf | None = None
+        self,
+        space: SearchSpace,
+        seed: int,
+        settings: Any = None,
+        *,
+        objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+        cost_of: CostOf | None = None,
+        ops_of: OpsOf | None = None,
     ) -> None:
         self.space = space
         self.seed = seed
         self.settings = settings
-        self.ops_of = ops_of
+        self.objectives = tuple(objectives)
+        if cost_of is None and ops_of is not None:
+            cost_of = lambda g: {"ops": ops_of(g)}  # noqa: E731
+        self.cost_of = cost_of
         self.proposed = 0  # proposals handed out so far (asked and restored)
         self.seen: set[str] = set()  # hashes of every proposed genotype
         self.done: list[TrialRecord] = []  # finished successfully, in the order told
@@ -146,25 +166,28 @@ class RegularizedEvolution(Controller):
         space: SearchSpace,
         seed: int,
         settings: EvolutionSettings | None = None,
-        *,
-        ops_of: OpsOf | None = None,
+        **context: Any,
     ) -> None:
         settings = settings or EvolutionSettings()
-        super().__init__(space, seed, settings, ops_of=ops_of)
+        super().__init__(space, seed, settings, **context)
         self.population, self.sample_size = settings.population, settings.sample_size
         self.eliminate = settings.eliminate
+
+    def _fitness(self, record: TrialRecord) -> float:
+        """The primary objective, larger is better."""
+        return -self.objectives[0].loss(record.result.metrics)  # type: ignore[union-attr]
 
     def current_population(self) -> list[TrialRecord]:
         if self.eliminate == "oldest":
             return self.done[-self.population :]
-        ranked = sorted(self.done, key=lambda r: (-r.result.accuracy, r.id))  # type: ignore[union-attr]
+        ranked = sorted(self.done, key=lambda r: (-self._fitness(r), r.id))
         return ranked[: self.population]
 
     def _propose(self, rng: random.Random) -> Proposal:
         if len(self.done) < self.population:
             return self._fresh_random(rng)
         contestants = rng.sample(self.current_population(), self.sample_size)
-        parent = max(contestants, key=lambda r: (r.result.accuracy, -r.id))  # type: ignore[union-attr]
+        parent = max(contestants, key=lambda r: (self._fitness(r), -r.id))
         return self._mutant(parent, rng, "mutation")
 
 
@@ -178,10 +201,12 @@ class ParetoSettings:
 
 @register_controller("pareto", settings=ParetoSettings)
 class ParetoSearch(Controller):
-    """Multi-objective evolution on accuracy (up) vs OPs (down), NSGA-II selection.
+    """Multi-objective evolution over the search's objectives (default accuracy up vs OPs
+    down), NSGA-II selection.
 
     Parents are picked by binary tournament on (front rank, crowding distance) among the
-    best ``population`` trials; candidates above ``max_ops`` are never proposed.
+    best ``population`` trials; candidates above ``max_ops``, or past the limit of a cost
+    objective (ops, bops, params, bytes, ...: counted before training), are never proposed.
     """
 
     name = "pareto"
@@ -191,24 +216,30 @@ class ParetoSearch(Controller):
         space: SearchSpace,
         seed: int,
         settings: ParetoSettings | None = None,
-        *,
-        ops_of: OpsOf | None = None,
+        **context: Any,
     ) -> None:
         settings = settings or ParetoSettings()
-        super().__init__(space, seed, settings, ops_of=ops_of)
+        super().__init__(space, seed, settings, **context)
         self.population, self.max_ops = settings.population, settings.max_ops
-        if self.max_ops is not None and ops_of is None:
-            raise ValueError("ParetoSearch with max_ops needs ops_of")
+        self.limits = [o for o in self.objectives if o.limit is not None and o.name in
+                       COST_METRICS]  # fmt: skip
+        if (self.max_ops is not None or self.limits) and self.cost_of is None:
+            raise ValueError("ParetoSearch with cost limits needs cost_of")
 
     def _acceptable(self, genotype: Genotype) -> bool:
-        return self.max_ops is None or self.ops_of(genotype) <= self.max_ops  # type: ignore[misc]
+        if self.max_ops is None and not self.limits:
+            return True
+        costs = self.cost_of(genotype)  # type: ignore[misc]
+        if self.max_ops is not None and costs["ops"] > self.max_ops:
+            return False
+        return all(o.within(costs) for o in self.limits)
 
     def ranked(self) -> list[tuple[TrialRecord, int, float]]:
         """(record, front rank, crowding) of the surviving population, best first."""
-        points = [(r.result.accuracy, r.result.ops) for r in self.done]  # type: ignore[union-attr]
+        values = points([r.result.metrics for r in self.done], self.objectives)  # type: ignore[union-attr]
         survivors: list[tuple[TrialRecord, int, float]] = []
-        for rank, front in enumerate(non_dominated_sort(points)):
-            crowd = crowding_distance(points, front)
+        for rank, front in enumerate(non_dominated_sort(values, directions(self.objectives))):
+            crowd = crowding_distance(values, front)
             for i in sorted(front, key=lambda i: (-crowd[i], self.done[i].id)):
                 survivors.append((self.done[i], rank, crowd[i]))
         return survivors[: self.population]
@@ -223,11 +254,15 @@ class ParetoSearch(Controller):
 
 
 def make_controller(
-    settings: SearchConfig, space: SearchSpace, seed: int, ops_of: OpsOf
+    settings: SearchConfig, space: SearchSpace, seed: int, cost_of: CostOf
 ) -> Controller:
-    """The controller a config's ``search`` section names, with its settings."""
+    """The controller a config's ``search`` section names, with its settings and the
+    search's objectives; ``cost_of(genotype)`` gives the cost metrics before training."""
     entry = CONTROLLERS.get(settings.controller)
-    controller = entry.obj(space, seed, entry_settings(settings, entry), ops_of=ops_of)
+    controller = entry.obj(
+        space, seed, entry_settings(settings, entry), objectives=settings.objectives,
+        cost_of=cost_of,
+    )  # fmt: skip
     if not controller.name:
         controller.name = entry.name
     return controller

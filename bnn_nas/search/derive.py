@@ -1,11 +1,28 @@
-"""Choosing the final genotype from a finished (or running) search."""
+"""Choosing the final genotype from a finished (or running) search.
+
+Everything reads the search's objectives by name (``search.objectives`` of the stored
+config; accuracy up and OPs down for searches that predate them): "most accurate" is the
+best trial by the primary objective, "pareto" the knee of the non-dominated front, and
+limits (an objective's ``limit``, ``--max-ops``) drop trials before either.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from bnn_nas.errors import CheckpointError, ConfigError
+from bnn_nas.objectives import (
+    DEFAULT_OBJECTIVES,
+    Objective,
+    axis_value,
+    directions,
+    objectives_from,
+    points,
+    ranking_key,
+    with_limit,
+)
 from bnn_nas.search.pareto import pareto_front
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
 from bnn_nas.search.trials import TrialRecord
@@ -13,6 +30,11 @@ from bnn_nas.search.trials import TrialRecord
 
 def open_results(run_dir: Path) -> list[TrialRecord]:
     """Every trial of a run directory's store (read only)."""
+    return open_run(run_dir)[0]
+
+
+def open_run(run_dir: Path) -> tuple[list[TrialRecord], tuple[Objective, ...]]:
+    """Every trial of a run directory's store and the search's objectives (read only)."""
     path = Path(run_dir) / STORE_FILE
     if not path.is_file():
         raise CheckpointError(
@@ -20,67 +42,132 @@ def open_results(run_dir: Path) -> list[TrialRecord]:
         )
     store = SQLiteStore(path, read_only=True)
     try:
-        return store.trials()
+        config = store.get_meta("config") or {}
+        return store.trials(), objectives_from((config.get("search") or {}).get("objectives"))
     finally:
         store.close()
 
 
-def candidates(records: list[TrialRecord], max_ops: float | None) -> list[TrialRecord]:
+def candidates(
+    records: list[TrialRecord],
+    max_ops: float | None,
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+) -> list[TrialRecord]:
+    """Finished trials within every limit (``max_ops`` is a limit on ops)."""
     done = [r for r in records if r.done and r.result is not None]
     if not done:
         raise ConfigError("the search has no finished trial yet; let it run longer")
-    within = [r for r in done if max_ops is None or r.result.ops <= max_ops]  # type: ignore[union-attr]
+    limited = [o for o in with_limit(objectives, "ops", max_ops) if o.limit is not None]
+    within = [r for r in done if all(o.within(r.result.metrics) for o in limited)]  # type: ignore[union-attr]
     if not within:
-        cheapest = min(r.result.ops for r in done)  # type: ignore[union-attr]
+        o = next(o for o in limited if not all(o.within(r.result.metrics) for r in done))  # type: ignore[union-attr]
+        values = [o.value(r.result.metrics) for r in done]  # type: ignore[union-attr]
+        best = max(values) if o.maximize else min(values)
+        if o.name == "ops" and not o.maximize:
+            raise ConfigError(
+                f"no finished trial has OPs <= {o.limit:.4g}; the cheapest has {best:.4g}"
+            )
         raise ConfigError(
-            f"no finished trial has OPs <= {max_ops:.4g}; the cheapest has {cheapest:.4g}"
+            f"no finished trial has {o.describe_limit()}; the best has {best:.4g}"
         )
     return within
 
 
-def rank_by_accuracy(records: list[TrialRecord]) -> list[TrialRecord]:
-    """Most accurate first; ties go to fewer OPs, then the earlier trial."""
-    return sorted(records, key=lambda r: (-r.result.accuracy, r.result.ops, r.id))  # type: ignore[union-attr]
+def rank_by_accuracy(
+    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> list[TrialRecord]:
+    """Best first by the primary objective (accuracy); ties go to the next objectives
+    (fewer OPs), then the earlier trial."""
+    return sorted(records, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id))  # type: ignore[union-attr]
 
 
-def front(records: list[TrialRecord]) -> list[TrialRecord]:
-    """The accuracy-vs-OPs Pareto front, by ascending OPs."""
-    points = [(r.result.accuracy, r.result.ops) for r in records]  # type: ignore[union-attr]
-    return [records[i] for i in pareto_front(points)]
+def front(
+    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> list[TrialRecord]:
+    """The non-dominated trials, ordered by the second objective (accuracy vs OPs: by
+    ascending OPs)."""
+    values = points([r.result.metrics for r in records], objectives)  # type: ignore[union-attr]
+    return [records[i] for i in pareto_front(values, directions(objectives))]
 
 
-def knee(front_records: list[TrialRecord]) -> TrialRecord:
-    """The front point farthest from the chord between its two ends.
+def knee(
+    front_records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> TrialRecord:
+    """The front point farthest from the chord (two objectives) or the hyperplane (more)
+    through the front's extremes.
 
-    Axes are accuracy and log10(OPs), each scaled to [0, 1] over the front: the point
-    where buying more accuracy starts to cost disproportionately many OPs.
+    Each objective is scaled to [0, 1] over the front, on a log10 axis for the metrics that
+    span orders of magnitude (OPs, params, bytes, ...): for accuracy vs OPs, the point where
+    buying more accuracy starts to cost disproportionately many OPs. Ties go to the better
+    primary objective.
     """
-    if len(front_records) <= 2:
-        return max(front_records, key=lambda r: (r.result.accuracy, -r.id))  # type: ignore[union-attr]
-    xs = [math.log10(max(r.result.ops, 1.0)) for r in front_records]  # type: ignore[union-attr]
-    ys = [r.result.accuracy for r in front_records]  # type: ignore[union-attr]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
-    pts = [((x - x0) / sx, (y - y0) / sy) for x, y in zip(xs, ys, strict=True)]
-    (ax, ay), (bx, by) = pts[0], pts[-1]
-    norm = math.hypot(bx - ax, by - ay) or 1.0
+    objectives = tuple(objectives)
+    primary = objectives[0]
 
-    def distance(p: tuple[float, float]) -> float:
-        return abs((bx - ax) * (ay - p[1]) - (ax - p[0]) * (by - ay)) / norm
+    def best_primary(records: list[TrialRecord]) -> TrialRecord:
+        return min(records, key=lambda r: (primary.loss(r.result.metrics), r.id))  # type: ignore[union-attr]
 
-    best = max(range(len(pts)), key=lambda i: (distance(pts[i]), ys[i]))
+    if len(front_records) <= 2 or len(objectives) == 1:
+        return best_primary(front_records)
+    axes = [
+        [axis_value(o.name, o.value(r.result.metrics)) for o in objectives]  # type: ignore[union-attr]
+        for r in front_records
+    ]
+    ys = [a[0] for a in axes]
+    if len(objectives) == 2:
+        xs = [a[1] for a in axes]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        sx, sy = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+        pts = [((x - x0) / sx, (y - y0) / sy) for x, y in zip(xs, ys, strict=True)]
+        (ax, ay), (bx, by) = pts[0], pts[-1]
+        norm = math.hypot(bx - ax, by - ay) or 1.0
+
+        def distance(i: int) -> float:
+            p = pts[i]
+            return abs((bx - ax) * (ay - p[1]) - (ax - p[0]) * (by - ay)) / norm
+
+    else:
+        distance = _hyperplane_distance(axes, objectives)
+    best = max(range(len(front_records)), key=lambda i: (distance(i), -primary.loss(
+        front_records[i].result.metrics)))  # type: ignore[union-attr]  # fmt: skip
     return front_records[best]
 
 
+def _hyperplane_distance(axes: list[list[float]], objectives: Sequence[Objective]):
+    """Distance to the hyperplane through each objective's best point, in the scaled
+    "larger is better" space; when those points do not span one, distance to the ideal
+    point, negated (nearest wins)."""
+    import numpy as np
+
+    a = np.asarray(axes, dtype=float)
+    a = np.where([o.maximize for o in objectives], a, -a)  # larger is better everywhere
+    low, high = a.min(axis=0), a.max(axis=0)
+    scaled = (a - low) / np.where(high > low, high - low, 1.0)
+    extremes = scaled[np.argmax(scaled, axis=0)]  # one row per objective
+    ones = np.ones(len(objectives))
+    try:
+        normal = np.linalg.solve(extremes, ones)  # the plane normal . x = 1 through them
+    except np.linalg.LinAlgError:
+        normal = None
+    if normal is None or not np.all(np.isfinite(normal)) or not np.linalg.norm(normal):
+        ideal = np.ones(len(objectives))
+        return lambda i: -float(np.linalg.norm(scaled[i] - ideal))
+    norm = float(np.linalg.norm(normal))
+    return lambda i: float(abs(scaled[i] @ normal - 1.0) / norm)
+
+
 def choose(
-    records: list[TrialRecord], by: str, max_ops: float | None
+    records: list[TrialRecord],
+    by: str,
+    max_ops: float | None,
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
 ) -> tuple[TrialRecord, list[TrialRecord]]:
     """(chosen trial, ranking shown to the user) for ``by`` in {accuracy, pareto}."""
-    pool = candidates(records, max_ops)
+    pool = candidates(records, max_ops, objectives)
     if by == "accuracy":
-        ranking = rank_by_accuracy(pool)
+        ranking = rank_by_accuracy(pool, objectives)
         return ranking[0], ranking
     if by == "pareto":
-        ranking = front(pool)
-        return knee(ranking), ranking
+        ranking = front(pool, objectives)
+        return knee(ranking, objectives), ranking
     raise ConfigError(f"--by {by!r} is not one of accuracy, pareto")

@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, check_batch_fits, config_to_dict
-from bnn_nas.errors import ConfigError
+from bnn_nas.config import Config, check_batch_fits, config_from_dict, config_to_dict
+from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
+from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, ranking_key
 from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts, run_kind
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.evaluator import Evaluator, load_search_data
@@ -54,6 +55,7 @@ class Progress:
     budget: int
     last: TrialRecord
     best: TrialRecord | None
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -65,9 +67,17 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: data}
 
 
+def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config in today's form: settings added since take their defaults."""
+    try:
+        return config_to_dict(config_from_dict(stored, "<stored config>"))
+    except BnnNasError:  # compared as it is: any difference is named below
+        return stored
+
+
 def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:
     """A resumed search must keep every setting that shaped its trials."""
-    old, new = _flatten(stored), _flatten(current)
+    old, new = _flatten(_normalised(stored)), _flatten(current)
     for key in sorted(set(old) | set(new)):
         if any(key == k or key.startswith(k + ".") for k in RESUMABLE_CHANGES):
             continue
@@ -78,9 +88,15 @@ def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Pa
             )
 
 
-def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
+def best_trial(
+    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> TrialRecord | None:
+    """The best finished trial by the primary objective, ties by the others, then the
+    earlier trial."""
     done = [r for r in records if r.done and r.result is not None]
-    return max(done, key=lambda r: (r.result.accuracy, -r.result.ops, -r.id), default=None)  # type: ignore[union-attr]
+    return min(
+        done, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id), default=None  # type: ignore[union-attr]
+    )
 
 
 class SearchRun:
@@ -91,11 +107,18 @@ class SearchRun:
         config: Config,
         space: SearchSpace,
         store: TrialStore,
-        ops_of: Callable[[Genotype], float],
+        cost_of: Callable[[Genotype], Mapping[str, float] | float],
         run_dir: Path | None = None,
     ) -> None:
+        """``cost_of(genotype)``: its cost metrics before training (ops, bops, params,
+        ...), or just its OPs as a number."""
         self.config, self.space, self.store, self.run_dir = config, space, store, run_dir
-        self.controller: Controller = make_controller(config.search, space, config.seed, ops_of)
+
+        def costs(genotype: Genotype) -> Mapping[str, float]:
+            value = cost_of(genotype)
+            return {"ops": float(value)} if isinstance(value, int | float) else value
+
+        self.controller: Controller = make_controller(config.search, space, config.seed, costs)
 
     def prepare(self) -> list[int]:
         """Reclaim trials a dead process left running and rebuild the controller."""
@@ -166,7 +189,9 @@ class SearchRun:
                 if on_trial is not None and record.finished:
                     records = self.store.trials()
                     finished = sum(r.finished for r in records)
-                    on_trial(Progress(finished, budget, record, best_trial(records)))
+                    objectives = self.config.search.objectives
+                    best = best_trial(records, objectives)
+                    on_trial(Progress(finished, budget, record, best, objectives))
         except KeyboardInterrupt:
             for trial_id in in_flight:
                 self.store.release(trial_id, count_attempt=False)
@@ -224,7 +249,7 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
             store.close()
             write_text_atomic(staging / "config.yaml", dump_yaml(current))
         store = SQLiteStore(store_path)
-    return SearchRun(config, space, store, evaluator.ops, run_dir), evaluator
+    return SearchRun(config, space, store, evaluator.cost_metrics, run_dir), evaluator
 
 
 def default_run_dir(config: Config) -> Path:

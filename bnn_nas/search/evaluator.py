@@ -166,6 +166,10 @@ class Evaluator:
     def ops(self, genotype: Genotype) -> float:
         return self.cost(genotype).ops
 
+    def cost_metrics(self, genotype: Genotype) -> dict[str, float]:
+        """The metrics known before training (what cost objectives and limits read)."""
+        return _cost_metrics(self.cost(genotype))
+
     def __call__(
         self, genotype: Genotype, should_stop: Callable[[], bool] | None = None
     ) -> TrialResult:
@@ -196,17 +200,26 @@ class Evaluator:
         if not math.isfinite(last.eval_loss):
             raise FloatingPointError(f"validation loss is {last.eval_loss}")
         return TrialResult(
-            accuracy=last.eval_acc,
-            loss=last.eval_loss,
-            train_loss=last.train_loss,
-            bops=cost.bops,
-            flops=cost.flops,
-            ops=cost.ops,
-            binary_params=cost.binary_params,
-            float_params=cost.float_params,
-            bytes=cost.bytes,
-            train_seconds=time.perf_counter() - tic,
+            {
+                "accuracy": last.eval_acc,
+                "loss": last.eval_loss,
+                "train_loss": last.train_loss,
+                **_cost_metrics(cost),
+                "train_seconds": time.perf_counter() - tic,
+            }
         )
+
+
+def _cost_metrics(cost: ModelCost) -> dict[str, float]:
+    return {
+        "bops": cost.bops,
+        "flops": cost.flops,
+        "ops": cost.ops,
+        "binary_params": cost.binary_params,
+        "float_params": cost.float_params,
+        "params": cost.binary_params + cost.float_params,
+        "bytes": cost.bytes,
+    }
 
 
 def build_evaluator(config: Config, device: torch.device) -> Evaluator:

@@ -1,16 +1,43 @@
-"""Pictures of a search: accuracy vs OPs with the Pareto front, best-so-far over trials."""
+"""Pictures of a search: the primary objective (accuracy) against each other one (OPs,
+...) with the Pareto front, and best-so-far over trials."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bnn_nas.errors import ConfigError
+from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, metric
 from bnn_nas.search.derive import front
 from bnn_nas.search.trials import TrialRecord
 
 
-def plot_search(records: list[TrialRecord], path: Path, title: str = "") -> Path:
-    """Write a PNG (or any format matplotlib knows by suffix) with both panels."""
+def _shown(name: str, value: float) -> float:
+    """Accuracy in percent, costs in millions (OPs, BOPs, FLOPs) or thousands."""
+    if name == "accuracy":
+        return 100 * value
+    return value / metric(name).scale
+
+
+def _label(name: str, log: bool = False) -> str:
+    if name == "accuracy":
+        return "search-valid accuracy (%)"
+    if name == "ops":
+        return "OPs (millions" + (", log scale" if log else "") + ") = BOPs/64 + FLOPs"
+    m = metric(name)
+    unit = {"M": "millions", "k": "thousands", "kB": "kB"}.get(m.unit, "")
+    parts = [p for p in (unit, "log scale" if log else "") if p]
+    return m.word + (f" ({', '.join(parts)})" if parts else "")
+
+
+def plot_search(
+    records: list[TrialRecord],
+    path: Path,
+    title: str = "",
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+) -> Path:
+    """Write a PNG (or any format matplotlib knows by suffix): the primary objective
+    against each other one with its Pareto front, and best-so-far over trials."""
     try:
         import matplotlib
 
@@ -23,33 +50,41 @@ def plot_search(records: list[TrialRecord], path: Path, title: str = "") -> Path
     done = [r for r in records if r.done and r.result is not None]
     if not done:
         raise ConfigError("nothing to plot: the search has no finished trial yet")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ops = [r.result.ops / 1e6 for r in done]  # type: ignore[union-attr]
-    acc = [100 * r.result.accuracy for r in done]  # type: ignore[union-attr]
-    left.scatter(ops, acc, s=18, c=[r.id for r in done], cmap="viridis", label="trials")
-    pf = front(done)
-    left.plot(
-        [r.result.ops / 1e6 for r in pf],  # type: ignore[union-attr]
-        [100 * r.result.accuracy for r in pf],  # type: ignore[union-attr]
-        "-o", color="crimson", ms=5, label="Pareto front",
-    )  # fmt: skip
-    wide = max(ops) > 10 * min(ops)
-    if wide:
-        left.set_xscale("log")
-    left.set_xlabel("OPs (millions" + (", log scale" if wide else "") + ") = BOPs/64 + FLOPs")
-    left.set_ylabel("search-valid accuracy (%)")
-    left.legend(loc="lower right")
-    left.grid(alpha=0.3)
-    ids, best, running = [], [], float("-inf")
+    objectives = tuple(objectives)
+    primary, others = objectives[0], objectives[1:]
+    panels = max(1, len(others)) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+    y = [_shown(primary.name, primary.value(r.result.metrics)) for r in done]  # type: ignore[union-attr]
+    for left, other in zip(axes[:-1], others, strict=False):
+        x = [_shown(other.name, other.value(r.result.metrics)) for r in done]  # type: ignore[union-attr]
+        left.scatter(x, y, s=18, c=[r.id for r in done], cmap="viridis", label="trials")
+        pf = front(done, (primary, other))  # the front of this pair of objectives
+        left.plot(
+            [_shown(other.name, other.value(r.result.metrics)) for r in pf],  # type: ignore[union-attr]
+            [_shown(primary.name, primary.value(r.result.metrics)) for r in pf],  # type: ignore[union-attr]
+            "-o", color="crimson", ms=5, label="Pareto front",
+        )  # fmt: skip
+        positive = [v for v in x if v > 0]
+        wide = bool(positive) and max(positive) > 10 * min(positive) and min(x) > 0
+        if wide:
+            left.set_xscale("log")
+        left.set_xlabel(_label(other.name, log=wide))
+        left.set_ylabel(_label(primary.name))
+        left.legend(loc="lower right" if primary.maximize else "upper right")
+        left.grid(alpha=0.3)
+    right = axes[-1]
+    ids, best, running = [], [], None
+    better = max if primary.maximize else min
     for r in sorted(done, key=lambda r: r.id):
-        running = max(running, 100 * r.result.accuracy)  # type: ignore[union-attr]
+        v = _shown(primary.name, primary.value(r.result.metrics))  # type: ignore[union-attr]
+        running = v if running is None else better(running, v)
         ids.append(r.id)
         best.append(running)
-    right.plot([r.id for r in done], acc, ".", color="grey", label="trial")
+    right.plot([r.id for r in done], y, ".", color="grey", label="trial")
     right.step(ids, best, where="post", color="crimson", label="best so far")
     right.set_xlabel("trial")
-    right.set_ylabel("search-valid accuracy (%)")
-    right.legend(loc="lower right")
+    right.set_ylabel(_label(primary.name))
+    right.legend(loc="lower right" if primary.maximize else "upper right")
     right.grid(alpha=0.3)
     if title:
         fig.suptitle(title)

@@ -205,7 +205,7 @@ class ProcessExecutor(Executor):
                 continue  # a restarted worker, or a late message about a lost trial
             slot.trial = None
             if kind == "done":
-                return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult(**payload))
+                return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult.from_dict(payload))
             return Outcome(trial_id, OutcomeKind.FAILED, error=payload)
 
     def _find_dead(self) -> Outcome | None:

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 
 from tqdm import tqdm
 
+from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
 from bnn_nas.search.engine import Progress
 from bnn_nas.search.trials import TrialRecord
 
 
-def describe(record: TrialRecord) -> str:
-    """One line for a finished trial: accuracy, OPs, time and how it was proposed."""
+def describe(record: TrialRecord, objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> str:
+    """One line for a finished trial: its objectives, time and how it was proposed."""
     if record.result is None:
         return f"trial {record.id} failed: {record.error}"
-    r = record.result
-    return (
-        f"trial {record.id} acc {r.accuracy:.4f} OPs {r.ops / 1e6:.2f}M "
-        f"({r.train_seconds:.1f} s) {record.origin.get('kind', '')}"
-    )
+    metrics = record.result.metrics
+    shown = " ".join(labelled(o.name, o.value(metrics)) for o in objectives)
+    seconds = metrics.get("train_seconds")
+    took = f" ({seconds:.1f} s)" if seconds is not None else ""
+    return f"trial {record.id} {shown}{took} {record.origin.get('kind', '')}"
 
 
 def busy_seconds(records: Iterable[TrialRecord]) -> float:
@@ -82,10 +83,14 @@ class SearchProgress:
             self._show()
 
     def update(self, progress: Progress) -> None:
-        self.bar.write(describe(progress.last))
+        objectives = progress.objectives
+        self.bar.write(describe(progress.last, objectives))
         if progress.best is not None and progress.best.result is not None:
-            best = progress.best.result
-            self._best = f"best={best.accuracy:.4f}, ops={best.ops / 1e6:.2f}M"
+            best = progress.best.result.metrics
+            self._best = ", ".join(
+                f"{'best' if i == 0 else o.name}={short(o.name, o.value(best))}"
+                for i, o in enumerate(objectives)
+            )
         self.bar.update(progress.finished - self.bar.n)
         self._show()
 

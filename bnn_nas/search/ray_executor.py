@@ -113,7 +113,7 @@ class RayExecutor(Executor):
             reason = f"{type(err).__name__}: {first[0] if first else ''}"[:300]
             return Outcome(trial_id, OutcomeKind.LOST, error=reason)
         if kind == "done":
-            return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult(**payload))
+            return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult.from_dict(payload))
         return Outcome(trial_id, OutcomeKind.FAILED, error=payload)
 
     def close(self) -> None:

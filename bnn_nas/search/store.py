@@ -24,7 +24,11 @@ from bnn_nas.space.genotype import parse_genotype
 # Genotypes are immutable: parse each stored text once, however often trials are listed
 _parse = functools.lru_cache(maxsize=65536)(parse_genotype)
 
-SCHEMA_VERSION = 1
+# 2: a result is a JSON object of named metrics, any names (objectives read them by name);
+# 1 (read too): the same object with the fixed names of the old accuracy/loss/ops/...
+# record. A schema-1 store that gets a result written becomes 2.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
 
 
@@ -201,11 +205,12 @@ class SQLiteStore(TrialStore):
             self.set_meta("schema_version", SCHEMA_VERSION)
         elif version is None:
             raise CheckpointError(foreign)
-        elif version != SCHEMA_VERSION:
+        elif version not in READABLE_SCHEMAS:
             raise CheckpointError(
                 f"{self.path} has store schema {str(version)[:20]}; this bnn-nas reads "
-                f"{SCHEMA_VERSION}"
+                f"{', '.join(map(str, READABLE_SCHEMAS))}"
             )
+        self.schema_version = SCHEMA_VERSION if version is None else version
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A store no process is writing (no ``-wal`` file beside it) is read as it lies
@@ -263,7 +268,7 @@ class SQLiteStore(TrialStore):
                 status=TrialStatus(row[2]),
                 origin=json.loads(row[3]),
                 attempts=row[4],
-                result=None if row[5] is None else TrialResult(**json.loads(row[5])),
+                result=None if row[5] is None else TrialResult.from_dict(json.loads(row[5])),
                 error=row[6],
                 created_at=row[7],
                 started_at=row[8],
@@ -279,6 +284,9 @@ class SQLiteStore(TrialStore):
                 value = value.value
             elif key == "result":
                 value = None if value is None else json.dumps(value.to_dict())
+                if value is not None and self.schema_version < SCHEMA_VERSION:
+                    self.set_meta("schema_version", SCHEMA_VERSION)
+                    self.schema_version = SCHEMA_VERSION
             columns.append(f"{key} = ?")
             values.append(value)
         self._db.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bnn_nas.space.genotype import Genotype
@@ -20,21 +20,43 @@ class TrialStatus(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What evaluating one candidate measured (accuracy on search-valid, never test)."""
+    """What evaluating one candidate measured: named metrics (accuracy on search-valid,
+    never test; loss, train_loss, ops, bops, flops, params, bytes, train_seconds, ...).
 
-    accuracy: float
-    loss: float
-    train_loss: float
-    bops: int
-    flops: int
-    ops: float
-    binary_params: int
-    float_params: int
-    bytes: float
-    train_seconds: float
+    ``result["ops"]`` and ``result.ops`` both read a metric; objectives read them by name.
+    """
+
+    metrics: dict[str, float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, dict):
+            raise TypeError("TrialResult takes a dict of named metrics")
+
+    @classmethod
+    def of(cls, **metrics: float) -> TrialResult:
+        return cls(dict(metrics))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        """Either stored form: ``{"metrics": {...}}`` (schema 2) or the flat metrics (1)."""
+        metrics = data["metrics"] if isinstance(data.get("metrics"), dict) else data
+        return cls(dict(metrics))
+
+    def __getitem__(self, name: str) -> float:
+        return self.metrics[name]
+
+    def __getattr__(self, name: str) -> float:  # result.accuracy, result.ops, ...
+        metrics = self.__dict__.get("metrics")
+        if metrics is not None and name in metrics:
+            return metrics[name]
+        raise AttributeError(name)
+
+    def get(self, name: str, default: float | None = None) -> float | None:
+        return self.metrics.get(name, default)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The flat metrics (CSV rows, worker messages)."""
+        return dict(self.metrics)
 
 
 @dataclass(frozen=True)
