@@ -24,7 +24,7 @@ from bnn_nas.search.engine import SearchRun, check_resumable
 from bnn_nas.search.executors import LocalExecutor
 from bnn_nas.search.pareto import dominates, non_dominated_sort, pareto_front
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
-from bnn_nas.search.trials import TrialResult
+from bnn_nas.search.trials import Proposal, TrialResult
 from bnn_nas.space.search_space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,11 +225,13 @@ def test_todays_store_loads_with_the_same_trials_and_derives_the_same(search_cif
 def test_a_schema_1_store_takes_new_results_and_becomes_2(search_cifar):
     store = SQLiteStore(search_cifar / STORE_FILE)
     before = store.trials()
-    store.finish(before[0].id, TrialResult.of(accuracy=0.5, ops=1.0))
+    (new,) = store.add([Proposal(before[0].genotype, {"kind": "test"})])
+    store.start(new)
+    store.finish(new, TrialResult.of(accuracy=0.5, ops=1.0))
     assert store.get_meta("schema_version") == 2
     after = store.trials()
-    assert after[0].result.metrics == {"accuracy": 0.5, "ops": 1.0}
-    assert [r.result for r in after[1:]] == [r.result for r in before[1:]]
+    assert after[-1].result.metrics == {"accuracy": 0.5, "ops": 1.0}
+    assert [r.result for r in after[:-1]] == [r.result for r in before]
 
 
 def test_the_brute_force_helper_is_right():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bnn_nas.errors import CheckpointError
-from bnn_nas.search.store import MemoryStore, SQLiteStore
-from bnn_nas.search.trials import Proposal, TrialResult, TrialStatus
+from bnn_nas.search.store import MemoryStore, SQLiteStore, TransitionError
+from bnn_nas.search.trials import CompletedTrial, Proposal, TrialResult, TrialStatus
 from bnn_nas.space.genotype import Genotype
 
 G1 = Genotype([("a", 0), ("b", 1)], [2], [("c", 0), ("d", 1)], [2])
@@ -81,3 +81,30 @@ def test_sqlite_persists_and_rejects_foreign_files(tmp_path):
     foreign.write_bytes(b"this is not a database" * 100)
     with pytest.raises(CheckpointError, match="not a readable bnn-nas results store"):
         SQLiteStore(foreign)
+
+
+def test_transitions_are_checked_and_get_is_indexed(store):
+    store.add([Proposal(G1), Proposal(G2)])
+    with pytest.raises(TransitionError, match=r"trial 1 is pending; it cannot become done"):
+        store.finish(1, RESULT)
+    with pytest.raises(TransitionError, match="cannot become pending"):
+        store.release(1)
+    store.start(1)
+    with pytest.raises(TransitionError, match="trial 1 is running; it cannot become running"):
+        store.start(1)
+    store.finish(1, RESULT)
+    for again in (lambda: store.start(1), lambda: store.finish(1, RESULT),
+                  lambda: store.fail(1, "late"), lambda: store.release(1)):  # fmt: skip
+        with pytest.raises(TransitionError, match="trial 1 is done"):
+            again()
+    store.start(2)
+    store.fail(2, "boom")
+    with pytest.raises(TransitionError, match="trial 2 is failed"):
+        store.start(2)
+    assert store.get(2).status is TrialStatus.FAILED and store.get(1).result == RESULT
+    with pytest.raises(KeyError):
+        store.get(3)
+    (done,) = store.completed()
+    assert isinstance(done, CompletedTrial) and done.id == 1 and done.result == RESULT
+    with pytest.raises(ValueError, match="not done"):
+        CompletedTrial(**{**vars(store.get(2))})

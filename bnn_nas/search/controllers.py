@@ -29,7 +29,7 @@ from bnn_nas.objectives import (
     points,
 )
 from bnn_nas.search.pareto import crowding_distance, non_dominated_sort
-from bnn_nas.search.trials import Proposal, TrialRecord
+from bnn_nas.search.trials import CompletedTrial, Proposal, TrialRecord, completed
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace
 
@@ -68,7 +68,7 @@ class Controller(ABC):
         self.cost_of = cost_of
         self.proposed = 0  # proposals handed out so far (asked and restored)
         self.seen: set[str] = set()  # hashes of every proposed genotype
-        self.done: list[TrialRecord] = []  # finished successfully, in the order told
+        self.done: list[CompletedTrial] = []  # finished successfully, in the order told
 
     def restore(self, records: Iterable[TrialRecord]) -> None:
         """Rebuild the state from a store's trials (in id order)."""
@@ -80,7 +80,7 @@ class Controller(ABC):
 
     def tell(self, records: Iterable[TrialRecord]) -> None:
         """Learn from finished trials (failed ones carry no information and are ignored)."""
-        self.done.extend(r for r in records if r.done and r.result is not None)
+        self.done.extend(completed(records))
 
     def ask(self, n: int) -> list[Proposal]:
         """``n`` new candidates, none proposed before."""
@@ -175,7 +175,7 @@ class RegularizedEvolution(Controller):
 
     def _fitness(self, record: TrialRecord) -> float:
         """The primary objective, larger is better."""
-        return -self.objectives[0].loss(record.result.metrics)  # type: ignore[union-attr]
+        return -self.objectives[0].loss(record.result.metrics)
 
     def current_population(self) -> list[TrialRecord]:
         if self.eliminate == "oldest":
@@ -236,7 +236,7 @@ class ParetoSearch(Controller):
 
     def ranked(self) -> list[tuple[TrialRecord, int, float]]:
         """(record, front rank, crowding) of the surviving population, best first."""
-        values = points([r.result.metrics for r in self.done], self.objectives)  # type: ignore[union-attr]
+        values = points([r.result.metrics for r in self.done], self.objectives)
         survivors: list[tuple[TrialRecord, int, float]] = []
         for rank, front in enumerate(non_dominated_sort(values, directions(self.objectives))):
             crowd = crowding_distance(values, front)

@@ -25,7 +25,7 @@ from bnn_nas.objectives import (
 )
 from bnn_nas.search.pareto import pareto_front
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
-from bnn_nas.search.trials import TrialRecord
+from bnn_nas.search.trials import CompletedTrial, TrialRecord, completed
 
 
 def open_results(run_dir: Path) -> list[TrialRecord]:
@@ -52,16 +52,16 @@ def candidates(
     records: list[TrialRecord],
     max_ops: float | None,
     objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
-) -> list[TrialRecord]:
+) -> list[CompletedTrial]:
     """Finished trials within every limit (``max_ops`` is a limit on ops)."""
-    done = [r for r in records if r.done and r.result is not None]
+    done = completed(records)
     if not done:
         raise ConfigError("the search has no finished trial yet; let it run longer")
     limited = [o for o in with_limit(objectives, "ops", max_ops) if o.limit is not None]
-    within = [r for r in done if all(o.within(r.result.metrics) for o in limited)]  # type: ignore[union-attr]
+    within = [r for r in done if all(o.within(r.result.metrics) for o in limited)]
     if not within:
-        o = next(o for o in limited if not all(o.within(r.result.metrics) for r in done))  # type: ignore[union-attr]
-        values = [o.value(r.result.metrics) for r in done]  # type: ignore[union-attr]
+        o = next(o for o in limited if not all(o.within(r.result.metrics) for r in done))
+        values = [o.value(r.result.metrics) for r in done]
         best = max(values) if o.maximize else min(values)
         if o.name == "ops" and not o.maximize:
             raise ConfigError(
@@ -74,25 +74,25 @@ def candidates(
 
 
 def rank_by_accuracy(
-    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
-) -> list[TrialRecord]:
+    records: Sequence[CompletedTrial], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> list[CompletedTrial]:
     """Best first by the primary objective (accuracy); ties go to the next objectives
     (fewer OPs), then the earlier trial."""
-    return sorted(records, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id))  # type: ignore[union-attr]
+    return sorted(records, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id))
 
 
 def front(
-    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
-) -> list[TrialRecord]:
+    records: Sequence[CompletedTrial], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> list[CompletedTrial]:
     """The non-dominated trials, ordered by the second objective (accuracy vs OPs: by
     ascending OPs)."""
-    values = points([r.result.metrics for r in records], objectives)  # type: ignore[union-attr]
+    values = points([r.result.metrics for r in records], objectives)
     return [records[i] for i in pareto_front(values, directions(objectives))]
 
 
 def knee(
-    front_records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
-) -> TrialRecord:
+    front_records: Sequence[CompletedTrial], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> CompletedTrial:
     """The front point farthest from the chord (two objectives) or the hyperplane (more)
     through the front's extremes.
 
@@ -104,13 +104,13 @@ def knee(
     objectives = tuple(objectives)
     primary = objectives[0]
 
-    def best_primary(records: list[TrialRecord]) -> TrialRecord:
-        return min(records, key=lambda r: (primary.loss(r.result.metrics), r.id))  # type: ignore[union-attr]
+    def best_primary(records: Sequence[CompletedTrial]) -> CompletedTrial:
+        return min(records, key=lambda r: (primary.loss(r.result.metrics), r.id))
 
     if len(front_records) <= 2 or len(objectives) == 1:
         return best_primary(front_records)
     axes = [
-        [axis_value(o.name, o.value(r.result.metrics)) for o in objectives]  # type: ignore[union-attr]
+        [axis_value(o.name, o.value(r.result.metrics)) for o in objectives]
         for r in front_records
     ]
     ys = [a[0] for a in axes]
@@ -129,7 +129,7 @@ def knee(
     else:
         distance = _hyperplane_distance(axes, objectives)
     best = max(range(len(front_records)), key=lambda i: (distance(i), -primary.loss(
-        front_records[i].result.metrics)))  # type: ignore[union-attr]  # fmt: skip
+        front_records[i].result.metrics)))  # fmt: skip
     return front_records[best]
 
 
@@ -161,7 +161,7 @@ def choose(
     by: str,
     max_ops: float | None,
     objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
-) -> tuple[TrialRecord, list[TrialRecord]]:
+) -> tuple[CompletedTrial, list[CompletedTrial]]:
     """(chosen trial, ranking shown to the user) for ``by`` in {accuracy, pareto}."""
     pool = candidates(records, max_ops, objectives)
     if by == "accuracy":

@@ -33,7 +33,7 @@ from bnn_nas.search.executors import (  # noqa: F401  (make_executor, format_err
 )
 from bnn_nas.search.export import write_trials_csv
 from bnn_nas.search.store import STORE_FILE, SQLiteStore, TrialStore
-from bnn_nas.search.trials import TrialRecord, TrialStatus
+from bnn_nas.search.trials import TrialRecord, TrialStatus, completed
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.search_space import SearchSpace, load_search_space
 from bnn_nas.train.trainer import resolve_device
@@ -93,9 +93,9 @@ def best_trial(
 ) -> TrialRecord | None:
     """The best finished trial by the primary objective, ties by the others, then the
     earlier trial."""
-    done = [r for r in records if r.done and r.result is not None]
+    done = completed(records)
     return min(
-        done, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id), default=None  # type: ignore[union-attr]
+        done, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id), default=None
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from bnn_nas.errors import ConfigError
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, metric
 from bnn_nas.search.derive import front
-from bnn_nas.search.trials import TrialRecord
+from bnn_nas.search.trials import TrialRecord, completed
 
 
 def _shown(name: str, value: float) -> float:
@@ -47,21 +47,21 @@ def plot_search(
         raise ConfigError(
             "plotting needs matplotlib; install it with pip install 'bnn-nas[plot]'"
         ) from None
-    done = [r for r in records if r.done and r.result is not None]
+    done = completed(records)
     if not done:
         raise ConfigError("nothing to plot: the search has no finished trial yet")
     objectives = tuple(objectives)
     primary, others = objectives[0], objectives[1:]
     panels = max(1, len(others)) + 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
-    y = [_shown(primary.name, primary.value(r.result.metrics)) for r in done]  # type: ignore[union-attr]
+    y = [_shown(primary.name, primary.value(r.result.metrics)) for r in done]
     for left, other in zip(axes[:-1], others, strict=False):
-        x = [_shown(other.name, other.value(r.result.metrics)) for r in done]  # type: ignore[union-attr]
+        x = [_shown(other.name, other.value(r.result.metrics)) for r in done]
         left.scatter(x, y, s=18, c=[r.id for r in done], cmap="viridis", label="trials")
         pf = front(done, (primary, other))  # the front of this pair of objectives
         left.plot(
-            [_shown(other.name, other.value(r.result.metrics)) for r in pf],  # type: ignore[union-attr]
-            [_shown(primary.name, primary.value(r.result.metrics)) for r in pf],  # type: ignore[union-attr]
+            [_shown(other.name, other.value(r.result.metrics)) for r in pf],
+            [_shown(primary.name, primary.value(r.result.metrics)) for r in pf],
             "-o", color="crimson", ms=5, label="Pareto front",
         )  # fmt: skip
         positive = [v for v in x if v > 0]
@@ -76,7 +76,7 @@ def plot_search(
     ids, best, running = [], [], None
     better = max if primary.maximize else min
     for r in sorted(done, key=lambda r: r.id):
-        v = _shown(primary.name, primary.value(r.result.metrics))  # type: ignore[union-attr]
+        v = _shown(primary.name, primary.value(r.result.metrics))
         running = v if running is None else better(running, v)
         ids.append(r.id)
         best.append(running)

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from bnn_nas.errors import CheckpointError
-from bnn_nas.search.trials import Proposal, TrialRecord, TrialResult, TrialStatus
+from bnn_nas.search.trials import (
+    CompletedTrial,
+    Proposal,
+    TrialRecord,
+    TrialResult,
+    TrialStatus,
+    completed,
+)
 from bnn_nas.space.genotype import parse_genotype
 
 # Genotypes are immutable: parse each stored text once, however often trials are listed
@@ -32,8 +39,34 @@ READABLE_SCHEMAS = (1, 2)
 STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
 
 
+class TransitionError(RuntimeError):
+    """A trial was moved against its lifecycle (a bug in the caller, not bad user input)."""
+
+
+# pending -> running -> done | failed; running -> pending (released, reclaimed)
+_ALLOWED = {
+    "start": ((TrialStatus.PENDING,), TrialStatus.RUNNING),
+    "finish": ((TrialStatus.RUNNING,), TrialStatus.DONE),
+    "fail": ((TrialStatus.RUNNING, TrialStatus.PENDING), TrialStatus.FAILED),
+    "release": ((TrialStatus.RUNNING,), TrialStatus.PENDING),
+}
+
+
+def _check(record: TrialRecord, action: str) -> None:
+    allowed, target = _ALLOWED[action]
+    if record.status not in allowed:
+        raise TransitionError(
+            f"trial {record.id} is {record.status.value}; it cannot become {target.value} "
+            f"({action} takes a {' or '.join(s.value for s in allowed)} trial)"
+        )
+
+
 class TrialStore(ABC):
-    """What the search engine needs from storage, and nothing more."""
+    """What the search engine needs from storage, and nothing more.
+
+    Transitions are checked: pending -> running (start) -> done (finish) | failed (fail);
+    running -> pending (release); a finished trial is never restarted or finished again.
+    """
 
     @abstractmethod
     def get_meta(self, key: str) -> Any: ...
@@ -52,26 +85,33 @@ class TrialStore(ABC):
     @abstractmethod
     def _update(self, trial_id: int, **changes: Any) -> None: ...
 
+    @abstractmethod
     def get(self, trial_id: int) -> TrialRecord:
-        for record in self.trials():
-            if record.id == trial_id:
-                return record
-        raise KeyError(trial_id)
+        """One trial by id (an indexed lookup); KeyError when there is none."""
+
+    def completed(self) -> list[CompletedTrial]:
+        """The finished, successful trials, by id; each has its result."""
+        return completed(self.trials())
 
     def start(self, trial_id: int) -> None:
         """pending -> running; counts an attempt."""
         record = self.get(trial_id)
+        _check(record, "start")
         self._update(
             trial_id, status=TrialStatus.RUNNING, attempts=record.attempts + 1,
             started_at=time.time(),
         )  # fmt: skip
 
     def finish(self, trial_id: int, result: TrialResult) -> None:
+        """running -> done, with the trial's result."""
+        _check(self.get(trial_id), "finish")
         self._update(
             trial_id, status=TrialStatus.DONE, result=result, error=None, finished_at=time.time()
         )
 
     def fail(self, trial_id: int, error: str) -> None:
+        """running (or pending: it could not be started) -> failed, with the error."""
+        _check(self.get(trial_id), "fail")
         self._update(trial_id, status=TrialStatus.FAILED, error=error, finished_at=time.time())
 
     def release(self, trial_id: int, *, count_attempt: bool = True) -> None:
@@ -81,6 +121,7 @@ class TrialStore(ABC):
         about the candidate and must not use up its attempts.
         """
         record = self.get(trial_id)
+        _check(record, "release")
         attempts = record.attempts if count_attempt else max(0, record.attempts - 1)
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
@@ -128,6 +169,9 @@ class MemoryStore(TrialStore):
     def trials(self) -> list[TrialRecord]:
         return [self._trials[i] for i in sorted(self._trials)]
 
+    def get(self, trial_id: int) -> TrialRecord:
+        return self._trials[trial_id]
+
     def _update(self, trial_id: int, **changes: Any) -> None:
         self._trials[trial_id] = replace(self._trials[trial_id], **changes)
 
@@ -153,6 +197,26 @@ CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 
 _TABLES = {"meta": {"key", "value"}, "trials": {"id", "genotype", "hash", "status", "origin",
           "attempts", "result", "error", "created_at", "started_at", "finished_at"}}  # fmt: skip
+
+_COLUMNS = (
+    "id, genotype, status, origin, attempts, result, error, created_at, started_at, finished_at"
+)
+
+
+def _record(row: tuple) -> TrialRecord:
+    return TrialRecord(
+        id=row[0],
+        genotype=_parse(row[1]),
+        status=TrialStatus(row[2]),
+        origin=json.loads(row[3]),
+        attempts=row[4],
+        result=None if row[5] is None else TrialResult.from_dict(json.loads(row[5])),
+        error=row[6],
+        created_at=row[7],
+        started_at=row[8],
+        finished_at=row[9],
+    )
+
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
@@ -257,25 +321,15 @@ class SQLiteStore(TrialStore):
         return ids
 
     def trials(self) -> list[TrialRecord]:
-        rows = self._db.execute(
-            "SELECT id, genotype, status, origin, attempts, result, error, created_at, "
-            "started_at, finished_at FROM trials ORDER BY id"
-        ).fetchall()
-        return [
-            TrialRecord(
-                id=row[0],
-                genotype=_parse(row[1]),
-                status=TrialStatus(row[2]),
-                origin=json.loads(row[3]),
-                attempts=row[4],
-                result=None if row[5] is None else TrialResult.from_dict(json.loads(row[5])),
-                error=row[6],
-                created_at=row[7],
-                started_at=row[8],
-                finished_at=row[9],
-            )
-            for row in rows
-        ]
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials ORDER BY id").fetchall()
+        return [_record(row) for row in rows]
+
+    def get(self, trial_id: int) -> TrialRecord:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM trials WHERE id = ?", (trial_id,))
+        found = row.fetchone()
+        if found is None:
+            raise KeyError(trial_id)
+        return _record(found)
 
     def _update(self, trial_id: int, **changes: Any) -> None:
         columns, values = [], []

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bnn_nas.space.genotype import Genotype
@@ -93,3 +94,24 @@ class TrialRecord:
     @property
     def finished(self) -> bool:
         return self.status in (TrialStatus.DONE, TrialStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class CompletedTrial(TrialRecord):
+    """A trial that finished successfully: its ``result`` is never None."""
+
+    result: TrialResult = None  # type: ignore[assignment]  # checked below
+
+    def __post_init__(self) -> None:
+        if self.status is not TrialStatus.DONE or self.result is None:
+            raise ValueError(f"trial {self.id} is {self.status.value}, not done with a result")
+
+
+def completed(records: Iterable[TrialRecord]) -> list[CompletedTrial]:
+    """The done trials of ``records`` (with their results), in the given order."""
+    return [
+        r if isinstance(r, CompletedTrial)
+        else CompletedTrial(**{f.name: getattr(r, f.name) for f in fields(r)})
+        for r in records
+        if r.done and r.result is not None
+    ]  # fmt: skip
