@@ -48,6 +48,17 @@ def open_run(run_dir: Path) -> tuple[list[TrialRecord], tuple[Objective, ...]]:
         store.close()
 
 
+def best_trial(
+    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> TrialRecord | None:
+    """The best finished trial by the primary objective, ties by the others, then the
+    earlier trial."""
+    done = completed(records)
+    return min(
+        done, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id), default=None
+    )
+
+
 def candidates(
     records: list[TrialRecord],
     max_ops: float | None,

@@ -10,7 +10,7 @@ from types import TracebackType
 from tqdm import tqdm
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
-from bnn_nas.search.engine import Progress
+from bnn_nas.search.loop import Progress
 from bnn_nas.search.trials import TrialRecord
 
 

@@ -1,0 +1,142 @@
+"""The search loop: controller.ask -> store -> evaluate -> store -> controller.tell.
+
+:class:`SearchRun` keeps an executor full until the budget is spent, recording every
+outcome in the store and telling the controller; a resumed run rebuilds the controller
+from the stored trials. It works on any :class:`~bnn_nas.search.store.TrialStore` (the
+run directory's SQLite file, or the in-memory twin) and any executor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bnn_nas.config import Config
+from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective
+from bnn_nas.search.controllers import Controller, make_controller
+from bnn_nas.search.derive import best_trial
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.export import write_trials_csv
+from bnn_nas.search.store import TrialStore
+from bnn_nas.search.trials import TrialRecord, TrialStatus
+from bnn_nas.space.genotype import Genotype
+from bnn_nas.space.search_space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display needs after each trial."""
+
+    finished: int
+    budget: int
+    last: TrialRecord
+    best: TrialRecord | None
+    objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+
+
+class SearchRun:
+    """One search in one run directory (or on an in-memory store)."""
+
+    def __init__(
+        self,
+        config: Config,
+        space: SearchSpace,
+        store: TrialStore,
+        cost_of: Callable[[Genotype], Mapping[str, float] | float],
+        run_dir: Path | None = None,
+        controller: Controller | None = None,
+    ) -> None:
+        """``cost_of(genotype)``: its cost metrics before training (ops, bops, params,
+        ...), or just its OPs as a number. ``controller``: a controller object to use
+        instead of the one the config's ``search`` section names."""
+        self.config, self.space, self.store, self.run_dir = config, space, store, run_dir
+
+        def costs(genotype: Genotype) -> Mapping[str, float]:
+            value = cost_of(genotype)
+            return {"ops": float(value)} if isinstance(value, int | float) else value
+
+        self.controller: Controller = controller or make_controller(
+            config.search, space, config.seed, costs
+        )
+
+    def prepare(self) -> list[int]:
+        """Reclaim trials a dead process left running and rebuild the controller."""
+        reclaimed = self.store.reclaim(self.config.executor.max_attempts)
+        # who runs the trials now (the run directory's lock keeps it to one process)
+        self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
+                                       "started": time.time()})  # fmt: skip
+        self.controller.restore(self.store.trials())
+        return reclaimed
+
+    def finished(self) -> int:
+        return sum(r.finished for r in self.store.trials())
+
+    def _next_trial(self) -> TrialRecord | None:
+        """The oldest pending trial, or a new proposal while the budget allows."""
+        records = self.store.trials()
+        pending = [r for r in records if r.status is TrialStatus.PENDING]
+        if pending:
+            return pending[0]
+        if len(records) >= self.config.search.budget:
+            return None
+        (trial_id,) = self.store.add(self.controller.ask(1))
+        self.store.set_meta("controller", {"name": self.controller.name,
+                                           "proposed": self.controller.proposed})  # fmt: skip
+        return self.store.get(trial_id)
+
+    def _record(self, outcome: Outcome) -> TrialRecord:
+        if outcome.kind is OutcomeKind.DONE:
+            assert outcome.result is not None
+            self.store.finish(outcome.trial_id, outcome.result)
+        elif outcome.kind is OutcomeKind.FAILED:
+            self.store.fail(outcome.trial_id, outcome.error or "failed")
+        else:  # the worker was lost: retry unless this trial has used up its attempts
+            attempts = self.store.get(outcome.trial_id).attempts
+            if attempts >= self.config.executor.max_attempts:
+                self.store.fail(outcome.trial_id, f"{outcome.error}; gave up after {attempts}")
+            else:
+                self.store.release(outcome.trial_id)
+        record = self.store.get(outcome.trial_id)
+        self.controller.tell([record])
+        return record
+
+    def run(
+        self, executor: Executor, on_trial: Callable[[Progress], None] | None = None
+    ) -> list[TrialRecord]:
+        """Keep the executor full until ``search.budget`` trials have finished.
+
+        On Ctrl-C the trials in flight go back to pending, to run again on resume.
+        """
+        budget = self.config.search.budget
+        in_flight: set[int] = set()
+        try:
+            while self.finished() < budget:
+                while executor.in_flight() < executor.capacity:
+                    record = self._next_trial()
+                    if record is None:
+                        break
+                    self.store.start(record.id)
+                    executor.submit(self.store.get(record.id))
+                    in_flight.add(record.id)
+                if not in_flight:
+                    break
+                outcome = executor.next_outcome()
+                in_flight.discard(outcome.trial_id)
+                record = self._record(outcome)
+                if self.run_dir is not None:
+                    write_trials_csv(self.run_dir / "trials.csv", self.store.trials())
+                if on_trial is not None and record.finished:
+                    records = self.store.trials()
+                    finished = sum(r.finished for r in records)
+                    objectives = self.config.search.objectives
+                    best = best_trial(records, objectives)
+                    on_trial(Progress(finished, budget, record, best, objectives))
+        except KeyboardInterrupt:
+            for trial_id in in_flight:
+                self.store.release(trial_id, count_attempt=False)
+            raise
+        return self.store.trials()
