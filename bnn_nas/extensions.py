@@ -1,7 +1,8 @@
 """The extension points of bnn-nas besides primitives: one registry each.
 
 - controllers, ``search.controller``: a ``Controller`` subclass (bnn_nas.search.controllers),
-  built as ``cls(space, seed, settings, ops_of=...)``; group ``bnn_nas.controllers``;
+  built as ``cls(space, seed, settings, objectives=..., cost_of=...)``; group
+  ``bnn_nas.controllers``;
 - executors, ``executor.type``: ``make(config, evaluator, plugins, settings) -> Executor``;
   group ``bnn_nas.executors``;
 - datasets, ``data.name``: ``load(settings) -> Dataset``; group ``bnn_nas.datasets``;

@@ -162,8 +162,7 @@ def status_command(run_dir: str) -> None:
     from pathlib import Path
 
     from bnn_nas.objectives import column, metric, summary
-    from bnn_nas.search.derive import open_run
-    from bnn_nas.search.engine import best_trial
+    from bnn_nas.search.derive import best_trial, open_run
 
     records, objectives = open_run(Path(run_dir))
     widths = [max(9 if i == 0 else 10, len(metric(o.name).header) + 1)
