@@ -14,21 +14,30 @@ here are their public entry points.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import operator
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bnn_nas.errors import GenotypeError
+from bnn_nas.space.genotype_files import existing_file, load_file, looks_like_text, missing
+from bnn_nas.space.genotype_form import (
+    KEYS,
+    KINDS,
+    Edge,
+    mapping_fields,
+    read_concat,
+    read_edges,
+    suggest,
+)
+from bnn_nas.space.genotype_text import parse_text
 
-Edge = tuple[str, int]
-
-KINDS = ("normal", "reduce")
-_KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+__all__ = [
+    "KEYS", "KINDS", "Edge", "Genotype", "format_genotype", "genotype_hash", "load_genotype",
+    "parse_genotype", "validate_genotype",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)
@@ -47,9 +56,9 @@ class Genotype:
 
     def __post_init__(self) -> None:
         for kind in KINDS:
-            object.__setattr__(self, kind, _edges(getattr(self, kind), kind, "Genotype"))
+            object.__setattr__(self, kind, read_edges(getattr(self, kind), kind, "Genotype"))
             field = f"{kind}_concat"
-            object.__setattr__(self, field, _concat(getattr(self, field), field, "Genotype"))
+            object.__setattr__(self, field, read_concat(getattr(self, field), field, "Genotype"))
 
     @property
     def normal_steps(self) -> int:
@@ -85,7 +94,7 @@ class Genotype:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
         """Inverse of :meth:`to_dict`; edges may also be ``{op: NAME, input: INDEX}`` mappings."""
-        return _from_mapping(data, "genotype mapping")
+        return cls(**mapping_fields(data, "genotype mapping"))
 
     def canonical(self) -> Genotype:
         """The representative of this architecture's equivalence class, used for the hash.
@@ -149,10 +158,7 @@ def parse_genotype(text: str) -> Genotype:
     assignment ``NAME = Genotype(...)`` as in DARTS's genotypes.py, ``#`` comments, and
     ``range(a, b)`` for a concat (DARTS logs print ``normal_concat=range(2, 6)``).
     """
-    # Imported here: genotype_text imports this module for Genotype and the form helpers.
-    from bnn_nas.space.genotype_text import _parse_text
-
-    return _parse_text(text, "genotype text")
+    return Genotype(**parse_text(text, "genotype text"))
 
 
 def load_genotype(text_or_path: str | os.PathLike[str]) -> Genotype:
@@ -164,35 +170,32 @@ def load_genotype(text_or_path: str | os.PathLike[str]) -> Genotype:
     is checked with :func:`validate_genotype` (structure only; op names are checked by the
     network builder against the registry).
     """
-    # Imported here: both modules import this one for Genotype and its helpers.
-    from bnn_nas.space.genotype_files import (
-        _existing_file,
-        _load_file,
-        _looks_like_text,
-        _missing,
-        _validate_at,
-    )
-    from bnn_nas.space.genotype_text import _parse_text
-
     if isinstance(text_or_path, os.PathLike):
         path: Path | None = Path(text_or_path).expanduser()
         if not path.is_file():
-            raise GenotypeError(_missing(str(text_or_path), path))
+            raise GenotypeError(missing(str(text_or_path), path))
     elif isinstance(text_or_path, str):
-        path = _existing_file(text_or_path)
+        path = existing_file(text_or_path)
         if path is None:
-            if not _looks_like_text(text_or_path):
-                raise GenotypeError(_missing(text_or_path, Path(text_or_path).expanduser()))
-            g = _parse_text(text_or_path, "genotype text")
+            if not looks_like_text(text_or_path):
+                raise GenotypeError(missing(text_or_path, Path(text_or_path).expanduser()))
+            g = Genotype(**parse_text(text_or_path, "genotype text"))
             _validate_at(g, "genotype text")
             return g
     else:
         raise GenotypeError(
             f"a genotype must be given as a path or DARTS text, not {type(text_or_path).__name__}"
         )
-    g = _load_file(path)
+    g = Genotype(**load_file(path))
     _validate_at(g, str(path))
     return g
+
+
+def _validate_at(g: Genotype, where: str) -> None:
+    try:
+        validate_genotype(g)
+    except GenotypeError as exc:
+        raise GenotypeError(f"{where}: {exc}") from None
 
 
 def validate_genotype(
@@ -249,7 +252,7 @@ def _validate_cell(
         if allowed_set is not None and op not in allowed_set:
             names = ", ".join(sorted(allowed_set)) or "(none)"
             raise GenotypeError(
-                f"{place}: unknown op {op!r}{_suggest(op, allowed_set)}; allowed: {names}"
+                f"{place}: unknown op {op!r}{suggest(op, allowed_set)}; allowed: {names}"
             )
     if not concat:
         raise GenotypeError(
@@ -275,117 +278,3 @@ def _canonical_edges(edges: tuple[Edge, ...]) -> tuple[Edge, ...]:
     if len(edges) % 2:
         out.append(edges[-1])
     return tuple(out)
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-
-
-# --- form: shared by the constructor, the text and the mapping readers ---------------------
-
-
-def _short(value: object, limit: int = 70) -> str:
-    """One line, at most ``limit`` characters: error messages must stay one line."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _show(item: object) -> str:
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return _short(f"({item[0]!r}, {item[1]!r})")
-    return _short(repr(item))
-
-
-def _int(value: object, message: str) -> int:
-    if isinstance(value, bool):
-        raise GenotypeError(message)
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise GenotypeError(message) from None
-
-
-def _is_list_like(value: object) -> bool:
-    return isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
-
-
-def _edges(value: object, field: str, where: str) -> tuple[Edge, ...]:
-    if not _is_list_like(value):
-        raise GenotypeError(
-            f"{where}: {field} must be a list of ('op', input) pairs, not {type(value).__name__}"
-        )
-    return tuple(
-        _edge(item, f"{where}: {field} edge {i} {_show(item)}")
-        for i, item in enumerate(value)  # type: ignore[arg-type]
-    )
-
-
-def _edge(item: object, place: str) -> Edge:
-    if isinstance(item, Mapping):
-        for key in item:
-            if key not in ("op", "input"):
-                raise GenotypeError(
-                    f"{place}: unknown key {key!r}; write {{op: NAME, input: INDEX}}"
-                )
-        for key in ("op", "input"):
-            if key not in item:
-                raise GenotypeError(
-                    f"{place}: missing key {key!r}; write {{op: NAME, input: INDEX}}"
-                )
-        item = (item["op"], item["input"])
-    if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise GenotypeError(f"{place}: must be a pair ('op', input)")
-    op, index = item
-    if not isinstance(op, str) or not op:
-        raise GenotypeError(f"{place}: op must be a non-empty string naming a primitive")
-    return str(op), _int(index, f"{place}: input must be an integer node index")
-
-
-def _concat(value: object, field: str, where: str) -> tuple[int, ...]:
-    if not _is_list_like(value):
-        raise GenotypeError(
-            f"{where}: {field} must be a list of node indices like [2, 3, 4, 5], "
-            f"not {type(value).__name__}"
-        )
-    return tuple(
-        _int(node, f"{where}: {field} item {i} {_short(repr(node))}: must be an integer node index")
-        for i, node in enumerate(value)  # type: ignore[arg-type]
-    )
-
-
-def _from_mapping(data: object, where: str) -> Genotype:
-    if not isinstance(data, Mapping):
-        raise GenotypeError(
-            f"{where} must be a mapping with keys {', '.join(_KEYS)}, not {type(data).__name__}"
-        )
-    for key in data:
-        _check_key(key, where)
-    for key in _KEYS:
-        if key not in data:
-            raise GenotypeError(f"{where}: missing key {key!r}; the keys are {', '.join(_KEYS)}")
-    return _assemble(data, _edges, _concat, where)
-
-
-def _check_key(key: object, where: str) -> None:
-    """One of Genotype's four fields, or an error suggesting the closest."""
-    if key not in _KEYS:
-        raise GenotypeError(
-            f"{where}: unknown key {key!r}{_suggest(str(key), _KEYS)}; "
-            f"the keys are {', '.join(_KEYS)}"
-        )
-
-
-def _assemble(
-    parts: Mapping[str, Any],
-    read_edges: Callable[[Any, str, str], tuple[Edge, ...]],
-    read_concat: Callable[[Any, str, str], tuple[int, ...]],
-    where: str,
-) -> Genotype:
-    """A Genotype from its four fields, each read (and checked) by the given readers."""
-    values: dict[str, Any] = {}
-    for kind in KINDS:
-        values[kind] = read_edges(parts[kind], kind, where)
-        field = f"{kind}_concat"
-        values[field] = read_concat(parts[field], field, where)
-    return Genotype(**values)

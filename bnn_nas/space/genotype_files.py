@@ -10,25 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from bnn_nas.errors import GenotypeError
-from bnn_nas.space.genotype import (
-    _KEYS,
-    Genotype,
-    _from_mapping,
-    _short,
-    validate_genotype,
-)
-from bnn_nas.space.genotype_text import _parse_text
+from bnn_nas.space.genotype_form import KEYS, mapping_fields, short
+from bnn_nas.space.genotype_text import parse_text
 
 
-def _looks_like_text(text: str) -> bool:
+def looks_like_text(text: str) -> bool:
     return "Genotype" in text or "=" in text or "[" in text
 
 
-def _missing(given: str, path: Path) -> str:
+def missing(given: str, path: Path) -> str:
     if path.is_dir():
         return f"{given} is a directory, not a genotype file; name the file"
     return (
@@ -37,7 +32,7 @@ def _missing(given: str, path: Path) -> str:
     )
 
 
-def _existing_file(text: str) -> Path | None:
+def existing_file(text: str) -> Path | None:
     try:
         path = Path(text).expanduser()
         return path if path.is_file() else None
@@ -45,14 +40,8 @@ def _existing_file(text: str) -> Path | None:
         return None
 
 
-def _validate_at(g: Genotype, where: str) -> None:
-    try:
-        validate_genotype(g)
-    except GenotypeError as exc:
-        raise GenotypeError(f"{where}: {exc}") from None
-
-
-def _load_file(path: Path) -> Genotype:
+def load_file(path: Path) -> dict[str, Any]:
+    """The four fields of the genotype a file holds (``Genotype(**fields)``), checked."""
     where = str(path)
     try:
         raw = path.read_text(encoding="utf-8")
@@ -82,23 +71,23 @@ def _load_file(path: Path) -> Genotype:
                 f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
             ) from None
     else:
-        return _parse_text(raw, where)
+        return parse_text(raw, where)
     if isinstance(data, Mapping) and "genotype" in data:
         where = f"{where}: genotype"
         data = data["genotype"]
         if not isinstance(data, (str, Mapping)):
             raise GenotypeError(
-                f"{where} must be DARTS text or a mapping with keys {', '.join(_KEYS)}, "
+                f"{where} must be DARTS text or a mapping with keys {', '.join(KEYS)}, "
                 f"not {type(data).__name__}"
             )
     if isinstance(data, str):
-        return _parse_text(data, where)
-    return _from_mapping(data, where)
+        return parse_text(data, where)
+    return mapping_fields(data, where)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
         mark = exc.problem_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return _short(exc.problem + at, 120)
-    return _short(exc, 120)
+        return short(exc.problem + at, 120)
+    return short(exc, 120)

@@ -3,25 +3,25 @@
 Split out of :mod:`bnn_nas.space.genotype` so that module owns the value and its rules,
 and this one owns the parser: the text is read with :mod:`ast` and ``ast.literal_eval``
 only, so pasted text never runs code. :func:`bnn_nas.space.genotype.parse_genotype` is
-the public entry point.
+the public entry point; this module reads fields through :mod:`bnn_nas.space.genotype_form`.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from typing import Any
 
 from bnn_nas.errors import GenotypeError
-from bnn_nas.space.genotype import (
-    _KEYS,
+from bnn_nas.space.genotype_form import (
+    KEYS,
     Edge,
-    Genotype,
-    _assemble,
-    _check_key,
-    _concat,
-    _edges,
-    _int,
-    _short,
+    as_int,
+    check_key,
+    read_concat,
+    read_edges,
+    read_fields,
+    short,
 )
 
 _EXPECTED = (
@@ -60,7 +60,8 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _parse_text(text: object, where: str) -> Genotype:
+def parse_text(text: object, where: str) -> dict[str, Any]:
+    """The four fields of a genotype's DARTS text (``Genotype(**fields)``), checked."""
     if not isinstance(text, str):
         raise GenotypeError(f"{where} must be a string, not {type(text).__name__}")
     source, first_line, shift = _prepare(text)
@@ -74,15 +75,15 @@ def _parse_text(text: object, where: str) -> Genotype:
             column += shift
         at = f"line {line}, column {column}" if "\n" in text.strip() else f"column {column}"
         raise GenotypeError(
-            f"{where} is not valid: {_short(exc.msg)} at {at}; {_EXPECTED}"
+            f"{where} is not valid: {short(exc.msg)} at {at}; {_EXPECTED}"
         ) from None
     except (ValueError, RecursionError, MemoryError) as exc:
-        raise GenotypeError(f"{where} is not valid: {_short(exc)}; {_EXPECTED}") from None
+        raise GenotypeError(f"{where} is not valid: {short(exc)}; {_EXPECTED}") from None
     call = tree.body
     name = _dotted(call.func) if isinstance(call, ast.Call) else None
     if not isinstance(call, ast.Call) or name is None or name.split(".")[-1] != "Genotype":
         raise GenotypeError(
-            f"{where} must be one Genotype(...) call, found {_short(ast.unparse(call))}; "
+            f"{where} must be one Genotype(...) call, found {short(ast.unparse(call))}; "
             f"{_EXPECTED}"
         )
     if call.args:
@@ -95,14 +96,14 @@ def _parse_text(text: object, where: str) -> Genotype:
         key = keyword.arg
         if key is None:
             raise GenotypeError(f"{where}: '**' arguments are not accepted; {_EXPECTED}")
-        _check_key(key, where)
+        check_key(key, where)
         if key in nodes:
             raise GenotypeError(f"{where}: {key}= is given twice; give it once")
         nodes[key] = keyword.value
-    for key in _KEYS:
+    for key in KEYS:
         if key not in nodes:
             raise GenotypeError(f"{where}: missing {key}=...; {_EXPECTED}")
-    return _assemble(nodes, _literal_edges, _literal_concat, where)
+    return read_fields(nodes, _literal_edges, _literal_concat, where)
 
 
 _LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
@@ -112,7 +113,7 @@ def _literal_edges(node: ast.expr, field: str, where: str) -> tuple[Edge, ...]:
     if not isinstance(node, (ast.List, ast.Tuple)):
         raise GenotypeError(
             f"{where}: {field} must be a list of ('op', input) pairs, "
-            f"found {_short(ast.unparse(node))}"
+            f"found {short(ast.unparse(node))}"
         )
     items = []
     for i, element in enumerate(node.elts):
@@ -120,10 +121,10 @@ def _literal_edges(node: ast.expr, field: str, where: str) -> tuple[Edge, ...]:
             items.append(ast.literal_eval(element))
         except _LITERAL_ERRORS:
             raise GenotypeError(
-                f"{where}: {field} edge {i} {_short(ast.unparse(element))}: "
+                f"{where}: {field} edge {i} {short(ast.unparse(element))}: "
                 f"must be a literal pair ('op', input)"
             ) from None
-    return _edges(items, field, where)
+    return read_edges(items, field, where)
 
 
 def _literal_concat(node: ast.expr, field: str, where: str) -> tuple[int, ...]:
@@ -134,13 +135,13 @@ def _literal_concat(node: ast.expr, field: str, where: str) -> tuple[int, ...]:
     except _LITERAL_ERRORS:
         raise GenotypeError(
             f"{where}: {field} must be a literal list of node indices like [2, 3, 4, 5], "
-            f"found {_short(ast.unparse(node))}"
+            f"found {short(ast.unparse(node))}"
         ) from None
-    return _concat(value, field, where)
+    return read_concat(value, field, where)
 
 
 def _literal_range(node: ast.Call, field: str, where: str) -> tuple[int, ...]:
-    bad = f"{where}: {field}={_short(ast.unparse(node))}: write range(start, stop) with integers"
+    bad = f"{where}: {field}={short(ast.unparse(node))}: write range(start, stop) with integers"
     if node.keywords or not 1 <= len(node.args) <= 3:
         raise GenotypeError(bad)
     bounds = []
@@ -149,11 +150,11 @@ def _literal_range(node: ast.Call, field: str, where: str) -> tuple[int, ...]:
             value = ast.literal_eval(arg)
         except _LITERAL_ERRORS:
             raise GenotypeError(bad) from None
-        bounds.append(_int(value, bad))
+        bounds.append(as_int(value, bad))
     try:
         nodes = range(*bounds)
     except ValueError:  # step 0
         raise GenotypeError(bad) from None
     if len(nodes) > _MAX_RANGE:
-        raise GenotypeError(f"{where}: {field}={_short(ast.unparse(node))} is too long; check it")
+        raise GenotypeError(f"{where}: {field}={short(ast.unparse(node))} is too long; check it")
     return tuple(nodes)
