@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from bnn_nas.config import SearchConfig, entry_settings
@@ -128,6 +128,13 @@ class RandomSearch(Controller):
         return self._fresh_random(rng)
 
 
+def _with_given(settings: Any, context: dict[str, Any]) -> Any:
+    """``settings`` with any of its fields given as keywords (``population=4``, the
+    constructor's form before settings dataclasses) taken out of ``context``."""
+    given = {f.name: context.pop(f.name) for f in fields(settings) if f.name in context}
+    return replace(settings, **given) if given else settings
+
+
 ELIMINATE = ("oldest", "worst")
 
 
@@ -168,7 +175,7 @@ class RegularizedEvolution(Controller):
         settings: EvolutionSettings | None = None,
         **context: Any,
     ) -> None:
-        settings = settings or EvolutionSettings()
+        settings = _with_given(settings or EvolutionSettings(), context)
         super().__init__(space, seed, settings, **context)
         self.population, self.sample_size = settings.population, settings.sample_size
         self.eliminate = settings.eliminate
@@ -218,7 +225,7 @@ class ParetoSearch(Controller):
         settings: ParetoSettings | None = None,
         **context: Any,
     ) -> None:
-        settings = settings or ParetoSettings()
+        settings = _with_given(settings or ParetoSettings(), context)
         super().__init__(space, seed, settings, **context)
         self.population, self.max_ops = settings.population, settings.max_ops
         self.limits = [o for o in self.objectives if o.limit is not None and o.name in
