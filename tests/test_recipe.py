@@ -614,3 +614,33 @@ def test_a_checkpoint_of_a_stage_the_config_lacks_is_refused_in_one_line(tmp_pat
     with pytest.raises(CheckpointError, match=r"is of stage .* but the config has 2 stage\(s\)"):
         fit_stages(_tiny_cells(), small, final, checkpoint=path, resume=True, device=CPU,
                    seed=0, stats=small.channel_stats())  # fmt: skip
+
+
+def test_a_staged_resume_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    """fit_stages reads the checkpoint (its stage) and hands that state to the resumed
+    stage's fit, which does not read and hash the file again."""
+    from bnn_nas.config import StageConfig
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import checkpoint as checkpoint_module
+    from bnn_nas.train import stages as stages_module
+    from bnn_nas.train import trainer as trainer_module
+
+    final = TrainConfig(epochs=2, batch_size=32, stages=(StageConfig(epochs=1),
+                                                         StageConfig(epochs=1)))  # fmt: skip
+    small = load_cifar10_sample().train.subset(range(32))
+    path = tmp_path / "checkpoint.pt"
+    common = {"device": CPU, "seed": 0, "stats": small.channel_stats()}
+    torch.manual_seed(0)
+    done = stages_module.fit_stages(_tiny_cells(), small, final, checkpoint=path, **common)
+    reads = []
+
+    def counted(*args, **kwargs):
+        reads.append(args[0])
+        return checkpoint_module.load_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(stages_module, "load_checkpoint", counted)
+    monkeypatch.setattr(trainer_module, "load_checkpoint", counted)
+    again = stages_module.fit_stages(_tiny_cells(), small, final, checkpoint=path, resume=True,
+                                     **common)  # fmt: skip
+    assert reads == [path]
+    assert [m.to_dict() for m in again] == [m.to_dict() for m in done]

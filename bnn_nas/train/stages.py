@@ -150,8 +150,10 @@ def fit_stages(
     """
     stages = resolve_stages(final)
     first = 0
+    state = None  # read (and hashed) once here; the resumed stage's fit takes it
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        saved = load_checkpoint(checkpoint).get("stage", 0)
+        state = load_checkpoint(checkpoint, map_location=fit_options.get("device", "cpu"))
+        saved = state.get("stage", 0)
         if isinstance(saved, bool) or not isinstance(saved, int) or not 0 <= saved < len(stages):
             raise CheckpointError(
                 f"{checkpoint} is of stage {shown(saved)} but the config has {len(stages)} "
@@ -168,7 +170,8 @@ def fit_stages(
             model, train_set, stage.settings, checkpoint=checkpoint,
             resume=resume and stage.index == first, stage=stage.index, epoch_offset=offset,
             history=history, on_start=on_start if stage.index == first else None,
-            **fit_options,
+            resume_state=state if stage.index == first else None, **fit_options,
         )  # fmt: skip
+        state = None
         offset += stage.settings.epochs
     return history

@@ -147,6 +147,7 @@ def fit(
     epoch_offset: int = 0,
     history: list[EpochMetrics] | None = None,
     on_start: Callable[[], None] | None = None,
+    resume_state: dict | None = None,
 ) -> list[EpochMetrics]:
     """Train ``model`` for ``settings.epochs``; returns the metrics of every epoch.
 
@@ -162,7 +163,8 @@ def fit(
     training (one call per stage): ``stage`` is written into the checkpoint and the
     metrics, ``epoch_offset`` numbers this stage's epochs (and its batches' seeds) after
     the stages before, whose metrics ``history`` holds; a resumed checkpoint must be of
-    this stage and brings its own history.
+    this stage and brings its own history. ``resume_state``: ``checkpoint`` as the caller
+    has loaded it already (with ``map_location=device``), not read again.
     """
     if settings.distill is not None and teacher is None:
         raise ConfigError(
@@ -196,7 +198,9 @@ def fit(
     history = list(history or [])
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint, map_location=device)
+        state = resume_state if resume_state is not None else load_checkpoint(
+            checkpoint, map_location=device
+        )
         check_training_checkpoint(state, checkpoint)
         if state.get("stage", 0) != stage:
             raise CheckpointError(
