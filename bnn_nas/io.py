@@ -112,7 +112,11 @@ def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` with aliases capped (raises yaml.YAMLError past the cap); nesting
     deeper than Python's recursion limit also becomes a yaml.YAMLError."""
     try:
-        return yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader subclass
+        loader = _LimitedLoader(text)  # what yaml.load does, with the safe, capped loader
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except RecursionError:
         raise yaml.YAMLError("nested too deeply") from None
     except ValueError as err:  # e.g. an integer of more digits than Python converts

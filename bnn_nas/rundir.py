@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bnn_nas import __version__
 from bnn_nas.errors import BnnNasError, ConfigError, PluginError
+from bnn_nas.io import process_umask
 
 MARKER = ".bnn-nas-run"
 LOCK = ".lock"
@@ -217,7 +218,7 @@ def creating(run_dir: Path, kind: str) -> Iterator[Path]:
     except OSError as err:
         raise ConfigError(f"cannot create --run-dir {run_dir} ({os_reason(err)})") from None
     try:
-        staging.chmod(0o755 & ~_umask())
+        staging.chmod(0o777 & ~process_umask())  # what mkdir gives; mkdtemp makes 0700
         lock_run_dir(staging)
         _write_marker(staging, kind)
         yield staging
@@ -252,12 +253,6 @@ def creating(run_dir: Path, kind: str) -> Iterator[Path]:
         release_run_dir(staging)
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def run_directory_of(config_file: Path) -> Path | None:

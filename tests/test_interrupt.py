@@ -94,7 +94,8 @@ def test_ctrl_c_in_train_exits_130_with_a_resume_command(tmp_path, monkeypatch):
     config = write(tmp_path)
     target = str(tmp_path / "r")
     args = ["train", "--config", str(config), "--model", "resnet20", "--family", "bireal",
-            "--epochs", "3", "--set", "final.lr=0.003", "--run-dir", target]  # fmt: skip
+            "--epochs", "3", "--set", "final.lr=0.003", "--run-dir", target,
+            "--trust-run-plugins"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == INTERRUPT_EXIT, result.output
     words = hint_words(result.stderr, "continue from the last checkpoint with: ")
@@ -103,3 +104,4 @@ def test_ctrl_c_in_train_exits_130_with_a_resume_command(tmp_path, monkeypatch):
                         ("--set", "final.lr=0.003"), ("--run-dir", target)):  # fmt: skip
         assert words[words.index(flag) + 1] == value
     assert words.count("--set") == 1  # --epochs is repeated as itself, not as a --set
+    assert "--trust-run-plugins" in words

@@ -225,3 +225,11 @@ def test_a_tampered_image_folder_cache_is_rebuilt(tmp_path):
     with pytest.warns(UserWarning, match="checksum"):
         again = load_image_folder(root, cache_dir=tmp_path / "cache", workers=1)
     assert (again.train.labels == first.train.labels).all() and again.train.labels.any()
+
+
+def test_the_plugins_of_a_run_config_are_read_without_importing_them(run_with_plugin):
+    from bnn_nas.cli.options import run_config_plugins
+
+    run, plugin, marker = run_with_plugin
+    assert run_config_plugins(run / "config.yaml") == (str(plugin),)
+    assert not marker.exists()  # derive prints them as --plugin for train; nothing ran

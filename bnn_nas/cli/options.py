@@ -10,6 +10,7 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -62,6 +63,14 @@ _TRUST_KEY = "bnn_nas.trust_run_plugins"
 def _remember_trust(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     ctx.meta[_TRUST_KEY] = bool(value)
     return value
+
+
+def run_config_plugins(config_path: Path | str) -> tuple[str, ...]:
+    """The plugins a saved run config names (read, not imported): a command that reads
+    that config needs them passed with ``--plugin``."""
+    from bnn_nas.config import declared_plugins, read_config_mapping
+
+    return declared_plugins(read_config_mapping(config_path), str(config_path))
 
 
 def run_plugins_trusted() -> bool:

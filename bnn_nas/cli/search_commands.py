@@ -9,7 +9,10 @@ from bnn_nas.cli.options import (
     load_run_config,
     plugin_option,
     repeated,
+    run_config_plugins,
+    run_plugins_trusted,
     set_option,
+    shell_words,
     user_errors,
 )
 
@@ -62,6 +65,7 @@ def search_command(
                 "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
                 *(["--budget", str(budget)] if budget is not None else []),
                 *repeated("--set", overrides), *repeated("--plugin", plugins),
+                *(["--trust-run-plugins"] if run_plugins_trusted() else []),
             ],
         )  # fmt: skip
     failed = sum(r.status.value == "failed" for r in records)
@@ -151,7 +155,10 @@ def derive_command(
         click.echo(drawing.note)
     click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing.path}")
     config = Path(run_dir) / "config.yaml"
-    click.echo(f"next: bnn-nas train --config {config} --genotype {target}")
+    # the run's config lies in a run directory: train imports its plugins only when named
+    needs = repeated("--plugin", run_config_plugins(config))
+    words = ["bnn-nas", "train", "--config", str(config), "--genotype", str(target), *needs]
+    click.echo(f"next: {shell_words(words)}")
 
 
 @click.command("status")

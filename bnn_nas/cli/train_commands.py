@@ -11,6 +11,7 @@ from bnn_nas.cli.options import (
     load_run_config,
     plugin_option,
     repeated,
+    run_plugins_trusted,
     set_option,
     user_errors,
 )
@@ -101,6 +102,7 @@ def train_command(
                 "--run-dir", str(target), "--resume",
                 *(["--tensorboard"] if tensorboard else []),
                 *repeated("--set", given), *repeated("--plugin", plugins),
+                *(["--trust-run-plugins"] if run_plugins_trusted() else []),
             ],
         )  # fmt: skip
     click.echo(
