@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bnn_nas.config import config_from_dict
-from bnn_nas.search import engine
+from bnn_nas.search import loop  # the search loop (SearchRun) writes trials.csv
 from bnn_nas.search.engine import SearchRun
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.store import SQLiteStore
@@ -121,8 +121,8 @@ class Injector:
             monkeypatch.setattr(FakeExecutor, "next_outcome",
                                 lambda s: (self._tick(), original(s))[1])  # fmt: skip
         elif point == "csv":
-            original_csv = engine.write_trials_csv
-            monkeypatch.setattr(engine, "write_trials_csv",
+            original_csv = loop.write_trials_csv
+            monkeypatch.setattr(loop, "write_trials_csv",
                                 lambda *a: (self._tick(), original_csv(*a))[1])  # fmt: skip
         else:
             original_method = getattr(SQLiteStore, point)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,7 +19,14 @@ class TrialStatus(str, enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+# the fields of the fixed record a result was before metrics were named (store schema 1)
+LEGACY_FIELDS = (
+    "accuracy", "loss", "train_loss", "bops", "flops", "ops", "binary_params", "float_params",
+    "bytes", "train_seconds",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, init=False)
 class TrialResult:
     """What evaluating one candidate measured: named metrics (accuracy on search-valid,
     never test; loss, train_loss, ops, bops, flops, params, bytes, train_seconds, ...).
@@ -29,9 +36,23 @@ class TrialResult:
 
     metrics: dict[str, float]
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.metrics, dict):
-            raise TypeError("TrialResult takes a dict of named metrics")
+    def __init__(self, metrics: Mapping[str, float] | float | None = None, *legacy: float,
+                 **named: float) -> None:  # fmt: skip
+        """``TrialResult({"accuracy": 0.5, "ops": 2e6})``; the record's older forms still
+        work: ``TrialResult(accuracy=0.5, ops=2e6, ...)`` and its ten positional fields."""
+        if isinstance(metrics, Mapping):
+            if legacy:
+                raise TypeError("TrialResult takes one dict of named metrics")
+            values = dict(metrics)
+        elif metrics is None and not legacy:
+            values = dict(named.pop("metrics", None) or {})
+        else:
+            positional = (metrics, *legacy)
+            if len(positional) > len(LEGACY_FIELDS):
+                raise TypeError(f"TrialResult takes at most {len(LEGACY_FIELDS)} positional values")
+            values = dict(zip(LEGACY_FIELDS, positional, strict=False))
+        values.update(named)
+        object.__setattr__(self, "metrics", values)
 
     @classmethod
     def of(cls, **metrics: float) -> TrialResult:
