@@ -39,6 +39,11 @@ def shell_words(words: Iterable[str]) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: a count with its noun."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def repeated(flag: str, values: Iterable[str]) -> list[str]:
     """``--flag v1 --flag v2 ...`` for a repeatable option, in the order given."""
     return [word for value in values for word in (flag, value)]

@@ -8,6 +8,7 @@ from bnn_nas.cli.options import (
     interrupted,
     load_run_config,
     plugin_option,
+    plural,
     repeated,
     run_config_plugins,
     run_plugins_trusted,
@@ -48,7 +49,7 @@ def search_command(
     if done or reclaimed:
         click.echo(
             f"resuming {target}: {done} trials finished"
-            + (f", {len(reclaimed)} interrupted trials to rerun" if reclaimed else ""),
+            + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else ""),
             err=True,
         )
     try:

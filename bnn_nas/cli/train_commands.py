@@ -15,6 +15,7 @@ from bnn_nas.cli.options import (
     set_option,
     user_errors,
 )
+from bnn_nas.objectives import labelled
 
 MODEL = RegisteredName("BASELINES")
 FAMILY = RegisteredName("FAMILIES", ("float",))
@@ -105,8 +106,9 @@ def train_command(
                 *(["--trust-run-plugins"] if run_plugins_trusted() else []),
             ],
         )  # fmt: skip
+    # the same units as the search's lines and status (bnn_nas.objectives)
+    cost = "  ".join(labelled(name, report[name]) for name in ("ops", "params", "bytes"))
     click.echo(
-        f"test accuracy {report['test_accuracy']:.4f}  OPs {report['ops']:.3g}  "
-        f"params {report['params']}  bytes {report['bytes']:.0f}  "
+        f"test accuracy {report['test_accuracy']:.4f}  {cost}  "
         f"train {report['train_seconds'] / 60:.1f} min  -> {target}"
     )
