@@ -157,7 +157,7 @@ def derive_command(
     click.echo(f"wrote {target}, {target.with_suffix('.txt')}, {drawing.path}")
     config = Path(run_dir) / "config.yaml"
     # the run's config lies in a run directory: train imports its plugins only when named
-    needs = repeated("--plugin", run_config_plugins(config))
+    needs = repeated("--plugin", run_config_plugins(config) if config.is_file() else ())
     words = ["bnn-nas", "train", "--config", str(config), "--genotype", str(target), *needs]
     click.echo(f"next: {shell_words(words)}")
 
