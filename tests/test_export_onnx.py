@@ -55,6 +55,7 @@ def test_onnxruntime_predicts_what_pytorch_predicts(network, sample, tmp_path):
     stats = sample.train.channel_stats()
     spec = InputSpec(stats[0], stats[1], sample.classes, 32, 32)
     summary = export_onnx(model, spec, tmp_path / "m.onnx")
+    assert not list(tmp_path.glob(".*.part"))  # written aside, then renamed into place
     onnx.checker.check_model(onnx.load(str(summary.path)))
     # the binary convs are Where(x >= 0, 1, -1) + Conv; no custom or unknown ops
     assert summary.nodes["Where"] >= 1 and summary.nodes["Conv"] >= 1

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from bnn_nas.binary.layers import BinaryConv2d, BinaryLinear
 from bnn_nas.errors import BnnNasError
 from bnn_nas.export.architecture import InputSpec
+from bnn_nas.io import new_file_mode
 
 OPSET = 18
 
@@ -133,9 +134,17 @@ def export_onnx(model: nn.Module, spec: InputSpec, output: Path) -> OnnxSummary:
         quiet.setLevel(level)
     if program is None:
         raise BnnNasError("torch.onnx.export returned no program; update torch to >= 2.5")
-    program.save(str(output))
-    graph = onnx.load(str(output))
-    onnx.checker.check_model(graph)
+    # written beside the target and renamed once checked: a failed export leaves no
+    # half-written .onnx where an old one was
+    partial = output.with_name(f".{output.name}.part")
+    try:
+        program.save(str(partial))
+        graph = onnx.load(str(partial))
+        onnx.checker.check_model(graph)
+        partial.chmod(new_file_mode())
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
     nodes: dict[str, int] = {}
     for node in graph.graph.node:
         nodes[node.op_type] = nodes.get(node.op_type, 0) + 1
