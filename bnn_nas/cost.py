@@ -31,40 +31,9 @@ __all__ = ["LayerCost", "ModelCost", "count_cost"]
 OPS_PER_BOP = 1 / 64  # a 64-bit word does 64 XNOR-popcount MACs per instruction
 
 
-@dataclass(frozen=True)
-class LayerCost:
-    """One call of one module: its MACs by precision and the parameters it owns.
+class _Totals:
+    """OPs, params and deployed bytes, derived from the four counts every cost holds."""
 
-    A module called twice appears twice; its parameters sit on the first call only,
-    so summing the layers gives the model's totals.
-    """
-
-    name: str
-    kind: str
-    output_shape: tuple[int, ...]
-    bops: int
-    flops: int
-    binary_params: int
-    float_params: int
-
-    @property
-    def ops(self) -> float:
-        return self.bops * OPS_PER_BOP + self.flops
-
-    @property
-    def params(self) -> int:
-        return self.binary_params + self.float_params
-
-    @property
-    def bytes(self) -> float:
-        return self.binary_params / 8 + 4 * self.float_params
-
-
-@dataclass(frozen=True)
-class ModelCost:
-    """Per-layer costs and their totals, per image."""
-
-    layers: tuple[LayerCost, ...]
     bops: int
     flops: int
     binary_params: int
@@ -83,6 +52,34 @@ class ModelCost:
     def bytes(self) -> float:
         """Deployed size: 1 bit per binary weight, 32 bits per float parameter."""
         return self.binary_params / 8 + 4 * self.float_params
+
+
+@dataclass(frozen=True)
+class LayerCost(_Totals):
+    """One call of one module: its MACs by precision and the parameters it owns.
+
+    A module called twice appears twice; its parameters sit on the first call only,
+    so summing the layers gives the model's totals.
+    """
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    bops: int
+    flops: int
+    binary_params: int
+    float_params: int
+
+
+@dataclass(frozen=True)
+class ModelCost(_Totals):
+    """Per-layer costs and their totals, per image."""
+
+    layers: tuple[LayerCost, ...]
+    bops: int
+    flops: int
+    binary_params: int
+    float_params: int
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (shapes as lists), derived totals included."""

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from bnn_nas.train.groupwise import GroupwiseOptimizer
 
-class CycledAdam(torch.optim.Optimizer):
+
+class CycledAdam(GroupwiseOptimizer):
     """Adam (L2 weight decay as in ``torch.optim.Adam``) with tensor ``lr`` and beta1.
 
     Each group's ``lr`` and ``betas[0]`` are 0-dim tensors on the parameters' device
@@ -68,18 +70,6 @@ class CycledAdam(torch.optim.Optimizer):
                 state = self.state.get(p)
                 if state and "step" in state:
                     state["step"] = torch.as_tensor(state["step"]).to(p.device, _scalar_dtype(p))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                self._update(group, params)
-        return loss
 
     def _update(self, group: dict, params: list[Tensor]) -> None:
         grads = [p.grad for p in params]

@@ -15,8 +15,10 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from bnn_nas.train.groupwise import GroupwiseOptimizer
 
-class TensorLrSGD(torch.optim.Optimizer):
+
+class TensorLrSGD(GroupwiseOptimizer):
     """``torch.optim.SGD`` (dampening 0, L2 weight decay) with a tensor ``lr``.
 
     Each group's ``lr`` is a 0-dim tensor on the parameters' device (fill it in place to
@@ -53,18 +55,6 @@ class TensorLrSGD(torch.optim.Optimizer):
         for group, lr in zip(self.param_groups, held, strict=True):
             lr.fill_(float(group["lr"]))
             group["lr"] = lr
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if params:
-                self._update(group, params)
-        return loss
 
     def _update(self, group: dict, params: list[Tensor]) -> None:
         grads: list[Tensor] = [p.grad for p in params]  # type: ignore[misc]
