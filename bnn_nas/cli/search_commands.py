@@ -216,8 +216,9 @@ def plot_command(run_dir: str, output: str | None) -> None:
     from pathlib import Path
 
     from bnn_nas.search.derive import open_run
-    from bnn_nas.search.plot import plot_search
+    from bnn_nas.search.plot import plot_search, search_title
 
     records, objectives = open_run(Path(run_dir))
     target = Path(output) if output else Path(run_dir) / "search.png"
-    click.echo(f"wrote {plot_search(records, target, title=str(run_dir), objectives=objectives)}")
+    title = search_title(Path(run_dir).resolve().name, records, objectives)
+    click.echo(f"wrote {plot_search(records, target, title=title, objectives=objectives)}")

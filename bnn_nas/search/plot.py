@@ -30,6 +30,20 @@ def _label(name: str, log: bool = False) -> str:
     return m.word + (f" ({', '.join(parts)})" if parts else "")
 
 
+def objectives_phrase(objectives: Sequence[Objective]) -> str:
+    """What a search optimises, in words: "accuracy (max) vs OPs (min)"."""
+    return " vs ".join(
+        f"{metric(o.name).word} ({'max' if o.maximize else 'min'})" for o in objectives
+    )
+
+
+def search_title(run: str, records: Sequence[TrialRecord], objectives: Sequence[Objective]) -> str:
+    """The figure's title: the run, its finished trials and its objectives."""
+    return f"run {run}: {len(completed(list(records)))} trials, " + objectives_phrase(
+        objectives
+    )
+
+
 def plot_search(
     records: list[TrialRecord],
     path: Path,
@@ -37,7 +51,25 @@ def plot_search(
     objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
 ) -> Path:
     """Write a PNG (or any format matplotlib knows by suffix): the primary objective
-    against each other one with its Pareto front, and best-so-far over trials."""
+    against each other one with its Pareto front, and best-so-far over trials.
+
+    Points are coloured by trial number (a colour bar says so); legends sit above the
+    axes, clear of the points. ``title``: default the objectives in words."""
+    fig = draw_search(records, title, objectives)  # a one-line error without matplotlib
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_search(
+    records: list[TrialRecord],
+    title: str = "",
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+):
+    """The figure :func:`plot_search` writes (a matplotlib Figure; the caller closes it)."""
     try:
         import matplotlib
 
@@ -53,11 +85,12 @@ def plot_search(
     objectives = tuple(objectives)
     primary, others = objectives[0], objectives[1:]
     panels = max(1, len(others)) + 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+    fig, axes = plt.subplots(1, panels, figsize=(5.8 * panels, 4.6), layout="constrained")
     y = [_shown(primary.name, primary.value(r.result.metrics)) for r in done]
     for left, other in zip(axes[:-1], others, strict=False):
         x = [_shown(other.name, other.value(r.result.metrics)) for r in done]
-        left.scatter(x, y, s=18, c=[r.id for r in done], cmap="viridis", label="trials")
+        points = left.scatter(x, y, s=18, c=[r.id for r in done], cmap="viridis",
+                              label="trial")  # fmt: skip
         pf = front(done, (primary, other))  # the front of this pair of objectives
         left.plot(
             [_shown(other.name, other.value(r.result.metrics)) for r in pf],
@@ -70,8 +103,9 @@ def plot_search(
             left.set_xscale("log")
         left.set_xlabel(_label(other.name, log=wide))
         left.set_ylabel(_label(primary.name))
-        left.legend(loc="lower right" if primary.maximize else "upper right")
+        _legend_above(left)
         left.grid(alpha=0.3)
+        fig.colorbar(points, ax=left, label="trial number", pad=0.01)
     right = axes[-1]
     ids, best, running = [], [], None
     better = max if primary.maximize else min
@@ -84,12 +118,13 @@ def plot_search(
     right.step(ids, best, where="post", color="crimson", label="best so far")
     right.set_xlabel("trial")
     right.set_ylabel(_label(primary.name))
-    right.legend(loc="lower right" if primary.maximize else "upper right")
+    _legend_above(right)
     right.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    fig.suptitle(title or objectives_phrase(objectives))
+    return fig
+
+
+def _legend_above(ax) -> None:
+    """The legend in one row above the axes: it never hides a point."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False,
+              borderaxespad=0.2, fontsize="small")  # fmt: skip
