@@ -101,6 +101,16 @@ def front(
     return [records[i] for i in pareto_front(values, directions(objectives))]
 
 
+def pareto_trials(
+    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+) -> list[CompletedTrial]:
+    """The front of the finished trials that keep every objective's limit (empty while
+    none has finished or none keeps them): what pareto.csv holds."""
+    within = [r for r in completed(records)
+              if all(o.within(r.result.metrics) for o in objectives)]  # fmt: skip
+    return front(within, objectives) if within else []
+
+
 def knee(
     front_records: Sequence[CompletedTrial], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
 ) -> CompletedTrial:

@@ -20,7 +20,7 @@ from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective
 from bnn_nas.search.controllers import Controller, make_controller
 from bnn_nas.search.derive import best_trial
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
-from bnn_nas.search.export import write_trials_csv
+from bnn_nas.search.export import write_pareto_csv, write_trials_csv
 from bnn_nas.search.store import TrialStore
 from bnn_nas.search.trials import TrialRecord, TrialStatus
 from bnn_nas.space.genotype import Genotype
@@ -128,7 +128,10 @@ class SearchRun:
                 in_flight.discard(outcome.trial_id)
                 record = self._record(outcome)
                 if self.run_dir is not None:
-                    write_trials_csv(self.run_dir / "trials.csv", self.store.trials())
+                    records = self.store.trials()
+                    write_trials_csv(self.run_dir / "trials.csv", records)
+                    write_pareto_csv(self.run_dir / "pareto.csv", records,
+                                     self.config.search.objectives)  # fmt: skip
                 if on_trial is not None and record.finished:
                     records = self.store.trials()
                     finished = sum(r.finished for r in records)
