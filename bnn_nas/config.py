@@ -346,6 +346,45 @@ def _check_positive(key: str, name: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {key} must be at least 1, not {shown(value)}")
 
 
+class UnknownKeyError(ConfigError):
+    """A key no setting has: ``key`` its dotted path, ``close`` the nearest allowed keys
+    (best first), ``allowed`` every key of its section."""
+
+    def __init__(
+        self, message: str, *, key: str, close: tuple[str, ...], allowed: tuple[str, ...]
+    ) -> None:
+        super().__init__(message)
+        self.key, self.close, self.allowed = key, close, allowed
+
+
+def _override_error(err: UnknownKeyError, overrides: tuple[str, ...]) -> ConfigError | None:
+    """The error naming the ``--set`` item that brought in an unknown key (None when no
+    override sets it or a key below it: then the file is to blame)."""
+    for item in reversed(overrides):  # the last one given wins, as when applied
+        key = item.partition("=")[0].strip()
+        if key == err.key or key.startswith(err.key + "."):
+            names = ", ".join(err.close) if err.close else "none"
+            section = err.key.rpartition(".")[0]
+            keys = ", ".join(a.rpartition(".")[2] for a in err.allowed)
+            return ConfigError(
+                f"--set {shown(item)}: unknown override key {err.key}; close names: {names} "
+                f"({section or 'the config'} has: {keys})"
+            )
+    return None
+
+
+def _override_value_error(
+    message: str, where: str, overrides: tuple[str, ...]
+) -> ConfigError | None:
+    """``where: key ...`` about a key that a ``--set`` item gave, as ``--set item: key ...``."""
+    for item in reversed(overrides):
+        key = item.partition("=")[0].strip()
+        for head in (f"{where}: {key} ", f"{where}: {key}=", f"{where}: {key}: "):
+            if message.startswith(head):
+                return ConfigError(f"--set {shown(item)}: {message[len(where) + 2 :]}")
+    return None
+
+
 def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in fields(cls) if f.name not in _HIDDEN]  # type: ignore[arg-type]
@@ -355,11 +394,14 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
     allowed = names + own
     for key in data:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key)[:100], allowed, n=1)
+            close = difflib.get_close_matches(str(key)[:100], allowed, n=3)
             hint = f"did you mean {prefix}{close[0]}? " if close else ""
-            raise ConfigError(
+            raise UnknownKeyError(
                 f"{where}: unknown key {prefix}{str(key)[:MAX_SHOWN]}; {hint}allowed: "
-                f"{', '.join(allowed)}"
+                f"{', '.join(allowed)}",
+                key=f"{prefix}{str(key)[:MAX_SHOWN]}",
+                close=tuple(prefix + c for c in close),
+                allowed=tuple(prefix + a for a in allowed),
             )
     values: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
@@ -399,11 +441,21 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
     return result
 
 
-def config_from_dict(data: Mapping[str, Any], where: str = "<config>") -> Config:
-    """A :class:`Config` from its mapping form; ``where`` names the source in errors."""
+def config_from_dict(
+    data: Mapping[str, Any], where: str = "<config>", overrides: tuple[str, ...] = ()
+) -> Config:
+    """A :class:`Config` from its mapping form; ``where`` names the source in errors.
+
+    ``overrides``: the ``--set`` items already applied to ``data``; an unknown key one of
+    them brought in is reported as an unknown override key, not blamed on ``where``."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: a config must be a mapping of sections")
-    config = _from_mapping(Config, data, where)
+    try:
+        config = _from_mapping(Config, data, where)
+    except UnknownKeyError as err:
+        raise (_override_error(err, overrides) or err) from None
+    except ConfigError as err:  # a bad value that a --set gave: name the --set
+        raise (_override_value_error(str(err), where, overrides) or err) from None
     try:
         check_objectives(config.search.objectives)
     except ConfigError as err:
@@ -559,7 +611,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
 
     Relative paths inside stay relative to the working directory.
     """
-    return config_from_dict(read_config_mapping(path, overrides), str(Path(path)))
+    return config_from_dict(read_config_mapping(path, overrides), str(Path(path)), overrides)
 
 
 def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str) -> dict[str, Any]:

@@ -76,3 +76,22 @@ def test_exponent_floats_that_pyyaml_reads_as_strings_are_numbers():
     assert config.train.lr == 1e-3 and config.search.max_ops == 3.2e6
     with pytest.raises(ConfigError, match=r"train\.lr must be a number, not '1e-3x'"):
         config_from_dict({"train": {"lr": "1e-3x"}}, "t.yaml")
+
+
+def test_an_unknown_set_key_is_an_unknown_override_key_not_the_files(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train: {epochs: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ("train.lr=0.01", "train.epoch=3"))
+    message = str(err.value)
+    assert message.startswith("--set 'train.epoch=3': unknown override key train.epoch; ")
+    assert "close names: train.epochs" in message and str(path) not in message
+    with pytest.raises(ConfigError, match=r"^--set 'trian.epochs=3': unknown override key "
+                       r"trian; close names: train \(the config has: seed, "):  # fmt: skip
+        load_config(path, ("trian.epochs=3",))
+    # a bad value given by --set names the --set too; the file's own mistakes name the file
+    with pytest.raises(ConfigError, match=r"^--set 'train.epochs=x': train.epochs must be an "):
+        load_config(path, ("train.epochs=x",))
+    path.write_text("train: {epoch: 2}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: unknown key train.epoch; did you mean"):
+        load_config(path, ("train.lr=0.01",))

@@ -183,4 +183,4 @@ def load_run_config(
     declared = declared_plugins(data, where)
     named = run_plugins(config_path, declared, plugins, trust=run_plugins_trusted())
     load_user_plugins(named + plugins)
-    return config_from_dict(data, where)
+    return config_from_dict(data, where, overrides)
