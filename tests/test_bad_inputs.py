@@ -474,7 +474,7 @@ def test_an_unexpected_error_is_one_line_naming_the_command_and_debug_shows_it(
     def broken(run_dir):
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr("bnn_nas.search.derive.open_run", broken)  # what status reads
+    monkeypatch.setattr("bnn_nas.search.derive.open_run_config", broken)  # what status reads
     result = CliRunner().invoke(main, ["status", str(world / "search")])
     (line,) = result.stderr.strip().splitlines()
     assert result.exit_code == 1 and "`bnn-nas status` failed unexpectedly" in line

@@ -4,16 +4,27 @@ computed from trials.csv by brute force), trials.csv's origin and parent columns
 from __future__ import annotations
 
 import csv
+import json
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from bnn_nas.config import config_from_dict
+from bnn_nas.cli import main
+from bnn_nas.config import config_from_dict, config_to_dict
+from bnn_nas.objectives import objectives_from
+from bnn_nas.search.derive import best_trial
 from bnn_nas.search.engine import SearchRun
 from bnn_nas.search.export import split_origin
 from bnn_nas.search.store import SQLiteStore
 from bnn_nas.space.search_space import load_search_space
 from tests.test_faults import SPACE, FakeExecutor
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_CIFAR = ROOT / "docs" / "results" / "search-cifar"  # a store of schema 1
 
 TWO = [{"name": "accuracy", "direction": "maximize"}, {"name": "ops", "direction": "minimize"}]
 THREE = [*TWO, {"name": "bops", "direction": "minimize"}]
@@ -49,19 +60,23 @@ def brute_force_front(rows: list[dict[str, str]], objectives: list[dict]) -> set
     }  # fmt: skip
 
 
-def search_in(run_dir: Path, objectives: list[dict], budget: int, on_trial) -> None:
+def search_in(run_dir: Path, objectives: list[dict], budget: int, on_trial,
+              executor: FakeExecutor | None = None) -> None:  # fmt: skip
+    """A search with made-up scores (no training), its config in the store as `search`
+    keeps it."""
     cfg = config_from_dict({
         "seed": 3, "device": "cpu", "search_space": SPACE,
         "search": {"controller": "evolution", "budget": budget, "population": 3,
                    "sample_size": 2, "objectives": objectives},
     })  # fmt: skip
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     store = SQLiteStore(run_dir / "trials.sqlite")
     try:
+        store.set_meta("config", config_to_dict(cfg))
         search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0,
                            run_dir)  # fmt: skip
         search.prepare()
-        search.run(FakeExecutor(), on_trial)
+        search.run(executor or FakeExecutor(), on_trial)
     finally:
         store.close()
 
@@ -113,3 +128,118 @@ def test_split_origin_reads_old_and_new_rows():
     assert split_origin("mutation", "3") == ("mutation", "3")
     assert split_origin("random", "") == ("random", "")
     assert split_origin("random") == ("random", "")
+
+
+def status(*args: str):
+    return CliRunner().invoke(main, ["status", *args])
+
+
+def check_matches_the_store(data: dict, run_dir: Path) -> None:
+    store = SQLiteStore(run_dir / "trials.sqlite", read_only=True)
+    try:
+        records, config = store.trials(), store.get_meta("config") or {}
+    finally:
+        store.close()
+    objectives = objectives_from((config.get("search") or {}).get("objectives"))
+    assert data["objectives"] == [
+        {"name": o.name, "direction": o.direction, "limit": o.limit} for o in objectives
+    ]
+    assert data["budget"] == config["search"]["budget"]
+    assert len(data["trials"]) == len(records)
+    for got, record in zip(data["trials"], records, strict=True):
+        assert got["id"] == record.id and got["hash"] == record.hash
+        assert got["status"] == record.status.value and got["attempts"] == record.attempts
+        assert got["genotype"] == str(record.genotype) and got["origin"] == record.origin
+        assert got["kind"] == record.origin.get("kind")
+        assert got["parent"] == record.origin.get("parent")
+        assert got["result"] == (record.result.metrics if record.result else None)
+        assert got["error"] == record.error
+        for when in ("created_at", "started_at", "finished_at"):
+            assert got[when] == getattr(record, when)
+    assert data["counts"] == {s: sum(r.status.value == s for r in records)
+                              for s in ("done", "failed", "running", "pending")}  # fmt: skip
+    best = best_trial(records, objectives)
+    assert data["best"] == (best.id if best else None)
+
+
+def test_status_json_parses_and_matches_the_store(tmp_path):
+    run = tmp_path / "run"
+    search_in(run, THREE, 8, None)
+    result = status(str(run), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    check_matches_the_store(data, run)
+    assert data["finished"] is True and data["counts"]["done"] == 8
+    assert data["pareto"] == [int(r["id"]) for r in read_csv(run / "pareto.csv")]
+
+
+def test_status_json_of_an_old_store(tmp_path):
+    copy = tmp_path / "search-cifar"
+    shutil.copytree(SEARCH_CIFAR, copy)
+    result = status(str(copy), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    check_matches_the_store(data, copy)
+    assert len(data["trials"]) == 160 and data["best"] == 153 and data["finished"] is True
+
+
+def test_status_csv_is_trials_csv(tmp_path):
+    run = tmp_path / "run"
+    search_in(run, TWO, 6, None)
+    result = status(str(run), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.output == (run / "trials.csv").read_text()
+
+
+def set_budget(run_dir: Path, budget: int) -> None:
+    store = SQLiteStore(run_dir / "trials.sqlite")
+    config = store.get_meta("config")
+    config["search"]["budget"] = budget
+    store.set_meta("config", config)
+    store.close()
+
+
+class SlowExecutor(FakeExecutor):
+    """Finishes a trial every ``delay`` seconds, so a watcher sees the store change."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(capacity=1)
+        self.delay = delay
+
+    def next_outcome(self):
+        time.sleep(self.delay)
+        return super().next_outcome()
+
+
+def test_status_watch_follows_a_running_search_until_it_ends(tmp_path):
+    run = tmp_path / "run"
+    search_in(run, TWO, 1, None)  # the store exists, one trial done
+    set_budget(run, 4)  # the search resumes with a larger budget
+    worker = threading.Thread(target=search_in, args=(run, TWO, 4, None, SlowExecutor(0.3)))
+    worker.start()
+    try:
+        result = status(str(run), "--format", "json", "--watch", "--every", "0.1")
+    finally:
+        worker.join()
+    assert result.exit_code == 0, result.output
+    looks = [json.loads(line) for line in result.output.splitlines()]
+    assert len(looks) >= 2  # shown again as the store changed, once per change
+    assert looks[-1]["finished"] is True and looks[-1]["counts"]["done"] == 4
+    assert not any(look["finished"] for look in looks[:-1])
+    assert all(a != b for a, b in zip(looks, looks[1:]))
+    check_matches_the_store(looks[-1], run)
+
+
+def test_status_watch_stops_on_ctrl_c_with_130(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    search_in(run, TWO, 2, None)
+    set_budget(run, 5)  # more to come: the watch goes on
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", ctrl_c)
+    result = status(str(run), "--watch")
+    assert result.exit_code == 130
+    assert "2 done" in result.output
+    assert "interrupted; watch it again with: bnn-nas status" in result.output

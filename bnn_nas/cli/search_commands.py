@@ -164,20 +164,89 @@ def derive_command(
 
 @click.command("status")
 @click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table: for people; csv: trials.csv's rows; json: the store's trials, counts, best "
+    "trial and Pareto front.",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show it again whenever the store changes, until the search has finished (Ctrl-C "
+    "stops; json: one document per line).",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between looks at the store with --watch.",
+)
 @user_errors
-def status_command(run_dir: str) -> None:
-    """Table of a search's trials: status, accuracy, OPs, time, origin."""
+def status_command(run_dir: str, form: str, watch: bool, every: float) -> None:
+    """A search's trials: status, objectives, time, origin (or as CSV / JSON)."""
+    import time
     from pathlib import Path
 
-    from bnn_nas.objectives import column, metric, summary
-    from bnn_nas.search.derive import best_trial, open_run
+    from bnn_nas.search.derive import open_run_config
+    from bnn_nas.search.export import run_data
 
-    records, objectives = open_run(Path(run_dir))
+    shown = None
+    try:
+        while True:
+            records, objectives, config = open_run_config(Path(run_dir))
+            data = run_data(run_dir, records, objectives, config)
+            text = _status_text(form, records, objectives, data, compact=watch)
+            if text != shown:
+                if watch and form == "table" and shown is not None:
+                    click.clear()  # a no-op unless stdout is a terminal
+                click.echo(text)
+                shown = text
+            if not watch or data["finished"]:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        interrupted("watch it again with", ["bnn-nas", "status", run_dir, "--format", form,
+                                            "--watch", "--every", f"{every:g}"])  # fmt: skip
+
+
+def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -> str:
+    """One look at a search, in the format asked for."""
+    if form == "json":
+        import json
+
+        return json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1)
+    if form == "csv":
+        import csv
+        import io
+
+        from bnn_nas.search.export import HEAD_FIELDS, result_fields, trial_row
+
+        fields = result_fields(records)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, (*HEAD_FIELDS, *fields, "error", "genotype"),
+                                lineterminator="\n")  # fmt: skip
+        writer.writeheader()
+        writer.writerows(trial_row(r, fields) for r in records)
+        return buffer.getvalue().rstrip("\n")
+    return "\n".join(_status_table(records, objectives))
+
+
+def _status_table(records, objectives) -> list[str]:
+    """The status table for people: one row per trial, counts, the best trial."""
+    from bnn_nas.objectives import column, metric, summary
+    from bnn_nas.search.derive import best_trial
+
+    lines = []
     widths = [max(9 if i == 0 else 10, len(metric(o.name).header) + 1)
               for i, o in enumerate(objectives)]  # fmt: skip
     columns = list(zip(objectives, widths, strict=True))
     heads = "".join(f"{metric(o.name).header:>{w}}" for o, w in columns)
-    click.echo(f"{'id':>4}  {'status':<8}{heads}{'seconds':>9}  origin")
+    lines.append(f"{'id':>4}  {'status':<8}{heads}{'seconds':>9}  origin")
     for r in records:
         res = r.result
         cells = "".join(
@@ -190,16 +259,17 @@ def status_command(run_dir: str) -> None:
             f" of {r.origin['parent']}" if "parent" in r.origin else ""
         )
         extra = f"  {r.error}" if r.error else ""
-        click.echo(f"{r.id:>4}  {r.status.value:<8}{cells}{sec:>9}  {origin}{extra}")
+        lines.append(f"{r.id:>4}  {r.status.value:<8}{cells}{sec:>9}  {origin}{extra}")
     counts = {
         s: sum(r.status.value == s for r in records)
         for s in ("done", "failed", "running", "pending")
     }
-    click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     best = best_trial(records, objectives)
     if best is not None and best.result is not None:
         shown = " ".join(summary(o.name, o.value(best.result.metrics)) for o in objectives)
-        click.echo(f"best: trial {best.id} {shown}")
+        lines.append(f"best: trial {best.id} {shown}")
+    return lines
 
 
 @click.command("plot")

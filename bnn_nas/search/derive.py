@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.objectives import (
@@ -35,6 +36,14 @@ def open_results(run_dir: Path) -> list[TrialRecord]:
 
 def open_run(run_dir: Path) -> tuple[list[TrialRecord], tuple[Objective, ...]]:
     """Every trial of a run directory's store and the search's objectives (read only)."""
+    records, objectives, _ = open_run_config(run_dir)
+    return records, objectives
+
+
+def open_run_config(
+    run_dir: Path,
+) -> tuple[list[TrialRecord], tuple[Objective, ...], dict[str, Any]]:
+    """:func:`open_run` and the search's stored config (a mapping; empty when it has none)."""
     path = Path(run_dir) / STORE_FILE
     if not path.is_file():
         raise CheckpointError(
@@ -43,7 +52,8 @@ def open_run(run_dir: Path) -> tuple[list[TrialRecord], tuple[Objective, ...]]:
     store = SQLiteStore(path, read_only=True)
     try:
         config = store.get_meta("config") or {}
-        return store.trials(), objectives_from((config.get("search") or {}).get("objectives"))
+        objectives = objectives_from((config.get("search") or {}).get("objectives"))
+        return store.trials(), objectives, config
     finally:
         store.close()
 

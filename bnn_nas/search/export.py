@@ -7,13 +7,17 @@ came from (empty for a random one); trials.csv files written before the split ho
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from bnn_nas.io import write_csv_atomic
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, METRICS, Objective
-from bnn_nas.search.trials import TrialRecord
+from bnn_nas.search.derive import best_trial, pareto_trials
+from bnn_nas.search.trials import TrialRecord, TrialResult
+from bnn_nas.space.genotype import Genotype
 
 RESULT_FIELDS = tuple(METRICS)  # known metrics in this order; any others after, by name
 HEAD_FIELDS = ("id", "status", "hash", "attempts", "origin", "parent")
@@ -72,9 +76,61 @@ def write_pareto_csv(
     search's objectives, in trials.csv's columns, ordered as ``derive --by pareto`` shows
     it (accuracy vs OPs: by ascending OPs); replaced atomically, header only while no
     trial has finished."""
-    from bnn_nas.search.derive import pareto_trials
-
     front = pareto_trials(records, objectives)
     fields = result_fields(records)
     header = (*HEAD_FIELDS, *fields, "error", "genotype")
     write_csv_atomic(path, header, (trial_row(r, fields) for r in front))
+
+
+def _plain(value: Any) -> Any:
+    """A stored value as JSON data: genotypes as their text, results as their metrics."""
+    if isinstance(value, Genotype):
+        return str(value)
+    if isinstance(value, TrialResult):
+        return dict(value.metrics)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def trial_data(record: TrialRecord) -> dict[str, Any]:
+    """Every field of a trial record as JSON data (``result``: its metrics or None;
+    ``origin``: the stored mapping), plus ``hash``, ``kind`` and ``parent`` read from it."""
+    data = _plain(record)
+    origin = record.origin
+    parent = origin.get("parent", origin.get("parents"))
+    data.update(hash=record.hash, kind=origin.get("kind", ""), parent=parent)
+    return data
+
+
+def run_data(
+    run_dir: Path | str,
+    records: list[TrialRecord],
+    objectives: Sequence[Objective],
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A search's state as JSON data (``bnn-nas status --format json``): its objectives,
+    budget, counts by status, whether it has finished, its best trial and Pareto front
+    (ids), and every trial (:func:`trial_data`)."""
+    budget = (config.get("search") or {}).get("budget")
+    counts = {s: sum(r.status.value == s for r in records)
+              for s in ("done", "failed", "running", "pending")}  # fmt: skip
+    best = best_trial(records, objectives)
+    finished = counts["done"] + counts["failed"]
+    return {
+        "run_dir": str(run_dir),
+        "objectives": [_plain(o) for o in objectives],
+        "budget": budget,
+        "counts": counts,
+        "finished": budget is not None and finished >= budget
+        and not counts["running"] and not counts["pending"],
+        "best": best.id if best is not None else None,
+        "pareto": [r.id for r in pareto_trials(records, objectives)],
+        "trials": [trial_data(r) for r in records],
+    }
