@@ -4,6 +4,7 @@ computed from trials.csv by brute force), trials.csv's origin and parent columns
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 import threading
@@ -226,7 +227,7 @@ def test_status_watch_follows_a_running_search_until_it_ends(tmp_path):
     assert len(looks) >= 2  # shown again as the store changed, once per change
     assert looks[-1]["finished"] is True and looks[-1]["counts"]["done"] == 4
     assert not any(look["finished"] for look in looks[:-1])
-    assert all(a != b for a, b in zip(looks, looks[1:]))
+    assert all(a != b for a, b in itertools.pairwise(looks))
     check_matches_the_store(looks[-1], run)
 
 
