@@ -158,13 +158,18 @@ def set_option(func: F) -> F:
 
 
 def load_run_config(
-    config_path: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...] = ()
+    config_path: str | None,
+    plugins: tuple[str, ...],
+    overrides: tuple[str, ...] = (),
+    *,
+    trust: bool | None = None,
 ):
     """The config (defaults when no file), with its plugins and the given ones loaded
     first: they may register the names it uses (a controller, an executor, a dataset).
 
     A config inside a run directory has its plugins imported only when they are passed
-    with ``--plugin`` or the command has ``--trust-run-plugins``.
+    with ``--plugin`` or the command has ``--trust-run-plugins`` (``trust``: say so
+    outside a command, as the Python API does).
     """
     from pathlib import Path
 
@@ -181,6 +186,7 @@ def load_run_config(
     else:
         data, where = apply_overrides({}, overrides, "--set"), "--set"
     declared = declared_plugins(data, where)
-    named = run_plugins(config_path, declared, plugins, trust=run_plugins_trusted())
+    trusted = run_plugins_trusted() if trust is None else trust
+    named = run_plugins(config_path, declared, plugins, trust=trusted)
     load_user_plugins(named + plugins)
     return config_from_dict(data, where, overrides)

@@ -105,11 +105,9 @@ def derive_command(
     """Pick the final genotype of a search and write it (YAML, DARTS text, drawing)."""
     from pathlib import Path
 
-    from bnn_nas.io import dump_yaml, write_text_atomic
     from bnn_nas.objectives import metric
-    from bnn_nas.search.derive import choose, open_run
+    from bnn_nas.search.derive import choose, open_run, write_derived
     from bnn_nas.search.progress import describe
-    from bnn_nas.space.drawing import render
 
     if output:
         from bnn_nas.io import check_output_path
@@ -128,29 +126,7 @@ def derive_command(
         mark = "*" if record.id == chosen.id else " "
         click.echo(f" {mark} {describe(record, objectives)}")
     target = Path(output) if output else Path(run_dir) / "genotype.yaml"
-    result = chosen.result
-    assert result is not None
-    m = result.metrics
-    document = {
-        "genotype": str(chosen.genotype),
-        "hash": chosen.hash,
-        "trial": chosen.id,
-        "derived_by": by if max_ops is None else f"{by}, max_ops={max_ops:g}",
-        "search_valid_accuracy": m.get("accuracy"),
-        "ops": m.get("ops"),
-        "bops": m.get("bops"),
-        "flops": m.get("flops"),
-        "params": m.get("params", m.get("binary_params", 0) + m.get("float_params", 0)),
-        "bytes": m.get("bytes"),
-        "objectives": [
-            {"name": o.name, "direction": o.direction, "value": o.value(m)} for o in objectives
-        ],
-        "cells": chosen.genotype.to_dict(),
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, dump_yaml(document))
-    write_text_atomic(target.with_suffix(".txt"), str(chosen.genotype) + "\n")
-    drawing = render(chosen.genotype, target.with_suffix(".png"))
+    drawing = write_derived(chosen, target, by, max_ops, objectives)
     click.echo(str(chosen.genotype))
     if drawing.note:
         click.echo(drawing.note)

@@ -56,11 +56,11 @@ def train_command(
     plugins: tuple[str, ...],
 ) -> None:
     """Train a genotype (or a hand-designed baseline) to the end and report test accuracy."""
-    from dataclasses import replace
     from pathlib import Path
 
+    from bnn_nas.api import network_config, train_target
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.train.run import FLOAT_TWIN, train_run
+    from bnn_nas.train.run import train_run
 
     given = overrides
     if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
@@ -73,18 +73,8 @@ def train_command(
     if (genotype is None) == (model is None):
         fail("give either --genotype FILE_OR_TEXT or --model NAME")
     g = load_genotype(genotype) if genotype is not None else None
-    twin = family == "float"
-    if model is not None:
-        blocks = config.model.family if twin or family is None else family
-        options = {**config.model.options, **FLOAT_TWIN} if twin else config.model.options
-        config = replace(
-            config, model=replace(config.model, type=model, family=blocks, options=options)
-        )
-    elif twin:
-        fail("--family float trains the float twin of a baseline: give --model NAME too")
-    shown = "float" if twin else config.model.family
-    name = f"{config.model.type}-{shown}" if g is None else g.hash
-    target = Path(run_dir) if run_dir else Path("runs") / f"train-{name}"
+    config = network_config(config, g, model, family)
+    target = Path(run_dir) if run_dir else train_target(config, g, family)
     from bnn_nas.train.trainer import TrainingDivergedError
 
     try:

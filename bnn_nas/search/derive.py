@@ -202,3 +202,41 @@ def choose(
         ranking = front(pool, objectives)
         return knee(ranking, objectives), ranking
     raise ConfigError(f"--by {by!r} is not one of accuracy, pareto")
+
+
+def write_derived(
+    chosen: CompletedTrial,
+    target: Path,
+    by: str,
+    max_ops: float | None = None,
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+) -> Any:
+    """Write a derived genotype as `bnn-nas derive` does: ``target`` (YAML: the genotype,
+    its hash, trial, how it was chosen, its search metrics and objectives, the cells), the
+    DARTS text beside it (``.txt``) and a drawing (``.png``, or DOT without a drawer).
+    Returns the drawing (its ``path`` and ``note``)."""
+    from bnn_nas.io import dump_yaml, write_text_atomic
+    from bnn_nas.space.drawing import render
+
+    target = Path(target)
+    m = chosen.result.metrics
+    document = {
+        "genotype": str(chosen.genotype),
+        "hash": chosen.hash,
+        "trial": chosen.id,
+        "derived_by": by if max_ops is None else f"{by}, max_ops={max_ops:g}",
+        "search_valid_accuracy": m.get("accuracy"),
+        "ops": m.get("ops"),
+        "bops": m.get("bops"),
+        "flops": m.get("flops"),
+        "params": m.get("params", m.get("binary_params", 0) + m.get("float_params", 0)),
+        "bytes": m.get("bytes"),
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "value": o.value(m)} for o in objectives
+        ],
+        "cells": chosen.genotype.to_dict(),
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(target, dump_yaml(document))
+    write_text_atomic(target.with_suffix(".txt"), str(chosen.genotype) + "\n")
+    return render(chosen.genotype, target.with_suffix(".png"))

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in notebooks, the text bar elsewhere
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
 from bnn_nas.search.loop import Progress

@@ -228,7 +228,7 @@ def fit(
     if on_start is not None:
         on_start()
     if progress:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         bar = tqdm(total=settings.epochs, initial=start, unit="epoch", dynamic_ncols=True)
     finished = False

@@ -1,0 +1,175 @@
+"""The Python API: the README's example end to end, load_run on old and new stores,
+run_search's executors and resume, build_network, a cheap `import bnn_nas`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import bnn_nas
+from bnn_nas.errors import BnnNasError, ConfigError
+from bnn_nas.search.derive import choose, open_run
+from bnn_nas.search.store import SQLiteStore
+from tests.test_faults import FakeExecutor
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_CIFAR = ROOT / "docs" / "results" / "search-cifar"  # a store of schema 1
+
+# configs/cifar_tiny.yaml's shape at a size the test suite affords: the packaged sample,
+# the CPU, a 3-cell x 4-channel network, one epoch on 300 images per trial
+SMALL = """\
+seed: 5
+device: cpu
+search_space:
+  steps: 2
+  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3, bireal_conv_3x3_skip_connect]
+  network: {cells: 3, channels: 4, stem_multiplier: 2}
+data: {name: cifar10_sample, valid_fraction: 0.2, search_train_size: 300, search_valid_size: 200}
+train: {epochs: 1, batch_size: 50, lr: 0.005, eval_batch_size: 200}
+search: {controller: evolution, budget: 24, population: 3, sample_size: 2}
+final: {epochs: 10, batch_size: 100, lr: 0.005}
+"""
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "cifar_tiny.yaml").write_text(SMALL)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), scope)
+    results, best, chosen = scope["results"], scope["best"], scope["chosen"]
+    assert isinstance(results, bnn_nas.SearchResults)
+    assert results.counts["done"] == 4 and results.finished and results.budget == 4
+    # best and pareto as derive reads them from the same store
+    records, objectives = open_run(tmp_path / "runs" / "api")
+    assert best.id == choose(records, "accuracy", None, objectives)[0].id
+    front = choose(records, "pareto", None, objectives)[1]
+    assert [t.id for t in results.pareto()] == [t.id for t in front]
+    assert [t.id for t in results.pareto(["accuracy", "ops"])] == [t.id for t in front]
+    assert chosen.id == choose(records, "pareto", None, objectives)[0].id
+    assert (tmp_path / "runs" / "api" / "genotype.yaml").is_file()
+    assert (tmp_path / "runs" / "api" / "pareto.csv").is_file()
+    report = scope["report"]
+    assert report["genotype"] == str(chosen.genotype) and report["epochs"] == 1
+    assert json.loads((tmp_path / "runs" / "api-final" / "report.json").read_text()) == report
+    assert isinstance(scope["net"], torch.nn.Module)
+    assert scope["net"](torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    table = scope["table"]
+    assert list(table.index) == [1, 2, 3, 4] and "parent" in table.columns
+    assert table.loc[best.id, "accuracy"] == best.result["accuracy"]
+    out = capsys.readouterr()
+    assert "SearchResults(runs/api: 4 done; best: trial" in out.out
+    assert "4/4" in out.err  # the progress bar
+
+
+def test_load_run_reads_an_old_store_as_derive_does(tmp_path):
+    copy = tmp_path / "search-cifar"
+    shutil.copytree(SEARCH_CIFAR, copy)
+    results = bnn_nas.load_run(copy)
+    records, _ = open_run(copy)
+    assert len(results.trials) == 160 and results.counts == {
+        "done": 160, "failed": 0, "running": 0, "pending": 0}  # fmt: skip
+    assert [o.name for o in results.objectives] == ["accuracy", "ops"]
+    assert results.best().id == results.best("accuracy").id == 153  # derive's genotype.yaml
+    assert results.derive().id == 153 and results.derive(by="pareto").id == 157
+    assert results.derive(by="pareto", max_ops=2.5e6).id == 155
+    assert [t.id for t in results.pareto()] == [t.id for t in choose(records, "pareto", None)[1]]
+    cheapest = results.best("ops")
+    assert cheapest.result["ops"] == min(r.result["ops"] for r in records)
+    assert results.best("accuracy", direction="minimize").result["accuracy"] == min(
+        r.result["accuracy"] for r in records)  # fmt: skip
+    assert results.to_dict()["best"] == 153 and results.rows()[0]["origin"] == "random"
+    pandas = pytest.importorskip("pandas")
+    frame = results.to_pandas()
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == 160
+    assert frame["accuracy"].idxmax() == 153
+    with pytest.raises(ConfigError, match="not a metric of the trials"):
+        results.best("acuracy")
+
+
+def test_to_pandas_without_pandas_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas fails
+    results = bnn_nas.load_run(SEARCH_CIFAR)
+    with pytest.raises(BnnNasError) as info:
+        results.to_pandas()
+    (line,) = str(info.value).splitlines()
+    assert "pip install 'bnn-nas[pandas]'" in line
+    assert isinstance(info.value, ImportError)
+
+
+def test_load_run_of_a_folder_without_a_search(tmp_path):
+    with pytest.raises(BnnNasError, match="no search results"):
+        bnn_nas.load_run(tmp_path)
+
+
+def test_run_search_takes_a_mapping_an_executor_object_and_resumes(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(SMALL)
+    run = tmp_path / "run"
+    first = bnn_nas.run_search(data, run_dir=run, budget=3, executor=FakeExecutor(),
+                               progress=False)  # fmt: skip
+    assert first.counts["done"] == 3 and first.finished
+    # again with a larger budget: the first three trials stay, three more are run
+    made = []
+
+    def factory(config, evaluator):
+        made.append(config.search.budget)
+        return FakeExecutor()
+
+    more = bnn_nas.run_search(data, run_dir=run, overrides=["search.budget=6"],
+                              executor=factory, resume=True, progress=False)  # fmt: skip
+    assert made == [6] and more.counts["done"] == 6
+    assert [t.hash for t in more.trials[:3]] == [t.hash for t in first.trials]
+    # the lock is given back: another store handle (another process) may open it now
+    store = SQLiteStore(run / "trials.sqlite")
+    store.close()
+    assert more.refresh().counts == more.counts
+    with pytest.raises(ConfigError, match="no search to resume"):
+        bnn_nas.run_search(data, run_dir=tmp_path / "other", resume=True, progress=False)
+
+
+def test_run_search_refuses_a_bad_config_in_one_line(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        bnn_nas.run_search({"serach": {"budget": 2}}, run_dir=tmp_path / "run")
+    assert "serach" in str(info.value) and not (tmp_path / "run").exists()
+
+
+def test_build_network_of_a_genotype_and_a_baseline(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL + "model: {cells: 5, channels: 8}\n")
+    results = bnn_nas.load_run(SEARCH_CIFAR)
+    genotype = results.best().genotype
+    final = bnn_nas.build_network(genotype, config=config)
+    search = bnn_nas.build_network(str(genotype), config=config, layout="search")
+    assert len(final.cells) == 5 and len(search.cells) == 3
+    again = bnn_nas.build_network(genotype, config=config)  # the config's seed: same weights
+    assert all(torch.equal(a, b) for a, b in zip(final.state_dict().values(),
+                                                 again.state_dict().values(), strict=True))
+    assert final.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    resnet = bnn_nas.build_network("resnet20", family="bireal", num_classes=7)
+    assert resnet(torch.zeros(1, 3, 32, 32)).shape == (1, 7)
+    with pytest.raises(ConfigError, match="layout"):
+        bnn_nas.build_network(genotype, layout="big")
+
+
+def test_import_bnn_nas_is_cheap():
+    code = ("import sys, bnn_nas; assert 'torch' not in sys.modules, 'torch'; "
+            "bnn_nas.run_search; bnn_nas.register_primitive; bnn_nas.search.SearchRun; "
+            "print(sorted(bnn_nas.__all__))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "run_search" in done.stdout and "register_primitive" in done.stdout
