@@ -1,0 +1,142 @@
+"""`bnn-nas compare`: training runs side by side (the README's end-to-end table).
+
+Reads each training run's ``report.json`` (from ``bnn-nas train``) and, with a search
+run directory, its ``trials.sqlite``: test accuracy, OPs, params (binary / float),
+deployed bytes and GPU-minutes per network. The searched network's GPU-minutes include
+its search: the union of its trials' [start, end] intervals (trials side by side on one
+GPU count once) times the search's GPU count. Runs of one network with other seeds,
+joined by commas (``RUN,RUN,...``), make one row: the mean accuracy, its range and the
+seed count, and the mean training time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bnn_nas.errors import CheckpointError, ConfigError
+
+COLUMNS = ("network", "epochs", "test acc", "OPs", "params (binary / float)", "bytes", "GPU-min")
+
+
+def read_report(run_dir: Path | str) -> dict[str, Any]:
+    """A training run's report.json; a one-line error when it has none."""
+    path = Path(run_dir) / "report.json"
+    if not path.is_file():
+        raise CheckpointError(
+            f"no report.json in {run_dir}; compare takes `bnn-nas train` run directories "
+            "(a search's goes after --search)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not a training report ({err})") from None
+
+
+def network_name(report: dict) -> str:
+    if report.get("genotype"):
+        return "searched (derived genotype)"
+    return f"{report['model']} {report.get('family') or ''}".strip()
+
+
+def seed_runs(reports: list[dict], names: list[str]) -> dict:
+    """One report for runs of one network and schedule that differ only in seed: the
+    mean accuracy and training time, and ``accuracies`` for the row to show their spread
+    (settings that do not change what a run computes may differ: changed_settings)."""
+    from bnn_nas.train.final_network import saved_run_config
+    from bnn_nas.train.run import changed_settings
+
+    first, first_config = reports[0], saved_run_config(Path(names[0]))
+    same = ("model", "family", "genotype", "epochs", "ops", "binary_params", "float_params")
+    for report, name in zip(reports[1:], names[1:], strict=True):
+        differs = [key for key in same if report.get(key) != first.get(key)]
+        if differs:
+            raise ConfigError(f"{name} is another network than {names[0]} ({', '.join(differs)})")
+        config = saved_run_config(Path(name))
+        if first_config is not None and config is not None:
+            schedule = [k for k in changed_settings(first_config, config) if k.startswith("final.")]
+            if schedule:
+                raise ConfigError(
+                    f"{name} trained with another final schedule than {names[0]} "
+                    f"({', '.join(schedule)})"
+                )
+    accuracies = [r["test_accuracy"] for r in reports]
+    return {
+        **first,
+        "test_accuracy": statistics.mean(accuracies),
+        "train_seconds": statistics.mean(r["train_seconds"] for r in reports),
+        "accuracies": accuracies,
+    }
+
+
+def accuracy_cell(report: dict) -> str:
+    mean = f"{100 * report['test_accuracy']:.2f}%"
+    accuracies = report.get("accuracies", [])
+    if len(accuracies) < 2:
+        return mean
+    low, high = 100 * min(accuracies), 100 * max(accuracies)
+    return f"{mean} (mean of {len(accuracies)} seeds, {low:.2f}-{high:.2f})"
+
+
+def search_minutes(search: Path | str | None, search_gpus: int = 1) -> float:
+    """GPU-minutes of a search: the union of its trials' run times times its GPUs."""
+    if search is None:
+        return 0.0
+    from bnn_nas.search.derive import open_results
+    from bnn_nas.search.progress import busy_seconds
+
+    return busy_seconds(open_results(Path(search))) * search_gpus / 60
+
+
+def compare_rows(
+    runs: Sequence[str | Path], search: Path | str | None = None, search_gpus: int = 1
+) -> list[dict[str, Any]]:
+    """One row per network (``"DIR,DIR"``: seeds of one network): its name, epochs, mean
+    test accuracy (and each seed's), cost, training and search minutes, run directories."""
+    searched = search_minutes(search, search_gpus)
+    rows = []
+    for run in runs:
+        names = str(run).split(",")
+        report = seed_runs([read_report(name) for name in names], names)
+        train_minutes = report["train_seconds"] / 60
+        with_search = bool(report.get("genotype")) and search is not None
+        minutes = searched if with_search else 0.0
+        rows.append({
+            "network": network_name(report),
+            "runs": names,
+            "epochs": report["epochs"],
+            "test_accuracy": report["test_accuracy"],
+            "accuracies": report["accuracies"],
+            "ops": report["ops"],
+            "binary_params": report["binary_params"],
+            "float_params": report["float_params"],
+            "bytes": report["bytes"],
+            "train_minutes": train_minutes,
+            "search_minutes": minutes,
+            "gpu_minutes": train_minutes + minutes,
+            "with_search": with_search,  # the searched network's minutes include its search
+        })  # fmt: skip
+    return rows
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    gpu = f"{row['train_minutes']:.1f}"
+    if row["with_search"]:
+        gpu = f"{row['gpu_minutes']:.1f} ({row['search_minutes']:.1f} search)"
+    return [
+        row["network"], str(row["epochs"]), accuracy_cell(row), f"{row['ops']:.3g}",
+        f"{row['binary_params'] / 1e6:.2f}M / {row['float_params'] / 1e3:.0f}K",
+        f"{row['bytes'] / 1e6:.2f} MB", gpu,
+    ]  # fmt: skip
+
+
+def table(runs: Sequence[str | Path], search: Path | str | None = None, search_gpus: int = 1,
+          rows: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
+    """The markdown table of the README's end-to-end results."""
+    rows = compare_rows(runs, search, search_gpus) if rows is None else rows
+    lines = [f"| {' | '.join(COLUMNS)} |", "|" + "---|" * len(COLUMNS)]
+    lines += [f"| {' | '.join(_cells(row))} |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""`bnn-nas compare`: training runs side by side, from their report.json (and a search's
+store for the searched network's GPU-minutes); the README's end-to-end table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from click.testing import CliRunner
+
+from bnn_nas import compare
+from bnn_nas.cli import main
+from tests.test_api import ROOT
+from tests.test_results_table import _run
+
+RESULTS = ROOT / "docs" / "results"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["compare", *map(str, args)])
+
+
+def test_compare_two_run_dirs_as_markdown_csv_and_json(tmp_path):
+    bireal = _run(tmp_path, "bireal", 0.8935, 300)
+    xnor = _run(tmp_path, "xnor", 0.8725, 240, family="xnor", ops=1.03e7)
+    result = invoke(bireal, xnor)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == ("| network | epochs | test acc | OPs | params (binary / float) | bytes "
+                        "| GPU-min |")
+    assert lines[2] == ("| resnet18 bireal | 143 | 89.35% | 1.66e+07 | 10.99M / 192K | 2.14 MB "
+                        "| 5.0 |")
+    assert lines[3] == "| resnet18 xnor | 143 | 87.25% | 1.03e+07 | 10.99M / 192K | 2.14 MB | 4.0 |"
+    assert len(lines) == 4
+    assert result.output.rstrip("\n") == compare.table([bireal, xnor])  # what the script prints
+
+    data = json.loads(invoke(bireal, xnor, "--format", "json").output)
+    assert [row["network"] for row in data] == ["resnet18 bireal", "resnet18 xnor"]
+    assert data[0]["test_accuracy"] == 0.8935 and data[1]["train_minutes"] == 4.0
+    assert data[1]["runs"] == [xnor] and data[1]["with_search"] is False
+    rows = list(csv.DictReader(io.StringIO(invoke(bireal, xnor, "--format", "csv").output)))
+    assert [float(r["test_accuracy"]) for r in rows] == [0.8935, 0.8725]
+
+
+def test_compare_the_readme_end_to_end_runs():
+    s = RESULTS / "final-r18-schedules"
+    xnor = ",".join(str(p) for p in sorted(s.glob("xnor-mc-lr4e-3-s*")))
+    bireal = ",".join(str(p) for p in sorted(s.glob("mc-lr4e-3-s*")))
+    result = invoke(RESULTS / "final-searched-v2", xnor, bireal, "--search",
+                    RESULTS / "search-cifar")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[2:] == [
+        "| searched (derived genotype) | 143 | 86.94% | 9.39e+06 | 3.35M / 21K | 0.50 MB | "
+        "37.4 (20.9 search) |",
+        "| resnet18 xnor | 143 | 87.25% (mean of 3 seeds, 86.83-87.54) | 1.03e+07 | "
+        "10.99M / 18K | 1.44 MB | 4.7 |",
+        "| resnet18 bireal | 143 | 89.33% (mean of 5 seeds, 89.07-89.53) | 1.66e+07 | "
+        "10.99M / 192K | 2.14 MB | 5.0 |",
+    ]  # the README's table (docs/results holds the runs)
+
+
+def test_compare_mistakes_are_one_line(tmp_path):
+    base = _run(tmp_path, "base", 0.89, 300)
+    other = _run(tmp_path, "other", 0.87, 300, family="xnor", ops=1.03e7)
+    for args, expected in (
+        ([f"{base},{other}"], "another network than"),
+        ([RESULTS / "search-cifar"], "no report.json in"),
+        ([tmp_path / "missing"], "no report.json in"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("bnn-nas: error: ") and expected in line
