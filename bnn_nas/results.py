@@ -171,16 +171,20 @@ class SearchResults:
 
     def rows(self) -> list[dict[str, Any]]:
         """trials.csv's rows (id, status, hash, attempts, origin, parent, every metric,
-        error, genotype); a metric a trial lacks is None."""
+        error, genotype); a metric a trial lacks is None, ``parent`` is the parent's id
+        (None for a random trial; a list for several parents)."""
         from bnn_nas.search.export import result_fields, trial_row
 
         records = list(self.trials)
         fields = result_fields(records)
         metrics = set(fields)
-        return [
-            {k: (None if v == "" and k in metrics else v) for k, v in trial_row(r, fields).items()}
-            for r in records
-        ]
+        rows = []
+        for record in records:
+            row = {k: (None if v == "" and k in metrics else v)
+                   for k, v in trial_row(record, fields).items()}  # fmt: skip
+            row["parent"] = record.origin.get("parent", record.origin.get("parents"))
+            rows.append(row)
+        return rows
 
     def to_pandas(self) -> pandas.DataFrame:
         """trials.csv as a pandas DataFrame indexed by trial id (needs pandas: the

@@ -16,7 +16,6 @@ import torch
 import bnn_nas
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.search.derive import choose, open_run
-from bnn_nas.search.store import SQLiteStore
 from tests.test_faults import FakeExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +91,9 @@ def test_load_run_reads_an_old_store_as_derive_does(tmp_path):
     assert results.best("accuracy", direction="minimize").result["accuracy"] == min(
         r.result["accuracy"] for r in records)  # fmt: skip
     assert results.to_dict()["best"] == 153 and results.rows()[0]["origin"] == "random"
+    parents = {r["id"]: r["parent"] for r in results.rows()}
+    assert {type(p) for p in parents.values()} == {type(None), int}
+    assert all(parents[t.id] == t.origin.get("parent") for t in results.trials)
     pandas = pytest.importorskip("pandas")
     frame = results.to_pandas()
     assert isinstance(frame, pandas.DataFrame) and len(frame) == 160
@@ -134,9 +136,10 @@ def test_run_search_takes_a_mapping_an_executor_object_and_resumes(tmp_path):
                               executor=factory, resume=True, progress=False)  # fmt: skip
     assert made == [6] and more.counts["done"] == 6
     assert [t.hash for t in more.trials[:3]] == [t.hash for t in first.trials]
-    # the lock is given back: another store handle (another process) may open it now
-    store = SQLiteStore(run / "trials.sqlite")
-    store.close()
+    # the lock is given back: another process may resume the search now
+    code = f"from bnn_nas.rundir import lock_run_dir; lock_run_dir({str(run)!r})"
+    locked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert locked.returncode == 0, locked.stderr
     assert more.refresh().counts == more.counts
     with pytest.raises(ConfigError, match="no search to resume"):
         bnn_nas.run_search(data, run_dir=tmp_path / "other", resume=True, progress=False)
