@@ -39,6 +39,7 @@ def search_command(
 
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
     from bnn_nas.search.progress import SearchProgress, busy_seconds
+    from bnn_nas.search.running import RunningTrials
     from bnn_nas.train.step import precision_note
 
     config = with_budget(load_run_config(config_path, plugins, overrides), budget)
@@ -55,9 +56,12 @@ def search_command(
     try:
         with make_executor(config, evaluator, plugins) as executor:
             click.echo(precision_note(evaluator.device, config.train.bf16))
+            running = RunningTrials()  # the running trials' epochs, where the executor tells
+            stored = search.store.trials()
             with SearchProgress(
-                config.search.budget, done, before=busy_seconds(search.store.trials())
-            ) as progress:
+                config.search.budget, done, before=busy_seconds(stored), records=stored,
+                running=running if executor.report_epochs(running) else None,
+            ) as progress:  # fmt: skip
                 records = search.run(executor, progress.update)
     except KeyboardInterrupt:
         interrupted(

@@ -78,6 +78,19 @@ def _stop_if(should_stop: Callable[[], bool], history: object) -> None:
         raise TrialCancelledError("the search is stopping")
 
 
+def _after_epoch(
+    should_stop: Callable[[], bool] | None,
+    report: Callable[[int, int], None] | None,
+    epochs: int,
+    history: list,
+) -> None:
+    """fit's ``on_epoch``: report the epochs done (progress), then stop if asked."""
+    if report is not None:
+        report(len(history), epochs)
+    if should_stop is not None:
+        _stop_if(should_stop, history)
+
+
 def trial_seed(seed: int, genotype: Genotype) -> int:
     """A candidate's training seed: the same genotype trains the same way in any run."""
     return (seed * 1_000_003 + int(genotype.hash[:8], 16)) % 2**31
@@ -171,10 +184,14 @@ class Evaluator:
         return _cost_metrics(self.cost(genotype))
 
     def __call__(
-        self, genotype: Genotype, should_stop: Callable[[], bool] | None = None
+        self,
+        genotype: Genotype,
+        should_stop: Callable[[], bool] | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
     ) -> TrialResult:
         """Train and score ``genotype``; ``should_stop`` is asked after every epoch and
-        ends the trial early with :class:`TrialCancelledError` (a search being stopped)."""
+        ends the trial early with :class:`TrialCancelledError` (a search being stopped);
+        ``on_epoch(done, epochs)`` is told after every epoch (the progress bar)."""
         seed = trial_seed(self.seed, genotype)
         # train.distill (off by default): the teacher, frozen, on this trial's device
         teacher = self.teachers.on(self.device)
@@ -192,7 +209,8 @@ class Evaluator:
             stats=self.data.stats,
             eval_set=self.data.valid,
             eval_every=0,
-            on_epoch=None if should_stop is None else partial(_stop_if, should_stop),
+            on_epoch=None if should_stop is None and on_epoch is None
+            else partial(_after_epoch, should_stop, on_epoch, self.settings.epochs),
             teacher=teacher,
         )
         last = history[-1]

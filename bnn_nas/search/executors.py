@@ -22,6 +22,7 @@ from typing import Any
 
 from bnn_nas.config import Config, entry_settings
 from bnn_nas.extensions import EXECUTORS, register_executor
+from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord, TrialResult
 from bnn_nas.space.genotype import Genotype
 
@@ -52,6 +53,12 @@ class Executor(ABC):
     """Where trials run. ``capacity``: how many may be in flight at once."""
 
     capacity: int = 1
+    running: RunningTrials | None = None  # where running trials' epochs are reported
+
+    def report_epochs(self, running: RunningTrials) -> bool:
+        """Report each running trial's epochs to ``running`` from now on. False: this
+        executor cannot see them (``ray``, a plugin's), and progress moves per trial."""
+        return False
 
     @abstractmethod
     def submit(self, trial: TrialRecord) -> None: ...
@@ -90,13 +97,31 @@ class LocalExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._queue)
 
+    def report_epochs(self, running: RunningTrials) -> bool:
+        self.running = running  # the evaluator is then called with on_epoch=
+        return True
+
     def next_outcome(self) -> Outcome:
         trial = self._queue.pop(0)
+        running = self.running
         try:
-            result = self.evaluate(trial.genotype)
+            if running is None:
+                result = self.evaluate(trial.genotype)
+            else:
+                running.started(trial.id, epochs_of(self.evaluate))
+                result = self.evaluate(trial.genotype, on_epoch=running.reporter(trial.id))
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
+        finally:
+            if running is not None:
+                running.ended(trial.id)
         return Outcome(trial.id, OutcomeKind.DONE, result=result)
+
+
+def epochs_of(evaluator: Any) -> int | None:
+    """The epochs an evaluator trains each trial (None for a bare function)."""
+    epochs = getattr(getattr(evaluator, "settings", None), "epochs", None)
+    return epochs if isinstance(epochs, int) else None
 
 
 @register_executor("local")

@@ -20,6 +20,7 @@ from bnn_nas.config import Config
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.extensions import register_executor
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
+from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord, TrialResult
 
 _POLL_SECONDS = 0.2
@@ -58,8 +59,12 @@ def _worker_main(slot: int, setup: WorkerSetup, tasks: Any, results: Any) -> Non
         if task is None:
             return
         trial_id, text = task
+
+        def report(done: int, epochs: int, trial_id: int = trial_id) -> None:
+            results.put(("epoch", slot, trial_id, (done, epochs)))  # the progress bar's
+
         try:
-            result = evaluator(parse_genotype(text))
+            result = evaluator(parse_genotype(text), on_epoch=report)
         except Exception as err:  # the candidate failed; the worker lives on
             results.put(("failed", slot, trial_id, format_error(err)))
         else:
@@ -183,15 +188,27 @@ class ProcessExecutor(Executor):
             if kind == "ready":
                 ready += 1
 
+    def report_epochs(self, running: RunningTrials) -> bool:
+        self.running = running  # workers send ("epoch", ...) on the result queue
+        return True
+
     def submit(self, trial: TrialRecord) -> None:
         slot = next(s for s in self._slots if s.trial is None)
         slot.trial = trial.id
         slot.tasks.put((trial.id, str(trial.genotype)))
+        if self.running is not None:
+            self.running.started(trial.id, slot.setup.config.train.epochs)
 
     def in_flight(self) -> int:
         return sum(s.trial is not None for s in self._slots)
 
     def next_outcome(self) -> Outcome:
+        outcome = self._next_outcome()
+        if self.running is not None:
+            self.running.ended(outcome.trial_id)
+        return outcome
+
+    def _next_outcome(self) -> Outcome:
         while True:
             try:
                 kind, index, trial_id, payload = self._results.get(timeout=_POLL_SECONDS)
@@ -203,6 +220,10 @@ class ProcessExecutor(Executor):
             slot = self._slots[index]
             if kind == "ready" or slot.trial != trial_id:
                 continue  # a restarted worker, or a late message about a lost trial
+            if kind == "epoch":
+                if self.running is not None:
+                    self.running.epoch(trial_id, *payload)
+                continue
             slot.trial = None
             if kind == "done":
                 return Outcome(trial_id, OutcomeKind.DONE, result=TrialResult.from_dict(payload))

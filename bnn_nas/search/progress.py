@@ -11,6 +11,7 @@ from tqdm.auto import tqdm  # a widget in notebooks, the text bar elsewhere
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
 from bnn_nas.search.loop import Progress
+from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord
 
 
@@ -28,17 +29,34 @@ def describe(record: TrialRecord, objectives: Sequence[Objective] = DEFAULT_OBJE
 def busy_seconds(records: Iterable[TrialRecord]) -> float:
     """Wall seconds during which at least one trial ran: the union of the trials'
     [started, finished] intervals (trials side by side count once; pauses not at all)."""
-    spans = sorted(
+    return union_seconds(
         (r.started_at, r.finished_at)
         for r in records
         if r.started_at is not None and r.finished_at is not None
     )
+
+
+def union_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by at least one of the ``(start, finish)`` spans."""
     total, end = 0.0, float("-inf")
-    for start, finish in spans:
+    for start, finish in sorted(spans):
         if finish > end:
             total += finish - max(start, end)
             end = finish
     return total
+
+
+class _Bar(tqdm):
+    """tqdm with ``{eta}`` in its format: the search's own estimate of the time left."""
+
+    eta: str = "?"
+
+    @property
+    def format_dict(self):  # type: ignore[override]
+        return {**super().format_dict, "eta": self.eta}
+
+
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{eta}, {rate_fmt}{postfix}]"
 
 
 class SearchProgress:
@@ -47,7 +65,11 @@ class SearchProgress:
     On a terminal the bar is redrawn every ``tick`` seconds, so its clock moves while a
     long trial runs (``live``: default whether stderr is a terminal; a log file gets no
     redraw a second). A resumed search also shows the time its earlier sessions spent
-    (``before``).
+    (``before``). ``running``: the epochs of the trials now running, as the executor
+    reports them (``trial 13 epoch 1/2``). The time left (after ``<``) is estimated from
+    the finished trials' times, this session's and earlier ones' (``records``): wall
+    seconds per trial (trials side by side counted once) times the trials still to run,
+    less the running trials' finished epochs.
     """
 
     def __init__(
@@ -58,11 +80,20 @@ class SearchProgress:
         before: float = 0.0,
         tick: float = 1.0,
         live: bool | None = None,
+        records: Iterable[TrialRecord] = (),
+        running: RunningTrials | None = None,
     ) -> None:
-        self.bar = tqdm(
-            total=budget, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr
-        )
+        self.bar = _Bar(
+            total=budget, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
+            bar_format=BAR_FORMAT,
+        )  # fmt: skip
         self.before = before
+        self.running = running
+        self._spans = [
+            (r.started_at, r.finished_at)
+            for r in records
+            if r.finished and r.started_at is not None and r.finished_at is not None
+        ]
         self._best = ""
         self._stop = threading.Event()
         self._show()
@@ -71,11 +102,32 @@ class SearchProgress:
             self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
             self._ticker.start()
 
+    def seconds_per_trial(self) -> float | None:
+        """Wall seconds per finished trial (None before one has finished)."""
+        if not self._spans:
+            return None
+        return union_seconds(self._spans) / len(self._spans)
+
+    def eta(self) -> float | None:
+        """Seconds left: the trials to run (less the running ones' finished share)."""
+        per_trial = self.seconds_per_trial()
+        if per_trial is None:
+            return None
+        left = self.bar.total - self.bar.n
+        if self.running is not None:
+            left -= self.running.fraction()
+        return max(0.0, left) * per_trial
+
     def _show(self) -> None:
         total = self.before + self.bar.format_dict["elapsed"]
         parts = [self._best] if self._best else []
+        now = self.running.describe() if self.running is not None else ""
+        if now and self.bar.n < self.bar.total:
+            parts.append(now)
         if self.before:
             parts.append(f"total {self.bar.format_interval(total)}")
+        eta = self.eta()
+        self.bar.eta = "?" if eta is None else self.bar.format_interval(eta)
         self.bar.set_postfix_str(", ".join(parts), refresh=True)
 
     def _tick(self, every: float) -> None:
@@ -85,6 +137,9 @@ class SearchProgress:
     def update(self, progress: Progress) -> None:
         objectives = progress.objectives
         self.bar.write(describe(progress.last, objectives))
+        last = progress.last
+        if last.started_at is not None and last.finished_at is not None:
+            self._spans.append((last.started_at, last.finished_at))
         if progress.best is not None and progress.best.result is not None:
             best = progress.best.result.metrics
             self._best = ", ".join(

@@ -28,8 +28,9 @@ from bnn_nas.config import Config
 from bnn_nas.errors import ConfigError
 from bnn_nas.extensions import register_executor
 from bnn_nas.search.evaluator import Evaluator, TrialCancelledError
-from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, epochs_of, format_error
 from bnn_nas.search.processes import DeviceSettings, resolve_devices, trials_per_device
+from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord
 
 # PyTorch hands out streams round-robin from a pool of 32 per device: more threads
@@ -71,16 +72,30 @@ class StreamExecutor(Executor):
     def _run(self, trial: TrialRecord) -> Outcome:
         evaluator, stream = self._seats.get_nowait()  # submit keeps one free per trial
         context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        running = self.running
+        report = None
+        if running is not None:
+            running.started(trial.id, epochs_of(evaluator))
+            report = running.reporter(trial.id)
         try:
             with context:
-                result = evaluator(trial.genotype, self._stopping.is_set)
+                if report is None:  # an evaluator may not take on_epoch (a test's)
+                    result = evaluator(trial.genotype, self._stopping.is_set)
+                else:
+                    result = evaluator(trial.genotype, self._stopping.is_set, report)
         except TrialCancelledError:
             return Outcome(trial.id, OutcomeKind.LOST, error="stopped with the search")
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
         finally:
+            if running is not None:
+                running.ended(trial.id)
             self._seats.put((evaluator, stream))
         return Outcome(trial.id, OutcomeKind.DONE, result=result)
+
+    def report_epochs(self, running: RunningTrials) -> bool:
+        self.running = running  # each worker thread reports its trial's epochs there
+        return True
 
     def submit(self, trial: TrialRecord) -> None:
         if len(self._futures) >= self.capacity:
