@@ -122,13 +122,12 @@ def run_search(
 
 def _search(search: Any, executor: Executor, progress: bool) -> None:
     """The loop of a prepared search, under the progress bar of `bnn-nas search`."""
-    from bnn_nas.search.progress import SearchProgress, busy_seconds
+    from bnn_nas.search.progress import SearchProgress
 
     if not progress:
         search.run(executor)
         return
-    before = busy_seconds(search.store.trials())
-    with SearchProgress(search.config.search.budget, search.finished(), before=before) as bar:
+    with SearchProgress.of_search(search, executor) as bar:  # running trials' epochs too
         search.run(executor, bar.update)
 
 

@@ -38,8 +38,7 @@ def search_command(
     from pathlib import Path
 
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
-    from bnn_nas.search.progress import SearchProgress, busy_seconds
-    from bnn_nas.search.running import RunningTrials
+    from bnn_nas.search.progress import SearchProgress
     from bnn_nas.train.step import precision_note
 
     config = with_budget(load_run_config(config_path, plugins, overrides), budget)
@@ -56,12 +55,7 @@ def search_command(
     try:
         with make_executor(config, evaluator, plugins) as executor:
             click.echo(precision_note(evaluator.device, config.train.bf16))
-            running = RunningTrials()  # the running trials' epochs, where the executor tells
-            stored = search.store.trials()
-            with SearchProgress(
-                config.search.budget, done, before=busy_seconds(stored), records=stored,
-                running=running if executor.report_epochs(running) else None,
-            ) as progress:  # fmt: skip
+            with SearchProgress.of_search(search, executor) as progress:
                 records = search.run(executor, progress.update)
     except KeyboardInterrupt:
         interrupted(

@@ -10,7 +10,8 @@ from types import TracebackType
 from tqdm.auto import tqdm  # a widget in notebooks, the text bar elsewhere
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
-from bnn_nas.search.loop import Progress
+from bnn_nas.search.executors import Executor
+from bnn_nas.search.loop import Progress, SearchRun
 from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord
 
@@ -101,6 +102,18 @@ class SearchProgress:
         if sys.stderr.isatty() if live is None else live:
             self._ticker = threading.Thread(target=self._tick, args=(tick,), daemon=True)
             self._ticker.start()
+
+    @classmethod
+    def of_search(cls, search: SearchRun, executor: Executor) -> SearchProgress:
+        """The bar of a prepared search: its budget, its trials so far (their time and
+        time per trial) and, where ``executor`` reports them, the running trials' epochs."""
+        running = RunningTrials()
+        stored = search.store.trials()
+        return cls(
+            search.config.search.budget, sum(r.finished for r in stored),
+            before=busy_seconds(stored), records=stored,
+            running=running if executor.report_epochs(running) else None,
+        )  # fmt: skip
 
     def seconds_per_trial(self) -> float | None:
         """Wall seconds per finished trial (None before one has finished)."""
