@@ -125,7 +125,8 @@ class TrainConfig:
     distill: DistillConfig | None = None  # a teacher's soft targets (off: none)
     # staged final training; the stages' epochs must sum to epochs (empty: one stage)
     stages: tuple[StageConfig, ...] = ()
-    # final training: per-epoch scalars in RUN/tensorboard/ (the [tensorboard] extra)
+    # per-epoch scalars (the [tensorboard] extra): final training in RUN/tensorboard/, a
+    # search's trials (section train) in RUN/tensorboard/trial-N
     tensorboard: bool = False
 
 
@@ -524,11 +525,6 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
                 f"{where}: {section}.distill.weight={kd.weight:g} must be in [0, 1] for "
                 "ce_kl (the share of the KD term) and >= 0 for kl"
             )
-    if settings.tensorboard and section != "final":
-        raise ConfigError(
-            f"{where}: {section}.tensorboard: TensorBoard curves are written for final "
-            "training only (final.tensorboard, bnn-nas train --tensorboard)"
-        )
     if not settings.stages:
         return
     if section != "final":

@@ -21,10 +21,11 @@ import pytest
 
 from bnn_nas.config import config_from_dict
 from bnn_nas.search import loop  # the search loop (SearchRun) writes trials.csv
+from bnn_nas.search.curves import write_curves_csv
 from bnn_nas.search.engine import SearchRun
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.store import SQLiteStore
-from bnn_nas.search.trials import TrialRecord, TrialResult
+from bnn_nas.search.trials import CurvePoint, TrialRecord, TrialResult
 from bnn_nas.space.search_space import load_search_space
 
 SPACE = {"steps": 2, "ops": ["skip_connect", "max_pool_3x3", "xnor_conv_3x3",
@@ -41,9 +42,11 @@ def fake_result(record: TrialRecord) -> TrialResult:
     """A deterministic score from the genotype alone (no training: this is about the
     engine and the store, not the candidates)."""
     h = int(record.hash[:8], 16)
+    curve = [CurvePoint(0, 1.5, (h % 89) / 89, None, None, 0.01, 0.05),
+             CurvePoint(1, 1.0, (h % 97) / 97, 1.0, (h % 997) / 997, 0.005, 0.05)]  # fmt: skip
     return TrialResult(accuracy=(h % 997) / 997, loss=1.0, train_loss=1.0, bops=h % 5000,
                        flops=100, ops=1e5 + h % 9973, binary_params=10, float_params=5,
-                       bytes=50.0, train_seconds=0.1)  # fmt: skip
+                       bytes=50.0, train_seconds=0.1, curve=curve)  # fmt: skip
 
 
 class FakeExecutor(Executor):
@@ -93,7 +96,8 @@ def end_state(path: Path) -> list[tuple]:
     db = sqlite3.connect(path)
     try:
         return db.execute(
-            "SELECT id, hash, status, origin, attempts, result, error FROM trials ORDER BY id"
+            "SELECT id, hash, status, origin, attempts, result, error, curve FROM trials "
+            "ORDER BY id"
         ).fetchall()
     finally:
         db.close()
@@ -108,7 +112,7 @@ def reference(tmp_path_factory) -> list[tuple]:
     return state
 
 
-POINTS = ["start", "finish", "add", "_update", "set_meta", "next_outcome", "csv"]
+POINTS = ["start", "finish", "add", "_update", "set_meta", "next_outcome", "csv", "curves"]
 
 
 class Injector:
@@ -124,6 +128,10 @@ class Injector:
             original_csv = loop.write_trials_csv
             monkeypatch.setattr(loop, "write_trials_csv",
                                 lambda *a: (self._tick(), original_csv(*a))[1])  # fmt: skip
+        elif point == "curves":
+            original_curves = loop.write_curve_files
+            monkeypatch.setattr(loop, "write_curve_files",
+                                lambda *a, **k: (self._tick(), original_curves(*a, **k))[1])
         else:
             original_method = getattr(SQLiteStore, point)
 
@@ -154,6 +162,10 @@ def kill_then_resume(tmp_path, monkeypatch, kills: list[tuple[str, int]]) -> lis
     FAULTS["in-process kills"] += killed
     assert killed >= min(len(kills), 8), f"only {killed} of {len(kills)} kills happened"
     run_search(path, config(), FakeExecutor())  # the resume, undisturbed
+    store = SQLiteStore(path, read_only=True)  # curves.csv: the store's curves, all of them
+    write_curves_csv(tmp_path / "expected.csv", store.trials())
+    store.close()
+    assert (tmp_path / "curves.csv").read_text() == (tmp_path / "expected.csv").read_text()
     return end_state(path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import random
 import shutil
 from dataclasses import replace
@@ -24,7 +25,7 @@ from bnn_nas.search.engine import SearchRun, check_resumable
 from bnn_nas.search.executors import LocalExecutor
 from bnn_nas.search.pareto import dominates, non_dominated_sort, pareto_front
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
-from bnn_nas.search.trials import Proposal, TrialResult
+from bnn_nas.search.trials import CurvePoint, Proposal, TrialRecord, TrialResult
 from bnn_nas.space.search_space import load_search_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,16 +223,76 @@ def test_todays_store_loads_with_the_same_trials_and_derives_the_same(search_cif
     assert SQLiteStore(search_cifar / STORE_FILE).get_meta("schema_version") == 1  # read only
 
 
-def test_a_schema_1_store_takes_new_results_and_becomes_2(search_cifar):
+def test_a_schema_1_store_takes_new_results_and_becomes_3(search_cifar):
     store = SQLiteStore(search_cifar / STORE_FILE)
     before = store.trials()
+    assert all(r.result.curve == () for r in before)  # stored before curves were kept
     (new,) = store.add([Proposal(before[0].genotype, {"kind": "test"})])
     store.start(new)
-    store.finish(new, TrialResult.of(accuracy=0.5, ops=1.0))
-    assert store.get_meta("schema_version") == 2
+    curve = [CurvePoint(0, 2.0, 0.3, 1.9, 0.5, 0.01, 1.0)]
+    store.finish(new, TrialResult({"accuracy": 0.5, "ops": 1.0}, curve=curve))
+    assert store.get_meta("schema_version") == 3
     after = store.trials()
     assert after[-1].result.metrics == {"accuracy": 0.5, "ops": 1.0}
+    assert after[-1].result.curve == tuple(curve)
     assert [r.result for r in after[:-1]] == [r.result for r in before]
+    store.close()
+    again = SQLiteStore(search_cifar / STORE_FILE, read_only=True)
+    assert again.trials() == after
+    assert choose(again.trials()[:-1], "accuracy", None)[0].id == 153  # derives as before
+
+
+def schema_2_store(path: Path) -> list[TrialRecord]:
+    """A store as the code of schema 2 wrote it (no curve column); returns its trials."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trials (id INTEGER PRIMARY KEY, genotype TEXT NOT NULL,
+            hash TEXT NOT NULL, status TEXT NOT NULL, origin TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,
+            created_at REAL NOT NULL, started_at REAL, finished_at REAL);
+        CREATE INDEX trials_hash ON trials (hash);
+    """)
+    source = SQLiteStore(SEARCH_CIFAR / STORE_FILE, read_only=True)
+    records = source.trials()[:12]
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    db.execute("INSERT INTO meta VALUES ('config', ?)",
+               (json.dumps(source.get_meta("config")),))  # fmt: skip
+    for r in records:
+        metrics = {**r.result.metrics, "params": 7.0}  # schema 2: any metric names
+        db.execute(
+            "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+            (r.id, str(r.genotype), r.hash, r.status.value, json.dumps(r.origin), r.attempts,
+             json.dumps(metrics), r.created_at, r.started_at, r.finished_at),
+        )  # fmt: skip
+    db.commit()
+    db.close()
+    source.close()
+    return records
+
+
+def test_a_schema_2_store_reads_as_it_lies_and_takes_curves_as_3(tmp_path):
+    path = tmp_path / STORE_FILE
+    written = schema_2_store(path)
+    old = SQLiteStore(path, read_only=True)
+    assert old.schema_version == 2
+    records = old.trials()
+    old.close()
+    assert [(r.id, r.hash, r.status) for r in records] == [
+        (r.id, r.hash, r.status) for r in written]  # fmt: skip
+    assert all(r.result.metrics["params"] == 7.0 and r.result.curve == () for r in records)
+    best = choose(records, "accuracy", None)[0]
+    assert best.id == choose(written, "accuracy", None)[0].id
+    store = SQLiteStore(path)  # resumed: the curve column is added, the trials are as they were
+    assert store.trials() == records and store.get_meta("schema_version") == 2
+    (new,) = store.add([Proposal(records[0].genotype, {"kind": "test"})])
+    store.start(new)
+    curve = (CurvePoint(0, 2.0, 0.3, None, None, 0.01, 1.0),)
+    store.finish(new, TrialResult({"accuracy": 0.1}, curve=curve))
+    assert store.get_meta("schema_version") == 3
+    assert store.trials()[:-1] == records and store.get(new).result.curve == curve
 
 
 def test_the_brute_force_helper_is_right():

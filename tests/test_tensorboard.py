@@ -98,10 +98,13 @@ def test_without_the_package_it_is_one_line_and_leaves_no_run_dir(tmp_path, monk
     assert "pip install 'bnn-nas[tensorboard]'" in line and not run.exists()
 
 
-def test_tensorboard_belongs_to_final_training():
+def test_tensorboard_is_a_setting_of_final_training_and_of_search_trials():
+    # final: `bnn-nas train --tensorboard`; train: `bnn-nas search --tensorboard`
+    # (per trial, tests/test_curves.py)
     assert config_from_dict({"final": {"tensorboard": True}}, "c.yaml").final.tensorboard
-    with pytest.raises(ConfigError, match="final training only"):
-        config_from_dict({"train": {"tensorboard": True}}, "c.yaml")
+    assert config_from_dict({"train": {"tensorboard": True}}, "c.yaml").train.tensorboard
+    with pytest.raises(ConfigError, match="tensorboard"):
+        config_from_dict({"train": {"tensorboard": "often"}}, "c.yaml")
 
 
 def test_the_interrupt_hint_keeps_the_flag(tmp_path, monkeypatch):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
 from bnn_nas.cli.options import (
@@ -17,12 +20,23 @@ from bnn_nas.cli.options import (
     user_errors,
 )
 
+if TYPE_CHECKING:
+    from bnn_nas.config import Config
+    from bnn_nas.search.evaluator import Evaluator
+    from bnn_nas.search.loop import SearchRun
+
 
 @click.command("search")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), required=True)
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Default: config run_dir.")
 @click.option("--resume", is_flag=True, help="Require an existing search to continue.")
 @click.option("--budget", type=click.IntRange(min=1), help="Override search.budget.")
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Write each trial's per-epoch scalars to RUN_DIR/tensorboard/trial-N "
+    "(train.tensorboard; needs the [tensorboard] extra).",
+)
 @set_option
 @plugin_option
 @user_errors
@@ -31,19 +45,43 @@ def search_command(
     run_dir: str | None,
     resume: bool,
     budget: int | None,
+    tensorboard: bool,
     overrides: tuple[str, ...],
     plugins: tuple[str, ...],
 ) -> None:
     """Search binary architectures; an existing run directory is resumed."""
     from pathlib import Path
 
-    from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
+    from bnn_nas.cli.terminal_log import TerminalLog
+    from bnn_nas.search.engine import default_run_dir, open_search, with_budget
+
+    settings = (*overrides, "train.tensorboard=true") if tensorboard else overrides
+    config = with_budget(load_run_config(config_path, plugins, settings), budget)
+    if config.train.tensorboard:  # a missing package fails before the run directory is made
+        from bnn_nas.train.tensorboard_log import summary_writer_class
+
+        summary_writer_class("train.tensorboard")
+    target = Path(run_dir) if run_dir else default_run_dir(config)
+    search, evaluator = open_search(config, target, resume=resume)
+    words = [
+        "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
+        *(["--budget", str(budget)] if budget is not None else []),
+        *(["--tensorboard"] if tensorboard else []),
+        *repeated("--set", overrides),
+        *repeated("--plugin", plugins),
+        *(["--trust-run-plugins"] if run_plugins_trusted() else []),
+    ]  # fmt: skip
+    # what the terminal shows, also in RUN/search.log (appended by a resumed search)
+    with TerminalLog(target / "search.log", shell_words(words)):
+        _search(config, target, search, evaluator, plugins, words)
+
+
+def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluator,
+            plugins: tuple[str, ...], words: list[str]) -> None:  # fmt: skip
+    from bnn_nas.search.engine import make_executor
     from bnn_nas.search.progress import SearchProgress
     from bnn_nas.train.step import precision_note
 
-    config = with_budget(load_run_config(config_path, plugins, overrides), budget)
-    target = Path(run_dir) if run_dir else default_run_dir(config)
-    search, evaluator = open_search(config, target, resume=resume)
     reclaimed = search.prepare()
     done = search.finished()
     if done or reclaimed:
@@ -58,15 +96,7 @@ def search_command(
             with SearchProgress.of_search(search, executor) as progress:
                 records = search.run(executor, progress.update)
     except KeyboardInterrupt:
-        interrupted(
-            "trials in flight will rerun, continue with",
-            [
-                "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
-                *(["--budget", str(budget)] if budget is not None else []),
-                *repeated("--set", overrides), *repeated("--plugin", plugins),
-                *(["--trust-run-plugins"] if run_plugins_trusted() else []),
-            ],
-        )  # fmt: skip
+        interrupted("trials in flight will rerun, continue with", words)
     failed = sum(r.status.value == "failed" for r in records)
     click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
     click.echo(f"next: bnn-nas derive {target}")

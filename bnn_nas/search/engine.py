@@ -32,10 +32,11 @@ from bnn_nas.train.trainer import resolve_device
 
 # settings that may change between an interrupted search and its resumption: they do not
 # shape the trials (final training and baselines are not part of the search; where the
-# same data set lives changes when a search moves to another machine)
+# same data set lives changes when a search moves to another machine; TensorBoard files
+# are written from the store)
 RESUMABLE_CHANGES = (
     "search.budget", "executor", "device", "run_dir", "final", "model",
-    "data.root", "data.cache_dir", "data.download",
+    "data.root", "data.cache_dir", "data.download", "train.tensorboard",
 )  # fmt: skip
 
 

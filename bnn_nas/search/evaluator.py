@@ -18,7 +18,7 @@ from bnn_nas.config import Config, TrainConfig
 from bnn_nas.cost import ModelCost, count_cost
 from bnn_nas.data import Dataset, ImageSet, data_settings, load_dataset
 from bnn_nas.data.splits import class_balanced_split
-from bnn_nas.search.trials import TrialResult
+from bnn_nas.search.trials import CurvePoint, TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
@@ -224,7 +224,13 @@ class Evaluator:
                 "train_loss": last.train_loss,
                 **_cost_metrics(cost),
                 "train_seconds": time.perf_counter() - tic,
-            }
+            },
+            curve=[
+                CurvePoint(epoch=m.epoch, train_loss=m.train_loss, train_acc=m.train_acc,
+                           eval_loss=m.eval_loss, eval_acc=m.eval_acc, lr=m.lr,
+                           seconds=m.seconds)
+                for m in history
+            ],
         )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from bnn_nas.config import Config
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective
 from bnn_nas.search.controllers import Controller, make_controller
+from bnn_nas.search.curves import write_curve_files
 from bnn_nas.search.derive import best_trial
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
 from bnn_nas.search.export import write_pareto_csv, write_trials_csv
@@ -70,6 +71,9 @@ class SearchRun:
         self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
                                        "started": time.time()})  # fmt: skip
         self.controller.restore(self.store.trials())
+        if self.run_dir is not None:  # a kill after the store took a trial's curve
+            write_curve_files(self.run_dir, self.store.trials(),
+                              tensorboard=self.config.train.tensorboard)  # fmt: skip
         return reclaimed
 
     def finished(self) -> int:
@@ -132,6 +136,8 @@ class SearchRun:
                     write_trials_csv(self.run_dir / "trials.csv", records)
                     write_pareto_csv(self.run_dir / "pareto.csv", records,
                                      self.config.search.objectives)  # fmt: skip
+                    write_curve_files(self.run_dir, records,
+                                      tensorboard=self.config.train.tensorboard)  # fmt: skip
                 if on_trial is not None and record.finished:
                     records = self.store.trials()
                     finished = sum(r.finished for r in records)

@@ -68,7 +68,7 @@ def _worker_main(slot: int, setup: WorkerSetup, tasks: Any, results: Any) -> Non
         except Exception as err:  # the candidate failed; the worker lives on
             results.put(("failed", slot, trial_id, format_error(err)))
         else:
-            results.put(("done", slot, trial_id, result.to_dict()))
+            results.put(("done", slot, trial_id, result.to_message()))
 
 
 GPU_TRIALS_PER_DEVICE = 4  # best trials/hour per memory on an H200 (docs/benchmarks.md)

@@ -40,7 +40,7 @@ def _run_trial(
     space = load_search_space(config.search_space)
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     try:
-        return "done", evaluator(parse_genotype(text)).to_dict()
+        return "done", evaluator(parse_genotype(text)).to_message()
     except Exception as err:  # the candidate failed, not the worker
         return "failed", format_error(err)
 

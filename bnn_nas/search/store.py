@@ -31,11 +31,15 @@ from bnn_nas.space.genotype import parse_genotype
 # Genotypes are immutable: parse each stored text once, however often trials are listed
 _parse = functools.lru_cache(maxsize=65536)(parse_genotype)
 
-# 2: a result is a JSON object of named metrics, any names (objectives read them by name);
+# 3: as 2, plus a `curve` column: a done trial's per-epoch metrics, a JSON list of
+# CurvePoint dicts (train/eval loss and accuracy, lr, seconds);
+# 2 (read too): a result is a JSON object of named metrics, any names (objectives read them
+# by name), and no curves;
 # 1 (read too): the same object with the fixed names of the old accuracy/loss/ops/...
-# record. A schema-1 store that gets a result written becomes 2.
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+# record. A schema-1 or -2 store opened for writing gets the (empty) `curve` column, and
+# becomes 3 when a result is written; its old trials keep empty curves.
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
 
 
@@ -189,7 +193,8 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    curve TEXT
 );
 CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 """
@@ -201,22 +206,26 @@ _TABLES = {"meta": {"key", "value"}, "trials": {"id", "genotype", "hash", "statu
 _COLUMNS = (
     "id, genotype, status, origin, attempts, result, error, created_at, started_at, finished_at"
 )
+CURVE_COLUMN = "curve"  # schema 3; a store of schema 1 or 2 read as it lies has none
 
 
 def _record(row: tuple) -> TrialRecord:
+    result = None
+    if row[5] is not None:
+        curve = () if row[10] is None else json.loads(row[10])
+        result = TrialResult(TrialResult.from_dict(json.loads(row[5])).metrics, curve=curve)
     return TrialRecord(
         id=row[0],
         genotype=_parse(row[1]),
         status=TrialStatus(row[2]),
         origin=json.loads(row[3]),
         attempts=row[4],
-        result=None if row[5] is None else TrialResult.from_dict(json.loads(row[5])),
+        result=result,
         error=row[6],
         created_at=row[7],
         started_at=row[8],
         finished_at=row[9],
     )
-
 
 
 def _tables(db: sqlite3.Connection) -> dict[str, set[str]]:
@@ -275,6 +284,12 @@ class SQLiteStore(TrialStore):
                 f"{', '.join(map(str, READABLE_SCHEMAS))}"
             )
         self.schema_version = SCHEMA_VERSION if version is None else version
+        columns = _tables(self._db)["trials"]
+        if CURVE_COLUMN not in columns and not read_only:  # schema 1 or 2: curves from now on
+            self._db.execute(f"ALTER TABLE trials ADD COLUMN {CURVE_COLUMN} TEXT")
+            columns = {*columns, CURVE_COLUMN}
+        curve = CURVE_COLUMN if CURVE_COLUMN in columns else "NULL"
+        self._select = f"SELECT {_COLUMNS}, {curve} FROM trials"
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A store no process is writing (no ``-wal`` file beside it) is read as it lies
@@ -321,11 +336,11 @@ class SQLiteStore(TrialStore):
         return ids
 
     def trials(self) -> list[TrialRecord]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM trials ORDER BY id").fetchall()
+        rows = self._db.execute(f"{self._select} ORDER BY id").fetchall()
         return [_record(row) for row in rows]
 
     def get(self, trial_id: int) -> TrialRecord:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM trials WHERE id = ?", (trial_id,))
+        row = self._db.execute(f"{self._select} WHERE id = ?", (trial_id,))
         found = row.fetchone()
         if found is None:
             raise KeyError(trial_id)
@@ -337,6 +352,9 @@ class SQLiteStore(TrialStore):
             if key == "status":
                 value = value.value
             elif key == "result":
+                curve = None if value is None else [p.to_dict() for p in value.curve]
+                columns.append(f"{CURVE_COLUMN} = ?")
+                values.append(json.dumps(curve) if curve else None)
                 value = None if value is None else json.dumps(value.to_dict())
                 if value is not None and self.schema_version < SCHEMA_VERSION:
                     self.set_meta("schema_version", SCHEMA_VERSION)

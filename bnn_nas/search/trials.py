@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bnn_nas.space.genotype import Genotype
@@ -26,20 +27,56 @@ LEGACY_FIELDS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class CurvePoint:
+    """One epoch of a trial's training (its learning curve): train loss and accuracy,
+    search-valid loss and accuracy where that epoch was evaluated (None otherwise), the
+    learning rate at the epoch's start and its seconds. ``epoch`` is 0-based."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    eval_loss: float | None
+    eval_acc: float | None
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CurvePoint:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+CURVE_FIELDS = tuple(f.name for f in fields(CurvePoint))
+
+
+def _finite_or_none(value: Any) -> Any:
+    # JSON has no NaN: a diverged epoch's loss is stored as null
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 @dataclass(frozen=True, init=False)
 class TrialResult:
     """What evaluating one candidate measured: named metrics (accuracy on search-valid,
     never test; loss, train_loss, ops, bops, flops, params, bytes, train_seconds, ...).
 
     ``result["ops"]`` and ``result.ops`` both read a metric; objectives read them by name.
+    ``curve``: the per-epoch metrics of the training that measured them (empty for results
+    stored before curves were kept, store schemas 1 and 2).
     """
 
     metrics: dict[str, float]
+    curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 
     def __init__(self, metrics: Mapping[str, float] | float | None = None, *legacy: float,
+                 curve: Iterable[CurvePoint | Mapping[str, Any]] = (),
                  **named: float) -> None:  # fmt: skip
         """``TrialResult({"accuracy": 0.5, "ops": 2e6})``; the record's older forms still
-        work: ``TrialResult(accuracy=0.5, ops=2e6, ...)`` and its ten positional fields."""
+        work: ``TrialResult(accuracy=0.5, ops=2e6, ...)`` and its ten positional fields.
+        ``curve``: :class:`CurvePoint` objects or their dicts."""
         if isinstance(metrics, Mapping):
             if legacy:
                 raise TypeError("TrialResult takes one dict of named metrics")
@@ -53,6 +90,8 @@ class TrialResult:
             values = dict(zip(LEGACY_FIELDS, positional, strict=False))
         values.update(named)
         object.__setattr__(self, "metrics", values)
+        points = tuple(p if isinstance(p, CurvePoint) else CurvePoint.from_dict(p) for p in curve)
+        object.__setattr__(self, "curve", points)
 
     @classmethod
     def of(cls, **metrics: float) -> TrialResult:
@@ -60,9 +99,11 @@ class TrialResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
-        """Either stored form: ``{"metrics": {...}}`` (schema 2) or the flat metrics (1)."""
-        metrics = data["metrics"] if isinstance(data.get("metrics"), dict) else data
-        return cls(dict(metrics))
+        """Either form: ``{"metrics": {...}, "curve": [...]}`` (:meth:`to_message`) or the
+        flat metrics (:meth:`to_dict`, the store's ``result`` column)."""
+        if isinstance(data.get("metrics"), dict):
+            return cls(dict(data["metrics"]), curve=data.get("curve") or ())
+        return cls(dict(data))
 
     def __getitem__(self, name: str) -> float:
         return self.metrics[name]
@@ -77,8 +118,12 @@ class TrialResult:
         return self.metrics.get(name, default)
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat metrics (CSV rows, worker messages)."""
+        """The flat metrics (CSV rows, the store's ``result`` column)."""
         return dict(self.metrics)
+
+    def to_message(self) -> dict[str, Any]:
+        """Metrics and curve, JSON-able (a worker's message; :meth:`from_dict` reads it)."""
+        return {"metrics": dict(self.metrics), "curve": [p.to_dict() for p in self.curve]}
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ from bnn_nas.train.trainer import EpochMetrics
 FOLDER = "tensorboard"
 
 
-def summary_writer_class() -> Any:
-    """torch's SummaryWriter; a one-line error when the tensorboard package is missing."""
+def summary_writer_class(setting: str = "final.tensorboard") -> Any:
+    """torch's SummaryWriter; a one-line error naming ``setting`` when the tensorboard
+    package is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError(
-            "final.tensorboard (--tensorboard) needs the tensorboard package: "
+            f"{setting} (--tensorboard) needs the tensorboard package: "
             "pip install 'bnn-nas[tensorboard]' (or pip install tensorboard)"
         ) from None
     return SummaryWriter
