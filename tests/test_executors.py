@@ -86,6 +86,8 @@ def test_processes_complete_a_search_despite_a_killed_worker(tmp_path):
         assert executor.restarts >= 1
     check_complete(records, 5, killed)
     assert (tmp_path / "run" / "trials.csv").read_text().count("\n") == 6
+    # a worker's message carries the trial's learning curve (one epoch each here)
+    assert all([p.epoch for p in r.result.curve] == [0] for r in records)
 
 
 def _accuracy_by_genotype(config, run_dir: Path) -> dict[str, float]:
@@ -197,6 +199,7 @@ def test_ray_completes_a_search_despite_a_killed_task(tmp_path):
         executor.close()
         assert len(records) == 5 and all(r.done for r in records)
         assert killed and any(r.attempts == 2 for r in records)
+        assert all(len(r.result.curve) == 1 for r in records)  # the curve comes back too
     finally:
         ray.shutdown()
 
