@@ -186,9 +186,20 @@ class SearchResults:
             rows.append(row)
         return rows
 
-    def to_pandas(self) -> pandas.DataFrame:
-        """trials.csv as a pandas DataFrame indexed by trial id (needs pandas: the
+    def curves(self, trial: int | None = None) -> list[dict[str, Any]]:
+        """The learning curves: one row per (trial, epoch), curves.csv's columns (``trial``,
+        ``epoch``, train/eval loss and accuracy, lr, seconds); ``trial``: that one's only.
+        Empty for trials stored without curves (before store schema 3)."""
+        records = self.trials if trial is None else (self.trial(trial),)
+        return [{"trial": r.id, **point.to_dict()}
+                for r in records if r.result is not None for point in r.result.curve]  # fmt: skip
+
+    def to_pandas(self, table: str = "trials") -> pandas.DataFrame:
+        """trials.csv as a pandas DataFrame indexed by trial id; ``table="curves"``: the
+        learning curves (:meth:`curves`), one row per (trial, epoch). Needs pandas (the
         ``[pandas]`` extra)."""
+        if table not in ("trials", "curves"):
+            raise ConfigError(f"table {table!r} is not one of trials, curves")
         try:
             import pandas
         except ImportError:
@@ -196,4 +207,8 @@ class SearchResults:
                 "SearchResults.to_pandas needs pandas: pip install 'bnn-nas[pandas]' (or pip "
                 "install pandas)"
             ) from None
+        if table == "curves":
+            from bnn_nas.search.trials import CURVE_FIELDS
+
+            return pandas.DataFrame(self.curves(), columns=["trial", *CURVE_FIELDS])
         return pandas.DataFrame(self.rows()).set_index("id")

@@ -3,6 +3,7 @@ run_search's executors and resume, build_network, a cheap `import bnn_nas`."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -12,11 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import bnn_nas
+from bnn_nas.cli import main
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.search.derive import choose, open_run
 from tests.test_faults import FakeExecutor
+from tests.test_results_files import check_matches_the_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_CIFAR = ROOT / "docs" / "results" / "search-cifar"  # a store of schema 1
@@ -69,6 +73,19 @@ def test_the_readme_example_runs_end_to_end(tmp_path, monkeypatch, capsys):
     table = scope["table"]
     assert list(table.index) == [1, 2, 3, 4] and "parent" in table.columns
     assert table.loc[best.id, "accuracy"] == best.result["accuracy"]
+    # the learning curves: one epoch per trial (train.epochs=1), as curves.csv has them
+    curves = scope["curves"]
+    assert [(c["trial"], c["epoch"]) for c in curves] == [(i, 0) for i in (1, 2, 3, 4)]
+    assert all(0 <= c["train_acc"] <= 1 and c["eval_acc"] is not None for c in curves)
+    with (tmp_path / "runs" / "api" / "curves.csv").open() as handle:
+        stored = list(csv.DictReader(handle))
+    assert [float(r["train_loss"]) for r in stored] == [c["train_loss"] for c in curves]
+    assert results.curves(best.id) == [c for c in curves if c["trial"] == best.id]
+    assert len(results.to_pandas("curves")) == 4
+    status = CliRunner().invoke(main, ["status", "runs/api", "--format", "json"])
+    data = json.loads(status.output)
+    check_matches_the_store(data, tmp_path / "runs" / "api")  # curves too
+    assert [len(t["curve"]) for t in data["trials"]] == [1, 1, 1, 1]
     out = capsys.readouterr()
     assert "SearchResults(runs/api: 4 done; best: trial" in out.out
     assert "4/4" in out.err  # the progress bar

@@ -154,6 +154,8 @@ def check_matches_the_store(data: dict, run_dir: Path) -> None:
         assert got["kind"] == record.origin.get("kind")
         assert got["parent"] == record.origin.get("parent")
         assert got["result"] == (record.result.metrics if record.result else None)
+        assert got["curve"] == ([p.to_dict() for p in record.result.curve]
+                                if record.result else [])  # fmt: skip
         assert got["error"] == record.error
         for when in ("created_at", "started_at", "finished_at"):
             assert got[when] == getattr(record, when)

@@ -101,11 +101,14 @@ def _plain(value: Any) -> Any:
 
 def trial_data(record: TrialRecord) -> dict[str, Any]:
     """Every field of a trial record as JSON data (``result``: its metrics or None;
-    ``origin``: the stored mapping), plus ``hash``, ``kind`` and ``parent`` read from it."""
+    ``origin``: the stored mapping), plus ``hash``, ``kind`` and ``parent`` read from it and
+    ``curve``: the result's per-epoch points (empty for trials stored without one)."""
     data = _plain(record)
     origin = record.origin
     parent = origin.get("parent", origin.get("parents"))
-    data.update(hash=record.hash, kind=origin.get("kind", ""), parent=parent)
+    curve = record.result.curve if record.result is not None else ()
+    data.update(hash=record.hash, kind=origin.get("kind", ""), parent=parent,
+                curve=[p.to_dict() for p in curve])  # fmt: skip
     return data
 
 
