@@ -62,7 +62,7 @@ def run_variant(
     common = {"bf16": bf16, "grad_clip": None, "device": device}
     criterion = nn.CrossEntropyLoss()
     x0, y0 = batches[0]
-    if graphed:  # built directly: graph_capturable refuses compiled steps on purpose
+    if graphed:
         step = GraphedStep(model, forward, optimizer, criterion, x_like=x0, y_like=y0, **common)
     else:
         step = EagerStep(model, forward, optimizer, criterion, **common)

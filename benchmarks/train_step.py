@@ -102,7 +102,7 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
     model.to(device).train()
     if cuda:
         model.to(memory_format=torch.channels_last)
-    graph = graph and graph_capturable(model, device, compile_)
+    graph = graph and graph_capturable(model, device)
     optimizer = build_optimizer(model, settings or TrainConfig(), capturable=graph)
     x = torch.randn(batch, 3, 32, 32, device=device)
     if cuda:

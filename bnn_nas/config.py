@@ -116,9 +116,8 @@ class TrainConfig:
     augment: bool = True
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
-    # torch.compile the forward (then no CUDA graph). Not for use yet: on an H200 it
-    # trains binary ResNet-18 badly with or without the graph, in bf16 and float32 alike
-    # (8 epochs: 57% / 45% against eager's 75%; docs/benchmarks.md)
+    # torch.compile the forward (captured in the CUDA graph where that is on); the
+    # binarizers are custom ops to it (bnn_nas/binary/compiled_sign.py says why)
     compile: bool = False
     cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)

@@ -117,6 +117,32 @@ def _laid_out_as(g: Tensor, x: Tensor) -> Tensor:
     return g if g.stride() == x.stride() else torch.empty_like(x).copy_(g)
 
 
+def sign(x: Tensor) -> Tensor:
+    """sign(x) (sign(+-0) = +1) in x's dtype and layout; x must pass ``applies``."""
+    out = torch.empty_like(x)
+    _kernels().launch(_kernels().sign, x, out)
+    return out
+
+
+def surrogate_grad(grad_kernel, g: Tensor, x: Tensor) -> Tensor:
+    """The surrogate gradient ``grad_kernel`` computes from g and x, laid out as x."""
+    # autograd hands in g with the output's dtype, which is x's; the layout may differ
+    g = _laid_out_as(g, x)
+    grad = torch.empty_like(x)
+    _kernels().launch(grad_kernel, g, x, grad)
+    return grad
+
+
+def clipped_ste_grad(g: Tensor, x: Tensor) -> Tensor:
+    """g * 1{|x| <= 1}, bit for bit as ATen; x must pass ``applies``."""
+    return surrogate_grad(_kernels().clipped_ste_grad, g, x)
+
+
+def approx_sign_grad(g: Tensor, x: Tensor) -> Tensor:
+    """g * max(0, 2 - 2|x|), bit for bit as ATen; x must pass ``applies``."""
+    return surrogate_grad(_kernels().approx_sign_grad, g, x)
+
+
 class _FusedSign(torch.autograd.Function):
     """sign(x) forward (sign(+-0) = +1); backward the surrogate gradient kernel given.
 
@@ -128,18 +154,12 @@ class _FusedSign(torch.autograd.Function):
     def forward(ctx, x: Tensor, grad_kernel) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.grad_kernel = grad_kernel
-        sign = torch.empty_like(x)
-        _kernels().launch(_kernels().sign, x, sign)
-        return sign
+        return sign(x)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        # autograd hands in g with the output's dtype, which is x's; the layout may differ
-        g = _laid_out_as(g, x)
-        grad = torch.empty_like(x)
-        _kernels().launch(ctx.grad_kernel, g, x, grad)
-        return grad, None
+        return surrogate_grad(ctx.grad_kernel, g, x), None
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:

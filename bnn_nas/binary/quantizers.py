@@ -47,7 +47,7 @@ import functools
 import torch
 from torch import Tensor, nn
 
-from bnn_nas.binary import fused
+from bnn_nas.binary import compiled_sign, fused
 from bnn_nas.errors import PrimitiveError
 
 
@@ -117,14 +117,28 @@ class _SignStochastic(torch.autograd.Function):
         return g * inside, None
 
 
+# torch.compile sees the binarizers as custom ops (bnn_nas/binary/compiled_sign.py says why)
+
+
 def clipped_ste_sign(x: Tensor) -> Tensor:
     """BinaryNet's sign, gradient passed where |x| <= 1: fused kernels where they apply."""
+    if torch.compiler.is_compiling():
+        return compiled_sign.clipped_ste_sign(x)
     return fused.clipped_ste_sign(x) if fused.applies(x) else _SignClippedSTE.apply(x)
 
 
 def approx_sign(x: Tensor) -> Tensor:
     """Bi-Real's ApproxSign, gradient max(0, 2 - 2|x|): fused kernels where they apply."""
+    if torch.compiler.is_compiling():
+        return compiled_sign.approx_sign(x)
     return fused.approx_sign(x) if fused.applies(x) else _SignApprox.apply(x)
+
+
+def ste_sign(x: Tensor) -> Tensor:
+    """sign with the plain straight-through gradient."""
+    if torch.compiler.is_compiling():
+        return compiled_sign.ste_sign(x)
+    return _SignSTE.apply(x)
 
 
 class Binarizer(nn.Module):
@@ -156,7 +170,7 @@ class SteSign(Binarizer):
         self._freeze()
 
     def forward(self, x: Tensor) -> Tensor:
-        return _SignSTE.apply(x)
+        return ste_sign(x)
 
 
 class ClippedSteSign(Binarizer):
@@ -214,6 +228,8 @@ class StochasticSign(Binarizer):
         uniform = torch.rand(
             x.shape, device=x.device, dtype=torch.float32, generator=self._generator(x.device)
         )
+        if torch.compiler.is_compiling():
+            return compiled_sign.stochastic_sign(x, uniform)
         return _SignStochastic.apply(x, uniform)
 
     def extra_repr(self) -> str:

@@ -103,14 +103,10 @@ class EagerStep:
         """Free what the step holds beyond the model; it is not called again after this."""
 
 
-def graph_capturable(model: nn.Module, device: torch.device, compiled: bool) -> bool:
-    """CUDA graphs need CUDA, no torch.compile on top, and no private RNG generators.
-
-    Capturing a torch.compile'd step ran 1.6x faster on an H200 but trained badly:
-    binary ResNet-18, 8 epochs, 57% test accuracy against 75% for the graphed eager
-    step (docs/benchmarks.md); the two are not combined until that is understood.
-    """
-    if device.type != "cuda" or compiled:
+def graph_capturable(model: nn.Module, device: torch.device) -> bool:
+    """CUDA graphs need CUDA and no private RNG generators (a torch.compile'd forward is
+    captured too: its binarizers are custom ops, bnn_nas/binary/compiled_sign.py)."""
+    if device.type != "cuda":
         return False
     return not any(isinstance(m, StochasticSign) and m.seed is not None for m in model.modules())
 

@@ -191,7 +191,7 @@ def fit(
     use_graph = (
         settings.cuda_graph
         and settings.drop_path == 0
-        and graph_capturable(model, device, settings.compile)
+        and graph_capturable(model, device)
     )
     optimizer = build_optimizer(model, settings, capturable=use_graph)
     scheduler = CosineSchedule(optimizer, settings, len(train_loader))

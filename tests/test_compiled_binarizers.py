@@ -1,0 +1,65 @@
+"""torch.compile sees the binarizers as custom ops (bnn_nas/binary/compiled_sign.py):
+the compiled forward and backward equal the eager ones, with no graph break."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bnn_nas.binary.quantizers import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
+from bnn_nas.space.network import build_baseline
+
+# the values where binarizers branch: 0, -0.0, +-1, just inside and outside
+EDGES = [-2.0, -1.0, -0.999, -0.5, -0.0, 0.0, 0.5, 0.999, 1.0, 1.5]
+
+
+def _values_and_gradient(binarizer: nn.Module, x: torch.Tensor, backend: str | None):
+    leaf = x.clone().requires_grad_(True)
+    fn = torch.compile(binarizer, backend=backend, fullgraph=True) if backend else binarizer
+    torch.manual_seed(0)  # stochastic's noise
+    out = fn(leaf)
+    (grad,) = torch.autograd.grad(out, leaf, torch.arange(1.0, 1.0 + out.numel()).view_as(out))
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+@pytest.mark.parametrize("name", sorted(set(ACTIVATION_BINARIZERS) - {"identity"}))
+def test_compiled_activation_binarizers_equal_the_eager_ones(name, backend):
+    torch._dynamo.reset()
+    kind = ACTIVATION_BINARIZERS[name]
+    binarizer = kind(10) if name == "rsign" else kind()
+    x = torch.tensor(EDGES).view(1, 10, 1, 1)
+    eager = _values_and_gradient(binarizer, x, None)
+    compiled = _values_and_gradient(binarizer, x, backend)
+    assert torch.equal(eager[0], compiled[0]) and torch.equal(eager[1], compiled[1])
+    assert set(eager[0].flatten().tolist()) <= {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("name", sorted(set(WEIGHT_BINARIZERS) - {"identity"}))
+def test_compiled_weight_binarizers_equal_the_eager_ones(name):
+    torch._dynamo.reset()
+    binarizer = WEIGHT_BINARIZERS[name]()
+    w = torch.tensor(EDGES).view(2, 5, 1, 1)
+    eager = _values_and_gradient(binarizer, w, None)
+    compiled = _values_and_gradient(binarizer, w, "aot_eager")
+    assert torch.equal(eager[0], compiled[0]) and torch.equal(eager[1], compiled[1])
+
+
+@pytest.mark.parametrize("family", ["xnor", "bireal"])
+def test_a_compiled_binary_network_has_one_graph_and_the_eager_gradients(family):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = build_baseline("resnet20", family, 10)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    explained = torch._dynamo.explain(copy.deepcopy(model))(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    grads = []
+    for backend in (None, "aot_eager"):
+        m = copy.deepcopy(model).train()
+        forward = torch.compile(m, backend=backend) if backend else m
+        nn.functional.cross_entropy(forward(x), y).backward()
+        grads.append([p.grad for p in m.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
