@@ -189,7 +189,24 @@ def test_build_network_of_a_genotype_and_a_baseline(tmp_path):
 def test_import_bnn_nas_is_cheap():
     code = ("import sys, bnn_nas; assert 'torch' not in sys.modules, 'torch'; "
             "bnn_nas.run_search; bnn_nas.register_primitive; bnn_nas.search.SearchRun; "
+            "assert callable(bnn_nas.train); import bnn_nas.train.run; "  # the package too
+            "assert callable(bnn_nas.train) and bnn_nas.train.fit; "
             "print(sorted(bnn_nas.__all__))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "run_search" in done.stdout and "register_primitive" in done.stdout
+
+
+def test_train_refuses_what_the_command_refuses(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    genotype = bnn_nas.load_run(SEARCH_CIFAR).best().genotype
+    for kwargs, expected in (
+        ({}, "give either --genotype"),
+        ({"genotype": genotype, "model": "resnet20"}, "give either --genotype"),
+        ({"genotype": genotype, "family": "float"}, "--family float trains the float twin"),
+        ({"model": "resnet9000"}, "resnet9000"),
+    ):
+        with pytest.raises(BnnNasError, match=expected):
+            bnn_nas.train(config, run_dir=tmp_path / "run", **kwargs)
+    assert not (tmp_path / "run").exists()
