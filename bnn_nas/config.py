@@ -590,9 +590,29 @@ def read_config_mapping(path: str | Path, overrides: tuple[str, ...] = ()) -> di
         raise ConfigError(
             f"{path}: a config must be a mapping of sections, not a {type(data).__name__}"
         )
+    data = dict(data)
+    if isinstance(data.get("plugins"), list | tuple):  # the file's own, before any --set
+        data["plugins"] = [plugin_path(p, path.parent) for p in data["plugins"]]
     if overrides:
-        data = apply_overrides(dict(data), overrides, str(path))
-    return dict(data)
+        data = apply_overrides(data, overrides, str(path))
+    return data
+
+
+def plugin_path(spec: Any, base: Path) -> Any:
+    """A config's plugin entry as it is stored: a ``.py`` path (or one with a ``/``)
+    made absolute against the config file's folder ``base``, so the run's stored config
+    and the commands derive prints work from any directory; a module name as it is. A
+    relative path found only from the current directory (as older run configs stored
+    them) is kept working from there."""
+    if not isinstance(spec, str) or not (spec.endswith(".py") or "/" in spec):
+        return spec
+    given = Path(spec).expanduser()
+    if given.is_absolute():
+        return str(given)
+    beside = (base / given).resolve()
+    if not beside.exists() and given.exists():
+        return str(given.resolve())
+    return str(beside)
 
 
 def declared_plugins(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
@@ -604,7 +624,8 @@ def declared_plugins(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
     """Read and check a YAML config, with ``--set key=value`` overrides applied.
 
-    Relative paths inside stay relative to the working directory.
+    Relative ``plugins`` paths are relative to the config file (stored absolute); other
+    relative paths inside stay relative to the working directory.
     """
     return config_from_dict(read_config_mapping(path, overrides), str(Path(path)), overrides)
 

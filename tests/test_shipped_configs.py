@@ -33,7 +33,7 @@ def test_there_are_configs_to_check():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_builds_its_candidates_and_final_networks(path, clean_registry, monkeypatch):
-    monkeypatch.chdir(ROOT)  # plugin paths in configs are relative to the repository
+    monkeypatch.chdir(ROOT)  # search-space paths in configs are relative to the repository
     config = load_run_config(str(path), ())
     space = load_search_space(config.search_space)
     genotype = space.random_sample(random.Random(0))

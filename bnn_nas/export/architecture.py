@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from bnn_nas.config import ModelConfig, config_from_dict
-from bnn_nas.errors import ConfigError
+from bnn_nas.errors import ConfigError, PluginError
 from bnn_nas.space.genotype import Genotype, parse_genotype
 from bnn_nas.space.network import build_baseline, build_model
 from bnn_nas.space.search_space import NetworkLayout, SearchSpace, search_space_from_dict
@@ -98,7 +98,25 @@ class Architecture:
         }
         if self.image_size is not None:  # written only when set: older files stay the same
             data["image_size"] = self.image_size
+        plugins = self.plugins()
+        if plugins:  # written only when a plugin's op is used: older files stay the same
+            data["plugins"] = plugins
         return data
+
+    def plugins(self) -> dict[str, str]:
+        """Primitive name -> the plugin that registered it, for the space's ops that come
+        from plugins (a reader without that plugin is told which one to load)."""
+        from bnn_nas.primitives import REGISTRY
+        from bnn_nas.primitives.plugins import plugin_providing
+
+        if self.space is None:
+            return {}
+        out = {}
+        for op in (*self.space.normal_ops, *self.space.reduce_ops):
+            spec = REGISTRY.get(op.name)
+            if spec.source != "builtin":
+                out[op.name] = plugin_providing(spec.factory) or spec.source
+        return dict(sorted(out.items()))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Architecture:
@@ -110,6 +128,7 @@ class Architecture:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ConfigError(f"{where}: num_classes must be a positive integer")
         space_data = data.get("search_space")
+        _check_plugins(data.get("plugins"), where)
         space = None if space_data is None else search_space_from_dict(space_data, where)
         text = data.get("genotype")
         genotype = None if text is None else parse_genotype(str(text))
@@ -122,6 +141,27 @@ class Architecture:
             model=model, num_classes=num_classes, space=space, genotype=genotype,
             image_size=image_size,
         )  # fmt: skip
+
+
+def _check_plugins(plugins: Any, where: str) -> None:
+    """A primitive of the file's network that no loaded plugin registers: one line naming
+    the plugin to pass (its code is never loaded from the file's say-so)."""
+    from bnn_nas.primitives import REGISTRY
+
+    if not isinstance(plugins, Mapping):
+        return
+    for name, plugin in plugins.items():
+        if str(name) in REGISTRY:
+            continue
+        plugin = str(plugin)[:200]
+        if plugin.startswith("entry-point:"):
+            fix = f"install the package whose entry point is {plugin.split(':', 1)[1]}"
+        else:
+            fix = f"pass --plugin {plugin}"
+        raise PluginError(
+            f"{where}: its network uses primitive {str(name)[:80]} from plugin {plugin}, "
+            f"which is not loaded; {fix}"
+        )
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,10 @@ def load_packed(
         check_size(architecture, sum(t.nbytes for t in tensors.values()), path)
         module = architecture.build()
     except BnnNasError as err:
-        raise CheckpointError(f"{path}: {str(err).splitlines()[0]}") from None
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # errors of Architecture.from_dict name the file already: not twice
+        named = first.startswith(f"{path}:")
+        raise CheckpointError(first if named else f"{path}: {first}") from None
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} has a malformed description ({err}); export again") from None
     conversion = pack_model(module)

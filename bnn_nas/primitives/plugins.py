@@ -64,9 +64,13 @@ def load_plugin(spec: str) -> ModuleType:
         return _loaded[key]
     if looks_like_path:
         if not path.is_file():
-            raise PluginError(f"plugin file {spec} does not exist; check the --plugin path")
+            raise PluginError(
+                f"plugin file {spec} does not exist; check the path (of --plugin, or in a "
+                "config's plugins:, where it is relative to the config file)"
+            )
         module = _load_file(path.resolve())
     else:
+        _cwd_on_path()
         try:
             module = importlib.import_module(spec)
         except SystemExit as err:
@@ -83,6 +87,26 @@ def load_plugin(spec: str) -> ModuleType:
             ) from None
     _loaded[key] = module
     return module
+
+
+def _cwd_on_path() -> None:
+    """``--plugin my_ops`` finds ./my_ops.py, as ``python -c 'import my_ops'`` would: the
+    current directory goes on the import path (last: it shadows no installed module)."""
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+
+
+def plugin_providing(factory: object) -> str | None:
+    """How the plugin that defined ``factory`` was given: its file's absolute path, its
+    module name, or ``entry-point:VALUE`` (None: not from a loaded plugin)."""
+    module = sys.modules.get(getattr(factory, "__module__", None) or "")
+    if module is None:
+        return None
+    for key, loaded in _loaded.items():
+        if loaded is module:
+            return key
+    return None
 
 
 def load_entry_point_plugins() -> list[str]:
