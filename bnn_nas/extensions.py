@@ -36,7 +36,8 @@ from bnn_nas.errors import DataError
 from bnn_nas.registry import Entry, Registry
 
 CONTROLLERS: Registry[Any] = Registry(
-    "controller", key="search.controller", builtins=("bnn_nas.search.controllers",),
+    "controller", key="search.controller",
+    builtins=("bnn_nas.search.controllers", "bnn_nas.search.successive_halving"),
     group="bnn_nas.controllers",
 )  # fmt: skip
 EXECUTORS: Registry[Any] = Registry(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from bnn_nas.config import SearchConfig, entry_settings
+from bnn_nas.config import Config, SearchConfig, entry_settings
 from bnn_nas.errors import ConfigError
 from bnn_nas.extensions import CONTROLLERS, register_controller
 from bnn_nas.objectives import (
@@ -261,15 +261,23 @@ class ParetoSearch(Controller):
 
 
 def make_controller(
-    settings: SearchConfig, space: SearchSpace, seed: int, cost_of: CostOf
+    settings: SearchConfig, space: SearchSpace, seed: int, cost_of: CostOf,
+    config: Config | None = None,
 ) -> Controller:
     """The controller a config's ``search`` section names, with its settings and the
-    search's objectives; ``cost_of(genotype)`` gives the cost metrics before training."""
+    search's objectives; ``cost_of(genotype)`` gives the cost metrics before training.
+
+    A controller class with a ``from_config(config, space, seed, settings, objectives=...,
+    cost_of=...)`` classmethod (one wrapping another, as successive halving does) is
+    built by it when the whole ``config`` is given."""
     entry = CONTROLLERS.get(settings.controller)
-    controller = entry.obj(
-        space, seed, entry_settings(settings, entry), objectives=settings.objectives,
-        cost_of=cost_of,
-    )  # fmt: skip
+    own = entry_settings(settings, entry)
+    context = {"objectives": settings.objectives, "cost_of": cost_of}
+    from_config = getattr(entry.obj, "from_config", None)
+    if config is not None and from_config is not None:
+        controller = from_config(config, space, seed, own, **context)
+    else:
+        controller = entry.obj(space, seed, own, **context)
     if not controller.name:
         controller.name = entry.name
     return controller

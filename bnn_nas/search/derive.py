@@ -3,7 +3,10 @@
 Everything reads the search's objectives by name (``search.objectives`` of the stored
 config; accuracy up and OPs down for searches that predate them): "most accurate" is the
 best trial by the primary objective, "pareto" the knee of the non-dominated front, and
-limits (an objective's ``limit``, ``--max-ops``) drop trials before either.
+limits (an objective's ``limit``, ``--max-ops``) drop trials before either. A
+multi-fidelity search's trials of different rungs trained under different budgets: the
+choice is made among the highest rung reached (``rung="all"``: every trial; a number: that
+rung).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from bnn_nas.objectives import (
     ranking_key,
     with_limit,
 )
+from bnn_nas.search.budget import rung_of, top_rung
 from bnn_nas.search.pareto import pareto_front
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
 from bnn_nas.search.trials import CompletedTrial, TrialRecord, completed
@@ -62,8 +66,8 @@ def best_trial(
     records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
 ) -> TrialRecord | None:
     """The best finished trial by the primary objective, ties by the others, then the
-    earlier trial."""
-    done = completed(records)
+    earlier trial (of a multi-fidelity search: at the highest rung reached)."""
+    done = top_rung(completed(records))
     return min(
         done, key=lambda r: (*ranking_key(r.result.metrics, objectives), r.id), default=None
     )
@@ -73,8 +77,11 @@ def candidates(
     records: list[TrialRecord],
     max_ops: float | None,
     objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+    rung: int | str | None = None,
 ) -> list[CompletedTrial]:
-    """Finished trials within every limit (``max_ops`` is a limit on ops)."""
+    """Finished trials within every limit (``max_ops`` is a limit on ops); of a
+    multi-fidelity search, those at the highest rung reached among them (``rung``: None or
+    ``"top"`` that, ``"all"`` every rung, a number that rung)."""
     done = completed(records)
     if not done:
         raise ConfigError("the search has no finished trial yet; let it run longer")
@@ -91,7 +98,19 @@ def candidates(
         raise ConfigError(
             f"no finished trial has {o.describe_limit()}; the best has {best:.4g}"
         )
-    return within
+    if rung is None or rung == "top":
+        return top_rung(within)
+    if rung == "all":
+        return within
+    chosen = [r for r in within if rung_of(r) == int(rung)]
+    if not chosen:
+        reached = sorted({x for x in map(rung_of, within) if x is not None})
+        raise ConfigError(
+            f"no finished trial at rung {rung}; "
+            + (f"rungs reached: {', '.join(map(str, reached))}" if reached
+               else "this search has no rungs (it is not multi-fidelity)")
+        )  # fmt: skip
+    return chosen
 
 
 def rank_by_accuracy(
@@ -192,9 +211,11 @@ def choose(
     by: str,
     max_ops: float | None,
     objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+    rung: int | str | None = None,
 ) -> tuple[CompletedTrial, list[CompletedTrial]]:
-    """(chosen trial, ranking shown to the user) for ``by`` in {accuracy, pareto}."""
-    pool = candidates(records, max_ops, objectives)
+    """(chosen trial, ranking shown to the user) for ``by`` in {accuracy, pareto}, among
+    the highest rung reached unless ``rung`` says otherwise (see :func:`candidates`)."""
+    pool = candidates(records, max_ops, objectives, rung)
     if by == "accuracy":
         ranking = rank_by_accuracy(pool, objectives)
         return ranking[0], ranking

@@ -120,6 +120,8 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
             store.close()
             write_text_atomic(staging / "config.yaml", dump_yaml(current))
         store = SQLiteStore(store_path)
+    # continued multi-fidelity trials (search.promotion: continue) keep their state here
+    evaluator.checkpoints = run_dir / "rungs"
     return SearchRun(config, space, store, evaluator.cost_metrics, run_dir), evaluator
 
 

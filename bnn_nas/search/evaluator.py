@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,8 @@ from bnn_nas.config import Config, TrainConfig
 from bnn_nas.cost import ModelCost, count_cost
 from bnn_nas.data import Dataset, ImageSet, data_settings, load_dataset
 from bnn_nas.data.splits import class_balanced_split
+from bnn_nas.errors import CheckpointError, ConfigError
+from bnn_nas.search.budget import Budget
 from bnn_nas.search.trials import CurvePoint, TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
@@ -148,6 +152,10 @@ class Evaluator:
         self.space, self.data, self.settings = space, data, settings
         self.device, self.seed = device, seed
         self._costs: dict[Genotype, ModelCost] = {}
+        self._subsets: dict[int, ImageSet] = {}
+        # where continued multi-fidelity trials keep their checkpoints (the run directory's
+        # rungs/ folder; set by the search that owns one)
+        self.checkpoints: Path | None = None
         self.teachers = teachers if teachers is not None else SearchTeachers(settings, data.train)
 
     def on_device(self, device: str | torch.device) -> Evaluator:
@@ -155,7 +163,33 @@ class Evaluator:
         device = torch.device(device)
         if device == self.device:
             return self
-        return Evaluator(self.space, self.data, self.settings, device, self.seed, self.teachers)
+        twin = Evaluator(self.space, self.data, self.settings, device, self.seed, self.teachers)
+        twin.checkpoints = self.checkpoints
+        return twin
+
+    def _continued(self, budget: Budget) -> Path:
+        """The checkpoint a continued trial trains into: a copy of its parent's (the lower
+        rung's state) for a promotion, none for a new candidate."""
+        if self.checkpoints is None:
+            raise ConfigError(
+                "search.promotion: continue needs a run directory for the rungs' checkpoints "
+                "(and an executor whose workers share it); use promotion: retrain"
+            )
+        assert budget.save is not None
+        target = self.checkpoints / budget.save
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # a rerun starts again from its start point
+        if budget.resume is not None:
+            source = self.checkpoints / budget.resume
+            if not source.is_file():
+                raise CheckpointError(
+                    f"the promoted trial's parent checkpoint {source} is missing; "
+                    "use search.promotion: retrain"
+                )
+            partial_copy = target.with_name(target.name + ".part")
+            shutil.copyfile(source, partial_copy)
+            partial_copy.replace(target)
+        return target
 
     def check_teacher(self) -> None:
         """Load and check ``train.distill``'s teacher now (a search does before it makes
@@ -183,15 +217,45 @@ class Evaluator:
         """The metrics known before training (what cost objectives and limits read)."""
         return _cost_metrics(self.cost(genotype))
 
+    def train_subset(self, size: int | None) -> ImageSet:
+        """The first ``size`` images of search-train (a seeded, class-balanced part, the
+        same for every trial: a multi-fidelity rung's data fraction); all when None."""
+        if size is None or size >= len(self.data.train):
+            if size is not None and size > len(self.data.train):
+                raise ConfigError(
+                    f"a rung asks for {size} search-train images; there are "
+                    f"{len(self.data.train)} (data.search_train_size, data.valid_fraction)"
+                )
+            return self.data.train
+        if size not in self._subsets:
+            keep, _ = class_balanced_split(self.data.train.labels, n_train=size, seed=self.seed)
+            self._subsets[size] = self.data.train.subset(keep)
+        return self._subsets[size]
+
     def __call__(
         self,
         genotype: Genotype,
         should_stop: Callable[[], bool] | None = None,
         on_epoch: Callable[[int, int], None] | None = None,
+        budget: Budget | None = None,
     ) -> TrialResult:
         """Train and score ``genotype``; ``should_stop`` is asked after every epoch and
         ends the trial early with :class:`TrialCancelledError` (a search being stopped);
-        ``on_epoch(done, epochs)`` is told after every epoch (the progress bar)."""
+        ``on_epoch(done, epochs)`` is told after every epoch (the progress bar).
+        ``budget`` (multi-fidelity trials): epochs and search-train images of this trial,
+        and the checkpoints a continued trial saves and starts from."""
+        settings, train_set = self.settings, self.data.train
+        checkpoint, stop_at = None, None
+        if budget is not None:
+            train_set = self.train_subset(budget.train_size)
+            if budget.epochs is not None:
+                settings = replace(settings, epochs=budget.epochs)
+            if budget.schedule_epochs is not None:  # continued: the last rung's schedule
+                checkpoint = self._continued(budget)
+                settings = replace(settings, epochs=budget.schedule_epochs,
+                                   checkpoint_every=budget.epochs or budget.schedule_epochs)
+                if budget.epochs is not None and budget.epochs < budget.schedule_epochs:
+                    stop_at = budget.epochs
         seed = trial_seed(self.seed, genotype)
         # train.distill (off by default): the teacher, frozen, on this trial's device
         teacher = self.teachers.on(self.device)
@@ -200,19 +264,28 @@ class Evaluator:
             model = self.build(genotype)
         cost = self.cost(genotype, model)  # counting leaves the model as it was
         tic = time.perf_counter()
-        history = fit(
-            model,
-            self.data.train,
-            self.settings,
-            device=self.device,
-            seed=seed,
-            stats=self.data.stats,
-            eval_set=self.data.valid,
-            eval_every=0,
-            on_epoch=None if should_stop is None and on_epoch is None
-            else partial(_after_epoch, should_stop, on_epoch, self.settings.epochs),
-            teacher=teacher,
-        )
+        seen: list = []
+        after = None if should_stop is None and on_epoch is None else partial(
+            _after_epoch, should_stop, on_epoch, stop_at or settings.epochs)
+        if stop_at is not None:
+            after = partial(_rung_end, stop_at, after, seen)
+        try:
+            history = fit(
+                model,
+                train_set,
+                settings,
+                device=self.device,
+                seed=seed,
+                stats=self.data.stats,
+                eval_set=self.data.valid,
+                eval_every=stop_at or 0,  # a continued rung is scored where it stops
+                checkpoint=checkpoint,
+                resume=checkpoint is not None,
+                on_epoch=after,
+                teacher=teacher,
+            )
+        except _RungEndError:
+            history = seen[-1]
         last = history[-1]
         assert last.eval_acc is not None and last.eval_loss is not None
         if not math.isfinite(last.eval_loss):
@@ -232,6 +305,18 @@ class Evaluator:
                 for m in history
             ],
         )
+
+
+class _RungEndError(Exception):
+    """A continued rung reached its epochs (its checkpoint is written): stop there."""
+
+
+def _rung_end(stop_at: int, then: Callable | None, seen: list, history: list) -> None:
+    if then is not None:
+        then(history)
+    if history[-1].epoch + 1 >= stop_at:
+        seen.append(list(history))
+        raise _RungEndError
 
 
 def _cost_metrics(cost: ModelCost) -> dict[str, float]:

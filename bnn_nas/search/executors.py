@@ -22,6 +22,7 @@ from typing import Any
 
 from bnn_nas.config import Config, entry_settings
 from bnn_nas.extensions import EXECUTORS, register_executor
+from bnn_nas.search.budget import budget_kwargs, budget_of
 from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord, TrialResult
 from bnn_nas.space.genotype import Genotype
@@ -105,11 +106,13 @@ class LocalExecutor(Executor):
         trial = self._queue.pop(0)
         running = self.running
         try:
+            budget = budget_kwargs(trial)
             if running is None:
-                result = self.evaluate(trial.genotype)
+                result = self.evaluate(trial.genotype, **budget)
             else:
-                running.started(trial.id, epochs_of(self.evaluate))
-                result = self.evaluate(trial.genotype, on_epoch=running.reporter(trial.id))
+                running.started(trial.id, trial_epochs(trial, self.evaluate))
+                result = self.evaluate(trial.genotype, on_epoch=running.reporter(trial.id),
+                                       **budget)  # fmt: skip
         except Exception as err:  # a failing candidate is recorded; the search goes on
             return Outcome(trial.id, OutcomeKind.FAILED, error=self.describe_error(err))
         finally:
@@ -122,6 +125,14 @@ def epochs_of(evaluator: Any) -> int | None:
     """The epochs an evaluator trains each trial (None for a bare function)."""
     epochs = getattr(getattr(evaluator, "settings", None), "epochs", None)
     return epochs if isinstance(epochs, int) else None
+
+
+def trial_epochs(trial: TrialRecord, evaluator: Any) -> int | None:
+    """The epochs ``trial`` trains: its multi-fidelity budget's, else the evaluator's."""
+    budget = budget_of(trial)
+    if budget is not None and budget.epochs is not None:
+        return budget.epochs
+    return epochs_of(evaluator)
 
 
 @register_executor("local")

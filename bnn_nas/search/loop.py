@@ -61,7 +61,7 @@ class SearchRun:
             return {"ops": float(value)} if isinstance(value, int | float) else value
 
         self.controller: Controller = controller or make_controller(
-            config.search, space, config.seed, costs
+            config.search, space, config.seed, costs, config
         )
 
     def prepare(self) -> list[int]:
@@ -87,7 +87,10 @@ class SearchRun:
             return pending[0]
         if len(records) >= self.config.search.budget:
             return None
-        (trial_id,) = self.store.add(self.controller.ask(1))
+        proposals = self.controller.ask(1)
+        if not proposals:  # the controller waits for results (a rung still running)
+            return None
+        (trial_id,) = self.store.add(proposals)
         self.store.set_meta("controller", {"name": self.controller.name,
                                            "proposed": self.controller.proposed})  # fmt: skip
         return self.store.get(trial_id)

@@ -14,11 +14,13 @@ import queue
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bnn_nas.config import Config
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.extensions import register_executor
+from bnn_nas.search.budget import budget_of
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
 from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord, TrialResult
@@ -58,13 +60,15 @@ def _worker_main(slot: int, setup: WorkerSetup, tasks: Any, results: Any) -> Non
         task = tasks.get()
         if task is None:
             return
-        trial_id, text = task
+        trial_id, text, budget, checkpoints = task
+        evaluator.checkpoints = None if checkpoints is None else Path(checkpoints)
 
         def report(done: int, epochs: int, trial_id: int = trial_id) -> None:
             results.put(("epoch", slot, trial_id, (done, epochs)))  # the progress bar's
 
         try:
-            result = evaluator(parse_genotype(text), on_epoch=report)
+            result = evaluator(parse_genotype(text), on_epoch=report,
+                               **({} if budget is None else {"budget": budget}))  # fmt: skip
         except Exception as err:  # the candidate failed; the worker lives on
             results.put(("failed", slot, trial_id, format_error(err)))
         else:
@@ -116,7 +120,9 @@ def make_processes(
     """K worker processes per device, each pinned to it."""
     devices = resolve_devices(settings.devices)
     per_device = trials_per_device(settings.trials_per_device, devices, "processes")
-    return ProcessExecutor(config, config.plugins + plugins, devices, per_device)
+    executor = ProcessExecutor(config, config.plugins + plugins, devices, per_device)
+    executor.checkpoints = getattr(evaluator, "checkpoints", None)
+    return executor
 
 
 class _Slot:
@@ -133,6 +139,7 @@ class ProcessExecutor(Executor):
     def __init__(
         self, config: Config, plugins: tuple[str, ...], devices: list[str], per_device: int
     ) -> None:
+        self.checkpoints: Path | None = None  # continued multi-fidelity trials' folder
         self._ctx = mp.get_context("spawn")
         self._results = self._ctx.Queue()
         workers = len(devices) * per_device
@@ -195,9 +202,13 @@ class ProcessExecutor(Executor):
     def submit(self, trial: TrialRecord) -> None:
         slot = next(s for s in self._slots if s.trial is None)
         slot.trial = trial.id
-        slot.tasks.put((trial.id, str(trial.genotype)))
+        # a multi-fidelity trial's budget and the folder of continued trials' checkpoints
+        checkpoints = None if self.checkpoints is None else str(self.checkpoints)
+        slot.tasks.put((trial.id, str(trial.genotype), budget_of(trial), checkpoints))
         if self.running is not None:
-            self.running.started(trial.id, slot.setup.config.train.epochs)
+            budget = budget_of(trial)
+            epochs = budget.epochs if budget is not None and budget.epochs else None
+            self.running.started(trial.id, epochs or slot.setup.config.train.epochs)
 
     def in_flight(self) -> int:
         return sum(s.trial is not None for s in self._slots)

@@ -10,11 +10,13 @@ is retried by the search loop; Ray's own retries are off so attempts are counted
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bnn_nas.config import Config
 from bnn_nas.errors import ConfigError
 from bnn_nas.extensions import register_executor
+from bnn_nas.search.budget import Budget, budget_of
 from bnn_nas.search.evaluator import Evaluator, SearchData
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, format_error
 from bnn_nas.search.processes import GPU_TRIALS_PER_DEVICE
@@ -24,7 +26,8 @@ TASK_NAME = "bnn_nas_trial"  # the process title of a running trial is "ray::bnn
 
 
 def _run_trial(
-    config: Config, plugins: tuple[str, ...], data: SearchData, text: str, use_gpu: bool
+    config: Config, plugins: tuple[str, ...], data: SearchData, text: str, use_gpu: bool,
+    budget: Budget | None = None, checkpoints: str | None = None,
 ) -> tuple[str, Any]:
     """The task body: build an evaluator on this worker and score one genotype."""
     import torch
@@ -39,8 +42,10 @@ def _run_trial(
         torch.set_num_threads(1)
     space = load_search_space(config.search_space)
     evaluator = Evaluator(space, data, config.train, device, config.seed)
+    evaluator.checkpoints = None if checkpoints is None else Path(checkpoints)
+    extra = {} if budget is None else {"budget": budget}
     try:
-        return "done", evaluator(parse_genotype(text)).to_message()
+        return "done", evaluator(parse_genotype(text), **extra).to_message()
     except Exception as err:  # the candidate failed, not the worker
         return "failed", format_error(err)
 
@@ -88,12 +93,16 @@ class RayExecutor(Executor):
         options.update({"num_gpus": 1.0 / per, "num_cpus": 1} if gpus else {"num_cpus": 1})
         self._task = ray.remote(_run_trial).options(**options)
         self._data = ray.put(evaluator.data)
+        # continued multi-fidelity trials: the run's checkpoint folder (a shared filesystem)
+        folder = getattr(evaluator, "checkpoints", None)
+        self._checkpoints = None if folder is None else str(folder)
         self._config, self._plugins = config, plugins
         self._refs: dict[Any, int] = {}
 
     def submit(self, trial: TrialRecord) -> None:
         ref = self._task.remote(
-            self._config, self._plugins, self._data, str(trial.genotype), self._use_gpu
+            self._config, self._plugins, self._data, str(trial.genotype), self._use_gpu,
+            budget_of(trial), self._checkpoints,
         )
         self._refs[ref] = trial.id
 

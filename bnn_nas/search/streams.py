@@ -27,8 +27,15 @@ import torch
 from bnn_nas.config import Config
 from bnn_nas.errors import ConfigError
 from bnn_nas.extensions import register_executor
+from bnn_nas.search.budget import budget_kwargs
 from bnn_nas.search.evaluator import Evaluator, TrialCancelledError
-from bnn_nas.search.executors import Executor, Outcome, OutcomeKind, epochs_of, format_error
+from bnn_nas.search.executors import (
+    Executor,
+    Outcome,
+    OutcomeKind,
+    format_error,
+    trial_epochs,
+)
 from bnn_nas.search.processes import DeviceSettings, resolve_devices, trials_per_device
 from bnn_nas.search.running import RunningTrials
 from bnn_nas.search.trials import TrialRecord
@@ -75,14 +82,15 @@ class StreamExecutor(Executor):
         running = self.running
         report = None
         if running is not None:
-            running.started(trial.id, epochs_of(evaluator))
+            running.started(trial.id, trial_epochs(trial, evaluator))
             report = running.reporter(trial.id)
         try:
             with context:
+                budget = budget_kwargs(trial)
                 if report is None:  # an evaluator may not take on_epoch (a test's)
-                    result = evaluator(trial.genotype, self._stopping.is_set)
+                    result = evaluator(trial.genotype, self._stopping.is_set, **budget)
                 else:
-                    result = evaluator(trial.genotype, self._stopping.is_set, report)
+                    result = evaluator(trial.genotype, self._stopping.is_set, report, **budget)
         except TrialCancelledError:
             return Outcome(trial.id, OutcomeKind.LOST, error="stopped with the search")
         except Exception as err:  # a failing candidate is recorded; the search goes on

@@ -1,0 +1,415 @@
+"""Multi-fidelity search (issue 21 item 1): successive halving, Hyperband and ASHA.
+
+Scripted results (no training) drive the controller through the real search loop and
+store; the promotions are checked against brute force, the budgets against the config,
+and a search killed at any store write resumes to the same rungs and the same choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bnn_nas.config import config_from_dict
+from bnn_nas.errors import ConfigError
+from bnn_nas.objectives import ranking_key
+from bnn_nas.search.budget import Budget, budget_of, rung_of, top_rung
+from bnn_nas.search.derive import best_trial, choose
+from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.loop import SearchRun
+from bnn_nas.search.store import MemoryStore, SQLiteStore
+from bnn_nas.search.successive_halving import SuccessiveHalving, SuccessiveHalvingSettings
+from bnn_nas.search.trials import TrialRecord, TrialResult, TrialStatus
+from bnn_nas.space.search_space import load_search_space, search_space_from_dict
+from tests.test_edge_limits import within
+from tests.test_faults import Injector, Killed, end_state
+
+SPACE = {"steps": 2, "ops": ["skip_connect", "max_pool_3x3", "xnor_conv_3x3",
+                             "bireal_conv_3x3_skip_connect"]}  # fmt: skip
+
+
+def scripted(record: TrialRecord, levels: int = 4) -> TrialResult:
+    """A score from the genotype and the budget alone, with few distinct values (ties)."""
+    budget = budget_of(record)
+    h = int(record.hash[:8], 16)
+    epochs = budget.epochs if budget is not None else 1
+    accuracy = (h % levels) / (2 * levels) + 0.1 * min(epochs, 5)
+    return TrialResult.of(accuracy=accuracy, loss=1.0, ops=float(1e5 + h % 3),
+                          train_seconds=0.1)  # fmt: skip
+
+
+class ScriptedExecutor(Executor):
+    """``capacity`` trials in flight, finished in submission order (or ``order``)."""
+
+    def __init__(self, capacity: int = 1, fail: tuple[int, ...] = (), levels: int = 4,
+                 lifo: bool = False) -> None:  # fmt: skip
+        self.capacity, self.fail, self.levels, self.lifo = capacity, fail, levels, lifo
+        self.queue: list[TrialRecord] = []
+
+    def submit(self, trial: TrialRecord) -> None:
+        self.queue.append(trial)
+
+    def in_flight(self) -> int:
+        return len(self.queue)
+
+    def next_outcome(self) -> Outcome:
+        trial = self.queue.pop(-1 if self.lifo else 0)
+        if trial.id in self.fail:
+            return Outcome(trial.id, OutcomeKind.FAILED, error="scripted failure")
+        return Outcome(trial.id, OutcomeKind.DONE, result=scripted(trial, self.levels))
+
+
+def make_config(budget: int = 13, **search):
+    return config_from_dict({
+        "seed": 3, "device": "cpu", "search_space": SPACE, "train": {"epochs": 9},
+        "search": {"controller": "successive_halving", "budget": budget, **search},
+    })  # fmt: skip
+
+
+def search(cfg, executor: Executor, store=None) -> list[TrialRecord]:
+    store = store if store is not None else MemoryStore()
+    run = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0)
+    run.prepare()
+    return run.run(executor)
+
+
+def by_rung(records, bracket=None) -> dict[int, list[TrialRecord]]:
+    out = defaultdict(list)
+    for r in records:
+        if bracket is None or r.origin.get("bracket") == bracket:
+            out[rung_of(r)].append(r)
+    return out
+
+
+def brute_force_top(rung: list[TrialRecord], k: int, objectives) -> set[int]:
+    """The ids of the k best done trials, by trying every k-subset: the one whose every
+    member beats every non-member (objectives in order, then the lower id)."""
+    done = [r for r in rung if r.status is TrialStatus.DONE]
+    k = min(k, len(done))
+
+    def key(r):
+        return (*ranking_key(r.result.metrics, objectives), r.id)
+
+    winners = [
+        set(s) for s in itertools.combinations([r.id for r in done], k)
+        if all(key(a) < key(b) for a in done if a.id in s for b in done if b.id not in s)
+    ]  # fmt: skip
+    assert len(winners) == 1  # ids break every tie: exactly one such subset
+    return winners[0]
+
+
+# --- successive halving promotes exactly the top 1/eta ----------------------------------
+
+
+@pytest.mark.parametrize("capacity", [1, 4])
+@pytest.mark.parametrize("eta,rung_epochs,bracket_size", [
+    (3, [1, 3, 9], None), (2, [1, 2, 4, 8], None), (3, [1, 3, 9], 10), (2, [2, 5], 7),
+])  # fmt: skip
+@pytest.mark.parametrize("levels", [2, 50])  # 2: most results tie
+def test_sync_promotes_exactly_the_top_of_each_rung(capacity, eta, rung_epochs, bracket_size,
+                                                    levels):  # fmt: skip
+    cfg = make_config(40, eta=eta, rung_epochs=rung_epochs, bracket_size=bracket_size,
+                      base="evolution", population=3, sample_size=2)  # fmt: skip
+    records = search(cfg, ScriptedExecutor(capacity, levels=levels))
+    assert len(records) == 40
+    n0 = bracket_size or eta ** (len(rung_epochs) - 1)
+    brackets = sorted({r.origin["bracket"] for r in records})
+    complete = 0
+    for bracket in brackets:
+        rungs = by_rung(records, bracket)
+        size = n0
+        for rung in range(len(rung_epochs) - 1):
+            if rung + 1 not in rungs:
+                break
+            assert len(rungs[rung]) == size  # the lower rung was whole before promotion
+            size = max(1, size // eta)
+            promoted = rungs[rung + 1]
+            assert all(r.origin["kind"] == "promotion" for r in promoted)
+            parents = {r.origin["parent"] for r in promoted}
+            expected = brute_force_top(rungs[rung], size, cfg.search.objectives)
+            if len(promoted) == len(expected):
+                assert parents == expected
+            else:  # the budget ran out while the upper rung was being handed out
+                assert bracket == brackets[-1] and parents < expected
+            by_id = {r.id: r for r in records}
+            assert all(by_id[r.origin["parent"]].genotype == r.genotype for r in promoted)
+        complete += len(rungs) == len(rung_epochs)
+    assert complete >= 1
+
+
+def test_ties_go_to_the_next_objective_then_the_earlier_trial():
+    space = load_search_space(SPACE)
+    sh = SuccessiveHalving(space, 0, SuccessiveHalvingSettings(eta=2, rung_epochs=(1, 2),
+                                                            bracket_size=4))
+    proposals = sh.ask(4)
+    assert len(proposals) == 4 and sh.ask(1) == []  # rung 0 must finish first
+    metrics = [(0.5, 2e5), (0.5, 1e5), (0.7, 9e5), (0.5, 1e5)]  # trials 2 and 4 tie
+    records = [
+        TrialRecord(i + 1, p.genotype, TrialStatus.DONE, p.origin,
+                    result=TrialResult.of(accuracy=a, ops=o))
+        for i, (p, (a, o)) in enumerate(zip(proposals, metrics, strict=True))
+    ]  # fmt: skip
+    sh.tell(records[:3])
+    assert sh.ask(1) == []  # trial 4 still running
+    sh.tell(records[3:])
+    *promoted, after = sh.ask(3)
+    assert [p.origin["parent"] for p in promoted] == [3, 2]  # best, then the tie's earlier
+    assert all(p.origin["budget"] == {"epochs": 2} and p.origin["rung"] == 1 for p in promoted)
+    assert promoted[1].genotype == proposals[1].genotype
+    # the last rung is handed out: the next bracket starts while it trains
+    assert (after.origin["kind"], after.origin["bracket"], after.origin["rung"]) == (
+        "random", 1, 0)  # fmt: skip
+
+
+def test_failed_trials_are_never_promoted():
+    cfg = make_config(13, base="random")
+    records = search(cfg, ScriptedExecutor(1, fail=(1, 2, 3, 4)))
+    rungs = by_rung(records, 0)
+    assert len(rungs[0]) == 9 and len(rungs[1]) == 3 and len(rungs[2]) == 1
+    assert not {r.origin["parent"] for r in rungs[1]} & {1, 2, 3, 4}
+
+
+def test_every_trial_of_a_rung_failing_ends_the_bracket():
+    cfg = make_config(12, eta=2, rung_epochs=[1, 2], base="random")
+    records = search(cfg, ScriptedExecutor(1, fail=(1, 2)))
+    assert [(r.origin["bracket"], r.origin["rung"]) for r in records[:3]] == [(0, 0), (0, 0),
+                                                                             (1, 0)]  # fmt: skip
+
+
+# --- budgets per rung as configured ------------------------------------------------------
+
+
+def test_budgets_per_rung_as_configured():
+    cfg = make_config(13, rung_epochs=[2, 4, 8], rung_train_size=[100, 300, 900])
+    records = search(cfg, ScriptedExecutor(2))
+    for r in records:
+        rung = rung_of(r)
+        assert r.origin["budget"] == {"epochs": [2, 4, 8][rung],
+                                      "train_size": [100, 300, 900][rung]}  # fmt: skip
+        assert budget_of(r) == Budget(epochs=[2, 4, 8][rung], train_size=[100, 300, 900][rung])
+    assert [len(v) for _, v in sorted(by_rung(records).items())] == [9, 3, 1]
+
+
+def test_default_rung_epochs_divide_train_epochs_by_eta():
+    cfg = make_config(13)  # train.epochs 9, eta 3, 3 rungs
+    records = search(cfg, ScriptedExecutor(1))
+    assert sorted({(rung_of(r), r.origin["budget"]["epochs"]) for r in records}) == [
+        (0, 1), (1, 3), (2, 9)]  # fmt: skip
+    cfg = make_config(1, eta=2, rungs=4)
+    sh = SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0).controller
+    assert sh.epochs == (1, 2, 4, 9)  # 9/8, 9/4, 9/2 rounded, at least 1
+
+
+def test_hyperband_brackets():
+    space = load_search_space(SPACE)
+    sh = SuccessiveHalving(space, 0, SuccessiveHalvingSettings(hyperband=True,
+                                                               rung_epochs=(1, 3, 9)))  # fmt: skip
+    # Li et al.: bracket s enters at rung R-1-s with ceil(R/(s+1) * eta^s) trials
+    assert sh.layout(0) == [(0, 9), (1, 3), (2, 1)]
+    assert sh.layout(1) == [(1, 5), (2, 1)]
+    assert sh.layout(2) == [(2, 3)]
+    assert sh.layout(3) == sh.layout(0)
+    records = search(make_config(30, hyperband=True), ScriptedExecutor(3))  # 13 + 6 + 3 + 8
+    entries = [(r.origin["bracket"], r.origin["rung"]) for r in records
+               if r.origin["kind"] != "promotion"]  # fmt: skip
+    assert entries == [(0, 0)] * 9 + [(1, 1)] * 5 + [(2, 2)] * 3 + [(3, 0)] * 8
+
+
+def test_train_sizes_budget_the_evaluator(monkeypatch):
+    """The evaluator trains a budgeted trial for its epochs on its part of search-train."""
+    from bnn_nas.search import evaluator as evaluator_module
+
+    cfg = config_from_dict({
+        "seed": 1, "device": "cpu", "search_space": {"steps": 1, "ops": ["skip_connect"],
+                                                     "network": {"cells": 1, "channels": 4}},
+        "data": {"name": "cifar10_sample", "valid_fraction": 0.2, "search_train_size": 300,
+                 "search_valid_size": 50},
+        "train": {"epochs": 3, "batch_size": 50, "eval_batch_size": 50},
+    })  # fmt: skip
+    import torch
+
+    ev = evaluator_module.build_evaluator(cfg, torch.device("cpu"))
+    seen = []
+    real_fit = evaluator_module.fit
+
+    def spy(model, train_set, settings, **kwargs):
+        seen.append((len(train_set), settings.epochs))
+        return real_fit(model, train_set, settings, **kwargs)
+
+    monkeypatch.setattr(evaluator_module, "fit", spy)
+    genotype = ev.space.random_sample(random.Random(0))
+    ev(genotype)
+    ev(genotype, budget=Budget(epochs=1, train_size=100))
+    assert seen == [(300, 3), (100, 1)]
+    part = ev.train_subset(100)
+    assert part is ev.train_subset(100) and len(set(part.labels.tolist())) == 10  # balanced
+    with pytest.raises(ConfigError, match="301 search-train images"):
+        ev(genotype, budget=Budget(epochs=1, train_size=301))
+
+
+# --- ASHA --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lifo", [False, True])
+def test_asha_promotes_only_from_the_top_of_what_has_finished(lifo):
+    cfg = make_config(40, mode="async", base="random")
+    store = MemoryStore()
+    finished_before: dict[int, list[TrialRecord]] = {}
+    executor = ScriptedExecutor(4, levels=50, lifo=lifo)
+    original_add = store.add
+
+    def add(proposals):
+        ids = original_add(proposals)
+        finished_before[ids[0]] = [r for r in store.trials() if r.finished]
+        return ids
+
+    store.add = add  # type: ignore[method-assign]
+    records = search(cfg, executor, store)
+    promotions = [r for r in records if r.origin["kind"] == "promotion"]
+    assert promotions and max(rung_of(r) for r in records) == 2
+    for p in promotions:
+        lower = [r for r in finished_before[p.id] if rung_of(r) == p.origin["rung"] - 1]
+        top = brute_force_top(lower, len([r for r in lower if r.done]) // 3,
+                              cfg.search.objectives)  # fmt: skip
+        assert p.origin["parent"] in top
+    parents = [p.origin["parent"] for p in promotions]
+    assert len(parents) == len(set(parents))  # none promoted twice
+
+
+# --- the state lives in the trial rows: kill anywhere, resume to the same end -------------
+
+
+def run_store(path: Path, cfg, executor) -> None:
+    store = SQLiteStore(path)
+    try:
+        search(cfg, executor, store)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def straight_sh(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sh") / "trials.sqlite"
+    cfg = make_config(17, base="evolution", population=3, sample_size=2)
+    run_store(path, cfg, ScriptedExecutor(2))
+    return cfg, end_state(path)
+
+
+@pytest.mark.parametrize("point", ["start", "finish", "add", "_update", "next_outcome"])
+@pytest.mark.parametrize("at", [2, 9, 11, 14])
+def test_killed_anywhere_resumes_to_the_same_rungs_and_choice(tmp_path, monkeypatch,
+                                                              straight_sh, point, at):  # fmt: skip
+    cfg, expected = straight_sh
+    path = tmp_path / "trials.sqlite"
+    with monkeypatch.context() as patch:
+        if point == "next_outcome":
+            original = ScriptedExecutor.next_outcome
+            injector = Injector.__new__(Injector)
+            injector.point, injector.at, injector.calls = point, at, 0
+            patch.setattr(ScriptedExecutor, "next_outcome",
+                          lambda s: (injector._tick(), original(s))[1])  # fmt: skip
+        else:
+            Injector(patch, point, at)
+        with pytest.raises(Killed):
+            run_store(path, cfg, ScriptedExecutor(2))
+    run_store(path, cfg, ScriptedExecutor(2))
+    state = end_state(path)
+    assert state == expected  # ids, genotypes, origins (rung, budget, parent), results
+    store = SQLiteStore(path, read_only=True)
+    reference = tmp_path / "reference.sqlite"
+    run_store(reference, cfg, ScriptedExecutor(2))
+    again = SQLiteStore(reference, read_only=True)
+    try:
+        mine, theirs = store.trials(), again.trials()
+        assert choose(mine, "accuracy", None)[0].id == choose(theirs, "accuracy", None)[0].id
+    finally:
+        store.close()
+        again.close()
+
+
+# --- derive and status read the highest rung ----------------------------------------------
+
+
+def test_derive_and_best_pick_from_the_highest_rung():
+    records = search(make_config(13, base="random"), ScriptedExecutor(1))
+    top = top_rung(records)
+    assert {rung_of(r) for r in top} == {2} and len(top) == 1
+    chosen, ranking = choose(records, "accuracy", None)
+    assert chosen.id == top[0].id and [r.id for r in ranking] == [top[0].id]
+    assert best_trial(records).id == top[0].id
+    every, ranking = choose(records, "accuracy", None, rung="all")
+    assert len(ranking) == 13 and every.id == top[0].id  # 9 epochs score highest here
+    _, ranking = choose(records, "accuracy", None, rung=0)
+    assert {rung_of(r) for r in ranking} == {0} and len(ranking) == 9
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("search_settings,message", [
+    ({"eta": 1}, "search.eta must be a whole number >= 2"),
+    ({"mode": "fast"}, "search.mode is 'fast'"),
+    ({"promotion": "warm"}, "search.promotion is 'warm'"),
+    ({"rung_epochs": [3, 1]}, "must not decrease"),
+    ({"rung_epochs": [1, 3], "rung_train_size": [100]}, "1 sizes for 2 rungs"),
+    ({"hyperband": True, "mode": "async"}, "mode: sync"),
+    ({"promotion": "continue", "rung_train_size": [100, 200, 300]}, "same rung_train_size"),
+    ({"base": "successive_halving"}, "cannot be successive_halving"),
+    ({"base": "evolutoin"}, "evolution"),
+])  # fmt: skip
+def test_bad_settings_are_one_line_errors(search_settings, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        SearchRun(make_config(5, **search_settings), load_search_space(SPACE), MemoryStore(),
+                  lambda g: 1.0)  # fmt: skip
+    assert "\n" not in str(err.value)
+
+
+def test_rung_limits_checked_against_the_config():
+    cfg = config_from_dict({"search_space": SPACE, "train": {"epochs": 9, "warmup_epochs": 2},
+                            "search": {"controller": "successive_halving"}})  # fmt: skip
+    with pytest.raises(ConfigError, match="warmup_epochs=2 is longer than the rung's 1"):
+        SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
+    cfg = config_from_dict({"search_space": SPACE, "data": {"search_train_size": 200},
+                            "search": {"controller": "successive_halving",
+                                       "rung_train_size": [100, 200, 400]}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"400 exceeds data\.search_train_size 200"):
+        SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
+
+
+# --- edge limits hold for every proposal of a multi-fidelity search (hypothesis) ---------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    max_free=st.integers(0, 3),
+    min_binary=st.integers(0, 3),
+    base=st.sampled_from(["random", "evolution", "pareto"]),
+    mode=st.sampled_from(["sync", "async"]),
+    seed=st.integers(0, 2**16),
+)
+def test_edge_limits_hold_for_every_sampled_mutated_and_promoted_genotype(
+    max_free, min_binary, base, mode, seed
+):
+    data = {**SPACE, "steps": 3, "max_free_edges": max_free, "min_binary_edges": min_binary}
+    try:
+        space = search_space_from_dict(data, "t")
+    except ConfigError:
+        return  # no cell meets the limits (tests/test_edge_limits.py checks that case)
+    cfg = config_from_dict({
+        "seed": seed, "search_space": data, "train": {"epochs": 4},
+        "search": {"controller": "successive_halving", "budget": 24, "base": base,
+                   "population": 3, "sample_size": 2, "eta": 2, "mode": mode},
+    })  # fmt: skip
+    records = search(cfg, ScriptedExecutor(2))
+    assert len(records) == 24
+    assert any(r.origin["kind"] == "mutation" for r in records) or base == "random"
+    for r in records:
+        space.validate(r.genotype)
+        for kind in ("normal", "reduce"):
+            assert within(r.genotype.cell(kind)[0], max_free, min_binary)
