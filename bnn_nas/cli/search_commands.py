@@ -114,6 +114,13 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
 )
 @click.option("--max-ops", type=float, help="Only trials with at most this many OPs.")
 @click.option(
+    "--rung",
+    default="top",
+    show_default=True,
+    help="Multi-fidelity searches: choose among the highest rung reached (top), every "
+    "trial (all), or rung N.",
+)
+@click.option(
     "--top",
     type=click.IntRange(min=1),
     default=5,
@@ -128,12 +135,13 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
 )
 @user_errors
 def derive_command(
-    run_dir: str, by: str, max_ops: float | None, top: int, output: str | None
+    run_dir: str, by: str, max_ops: float | None, rung: str, top: int, output: str | None
 ) -> None:
     """Pick the final genotype of a search and write it (YAML, DARTS text, drawing)."""
     from pathlib import Path
 
     from bnn_nas.objectives import metric
+    from bnn_nas.search.budget import rung_label
     from bnn_nas.search.derive import choose, open_run, write_derived
     from bnn_nas.search.progress import describe
 
@@ -141,15 +149,18 @@ def derive_command(
         from bnn_nas.io import check_output_path
 
         check_output_path(output)
+    if rung not in ("top", "all") and not rung.isdigit():
+        raise click.BadParameter(f"{rung!r} is not top, all or a rung number", param_hint="--rung")
     records, objectives = open_run(Path(run_dir))
-    chosen, ranking = choose(records, by, max_ops, objectives)
+    chosen, ranking = choose(records, by, max_ops, objectives, rung)
     if by == "pareto":
         axis = metric(objectives[1].name).label if len(objectives) > 1 else objectives[0].name
         title = f"Pareto front (by {axis})"
     else:
         primary = objectives[0].name
         title = "most accurate" if primary == "accuracy" else f"best {primary}"
-    click.echo(f"{title}, {len(ranking)} candidates:")
+    where = rung_label(chosen, rung)
+    click.echo(f"{title}, {len(ranking)} candidates{where}:")
     for record in ranking[:top]:
         mark = "*" if record.id == chosen.id else " "
         click.echo(f" {mark} {describe(record, objectives)}")
@@ -243,6 +254,7 @@ def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -
 def _status_table(records, objectives) -> list[str]:
     """The status table for people: one row per trial, counts, the best trial."""
     from bnn_nas.objectives import column, metric, summary
+    from bnn_nas.search.budget import describe_budget, rung_label, rung_table
     from bnn_nas.search.derive import best_trial
 
     lines = []
@@ -262,6 +274,8 @@ def _status_table(records, objectives) -> list[str]:
         origin = r.origin.get("kind", "") + (
             f" of {r.origin['parent']}" if "parent" in r.origin else ""
         )
+        if "rung" in r.origin:  # a multi-fidelity trial: its rung and budget
+            origin += f", {describe_budget(r.origin)}"
         extra = f"  {r.error}" if r.error else ""
         lines.append(f"{r.id:>4}  {r.status.value:<8}{cells}{sec:>9}  {origin}{extra}")
     counts = {
@@ -269,10 +283,12 @@ def _status_table(records, objectives) -> list[str]:
         for s in ("done", "failed", "running", "pending")
     }
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    for _, by_status, budget in rung_table(records):  # a multi-fidelity search's rungs
+        lines.append(f"{budget}: " + ", ".join(f"{n} {s}" for s, n in by_status.items()))
     best = best_trial(records, objectives)
     if best is not None and best.result is not None:
         shown = " ".join(summary(o.name, o.value(best.result.metrics)) for o in objectives)
-        lines.append(f"best: trial {best.id} {shown}")
+        lines.append(f"best: trial {best.id} {shown}{rung_label(best)}")
     return lines
 
 

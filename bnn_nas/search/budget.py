@@ -106,3 +106,27 @@ def describe_budget(origin: Mapping[str, Any]) -> str:
     if data.get("train_size") is not None:
         parts.append(f"{data['train_size']} img")
     return f"rung {rung}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def rung_label(record: Any, rung: int | str | None = "top") -> str:
+    """`` at rung 2 (the highest reached)`` for a multi-fidelity trial, else ``""``."""
+    at = rung_of(record)
+    if at is None:
+        return ""
+    why = {"top": ", the highest reached", "all": ", among all rungs"}.get(str(rung), "")
+    return f" at rung {at}{why}"
+
+
+def rung_table(records: Iterable[Any]) -> list[tuple[int, dict[str, int], str]]:
+    """(rung, trials by status, ``rung 1 (3 ep, 2000 img)``) of a multi-fidelity search,
+    lowest rung first; empty for other searches (what ``status`` prints)."""
+    rows: dict[int, dict[str, int]] = {}
+    budgets: dict[int, str] = {}
+    for record in records:
+        rung = rung_of(record)
+        if rung is None:
+            continue
+        counts = rows.setdefault(rung, {})
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        budgets.setdefault(rung, describe_budget(record.origin))
+    return [(rung, rows[rung], budgets[rung]) for rung in sorted(rows)]

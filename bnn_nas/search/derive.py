@@ -246,6 +246,9 @@ def write_derived(
         "hash": chosen.hash,
         "trial": chosen.id,
         "derived_by": by if max_ops is None else f"{by}, max_ops={max_ops:g}",
+        # a multi-fidelity search's pick: the rung it was scored at, and that rung's budget
+        **({"rung": chosen.origin["rung"], "budget": chosen.origin.get("budget")}
+           if "rung" in chosen.origin else {}),
         "search_valid_accuracy": m.get("accuracy"),
         "ops": m.get("ops"),
         "bops": m.get("bops"),

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -312,21 +312,4 @@ class SuccessiveHalving(Controller):
                 if record.id not in promoted:
                     return self._promotion(record, rung + 1, 0)
         return self._entry(0, 0)
-
-
-def rung_table(records: Sequence[TrialRecord]) -> list[tuple[int, dict[str, int], str]]:
-    """(rung, counts by status, budget text) of a multi-fidelity search, lowest rung first
-    (empty for other searches): what ``status`` prints."""
-    from bnn_nas.search.budget import describe_budget, rung_of
-
-    rows: dict[int, dict[str, int]] = {}
-    budgets: dict[int, str] = {}
-    for record in records:
-        rung = rung_of(record)
-        if rung is None:
-            continue
-        counts = rows.setdefault(rung, {})
-        counts[record.status.value] = counts.get(record.status.value, 0) + 1
-        budgets.setdefault(rung, describe_budget(record.origin))
-    return [(rung, rows[rung], budgets[rung]) for rung in sorted(rows)]
 
