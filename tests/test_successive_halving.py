@@ -413,3 +413,95 @@ def test_edge_limits_hold_for_every_sampled_mutated_and_promoted_genotype(
         space.validate(r.genotype)
         for kind in ("normal", "reduce"):
             assert within(r.genotype.cell(kind)[0], max_free, min_binary)
+
+
+# --- end to end through the CLI, on the packaged sample --------------------------------
+
+CLI_CONFIG = """\
+seed: 2
+device: cpu
+search_space:
+  steps: 1
+  ops: [skip_connect, max_pool_3x3, xnor_conv_3x3]
+  network: {cells: 2, channels: 4, stem_multiplier: 1}
+data: {name: cifar10_sample, valid_fraction: 0.2, search_train_size: 100, search_valid_size: 50}
+train: {epochs: 3, batch_size: 50, lr: 0.005, eval_batch_size: 50}
+search: {controller: successive_halving, budget: BUDGET, base: random, eta: 2, bracket_size: 4,
+         rung_epochs: [1, 2, 3], rung_train_size: [50, 100, 100], promotion: PROMOTION}
+"""
+
+
+def cli_config(tmp_path: Path, budget: int = 7, promotion: str = "retrain") -> Path:
+    path = tmp_path / f"sh-{budget}-{promotion}.yaml"
+    path.write_text(CLI_CONFIG.replace("BUDGET", str(budget)).replace("PROMOTION", promotion))
+    return path
+
+
+def rung_contents(run: Path) -> list[tuple]:
+    store = SQLiteStore(run / "trials.sqlite", read_only=True)
+    try:
+        return [(r.id, r.hash, r.status.value, r.origin, r.result.metrics["accuracy"]
+                 if r.result else None) for r in store.trials()]  # fmt: skip
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_search_status_derive_through_the_cli(tmp_path):
+    from tests.test_search_cli import cli
+
+    run = tmp_path / "run"
+    done = cli("search", "--config", str(cli_config(tmp_path)), "--run-dir", str(run))
+    assert done.returncode == 0, done.stderr
+    rows = rung_contents(run)
+    assert [r[3]["rung"] for r in rows] == [0, 0, 0, 0, 1, 1, 2]
+    budgets = [r[3].get("budget") for r in rows]
+    assert budgets[3:5] == [{"epochs": 1, "train_size": 50}, {"epochs": 2, "train_size": 100}]
+    status = cli("status", str(run))
+    assert status.returncode == 0, status.stderr
+    assert "rung 0 (1 ep, 50 img): 4 done" in status.stdout
+    assert "rung 2 (3 ep, 100 img): 1 done" in status.stdout
+    assert "promotion of" in status.stdout and "at rung 2, the highest reached" in status.stdout
+    derived = cli("derive", str(run))
+    assert derived.returncode == 0, derived.stderr
+    assert "1 candidates at rung 2, the highest reached" in derived.stdout
+    import yaml
+
+    document = yaml.safe_load((run / "genotype.yaml").read_text())
+    assert document["trial"] == 7 and document["rung"] == 2
+    assert document["budget"] == {"epochs": 3, "train_size": 100}
+    every = cli("derive", str(run), "--rung", "all", "-o", str(tmp_path / "all.yaml"))
+    assert every.returncode == 0 and "7 candidates at rung" in every.stdout
+    wrong = cli("derive", str(run), "--rung", "9")
+    assert wrong.returncode != 0 and "no finished trial at rung 9; rungs reached: 0, 1, 2" in (
+        wrong.stderr)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_mid_search_then_resume_gives_the_same_rungs_and_choice(tmp_path):
+    """A real ``bnn-nas search`` SIGKILLed while rung 1 trains, then resumed: the same
+    trials (rungs, budgets, parents, accuracies) and the same derived genotype as an
+    uninterrupted search."""
+    import signal
+    import subprocess
+
+    from tests.test_faults import rows as store_rows
+    from tests.test_faults import search_cmd, wait_for
+    from tests.test_search_cli import cli
+
+    config = cli_config(tmp_path)
+    straight = tmp_path / "straight"
+    assert subprocess.run(search_cmd(config, straight), capture_output=True).returncode == 0
+    run = tmp_path / "run"
+    for moment in (lambda: len(store_rows(run)) >= 3, lambda: len(store_rows(run)) >= 5):
+        proc = subprocess.Popen(search_cmd(config, run), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        assert wait_for(moment, timeout=300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert rung_contents(run) == rung_contents(straight)
+    for target in (straight, run):
+        assert cli("derive", str(target)).returncode == 0
+    assert (run / "genotype.txt").read_text() == (straight / "genotype.txt").read_text()
