@@ -505,3 +505,51 @@ def test_sigkill_mid_search_then_resume_gives_the_same_rungs_and_choice(tmp_path
     for target in (straight, run):
         assert cli("derive", str(target)).returncode == 0
     assert (run / "genotype.txt").read_text() == (straight / "genotype.txt").read_text()
+
+
+# --- promotion: continue -------------------------------------------------------------------
+
+
+def test_continued_rungs_equal_one_uninterrupted_training(tmp_path):
+    """``promotion: continue``: rung 0 trains 1 epoch of the last rung's 3-epoch schedule and
+    saves its state; the promoted trial continues from it to epoch 3. Its score equals one
+    3-epoch training of the same genotype (the schedule, data order and RNG carry over)."""
+    import torch
+
+    from bnn_nas.search.evaluator import build_evaluator
+
+    cfg = config_from_dict({
+        "seed": 1, "device": "cpu", "search_space": {"steps": 1, "ops": ["xnor_conv_3x3"],
+                                                     "network": {"cells": 1, "channels": 4}},
+        "data": {"name": "cifar10_sample", "valid_fraction": 0.2, "search_train_size": 100,
+                 "search_valid_size": 50},
+        "train": {"epochs": 3, "batch_size": 50, "eval_batch_size": 50},
+    })  # fmt: skip
+    ev = build_evaluator(cfg, torch.device("cpu"))
+    genotype = ev.space.random_sample(random.Random(0))
+    with pytest.raises(ConfigError, match="needs a run directory"):
+        ev(genotype, budget=Budget(epochs=1, schedule_epochs=3, save="trial-1.pt"))
+    ev.checkpoints = tmp_path / "rungs"
+    low = ev(genotype, budget=Budget(epochs=1, schedule_epochs=3, save="trial-1.pt"))
+    assert (tmp_path / "rungs" / "trial-1.pt").is_file()
+    state = torch.load(tmp_path / "rungs" / "trial-1.pt", weights_only=False)
+    assert state["epoch"] == 0 and len(state["metrics"]) == 1
+    high = ev(genotype, budget=Budget(epochs=3, schedule_epochs=3, save="trial-2.pt",
+                                      resume="trial-1.pt"))  # fmt: skip
+    straight = ev(genotype)
+    assert high.accuracy == straight.accuracy and high.loss == straight.loss
+    assert low.loss != high.loss
+    with pytest.raises(Exception, match="parent checkpoint"):
+        ev(genotype, budget=Budget(epochs=3, schedule_epochs=3, save="trial-3.pt",
+                                   resume="trial-9.pt"))  # fmt: skip
+
+
+def test_continued_budgets_in_the_trial_rows():
+    records = search(make_config(13, promotion="continue"), ScriptedExecutor(1))
+    promoted = next(r for r in records if r.origin["kind"] == "promotion")
+    assert promoted.origin["budget"] == {"epochs": 3, "schedule_epochs": 9, "continue": True}
+    parent = promoted.origin["parent"]
+    assert budget_of(promoted) == Budget(epochs=3, schedule_epochs=9,
+                                         save=f"trial-{promoted.id}.pt",
+                                         resume=f"trial-{parent}.pt")  # fmt: skip
+    assert budget_of(records[0]).resume is None
