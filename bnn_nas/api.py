@@ -105,14 +105,18 @@ def run_search(
     cfg = with_budget(load_config(config, overrides=(*overrides, *extra), plugins=plugins),
                       budget)  # fmt: skip
     target = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    search, evaluator = open_search(cfg, target, resume=resume)
+    try:
+        search, evaluator = open_search(cfg, target, resume=resume)
+    except BaseException:  # a refused resume: the directory is free again
+        release_run_dir(target)
+        raise
     try:
         search.prepare()
         if isinstance(executor, Executor):
             _search(search, executor, progress)
         else:
             made = executor(cfg, evaluator) if callable(executor) else None
-            with made or make_executor(cfg, evaluator, plugins) as running:
+            with made if made is not None else make_executor(cfg, evaluator, plugins) as running:
                 _search(search, running, progress)
     finally:
         search.store.close()

@@ -160,6 +160,11 @@ def test_run_search_takes_a_mapping_an_executor_object_and_resumes(tmp_path):
     assert more.refresh().counts == more.counts
     with pytest.raises(ConfigError, match="no search to resume"):
         bnn_nas.run_search(data, run_dir=tmp_path / "other", resume=True, progress=False)
+    # a refused resume (another seed) leaves the directory free for another process too
+    with pytest.raises(ConfigError, match="was searched with seed=5"):
+        bnn_nas.run_search(data, run_dir=run, overrides=["seed=6"], progress=False)
+    locked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert locked.returncode == 0, locked.stderr
 
 
 def test_run_search_refuses_a_bad_config_in_one_line(tmp_path):
