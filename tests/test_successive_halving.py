@@ -553,3 +553,28 @@ def test_continued_budgets_in_the_trial_rows():
                                          save=f"trial-{promoted.id}.pt",
                                          resume=f"trial-{parent}.pt")  # fmt: skip
     assert budget_of(records[0]).resume is None
+
+
+# --- plot shows the rungs -----------------------------------------------------------------
+
+
+def test_plot_marks_each_rung_and_draws_the_highest_rungs_front(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from bnn_nas.search.plot import draw_search, plot_search
+
+    records = search(make_config(13, base="random"), ScriptedExecutor(1))
+    fig = draw_search(records)
+    try:
+        scatter_panel, right = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        labels = scatter_panel.get_legend_handles_labels()[1]
+        assert labels == ["rung 0", "rung 1", "rung 2", "Pareto front (rung 2)"]
+        counts = [len(c.get_offsets()) for c in scatter_panel.collections]
+        assert counts == [9, 3, 1]
+        front_line = scatter_panel.get_lines()[0]
+        assert len(front_line.get_xdata()) == 1  # the one trial of rung 2
+        assert right.get_legend_handles_labels()[1][-1] == "best so far (rung 2)"
+    finally:
+        plt.close(fig)
+    assert plot_search(records, tmp_path / "s.png").is_file()

@@ -1,5 +1,7 @@
 """Pictures of a search: the primary objective (accuracy) against each other one (OPs,
-...) with the Pareto front, and best-so-far over trials."""
+...) with the Pareto front, and best-so-far over trials. A multi-fidelity search's rungs
+get a marker each; its front and best-so-far are those of the highest rung reached (the
+trials derive chooses from)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 from bnn_nas.errors import ConfigError
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, metric
+from bnn_nas.search.budget import rung_of, top_rung
 from bnn_nas.search.derive import front
 from bnn_nas.search.trials import TrialRecord, completed
 
@@ -86,16 +89,24 @@ def draw_search(
     primary, others = objectives[0], objectives[1:]
     panels = max(1, len(others)) + 1
     fig, axes = plt.subplots(1, panels, figsize=(5.8 * panels, 4.6), layout="constrained")
-    y = [_shown(primary.name, primary.value(r.result.metrics)) for r in done]
+    groups = _rung_groups(done)  # [(label, marker, trials)]: one group unless multi-fidelity
+    top = top_rung(done)
+    front_label = "Pareto front" + (f" (rung {rung_of(top[0])})" if len(groups) > 1 else "")
+    ids = [r.id for r in done]
     for left, other in zip(axes[:-1], others, strict=False):
         x = [_shown(other.name, other.value(r.result.metrics)) for r in done]
-        points = left.scatter(x, y, s=18, c=[r.id for r in done], cmap="viridis",
-                              label="trial")  # fmt: skip
-        pf = front(done, (primary, other))  # the front of this pair of objectives
+        for label, marker, group in groups:
+            points = left.scatter(
+                [_shown(other.name, other.value(r.result.metrics)) for r in group],
+                [_shown(primary.name, primary.value(r.result.metrics)) for r in group],
+                s=18, c=[r.id for r in group], cmap="viridis", vmin=min(ids), vmax=max(ids),
+                marker=marker, label=label,
+            )  # fmt: skip
+        pf = front(top, (primary, other))  # the front of this pair of objectives
         left.plot(
             [_shown(other.name, other.value(r.result.metrics)) for r in pf],
             [_shown(primary.name, primary.value(r.result.metrics)) for r in pf],
-            "-o", color="crimson", ms=5, label="Pareto front",
+            "-o", color="crimson", ms=5, label=front_label,
         )  # fmt: skip
         positive = [v for v in x if v > 0]
         wide = bool(positive) and max(positive) > 10 * min(positive) and min(x) > 0
@@ -109,19 +120,40 @@ def draw_search(
     right = axes[-1]
     ids, best, running = [], [], None
     better = max if primary.maximize else min
-    for r in sorted(done, key=lambda r: r.id):
+    for r in sorted(top, key=lambda r: r.id):
         v = _shown(primary.name, primary.value(r.result.metrics))
         running = v if running is None else better(running, v)
         ids.append(r.id)
         best.append(running)
-    right.plot([r.id for r in done], y, ".", color="grey", label="trial")
-    right.step(ids, best, where="post", color="crimson", label="best so far")
+    for label, marker, group in groups:
+        right.plot([r.id for r in group],
+                   [_shown(primary.name, primary.value(r.result.metrics)) for r in group],
+                   marker if len(groups) > 1 else ".", color="grey", linestyle="none",
+                   ms=4 if len(groups) > 1 else 6, label=label)  # fmt: skip
+    right.step(ids, best, where="post", color="crimson", label=front_label.replace(
+        "Pareto front", "best so far"))  # fmt: skip
     right.set_xlabel("trial")
     right.set_ylabel(_label(primary.name))
     _legend_above(right)
     right.grid(alpha=0.3)
     fig.suptitle(title or objectives_phrase(objectives))
     return fig
+
+
+RUNG_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _rung_groups(done: Sequence[TrialRecord]) -> list[tuple[str, str, list[TrialRecord]]]:
+    """(legend label, marker, trials) per rung of a multi-fidelity search, lowest first;
+    one group of every trial for other searches."""
+    rungs = sorted({r for r in map(rung_of, done) if r is not None})
+    if not rungs:
+        return [("trial", "o", list(done))]
+    return [
+        (f"rung {rung}", RUNG_MARKERS[k % len(RUNG_MARKERS)],
+         [r for r in done if rung_of(r) == rung])
+        for k, rung in enumerate(rungs)
+    ]  # fmt: skip
 
 
 def _legend_above(ax) -> None:
