@@ -371,7 +371,9 @@ def test_a_compiled_step_computes_the_eager_gradients_bit_for_bit(family, monkey
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_an_aot_or_inductor_step_computes_the_eager_gradients_to_rounding(backend):
     """AOTAutograd's decompositions and Inductor's fused kernels round differently, so the
-    step is compared in float64, where no rounding flips a sign: equal to 1e-9 relative."""
+    step is compared in float64, where no rounding flips a sign: equal to 1e-9 relative
+    (1e-12 absolute: block 0's BN sees an already normalised input, its running mean is
+    rounding noise around 0)."""
     torch.manual_seed(0)
     layout = torch.channels_last
     model = build_baseline("resnet20", "bireal", 10).cuda().double().to(memory_format=layout)
@@ -380,5 +382,4 @@ def test_an_aot_or_inductor_step_computes_the_eager_gradients_to_rounding(backen
     eager = _one_step_gradients(model, x, y, None)
     compiled = _one_step_gradients(model, x, y, backend)
     for name, g in eager.items():
-        scale = float(g.abs().max()) or 1.0
-        assert float((compiled[name] - g).abs().max()) <= 1e-9 * scale, name
+        torch.testing.assert_close(compiled[name], g, rtol=1e-9, atol=1e-12, msg=name)
