@@ -117,44 +117,59 @@ class SearchResults:
         return objectives
 
     def best(
-        self, objective: str | Objective | None = None, *, direction: str | None = None
+        self,
+        objective: str | Objective | None = None,
+        *,
+        direction: str | None = None,
+        rung: int | str | None = None,
     ) -> CompletedTrial | None:
         """The best finished trial by ``objective`` (default the search's primary one),
         within the search's limits; ties go to its other objectives, then the earlier
-        trial. None while no trial has finished."""
-        from bnn_nas.search.derive import best_trial
+        trial. None while no trial has finished. A multi-fidelity search's trials are
+        compared at the highest rung reached (``rung``: ``"all"`` or a number, as for
+        derive)."""
+        from bnn_nas.search.derive import rank_by_accuracy
 
         first = self.objectives[0] if objective is None else self.objective(objective, direction)
         rest = tuple(o for o in self.objectives if o.name != first.name)
-        return best_trial(self._within(), (first, *rest))
+        ranking = rank_by_accuracy(self._pool(rung), (first, *rest))
+        return ranking[0] if ranking else None
 
-    def pareto(self, objectives: Sequence[str | Objective] | None = None) -> list[CompletedTrial]:
+    def pareto(
+        self, objectives: Sequence[str | Objective] | None = None, *, rung: int | str | None = None
+    ) -> list[CompletedTrial]:
         """The non-dominated finished trials over ``objectives`` (names; default the
         search's), within the search's limits, in `derive --by pareto`'s order (accuracy vs
-        OPs: by ascending OPs): pareto.csv's trials."""
+        OPs: by ascending OPs), at the highest rung reached (``rung``): pareto.csv's."""
         from bnn_nas.search.derive import front
 
-        within = self._within()
-        return front(within, self._objectives(objectives)) if within else []
+        pool = self._pool(rung)
+        return front(pool, self._objectives(objectives)) if pool else []
 
-    def _within(self) -> list[CompletedTrial]:
+    def _pool(self, rung: int | str | None) -> list[CompletedTrial]:
+        """The finished trials within the search's limits, at ``rung``."""
+        from bnn_nas.search.derive import at_rung
+
         limited = [o for o in self.objectives if o.limit is not None]
-        return [r for r in self.completed if all(o.within(r.result.metrics) for o in limited)]
+        within = [r for r in self.completed if all(o.within(r.result.metrics) for o in limited)]
+        return at_rung(within, rung)
 
     def derive(
         self,
         by: str = "accuracy",
         *,
         max_ops: float | None = None,
+        rung: int | str | None = None,
         output: str | Path | bool | None = None,
     ) -> CompletedTrial:
         """The final genotype's trial, as `bnn-nas derive` picks it: ``by="accuracy"`` (the
         best by the primary objective) or ``"pareto"`` (the knee of the front); ``max_ops``
-        a limit on OPs. ``output``: a genotype file to write as derive does (YAML, DARTS
-        text and drawing beside it); ``True``: RUN_DIR/genotype.yaml."""
+        a limit on OPs; ``rung`` as derive's --rung. ``output``: a genotype file to write
+        as derive does (YAML, DARTS text and drawing beside it); ``True``:
+        RUN_DIR/genotype.yaml."""
         from bnn_nas.search.derive import choose, write_derived
 
-        chosen, _ = choose(list(self.trials), by, max_ops, self.objectives)
+        chosen, _ = choose(list(self.trials), by, max_ops, self.objectives, rung)
         if output:
             if output is True:
                 if self.run_dir is None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import bnn_nas
 from bnn_nas.cli import main
 from bnn_nas.config import config_from_dict, config_to_dict
+from bnn_nas.errors import ConfigError
 from bnn_nas.objectives import objectives_from
 from bnn_nas.search.derive import best_trial
 from bnn_nas.search.engine import SearchRun
@@ -54,6 +56,9 @@ def brute_force_front(rows: list[dict[str, str]], objectives: list[dict]) -> set
         )  # fmt: skip
 
     done = [r for r in rows if r["status"] == "done" and within(r)]
+    if done and done[0].get("rung") not in (None, ""):  # multi-fidelity: the highest rung
+        top = max(int(r["rung"]) for r in done)
+        done = [r for r in done if int(r["rung"]) == top]
     return {
         int(r["id"]) for r in done
         if not any(all(a <= b for a, b in zip(turned(s), turned(r), strict=True))
@@ -246,3 +251,46 @@ def test_status_watch_stops_on_ctrl_c_with_130(tmp_path, monkeypatch):
     assert result.exit_code == 130
     assert "2 done" in result.output
     assert "interrupted; watch it again with: bnn-nas status" in result.output
+
+
+def test_a_multi_fidelity_search_has_rungs_in_trials_csv_and_its_top_front_in_pareto_csv(
+    tmp_path,
+):
+    from tests.test_successive_halving import ScriptedExecutor, make_config
+
+    cfg = make_config(13)
+    run = tmp_path / "run"
+    run.mkdir()
+    store = SQLiteStore(run / "trials.sqlite")
+    seen = []
+
+    def check(progress) -> None:
+        rows = read_csv(run / "trials.csv")
+        front = read_csv(run / "pareto.csv")
+        assert {int(r["id"]) for r in front} == brute_force_front(rows, TWO)
+        seen.append({r["rung"] for r in front})
+
+    try:
+        store.set_meta("config", config_to_dict(cfg))
+        search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0,
+                           run)  # fmt: skip
+        search.prepare()
+        search.run(ScriptedExecutor(2), check)
+    finally:
+        store.close()
+    rows = read_csv(run / "trials.csv")
+    assert list(rows[0])[:7] == ["id", "status", "hash", "attempts", "origin", "parent", "rung"]
+    assert len({r["rung"] for r in rows}) >= 2 and seen[-1] == {max(r["rung"] for r in rows)}
+    results = bnn_nas.load_run(run)
+    assert [t.id for t in results.pareto()] == [int(r["id"]) for r in read_csv(run / "pareto.csv")]
+    assert results.best().id == best_trial(list(results.trials), results.objectives).id
+    assert results.derive().id == results.best().id
+    everything = results.pareto(rung="all")
+    assert {t.id for t in everything} == brute_force_front(
+        [{**r, "rung": ""} for r in rows], TWO)  # fmt: skip
+    low = results.best(rung=0)
+    assert low.origin["rung"] == 0
+    with pytest.raises(ConfigError, match="no finished trial at rung 9"):
+        results.best(rung=9)
+    csv_out = status(str(run), "--format", "csv").output
+    assert csv_out == (run / "trials.csv").read_text()

@@ -239,12 +239,11 @@ def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -
         import csv
         import io
 
-        from bnn_nas.search.export import HEAD_FIELDS, result_fields, trial_row
+        from bnn_nas.search.export import csv_header, result_fields, trial_row
 
         fields = result_fields(records)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, (*HEAD_FIELDS, *fields, "error", "genotype"),
-                                lineterminator="\n")  # fmt: skip
+        writer = csv.DictWriter(buffer, csv_header(records), lineterminator="\n")
         writer.writeheader()
         writer.writerows(trial_row(r, fields) for r in records)
         return buffer.getvalue().rstrip("\n")

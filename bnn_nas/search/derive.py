@@ -98,13 +98,19 @@ def candidates(
         raise ConfigError(
             f"no finished trial has {o.describe_limit()}; the best has {best:.4g}"
         )
+    return at_rung(within, rung)
+
+
+def at_rung(records: list[CompletedTrial], rung: int | str | None) -> list[CompletedTrial]:
+    """``records`` at the highest rung among them (``rung`` None or ``"top"``), every one
+    (``"all"``) or those at rung N (a one-line error when none is)."""
     if rung is None or rung == "top":
-        return top_rung(within)
+        return top_rung(records)
     if rung == "all":
-        return within
-    chosen = [r for r in within if rung_of(r) == int(rung)]
-    if not chosen:
-        reached = sorted({x for x in map(rung_of, within) if x is not None})
+        return records
+    chosen = [r for r in records if rung_of(r) == int(rung)]
+    if not chosen and records:
+        reached = sorted({x for x in map(rung_of, records) if x is not None})
         raise ConfigError(
             f"no finished trial at rung {rung}; "
             + (f"rungs reached: {', '.join(map(str, reached))}" if reached
@@ -131,13 +137,17 @@ def front(
 
 
 def pareto_trials(
-    records: list[TrialRecord], objectives: Sequence[Objective] = DEFAULT_OBJECTIVES
+    records: list[TrialRecord],
+    objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+    rung: int | str | None = None,
 ) -> list[CompletedTrial]:
     """The front of the finished trials that keep every objective's limit (empty while
-    none has finished or none keeps them): what pareto.csv holds."""
+    none has finished or none keeps them), of a multi-fidelity search at the highest rung
+    reached (``rung``: as for :func:`candidates`): what pareto.csv holds."""
     within = [r for r in completed(records)
               if all(o.within(r.result.metrics) for o in objectives)]  # fmt: skip
-    return front(within, objectives) if within else []
+    pool = at_rung(within, rung)
+    return front(pool, objectives) if pool else []
 
 
 def knee(

@@ -47,6 +47,13 @@ def result_fields(records: list[TrialRecord]) -> tuple[str, ...]:
     return (*RESULT_FIELDS, *sorted(seen - set(RESULT_FIELDS)))
 
 
+def csv_header(records: list[TrialRecord]) -> tuple[str, ...]:
+    """trials.csv's columns for ``records``: a multi-fidelity search's have ``rung`` after
+    ``parent``; then the metric columns (:func:`result_fields`), error, genotype."""
+    rung = ("rung",) if any("rung" in r.origin for r in records) else ()
+    return (*HEAD_FIELDS, *rung, *result_fields(records), "error", "genotype")
+
+
 def trial_row(record: TrialRecord, fields: tuple[str, ...] = RESULT_FIELDS) -> dict[str, object]:
     result = record.result.to_dict() if record.result is not None else {}
     return {
@@ -56,6 +63,7 @@ def trial_row(record: TrialRecord, fields: tuple[str, ...] = RESULT_FIELDS) -> d
         "attempts": record.attempts,
         "origin": record.origin.get("kind", ""),
         "parent": parent_of(record.origin),
+        **({"rung": record.origin["rung"]} if "rung" in record.origin else {}),
         **{key: result.get(key, "") for key in fields},
         "error": record.error or "",
         "genotype": str(record.genotype),
@@ -65,8 +73,7 @@ def trial_row(record: TrialRecord, fields: tuple[str, ...] = RESULT_FIELDS) -> d
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
     """One row per trial, replaced atomically."""
     fields = result_fields(records)
-    header = (*HEAD_FIELDS, *fields, "error", "genotype")
-    write_csv_atomic(path, header, (trial_row(r, fields) for r in records))
+    write_csv_atomic(path, csv_header(records), (trial_row(r, fields) for r in records))
 
 
 def write_pareto_csv(
@@ -74,12 +81,11 @@ def write_pareto_csv(
 ) -> None:
     """The Pareto front of the finished trials (within every objective's limit) over the
     search's objectives, in trials.csv's columns, ordered as ``derive --by pareto`` shows
-    it (accuracy vs OPs: by ascending OPs); replaced atomically, header only while no
-    trial has finished."""
+    it (accuracy vs OPs: by ascending OPs), of a multi-fidelity search at the highest rung
+    reached; replaced atomically, header only while no trial has finished."""
     front = pareto_trials(records, objectives)
     fields = result_fields(records)
-    header = (*HEAD_FIELDS, *fields, "error", "genotype")
-    write_csv_atomic(path, header, (trial_row(r, fields) for r in front))
+    write_csv_atomic(path, csv_header(records), (trial_row(r, fields) for r in front))
 
 
 def _plain(value: Any) -> Any:
