@@ -215,3 +215,24 @@ def test_train_refuses_what_the_command_refuses(tmp_path):
         with pytest.raises(BnnNasError, match=expected):
             bnn_nas.train(config, run_dir=tmp_path / "run", **kwargs)
     assert not (tmp_path / "run").exists()
+
+
+STORED_SEARCHES = sorted(p.parent for p in (ROOT / "docs" / "results").rglob("trials.sqlite"))
+
+
+def test_there_are_stored_searches():
+    assert SEARCH_CIFAR in STORED_SEARCHES
+
+
+@pytest.mark.parametrize("run", STORED_SEARCHES, ids=lambda p: p.name)
+def test_every_search_in_docs_results_loads(run):
+    results = bnn_nas.load_run(run)
+    records, objectives = open_run(run)
+    assert [t.id for t in results.trials] == [r.id for r in records] and records
+    assert results.objectives == objectives
+    if results.completed:
+        assert results.best().id == choose(records, "accuracy", None, objectives)[0].id
+        assert [t.id for t in results.pareto()] == [
+            t.id for t in choose(records, "pareto", None, objectives)[1]]  # fmt: skip
+    assert len(results.rows()) == len(records)
+    json.dumps(results.to_dict())  # JSON data
