@@ -37,7 +37,8 @@ from bnn_nas.registry import Entry, Registry
 
 CONTROLLERS: Registry[Any] = Registry(
     "controller", key="search.controller",
-    builtins=("bnn_nas.search.controllers", "bnn_nas.search.successive_halving"),
+    builtins=("bnn_nas.search.controllers", "bnn_nas.search.successive_halving",
+              "bnn_nas.search.optuna_search"),
     group="bnn_nas.controllers",
 )  # fmt: skip
 EXECUTORS: Registry[Any] = Registry(

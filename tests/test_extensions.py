@@ -162,12 +162,12 @@ def test_cli_rejects_an_unknown_baseline_in_one_line(tmp_path):
 
 
 def test_registries_list_the_built_ins_and_refuse_duplicates():
-    assert [e.name for e in list_controllers()] == ["evolution", "pareto", "random",
+    assert [e.name for e in list_controllers()] == ["evolution", "optuna", "pareto", "random",
                                                     "successive_halving"]
     assert [e.name for e in list_executors()] == ["local", "processes", "ray", "streams"]
     assert {e.name for e in list_baselines()} >= {"resnet18", "resnet20", "vgg_small"}
     assert {e.name for e in list_families()} >= {"xnor", "bireal"}
-    assert [e.name for e in CONTROLLERS.list("*o*")] == ["evolution", "pareto", "random"]
+    assert [e.name for e in CONTROLLERS.list("*o*")] == ["evolution", "optuna", "pareto", "random"]
     assert all(e.source == "builtin" for r in (CONTROLLERS, EXECUTORS, DATASETS) for e in r.list())
     assert get_controller("evolution").setting_names() == ("population", "sample_size", "eliminate")
     with pytest.raises(ConfigError, match=r"'random' is already registered.*override=True"):

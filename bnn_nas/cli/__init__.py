@@ -17,6 +17,7 @@ import click
 from bnn_nas import __version__
 from bnn_nas.cli.export_commands import export_command, infer_command
 from bnn_nas.cli.options import USER_ERROR_EXIT
+from bnn_nas.cli.optuna_commands import export_optuna_command
 from bnn_nas.cli.results_commands import compare_command
 from bnn_nas.cli.search_commands import derive_command, plot_command, search_command, status_command
 from bnn_nas.cli.space_commands import primitives_command, profile_command, show_command
@@ -102,6 +103,6 @@ def main() -> None:
 for _command in (
     primitives_command, show_command, profile_command, train_command, search_command,
     derive_command, status_command, plot_command, export_command, infer_command,
-    compare_command,
+    compare_command, export_optuna_command,
 ):  # fmt: skip
     main.add_command(_command)

@@ -22,6 +22,7 @@ from bnn_nas.config import Config, check_batch_fits, config_from_dict, config_to
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts, run_kind
+from bnn_nas.search.controllers import make_controller
 from bnn_nas.search.derive import best_trial  # noqa: F401  (re-exported)
 from bnn_nas.search.evaluator import Evaluator, load_search_data
 from bnn_nas.search.executors import format_error, make_executor  # noqa: F401  (re-exported)
@@ -90,6 +91,10 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     check_batch_fits(config.train, len(data.train), "train")
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     evaluator.check_teacher()  # train.distill: a teacher that does not fit fails here, once
+    # built now: a controller that cannot be made (a missing extra, a bad sampler) fails
+    # before the run directory is
+    controller = make_controller(config.search, space, config.seed, evaluator.cost_metrics,
+                                 config)
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
@@ -122,7 +127,8 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
         store = SQLiteStore(store_path)
     # continued multi-fidelity trials (search.promotion: continue) keep their state here
     evaluator.checkpoints = run_dir / "rungs"
-    return SearchRun(config, space, store, evaluator.cost_metrics, run_dir), evaluator
+    search = SearchRun(config, space, store, evaluator.cost_metrics, run_dir, controller)
+    return search, evaluator
 
 
 def default_run_dir(config: Config) -> Path:
