@@ -150,11 +150,17 @@ def test_the_log_keeps_what_a_terminal_shows(tmp_path, capsys):
         sys.stderr.write("10%|#  |\r20%|##  |")
         sys.stderr.write("\r30%|###|\n")
         print("\x1b[A\x1b[2Kplain \x1b[31mred\x1b[0m")
-        sys.stdout.write("long text\rshort\n   \nno newline")
+        sys.stdout.write("long text\rshort\n   \n")
+        for i in range(5000):  # a bar redrawn for hours: one line's worth is kept
+            sys.stdout.write(f"\r{i:5d} of 5000")
+        assert len(sys.stdout._text) == len("4999 of 5000") + 1
+        sys.stdout.write("\nab\rX")
+        sys.stdout.write("Y, no newline")
     lines = (tmp_path / "x.log").read_text().splitlines()
     assert lines[0].startswith("=== ") and lines[0].endswith(" title")
     # as a terminal shows it: a shorter redraw leaves the longer line's end standing
-    assert lines[1:] == ["30%|###||", "plain red", "shorttext", "no newline"]
+    assert lines[1:] == ["30%|###||", "plain red", "shorttext", " 4999 of 5000",
+                         "XY, no newline"]
     assert capsys.readouterr().err == "10%|#  |\r20%|##  |\r30%|###|\n"  # passed through
 
 

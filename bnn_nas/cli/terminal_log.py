@@ -27,21 +27,35 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # cursor moves, colours, erase
 
 class _Tee:
     """A text stream that writes through to ``stream`` and hands complete lines to
-    ``sink``; every other attribute is the stream's (isatty, encoding, fileno, ...)."""
+    ``sink``; every other attribute is the stream's (isatty, encoding, fileno, ...).
+
+    The line being written is kept as a terminal shows it (its text and the cursor's
+    column: ``\r`` moves the cursor back, later text overwrites), so a progress bar
+    redrawn for hours holds one line's worth, not every redraw."""
 
     def __init__(self, stream: TextIO, sink: TerminalLog) -> None:
         self._stream, self._sink = stream, sink
-        self._line = ""
+        self._text, self._col = "", 0
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):  # click probes streams with b"": a text stream refuses
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         written = self._stream.write(text)
         with self._sink.lock:
-            *complete, self._line = (self._line + text).split("\n")
-            for line in complete:
-                self._sink.line(line)
+            *complete, rest = _CONTROL.sub("", text).split("\n")
+            for part in complete:
+                self._put(part)
+                self._sink.line(self._text)
+                self._text, self._col = "", 0
+            self._put(rest)
         return written
+
+    def _put(self, text: str) -> None:
+        for i, part in enumerate(text.split("\r")):
+            if i:
+                self._col = 0
+            self._text = self._text[: self._col] + part + self._text[self._col + len(part) :]
+            self._col += len(part)
 
     def flush(self) -> None:
         self._stream.flush()
@@ -49,9 +63,8 @@ class _Tee:
     def close_line(self) -> None:
         """At the end: a line left without its newline is logged as it stands."""
         with self._sink.lock:
-            if self._line:
-                self._sink.line(self._line)
-            self._line = ""
+            self._sink.line(self._text)
+            self._text, self._col = "", 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -68,11 +81,8 @@ class TerminalLog:
         self._saved: tuple[TextIO, TextIO] | None = None
 
     def line(self, text: str) -> None:
-        """One terminal line into the log (what a ``\\r`` redraw left of it)."""
-        shown = ""
-        for part in _CONTROL.sub("", text).split("\r"):  # \r: back to the line's start
-            shown = part + shown[len(part):]
-        shown = shown.rstrip()
+        """One terminal line, as it was shown, into the log (blank ones are left out)."""
+        shown = text.rstrip()
         if self._file is not None and shown:
             self._file.write(shown + "\n")
             self._file.flush()  # `tail -f search.log` follows the search
