@@ -145,6 +145,22 @@ def test_an_error_that_ends_the_search_is_in_the_log(tmp_path, monkeypatch):
     assert "Traceback (most recent call last)" in log and "ZeroDivisionError: a bug" in log
 
 
+def test_ctrl_c_leaves_its_resume_hint_in_the_log(tmp_path, monkeypatch):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bnn_nas.search.loop.SearchRun.run", stop)
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG)
+    args = ["search", "--config", str(config), "--run-dir", str(tmp_path / "run"),
+            "--tensorboard"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130
+    hint = result.stderr.strip().splitlines()[-1]
+    assert hint.startswith("bnn-nas: interrupted; ") and hint.endswith("--tensorboard")
+    assert (tmp_path / "run" / "search.log").read_text().splitlines()[-1] == hint
+
+
 def test_the_log_keeps_what_a_terminal_shows(tmp_path, capsys):
     with TerminalLog(tmp_path / "x.log", "title"):
         sys.stderr.write("10%|#  |\r20%|##  |")

@@ -147,7 +147,8 @@ def test_optuna_tpe_search_resumes_after_sigkill_and_exports_the_same_trials(tmp
     path = tmp_path / "c.yaml"
     path.write_text(CONFIG)
     straight = tmp_path / "straight"
-    # both searches in processes of their own (in this one, evaluation rounds differently)
+    # both in processes of their own: tests/conftest.py runs torch on one thread here, and
+    # evaluation on one thread rounds differently from the CLI's on all cores
     done = subprocess.run(search_cmd(path, straight), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     expected = scores(straight)
