@@ -453,6 +453,8 @@ def test_search_status_derive_through_the_cli(tmp_path):
     run = tmp_path / "run"
     done = cli("search", "--config", str(cli_config(tmp_path)), "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
+    assert "random, rung 0 (1 ep, 50 img)" in done.stdout  # the progress lines
+    assert "trial 7 " in done.stdout and ", rung 2 (3 ep, 100 img)" in done.stdout
     rows = rung_contents(run)
     assert [r[3]["rung"] for r in rows] == [0, 0, 0, 0, 1, 1, 2]
     budgets = [r[3].get("budget") for r in rows]
@@ -578,3 +580,27 @@ def test_plot_marks_each_rung_and_draws_the_highest_rungs_front(tmp_path):
     finally:
         plt.close(fig)
     assert plot_search(records, tmp_path / "s.png").is_file()
+
+
+def test_trials_and_pareto_csv_carry_rung_and_budget(tmp_path):
+    import csv
+
+    from bnn_nas.search.derive import pareto_trials
+    from bnn_nas.search.export import write_pareto_csv, write_trials_csv
+
+    records = search(make_config(13, rung_train_size=[10, 20, 30]), ScriptedExecutor(1))
+    write_trials_csv(tmp_path / "trials.csv", records)
+    write_pareto_csv(tmp_path / "pareto.csv", records)
+    with (tmp_path / "trials.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:9] == ["id", "status", "hash", "attempts", "origin", "parent",
+                                 "rung", "epochs", "train_size"]  # fmt: skip
+    assert [(r["rung"], r["epochs"], r["train_size"]) for r in rows][8:10] == [
+        ("0", "1", "10"), ("1", "3", "20")]  # fmt: skip
+    assert {rung_of(r) for r in pareto_trials(records)} == {2}  # the highest rung's front
+    with (tmp_path / "pareto.csv").open() as handle:
+        assert [r["rung"] for r in csv.DictReader(handle)] == ["2"]
+    plain = [r for r in search(make_config(3, controller="random"), ScriptedExecutor(1))]
+    write_trials_csv(tmp_path / "plain.csv", plain)
+    with (tmp_path / "plain.csv").open() as handle:
+        assert "rung" not in next(csv.DictReader(handle))  # other searches: as before

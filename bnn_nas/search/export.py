@@ -22,6 +22,7 @@ from bnn_nas.space.genotype import Genotype
 RESULT_FIELDS = tuple(METRICS)  # known metrics in this order; any others after, by name
 HEAD_FIELDS = ("id", "status", "hash", "attempts", "origin", "parent")
 CSV_FIELDS = (*HEAD_FIELDS, *RESULT_FIELDS, "error", "genotype")
+RUNG_FIELDS = ("rung", "epochs", "train_size")  # a multi-fidelity trial's rung and budget
 
 
 def parent_of(origin: dict[str, Any]) -> str:
@@ -48,9 +49,10 @@ def result_fields(records: list[TrialRecord]) -> tuple[str, ...]:
 
 
 def csv_header(records: list[TrialRecord]) -> tuple[str, ...]:
-    """trials.csv's columns for ``records``: a multi-fidelity search's have ``rung`` after
-    ``parent``; then the metric columns (:func:`result_fields`), error, genotype."""
-    rung = ("rung",) if any("rung" in r.origin for r in records) else ()
+    """trials.csv's columns for ``records``: a multi-fidelity search's have ``rung``,
+    ``epochs`` and ``train_size`` (its budget) after ``parent``; then the metric columns
+    (:func:`result_fields`), error, genotype."""
+    rung = RUNG_FIELDS if any("rung" in r.origin for r in records) else ()
     return (*HEAD_FIELDS, *rung, *result_fields(records), "error", "genotype")
 
 
@@ -63,11 +65,20 @@ def trial_row(record: TrialRecord, fields: tuple[str, ...] = RESULT_FIELDS) -> d
         "attempts": record.attempts,
         "origin": record.origin.get("kind", ""),
         "parent": parent_of(record.origin),
-        **({"rung": record.origin["rung"]} if "rung" in record.origin else {}),
+        **_rung_cells(record.origin),
         **{key: result.get(key, "") for key in fields},
         "error": record.error or "",
         "genotype": str(record.genotype),
     }
+
+
+def _rung_cells(origin: dict[str, Any]) -> dict[str, object]:
+    """rung, epochs, train_size of a multi-fidelity trial (nothing for other trials)."""
+    if "rung" not in origin:
+        return {}
+    budget = origin.get("budget") or {}
+    return {"rung": origin["rung"], "epochs": budget.get("epochs", ""),
+            "train_size": budget.get("train_size", "")}  # fmt: skip
 
 
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:

@@ -10,6 +10,7 @@ from types import TracebackType
 from tqdm.auto import tqdm  # a widget in notebooks, the text bar elsewhere
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
+from bnn_nas.search.budget import describe_budget
 from bnn_nas.search.executors import Executor
 from bnn_nas.search.loop import Progress, SearchRun
 from bnn_nas.search.running import RunningTrials
@@ -24,7 +25,11 @@ def describe(record: TrialRecord, objectives: Sequence[Objective] = DEFAULT_OBJE
     shown = " ".join(labelled(o.name, o.value(metrics)) for o in objectives)
     seconds = metrics.get("train_seconds")
     took = f" ({seconds:.1f} s)" if seconds is not None else ""
-    return f"trial {record.id} {shown}{took} {record.origin.get('kind', '')}"
+    origin = record.origin.get("kind", "")
+    if "rung" in record.origin:  # a multi-fidelity trial: "promotion of 6, rung 1 (3 ep)"
+        parent = f" of {record.origin['parent']}" if "parent" in record.origin else ""
+        origin += f"{parent}, {describe_budget(record.origin)}"
+    return f"trial {record.id} {shown}{took} {origin}"
 
 
 def busy_seconds(records: Iterable[TrialRecord]) -> float:
