@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bnn_nas.units import count, size
+
 __all__ = ["LayerCost", "ModelCost", "count_cost"]
 
 OPS_PER_BOP = 1 / 64  # a 64-bit word does 64 XNOR-popcount MACs per instruction
@@ -109,11 +111,11 @@ class ModelCost(_Totals):
                 layer.name or "(model)",
                 layer.kind,
                 "x".join(map(str, layer.output_shape)) or "-",
-                _eng(layer.bops),
-                _eng(layer.flops),
-                _eng(layer.ops),
-                _eng(layer.params),
-                _size(layer.bytes),
+                count(layer.bops),
+                count(layer.flops),
+                count(layer.ops),
+                count(layer.params),
+                size(layer.bytes),
             )
             for layer in self.layers
         ]
@@ -125,9 +127,9 @@ class ModelCost(_Totals):
 
         rule = "-" * len(line(tuple("-" * w for w in widths)))
         totals = (
-            f"total: BOPs {_eng(self.bops)}  FLOPs {_eng(self.flops)}  OPs {_eng(self.ops)}  "
-            f"params {_eng(self.params)} (binary {_eng(self.binary_params)} / "
-            f"float {_eng(self.float_params)})  bytes {_size(self.bytes)}"
+            f"total: BOPs {count(self.bops)}  FLOPs {count(self.flops)}  OPs {count(self.ops)}  "
+            f"params {count(self.params)} (binary {count(self.binary_params)} / "
+            f"float {count(self.float_params)})  bytes {size(self.bytes)}"
         )
         return "\n".join([line(header), rule, *map(line, rows), rule, totals])
 
@@ -251,20 +253,3 @@ def _first_tensor(value: Any) -> Tensor | None:
             if found is not None:
                 return found
     return None
-
-
-def _eng(value: float) -> str:
-    """3 significant digits with a K/M/G/T suffix: 1.68G, 163M, 11.0M, 10."""
-    magnitude = abs(value)
-    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if magnitude >= scale * 0.9995:  # 999,500 prints as 1M, not 1e+03K
-            return f"{value / scale:#.3g}".rstrip(".") + suffix  # 11.0M, not 11M
-    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
-
-
-def _size(num_bytes: float) -> str:
-    if num_bytes < 1024:
-        return f"{num_bytes:.0f} B"
-    if num_bytes < 1024**2:
-        return f"{num_bytes / 1024:.1f} KiB"
-    return f"{num_bytes / 1024**2:.2f} MiB"

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bnn_nas import units
 from bnn_nas.errors import ConfigError
 
 DIRECTIONS = ("maximize", "minimize")
@@ -34,23 +35,31 @@ class Metric:
     status_digits: int = 4  # status table
     log: bool = False  # spans orders of magnitude: log axis in plots and the knee
     cost: bool = False  # known before training (counted on the built network)
+    # how a value is written in lines (bnn_nas/units.py): "count" (2.05M, 98.3k),
+    # "size" (43.4 kB), "" (plain, ``digits`` decimals)
+    style: str = ""
 
 
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("acc", "accuracy", "accuracy"),
     "loss": Metric("loss", "loss", "loss"),
     "train_loss": Metric("train_loss", "train loss", "train_loss"),
-    "bops": Metric("BOPs", "BOPs (M)", "BOPs", 1e6, "M", 2, 3, log=True, cost=True),
-    "flops": Metric("FLOPs", "FLOPs (M)", "FLOPs", 1e6, "M", 2, 3, log=True, cost=True),
-    "ops": Metric("OPs", "OPs (M)", "OPs", 1e6, "M", 2, 3, log=True, cost=True),
+    "bops": Metric("BOPs", "BOPs (M)", "BOPs", 1e6, "M", 2, 3, log=True, cost=True,
+                   style="count"),
+    "flops": Metric("FLOPs", "FLOPs (M)", "FLOPs", 1e6, "M", 2, 3, log=True, cost=True,
+                    style="count"),
+    "ops": Metric("OPs", "OPs (M)", "OPs", 1e6, "M", 2, 3, log=True, cost=True, style="count"),
     "binary_params": Metric(
-        "bin_params", "bin params", "binary_params", 1e3, "k", 1, 1, log=True, cost=True
+        "bin_params", "bin params", "binary_params", 1e3, "k", 1, 1, log=True, cost=True,
+        style="count",
     ),
     "float_params": Metric(
-        "float_params", "float params", "float_params", 1e3, "k", 1, 1, log=True, cost=True
+        "float_params", "float params", "float_params", 1e3, "k", 1, 1, log=True, cost=True,
+        style="count",
     ),
-    "params": Metric("params", "params (k)", "params", 1e3, "k", 1, 1, log=True, cost=True),
-    "bytes": Metric("bytes", "kB", "bytes", 1e3, "kB", 1, 1, log=True, cost=True),
+    "params": Metric("params", "params (k)", "params", 1e3, "k", 1, 1, log=True, cost=True,
+                     style="count"),
+    "bytes": Metric("bytes", "kB", "bytes", 1e3, "kB", 1, 1, log=True, cost=True, style="size"),
     "train_seconds": Metric("s", "seconds", "seconds", 1.0, "", 1, 1, log=True),
 }
 COST_METRICS = tuple(name for name, m in METRICS.items() if m.cost)
@@ -105,7 +114,8 @@ class Objective:
         return v >= self.limit if self.maximize else v <= self.limit
 
     def describe_limit(self) -> str:
-        return f"{self.name} {'>=' if self.maximize else '<='} {self.limit:.4g}"
+        assert self.limit is not None
+        return f"{self.name} {'>=' if self.maximize else '<='} {written(self.name, self.limit)}"
 
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = (
@@ -174,10 +184,20 @@ def ranking_key(metrics: Mapping[str, float], objectives: Sequence[Objective]) -
     return tuple(o.loss(metrics) for o in objectives)
 
 
+def written(name: str, value: float, digits: int | None = None) -> str:
+    """``value`` as every line writes it: counts and sizes by bnn_nas.units ("2.13M",
+    "98.3k", "43.4 kB"), others with ``digits`` decimals (default the metric's)."""
+    m = metric(name)
+    if m.style == "count":
+        return units.count(value)
+    if m.style == "size":
+        return units.size(value)
+    return f"{value / m.scale:.{m.digits if digits is None else digits}f}{m.unit}"
+
+
 def short(name: str, value: float) -> str:
     """``value`` as progress lines show it, without the label ("2.13M", "0.2460")."""
-    m = metric(name)
-    return f"{value / m.scale:.{m.digits}f}{m.unit}"
+    return written(name, value)
 
 
 def labelled(name: str, value: float) -> str:
@@ -192,9 +212,9 @@ def column(name: str, value: float) -> str:
 
 
 def summary(name: str, value: float) -> str:
-    """``word value`` as the status summary line shows it ("accuracy 0.2970", "OPs 2.202M")."""
+    """``word value`` as the status summary line shows it ("accuracy 0.2970", "OPs 2.20M")."""
     m = metric(name)
-    return f"{m.word} {value / m.scale:.{m.status_digits}f}{m.unit}"
+    return f"{m.word} {written(name, value, m.status_digits)}"
 
 
 def axis_value(name: str, value: float) -> float:

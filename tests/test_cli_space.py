@@ -108,13 +108,14 @@ def test_profile_names_its_layout_without_and_with_a_config(tmp_path):
     assert search[0].startswith("layout: 3 cells x 8 channels")
     assert f"({config}, as the search's trials build it)" in search[0]
     # the search's OPs are those of the network its trials train
-    from bnn_nas.cost import _eng, count_cost
+    from bnn_nas.cost import count_cost
     from bnn_nas.space.genotype import parse_genotype
     from bnn_nas.space.network import CellNetwork
     from bnn_nas.space.search_space import load_search_space
+    from bnn_nas.units import count
 
     trial_net = CellNetwork(parse_genotype(SMALL), load_search_space("tiny"), 10)
-    assert total_ops(search) == _eng(count_cost(trial_net).ops)
+    assert total_ops(search) == count(count_cost(trial_net).ops)
     assert total_ops(search) != total_ops(final) != total_ops(invoke("profile", SMALL))
     sized = invoke("profile", SMALL, "--config", str(config), "--channels", "4")
     assert sized[0].startswith("layout: 5 cells x 4 channels") and "--cells/--channels" in sized[0]

@@ -204,6 +204,23 @@ def test_table_uses_engineering_suffixes():
     assert "stage.conv" in table and "1x8x4x4" in table
     assert "BOPs 1.68G" in table
     assert "FLOPs 163M" in table
-    assert "1.00M" in table and "1e+03K" not in table  # 999,999 rounds up a suffix
-    assert "KiB" in table  # 999,999 / 8 + 28 bytes
+    assert "1.00M" in table and "1e+03k" not in table  # 999,999 rounds up a suffix
+    assert "125 kB" in table  # 999,999 / 8 + 28 bytes, in decimal units as every command
     assert "11.0M" in count_cost(nn.Linear(1000, 11_000, bias=False), (1, 1000)).table()
+
+
+def test_one_way_to_write_counts_and_sizes():
+    from bnn_nas.objectives import labelled, summary, written
+    from bnn_nas.units import count, plural, size
+
+    assert [count(v) for v in (0, 512, 98_300, 590_000, 999_999, 2.05e6, 1.676e9)] == [
+        "0", "512", "98.3k", "590k", "1.00M", "2.05M", "1.68G"]  # fmt: skip
+    assert [size(v) for v in (512, 43_400, 1.44e6)] == ["512 B", "43.4 kB", "1.44 MB"]
+    assert plural(1, "trial") == "1 trial" and plural(2, "thread") == "2 threads"
+    # progress lines, status's summary, derive's errors and profile's table agree
+    assert labelled("ops", 2.05e6) == "OPs 2.05M" and summary("ops", 2.05e6) == "OPs 2.05M"
+    assert labelled("params", 98_300) == "params 98.3k" and written("bytes", 1.44e6) == "1.44 MB"
+    assert labelled("accuracy", 0.246) == "acc 0.2460"
+    layer = LayerCost("conv", "BinaryConv2d", (1, 8, 4, 4), 0, 2_050_000, 98_300, 7)
+    totals = ModelCost((layer,), 0, 2_050_000, 98_300, 7).table().splitlines()[-1]
+    assert "OPs 2.05M" in totals and "params 98.3k" in totals and "e+0" not in totals

@@ -10,6 +10,7 @@ from bnn_nas.cli.options import (
     RegisteredName,
     load_user_plugins,
     plugin_option,
+    plural,
     run_plugins_trusted,
     user_errors,
 )
@@ -154,7 +155,7 @@ def infer_command(
     elif result.accuracy is None:
         for name, p in zip(data.names, result.predictions, strict=True):
             click.echo(f"{name}\t{classes[p]}")
-    timing = f"{result.ms_per_image:.3f} ms/image (batch {batch_size}, {threads} thread(s))"
+    timing = f"{result.ms_per_image:.3f} ms/image (batch {batch_size}, {plural(threads, 'thread')})"
     if result.accuracy is not None:
         correct = round(result.accuracy * len(result.predictions))
         click.echo(

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from bnn_nas.errors import BnnNasError
+from bnn_nas.units import plural  # noqa: F401  (re-exported: commands import it from here)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,9 +40,6 @@ def shell_words(words: Iterable[str]) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 trial``, ``2 trials``: a count with its noun."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def repeated(flag: str, values: Iterable[str]) -> list[str]:

@@ -86,7 +86,7 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
     done = search.finished()
     if done or reclaimed:
         click.echo(
-            f"resuming {target}: {done} trials finished"
+            f"resuming {target}: {plural(done, 'trial')} finished"
             + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else ""),
             err=True,
         )
@@ -98,7 +98,7 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
     except KeyboardInterrupt:
         interrupted("trials in flight will rerun, continue with", words)
     failed = sum(r.status.value == "failed" for r in records)
-    click.echo(f"{sum(r.done for r in records)} trials done, {failed} failed -> {target}")
+    click.echo(f"{plural(sum(r.done for r in records), 'trial')} done, {failed} failed -> {target}")
     click.echo(f"next: bnn-nas derive {target}")
 
 
@@ -160,7 +160,7 @@ def derive_command(
         primary = objectives[0].name
         title = "most accurate" if primary == "accuracy" else f"best {primary}"
     where = rung_label(chosen, rung)
-    click.echo(f"{title}, {len(ranking)} candidates{where}:")
+    click.echo(f"{title}, {plural(len(ranking), 'candidate')}{where}:")
     for record in ranking[:top]:
         mark = "*" if record.id == chosen.id else " "
         click.echo(f" {mark} {describe(record, objectives)}")

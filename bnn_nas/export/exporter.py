@@ -24,6 +24,7 @@ from bnn_nas.export.architecture import Architecture, InputSpec
 from bnn_nas.export.convert import pack_model
 from bnn_nas.export.fileformat import write_bnn
 from bnn_nas.export.modules import PackedConv2d
+from bnn_nas.units import plural, size
 
 if TYPE_CHECKING:
     from bnn_nas.export.onnx_format import OnnxSummary
@@ -46,14 +47,16 @@ class ExportSummary:
 
     def describe(self) -> str:
         ratio = self.binary_float32_bytes / max(self.binary_bytes, 1)
+        packed = plural(self.packed_layers, "binary conv")
         line = (
-            f"wrote {self.path}: {self.file_bytes / 1e6:.3f} MB; {self.packed_layers} binary "
-            f"convs packed into {self.binary_bytes / 1e6:.3f} MB ({ratio:.1f}x smaller than "
-            f"their {self.binary_float32_bytes / 1e6:.3f} MB of float32 weights); "
-            f"float parts {self.float_bytes / 1e6:.3f} MB"
-        )
+            f"wrote {self.path}: {size(self.file_bytes)}; {packed} packed into "
+            f"{size(self.binary_bytes)} ({ratio:.1f}x smaller than "
+            f"their {size(self.binary_float32_bytes)} of float32 weights); "
+            f"float parts {size(self.float_bytes)}"
+        )  # sizes and counts as every command writes them (bnn_nas/units.py)
         if self.skipped:
-            line += f"; {len(self.skipped)} binary convs left in torch ({self.skipped[0][1]})"
+            left = plural(len(self.skipped), "binary conv")
+            line += f"; {left} left in torch ({self.skipped[0][1]})"
         return line
 
 

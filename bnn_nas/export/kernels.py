@@ -23,6 +23,7 @@ from torch import Tensor
 from bnn_nas.errors import BnnNasError
 from bnn_nas.export.bits import pack_last, unpack_last, words_for
 from bnn_nas.export.native import LayerStruct, NativeBuildError, NativeLibrary, load_library
+from bnn_nas.units import plural
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class NativeBackend:
         self.threads = _check_threads(threads)
 
     def describe(self) -> str:
-        return f"{self.library.describe()}, {self.threads} thread(s)"
+        return f"{self.library.describe()}, {plural(self.threads, 'thread')}"
 
     def _layer(self, p: PackedParams, n: int, h: int, w: int) -> tuple[Any, ...]:
         """The C struct of this layer and input size, built once and then only read."""

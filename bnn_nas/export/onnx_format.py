@@ -31,6 +31,7 @@ from bnn_nas.binary.layers import BinaryConv2d, BinaryLinear
 from bnn_nas.errors import BnnNasError
 from bnn_nas.export.architecture import InputSpec
 from bnn_nas.io import new_file_mode
+from bnn_nas.units import size
 
 OPSET = 18
 
@@ -104,7 +105,7 @@ class OnnxSummary:
     def describe(self) -> str:
         top = ", ".join(f"{n} {op}" for op, n in sorted(self.nodes.items(), key=lambda i: -i[1]))
         return (
-            f"wrote {self.path}: {self.file_bytes / 1e6:.3f} MB ONNX (opset {OPSET}, input "
+            f"wrote {self.path}: {size(self.file_bytes)} ONNX (opset {OPSET}, input "
             f"uint8 NHWC images, binary convs float-simulated); nodes: {top}"
         )
 

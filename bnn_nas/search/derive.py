@@ -26,6 +26,7 @@ from bnn_nas.objectives import (
     points,
     ranking_key,
     with_limit,
+    written,
 )
 from bnn_nas.search.budget import rung_of, top_rung
 from bnn_nas.search.pareto import pareto_front
@@ -93,10 +94,11 @@ def candidates(
         best = max(values) if o.maximize else min(values)
         if o.name == "ops" and not o.maximize:
             raise ConfigError(
-                f"no finished trial has OPs <= {o.limit:.4g}; the cheapest has {best:.4g}"
+                f"no finished trial has OPs <= {written(o.name, o.limit)}; the cheapest has "
+                f"{written(o.name, best)}"
             )
         raise ConfigError(
-            f"no finished trial has {o.describe_limit()}; the best has {best:.4g}"
+            f"no finished trial has {o.describe_limit()}; the best has {written(o.name, best)}"
         )
     return at_rung(within, rung)
 

@@ -1,0 +1,54 @@
+"""How every command writes OPs, sizes and counts: one set of helpers, so `search`,
+`status`, `derive`, `show`, `profile`, `train` and `export` print the same quantity the
+same way (2.05M OPs everywhere, never 2.05e+06 in one place and 2.050M in another).
+
+- :func:`count`: OPs, BOPs, FLOPs, MACs and parameters: 3 significant digits and an SI
+  suffix (k, M, G, T): ``512``, ``98.3k``, ``2.05M``, ``163M``, ``1.68G``.
+- :func:`size`: bytes in decimal units (the ones file sizes and the papers' model sizes
+  use): ``512 B``, ``43.4 kB``, ``1.44 MB``, ``2.10 GB``.
+- :func:`plural`: a count with its noun: ``1 trial``, ``2 trials``.
+
+Tables that carry the unit in a column header (``status``'s ``OPs (M)``) print scaled
+numbers without a suffix; trials.csv and JSON keep the raw values.
+"""
+
+from __future__ import annotations
+
+import math
+
+_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def _three(value: float) -> str:
+    """3 significant digits, trailing zeros kept (11.0, 2.05, 163)."""
+    text = f"{value:#.3g}"
+    return text.rstrip(".") if "e" not in text else f"{value:.0f}"
+
+
+def count(value: float) -> str:
+    """An operation or parameter count: ``2.05M``, ``98.3k``, ``1.68G``, ``512``."""
+    if not math.isfinite(value):
+        return str(value)
+    magnitude = abs(value)
+    for scale, suffix in _SUFFIXES:
+        if magnitude >= scale * 0.9995:  # 999,500 prints as 1.00M, not 1e+03k
+            return _three(value / scale) + suffix
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3g}"
+
+
+def size(num_bytes: float) -> str:
+    """A size in bytes, decimal units: ``512 B``, ``43.4 kB``, ``1.44 MB``."""
+    if not math.isfinite(num_bytes):
+        return f"{num_bytes} B"
+    magnitude = abs(num_bytes)
+    for scale, suffix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if magnitude >= scale * 0.9995:
+            return f"{_three(num_bytes / scale)} {suffix}"
+    return f"{num_bytes:.0f} B"
+
+
+def plural(number: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``: a count with its noun."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
