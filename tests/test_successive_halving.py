@@ -466,7 +466,7 @@ def test_search_status_derive_through_the_cli(tmp_path):
     assert "promotion of" in status.stdout and "at rung 2, the highest reached" in status.stdout
     derived = cli("derive", str(run))
     assert derived.returncode == 0, derived.stderr
-    assert "1 candidates at rung 2, the highest reached" in derived.stdout
+    assert "1 candidate at rung 2, the highest reached" in derived.stdout
     import yaml
 
     document = yaml.safe_load((run / "genotype.yaml").read_text())
