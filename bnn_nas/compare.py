@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bnn_nas.errors import CheckpointError, ConfigError
+from bnn_nas.units import count, size
 
 COLUMNS = ("network", "epochs", "test acc", "OPs", "params (binary / float)", "bytes", "GPU-min")
 
@@ -127,10 +128,10 @@ def _cells(row: dict[str, Any]) -> list[str]:
     if row["with_search"]:
         gpu = f"{row['gpu_minutes']:.1f} ({row['search_minutes']:.1f} search)"
     return [
-        row["network"], str(row["epochs"]), accuracy_cell(row), f"{row['ops']:.3g}",
-        f"{row['binary_params'] / 1e6:.2f}M / {row['float_params'] / 1e3:.0f}K",
-        f"{row['bytes'] / 1e6:.2f} MB", gpu,
-    ]  # fmt: skip
+        row["network"], str(row["epochs"]), accuracy_cell(row), count(row["ops"]),
+        f"{count(row['binary_params'])} / {count(row['float_params'])}",
+        size(row["bytes"]), gpu,
+    ]  # fmt: skip  # counts and sizes as every command writes them (bnn_nas/units.py)
 
 
 def table(runs: Sequence[str | Path], search: Path | str | None = None, search_gpus: int = 1,

@@ -29,9 +29,8 @@ def test_compare_two_run_dirs_as_markdown_csv_and_json(tmp_path):
     lines = result.output.splitlines()
     assert lines[0] == ("| network | epochs | test acc | OPs | params (binary / float) | bytes "
                         "| GPU-min |")
-    assert lines[2] == ("| resnet18 bireal | 143 | 89.35% | 1.66e+07 | 10.99M / 192K | 2.14 MB "
-                        "| 5.0 |")
-    assert lines[3] == "| resnet18 xnor | 143 | 87.25% | 1.03e+07 | 10.99M / 192K | 2.14 MB | 4.0 |"
+    assert lines[2] == "| resnet18 bireal | 143 | 89.35% | 16.6M | 11.0M / 192k | 2.14 MB | 5.0 |"
+    assert lines[3] == "| resnet18 xnor | 143 | 87.25% | 10.3M | 11.0M / 192k | 2.14 MB | 4.0 |"
     assert len(lines) == 4
     assert result.output.rstrip("\n") == compare.table([bireal, xnor])  # what the script prints
 
@@ -51,12 +50,12 @@ def test_compare_the_readme_end_to_end_runs():
                     RESULTS / "search-cifar")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[2:] == [
-        "| searched (derived genotype) | 143 | 86.94% | 9.39e+06 | 3.35M / 21K | 0.50 MB | "
+        "| searched (derived genotype) | 143 | 86.94% | 9.39M | 3.35M / 21.4k | 504 kB | "
         "37.4 (20.9 search) |",
-        "| resnet18 xnor | 143 | 87.25% (mean of 3 seeds, 86.83-87.54) | 1.03e+07 | "
-        "10.99M / 18K | 1.44 MB | 4.7 |",
-        "| resnet18 bireal | 143 | 89.33% (mean of 5 seeds, 89.07-89.53) | 1.66e+07 | "
-        "10.99M / 192K | 2.14 MB | 5.0 |",
+        "| resnet18 xnor | 143 | 87.25% (mean of 3 seeds, 86.83-87.54) | 10.3M | "
+        "11.0M / 17.6k | 1.44 MB | 4.7 |",
+        "| resnet18 bireal | 143 | 89.33% (mean of 5 seeds, 89.07-89.53) | 16.6M | "
+        "11.0M / 192k | 2.14 MB | 5.0 |",
     ]  # the README's table (docs/results holds the runs)
 
 

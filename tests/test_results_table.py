@@ -39,7 +39,7 @@ def test_table_has_a_row_per_run_with_its_report(tmp_path):
     (tmp_path / "r18" / "report.json").write_text(json.dumps(report))
     text = table([tmp_path / "r18"], None, 1)
     row = text.splitlines()[2]
-    assert row == "| resnet18 xnor | 100 | 87.65% | 1.03e+07 | 10.99M / 18K | 1.44 MB | 2.5 |"
+    assert row == "| resnet18 xnor | 100 | 87.65% | 10.3M | 11.0M / 17.6k | 1.44 MB | 2.5 |"
 
 
 def test_searched_row_adds_the_search_time_from_the_store(tmp_path, monkeypatch):
@@ -69,7 +69,7 @@ def test_searched_row_adds_the_search_time_from_the_store(tmp_path, monkeypatch)
     (tmp_path / "final" / "report.json").write_text(json.dumps(report))
     row = table([tmp_path / "final"], search, 1).splitlines()[2]
     # two one-minute trials + 5 minutes of training
-    assert row.startswith("| searched (derived genotype) | 100 | 90.00% | 9.98e+06 |")
+    assert row.startswith("| searched (derived genotype) | 100 | 90.00% | 9.98M |")
     assert row.endswith("| 7.0 (2.0 search) |")
 
 
