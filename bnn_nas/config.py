@@ -390,7 +390,8 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
     names = [f.name for f in fields(cls) if f.name not in _HIDDEN]  # type: ignore[arg-type]
     section = prefix[:-1]
     entry = _chosen_entry(cls, data, section, where) if section in _ENTRY_SECTIONS else None
-    own = [n for n in (entry.setting_names() if entry is not None else ()) if n not in names]
+    entries = _wrapped(entry, data, section, where)
+    own = list(dict.fromkeys(n for e in entries for n in e.setting_names() if n not in names))
     allowed = names + own
     for key in data:
         if key not in allowed:
@@ -420,7 +421,8 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
             _check_range(key, value, where)
         values[f.name] = value
     if own:
-        entry_hints = typing.get_type_hints(entry.settings)
+        entry_hints = {k: v for e in reversed(entries) if e.settings is not None
+                       for k, v in typing.get_type_hints(e.settings).items()}  # fmt: skip
         extra = {}
         for name in own:
             if name in data:
@@ -433,12 +435,29 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
         result = replace(cls(), **values) if defaults and not values else cls(**values)  # type: ignore[type-var]
     except BnnNasError as err:
         raise ConfigError(f"{where}: {prefix[:-1] or 'config'}: {err}") from None
-    if entry is not None:
+    for chosen in entries:
         try:  # the entry's dataclass checks its own settings
-            entry_settings(result, entry)
+            entry_settings(result, chosen)
         except BnnNasError as err:
             raise ConfigError(f"{where}: {err}") from None
     return result
+
+
+def _wrapped(entry: Any, data: Mapping[str, Any], section: str, where: str) -> list[Any]:
+    """The chosen entry, and the controller it wraps when its settings name a ``base``
+    (successive halving around any controller): the base's settings are written in the
+    same ``search`` section."""
+    if entry is None or entry.settings is None:
+        return [] if entry is None else [entry]
+    if section != "search" or "base" not in entry.setting_names():
+        return [entry]
+    default = next(f.default for f in fields(entry.settings) if f.name == "base")
+    name = _convert(data.get("base", default), str, "search.base", where)
+    registry = _REGISTERED_NAMES["search.controller"][0]
+    if name not in registry:
+        raise ConfigError(f"{where}: search.base: {registry.unknown(name)}")
+    base = registry.get(name)
+    return [entry] if base.name == entry.name else [entry, base]
 
 
 def config_from_dict(

@@ -604,3 +604,33 @@ def test_trials_and_pareto_csv_carry_rung_and_budget(tmp_path):
     write_trials_csv(tmp_path / "plain.csv", plain)
     with (tmp_path / "plain.csv").open() as handle:
         assert "rung" not in next(csv.DictReader(handle))  # other searches: as before
+
+
+def test_the_base_controllers_own_settings_are_written_in_the_search_section():
+    """Any controller can be the base, a plugin's with settings of its own too."""
+    from dataclasses import dataclass
+
+    from bnn_nas.extensions import CONTROLLERS, register_controller
+    from bnn_nas.search.controllers import RandomSearch
+
+    @dataclass(frozen=True)
+    class OffsetSettings:
+        offset: int = 0
+
+    @register_controller("t_offset_random", settings=OffsetSettings)
+    class OffsetRandom(RandomSearch):
+        pass
+
+    try:
+        cfg = make_config(5, base="t_offset_random", offset=3)
+        run = SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
+        assert run.controller.base.settings == OffsetSettings(offset=3)
+        with pytest.raises(ConfigError, match=r"unknown key search\.offset"):
+            make_config(5, base="random", offset=3)  # random has no such setting
+        with pytest.raises(ConfigError, match=r"search\.base: unknown controller 'randon'; "
+                                              r"did you mean random"):  # fmt: skip
+            make_config(5, base="randon")
+        with pytest.raises(ConfigError, match=r"sample_size 5 exceeds search\.population 2"):
+            make_config(5, base="evolution", population=2, sample_size=5)
+    finally:
+        CONTROLLERS.unregister("t_offset_random")
