@@ -8,18 +8,24 @@ parameters), and an 8-epoch training fell from 75.0% to 57.9% with Dynamo alone
 gave the eager step's gradients and accuracy exactly (docs/benchmarks.md,
 docs/results/compile-graph-diagnosis/). A custom op is opaque to Dynamo: its forward
 is one call and its backward the formula registered here, so the compiled graph
-computes what the eager step computes.
+computes what the eager step computes. torch.export (the ONNX exporter) keeps the ATen
+Functions: it traces the forward only, and ONNX has no translation for these ops.
 
 Each op runs the fused Triton kernel where ``fused.applies`` (dense CUDA tensors) and
 the ATen formula elsewhere, so compiled and eager steps agree bit for bit. Only
-torch.compile takes this path (``quantizers`` routes by ``torch.compiler.is_compiling``);
-eager steps keep the autograd Functions, which cost less Python per call.
+torch.compile takes this path (``quantizers`` routes by :func:`tracing`); eager steps keep
+the autograd Functions, which cost less Python per call.
 """
 
 import torch
 from torch import Tensor
 
 from bnn_nas.binary import fused
+
+
+def tracing() -> bool:
+    """Whether torch.compile is tracing (torch.export, which also compiles, is not)."""
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
 
 
 def _sign(x: Tensor) -> Tensor:

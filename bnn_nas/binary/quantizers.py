@@ -122,21 +122,21 @@ class _SignStochastic(torch.autograd.Function):
 
 def clipped_ste_sign(x: Tensor) -> Tensor:
     """BinaryNet's sign, gradient passed where |x| <= 1: fused kernels where they apply."""
-    if torch.compiler.is_compiling():
+    if compiled_sign.tracing():
         return compiled_sign.clipped_ste_sign(x)
     return fused.clipped_ste_sign(x) if fused.applies(x) else _SignClippedSTE.apply(x)
 
 
 def approx_sign(x: Tensor) -> Tensor:
     """Bi-Real's ApproxSign, gradient max(0, 2 - 2|x|): fused kernels where they apply."""
-    if torch.compiler.is_compiling():
+    if compiled_sign.tracing():
         return compiled_sign.approx_sign(x)
     return fused.approx_sign(x) if fused.applies(x) else _SignApprox.apply(x)
 
 
 def ste_sign(x: Tensor) -> Tensor:
     """sign with the plain straight-through gradient."""
-    if torch.compiler.is_compiling():
+    if compiled_sign.tracing():
         return compiled_sign.ste_sign(x)
     return _SignSTE.apply(x)
 
@@ -228,7 +228,7 @@ class StochasticSign(Binarizer):
         uniform = torch.rand(
             x.shape, device=x.device, dtype=torch.float32, generator=self._generator(x.device)
         )
-        if torch.compiler.is_compiling():
+        if compiled_sign.tracing():
             return compiled_sign.stochastic_sign(x, uniform)
         return _SignStochastic.apply(x, uniform)
 
