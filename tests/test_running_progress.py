@@ -134,3 +134,23 @@ def test_an_executor_without_epoch_reports_leaves_the_bar_per_trial():
     local.submit(record(1, 0, 1))
     local.next_outcome()
     assert calls == [G]
+
+
+def test_a_resumed_search_shows_its_best_and_time_left_at_once(tmp_path):
+    data = yaml.safe_load(CONFIG)
+    config = config_from_dict(data, "test")
+    search, evaluator = open_search(config, tmp_path / "run", resume=False)
+    search.prepare()
+    with make_executor(config, evaluator) as ex:
+        search.run(ex)
+    best = max(search.store.trials(), key=lambda r: r.result.accuracy)
+    more = config_from_dict({**data, "search": {**data["search"], "budget": 4}}, "test")
+    search.store.close()
+    search, evaluator = open_search(more, tmp_path / "run", resume=True)
+    search.prepare()
+    ex = make_executor(more, evaluator)
+    with ex, SearchProgress.of_search(search, ex) as progress:
+        assert f"best={best.result.accuracy:.4f}" in progress.bar.postfix
+        assert progress.seconds_per_trial() is not None and progress.eta() > 0
+        assert progress.running is not None  # the local executor reports epochs
+    search.store.close()

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm  # a widget in notebooks, the text bar elsewhere
 
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, labelled, short
 from bnn_nas.search.budget import describe_budget
+from bnn_nas.search.derive import best_trial
 from bnn_nas.search.executors import Executor
 from bnn_nas.search.loop import Progress, SearchRun
 from bnn_nas.search.running import RunningTrials
@@ -114,11 +115,15 @@ class SearchProgress:
         time per trial) and, where ``executor`` reports them, the running trials' epochs."""
         running = RunningTrials()
         stored = search.store.trials()
-        return cls(
+        bar = cls(
             search.config.search.budget, sum(r.finished for r in stored),
             before=busy_seconds(stored), records=stored,
             running=running if executor.report_epochs(running) else None,
         )  # fmt: skip
+        objectives = search.config.search.objectives
+        bar.show_best(best_trial(stored, objectives), objectives)  # a resumed search's best
+        bar._show()
+        return bar
 
     def seconds_per_trial(self) -> float | None:
         """Wall seconds per finished trial (None before one has finished)."""
@@ -158,14 +163,18 @@ class SearchProgress:
         last = progress.last
         if last.started_at is not None and last.finished_at is not None:
             self._spans.append((last.started_at, last.finished_at))
-        if progress.best is not None and progress.best.result is not None:
-            best = progress.best.result.metrics
+        self.show_best(progress.best, objectives)
+        self.bar.update(progress.finished - self.bar.n)
+        self._show()
+
+    def show_best(self, record: TrialRecord | None, objectives: Sequence[Objective]) -> None:
+        """``best=0.3130, ops=2.18M`` of ``record`` (the best trial so far) in the bar."""
+        if record is not None and record.result is not None:
+            best = record.result.metrics
             self._best = ", ".join(
                 f"{'best' if i == 0 else o.name}={short(o.name, o.value(best))}"
                 for i, o in enumerate(objectives)
             )
-        self.bar.update(progress.finished - self.bar.n)
-        self._show()
 
     def __enter__(self) -> SearchProgress:
         return self
