@@ -63,3 +63,36 @@ def test_a_compiled_binary_network_has_one_graph_and_the_eager_gradients(family)
         nn.functional.cross_entropy(forward(x), y).backward()
         grads.append([p.grad for p in m.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda t: t[:, ::2],
+        lambda t: t.transpose(2, 3),
+        lambda t: t.contiguous(memory_format=torch.channels_last),
+        lambda t: t.contiguous(memory_format=torch.channels_last)[:, 1:],
+    ],
+    ids=["sliced", "transposed", "channels_last", "channels_last_sliced"],
+)
+def test_the_ops_lay_out_their_results_as_their_fakes_promise(view):
+    """Inductor plans the kernels around an op with the fake's strides: the real op must
+    return those, for every layout of x and of the incoming gradient."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from bnn_nas.binary import compiled_sign as ops
+
+    x = view(torch.randn(2, 6, 5, 7))
+    g = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)[:, : x.shape[1]]
+    g = g.reshape(x.shape) if g.shape != x.shape else g
+    calls = [
+        (ops._sign_clipped_ste, (x,)),
+        (ops._sign_stochastic, (x, torch.rand(x.shape))),
+        (ops._clipped_ste_grad_op, (g, x)),
+        (ops._approx_sign_grad_op, (g, x)),
+    ]
+    with FakeTensorMode() as mode:
+        fakes = [[mode.from_tensor(a) for a in args] for _, args in calls]
+        promised = [op(*args).stride() for (op, _), args in zip(calls, fakes, strict=True)]
+    real = [op(*args).stride() for op, args in calls]
+    assert real == promised

@@ -31,45 +31,66 @@ def tracing() -> bool:
 def _sign(x: Tensor) -> Tensor:
     if fused.applies(x):
         return fused.sign(x)
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return torch.where(x >= 0, one, -one, out=torch.empty_like(x))
+
+
+# Every op's output is laid out as torch.empty_like(x) (x: the binarized input), in the
+# real kernels as in the fakes the compiler plans with: a stride the fake did not promise
+# would be read wrongly by the kernels Inductor generates around the op.
 
 
 def _clipped_ste_grad(g: Tensor, x: Tensor) -> Tensor:
     if fused.applies(x):
         return fused.clipped_ste_grad(g, x)
-    return g * (x.abs() <= 1)
+    return torch.mul(g, x.abs() <= 1, out=torch.empty_like(x))
 
 
 def _approx_sign_grad(g: Tensor, x: Tensor) -> Tensor:
     if fused.applies(x):
         return fused.approx_sign_grad(g, x)
-    return g * (2 - 2 * x.abs()).clamp_min(0)
+    return torch.mul(g, (2 - 2 * x.abs()).clamp_min(0), out=torch.empty_like(x))
 
 
-def _like(x: Tensor, *rest: Tensor) -> Tensor:
+def _like_x(x: Tensor) -> Tensor:
     return torch.empty_like(x)
 
 
-def _op(name: str, fn, schema: str):
-    """A custom op ``bnn_nas::name`` computing ``fn``; its fake returns a tensor like x."""
+def _like_second(g: Tensor, x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _op(name: str, fn, schema: str, fake):
+    """A custom op ``bnn_nas::name`` computing ``fn``, planned by the compiler as ``fake``."""
     op = torch.library.custom_op(f"bnn_nas::{name}", fn, mutates_args=(), schema=schema)
-    op.register_fake(_like)
+    op.register_fake(fake)
     return op
 
 
-_sign_clipped_ste = _op("sign_clipped_ste", _sign, "(Tensor x) -> Tensor")
-_sign_approx = _op("sign_approx", _sign, "(Tensor x) -> Tensor")
-_sign_ste = _op("sign_ste", _sign, "(Tensor x) -> Tensor")
-_clipped_ste_grad_op = _op("clipped_ste_grad", _clipped_ste_grad, "(Tensor g, Tensor x) -> Tensor")
-_approx_sign_grad_op = _op("approx_sign_grad", _approx_sign_grad, "(Tensor g, Tensor x) -> Tensor")
+_sign_clipped_ste = _op("sign_clipped_ste", _sign, "(Tensor x) -> Tensor", _like_x)
+_sign_approx = _op("sign_approx", _sign, "(Tensor x) -> Tensor", _like_x)
+_sign_ste = _op("sign_ste", _sign, "(Tensor x) -> Tensor", _like_x)
+_clipped_ste_grad_op = _op(
+    "clipped_ste_grad", _clipped_ste_grad, "(Tensor g, Tensor x) -> Tensor", _like_second
+)
+_approx_sign_grad_op = _op(
+    "approx_sign_grad", _approx_sign_grad, "(Tensor g, Tensor x) -> Tensor", _like_second
+)
 
 
 def _stochastic(x: Tensor, uniform: Tensor) -> Tensor:
     # P(+1) = clip((x + 1) / 2, 0, 1)  <=>  +1 iff u < (x + 1) / 2, u ~ U[0, 1)
-    return torch.where(uniform * 2 - 1 < x, 1.0, -1.0).to(x.dtype)
+    one = torch.ones((), dtype=x.dtype, device=x.device)
+    return torch.where(uniform * 2 - 1 < x, one, -one, out=torch.empty_like(x))
 
 
-_sign_stochastic = _op("sign_stochastic", _stochastic, "(Tensor x, Tensor uniform) -> Tensor")
+def _like_first(x: Tensor, uniform: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+_sign_stochastic = _op(
+    "sign_stochastic", _stochastic, "(Tensor x, Tensor uniform) -> Tensor", _like_first
+)
 
 
 def _save_x(ctx, inputs: tuple, output: Tensor) -> None:
