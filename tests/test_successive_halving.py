@@ -293,12 +293,21 @@ def run_store(path: Path, cfg, executor) -> None:
         store.close()
 
 
-@pytest.fixture(scope="module")
-def straight_sh(tmp_path_factory):
+MODES = {
+    "sync": {},
+    "async": {"mode": "async"},  # ASHA
+    "hyperband": {"hyperband": True},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODES))
+def straight_sh(tmp_path_factory, request):
     path = tmp_path_factory.mktemp("sh") / "trials.sqlite"
-    cfg = make_config(17, base="evolution", population=3, sample_size=2)
+    cfg = make_config(17, base="evolution", population=3, sample_size=2, **MODES[request.param])
     run_store(path, cfg, ScriptedExecutor(2))
-    return cfg, end_state(path)
+    state = end_state(path)
+    assert len(state) == 17 and '"rung": 2' in " ".join(row[3] for row in state)
+    return cfg, state
 
 
 @pytest.mark.parametrize("point", ["start", "finish", "add", "_update", "next_outcome"])
@@ -433,7 +442,10 @@ search: {controller: successive_halving, budget: BUDGET, base: random, eta: 2, b
 
 def cli_config(tmp_path: Path, budget: int = 7, promotion: str = "retrain") -> Path:
     path = tmp_path / f"sh-{budget}-{promotion}.yaml"
-    path.write_text(CLI_CONFIG.replace("BUDGET", str(budget)).replace("PROMOTION", promotion))
+    text = CLI_CONFIG.replace("BUDGET", str(budget)).replace("PROMOTION", promotion)
+    if promotion == "continue":  # one search-train part for every rung
+        text = text.replace("[50, 100, 100]", "[100, 100, 100]")
+    path.write_text(text)
     return path
 
 
@@ -634,3 +646,34 @@ def test_the_base_controllers_own_settings_are_written_in_the_search_section():
             make_config(5, base="evolution", population=2, sample_size=5)
     finally:
         CONTROLLERS.unregister("t_offset_random")
+
+
+@pytest.mark.slow
+def test_a_continued_search_through_the_cli_killed_and_resumed(tmp_path):
+    """``promotion: continue`` end to end: checkpoints in RUN_DIR/rungs, promoted trials
+    start from their parent's; SIGKILLed while rung 1 trains and resumed, the same trials
+    and scores as an uninterrupted search."""
+    import signal
+    import subprocess
+
+    from tests.test_faults import rows as store_rows
+    from tests.test_faults import search_cmd, wait_for
+
+    config = cli_config(tmp_path, promotion="continue")
+    straight = tmp_path / "straight"
+    done = subprocess.run(search_cmd(config, straight), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    contents = rung_contents(straight)
+    assert [r[3]["budget"] for r in contents][4] == {"epochs": 2, "train_size": 100,
+                                                     "schedule_epochs": 3, "continue": True}
+    assert sorted(p.name for p in (straight / "rungs").iterdir()) == [
+        f"trial-{i}.pt" for i in range(1, 8)]  # fmt: skip
+    run = tmp_path / "run"
+    proc = subprocess.Popen(search_cmd(config, run), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    assert wait_for(lambda: len(store_rows(run)) >= 6, timeout=300)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert rung_contents(run) == contents
