@@ -24,8 +24,14 @@ from bnn_nas.binary import fused
 
 
 def tracing() -> bool:
-    """Whether torch.compile is tracing (torch.export, which also compiles, is not)."""
-    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+    """Whether torch.compile is tracing (torch.export, which also compiles, is not).
+
+    ``torch.compiler.is_exporting`` came with torch 2.6; on the older torch that
+    pyproject allows (>= 2.4) every compiling trace takes the custom ops, export's too
+    (compiled training stays right; ONNX export wants torch >= 2.6)."""
+    if not torch.compiler.is_compiling():
+        return False
+    return not (hasattr(torch.compiler, "is_exporting") and torch.compiler.is_exporting())
 
 
 def _sign(x: Tensor) -> Tensor:
