@@ -103,6 +103,8 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
         register_sampler("tpe")(halton)
     with pytest.raises(ConfigError, match="is not an Optuna sampler; use one of tpe"):
         make_controller(config("tpee").search, space, 0, lambda g: {"ops": 1.0})
+    with pytest.raises(ConfigError, match=r"search\.sampler cmaes: .*multi-objective"):
+        make_controller(config("cmaes").search, space, 0, lambda g: {"ops": 1.0})
     with pytest.raises(ConfigError, match="sampler_options for tpe"):
         make_controller(config("tpe", sampler_options={"n_startup": 2}).search, space, 0,
                         lambda g: {"ops": 1.0})  # fmt: skip

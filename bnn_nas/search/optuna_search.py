@@ -6,8 +6,8 @@ the node it reads: 0 and 1 the cell's inputs, 2.. the earlier steps). Where the 
 for two different inputs per step (``distinct_inputs``, DARTS's rule and the default),
 edge 1's input counts the nodes other than edge 0's (choices ``0 .. step``), so every
 point is a valid pair. A point past an edge limit, a cost objective's limit, or already
-proposed is told to the sampler as failed and asked again (after 1000 tries: a uniform
-sample).
+proposed is left running in that proposal's study (a sampler that counts running trials
+moves away from it) and the sampler is asked again (after 1000 tries: a uniform sample).
 
 The bnn-nas store stays the source of truth: the controller keeps no study. For every
 proposal it replays the trials it knows (done: their objective values, failed: FAIL,
@@ -218,11 +218,17 @@ class OptunaSearch(Controller):
         settings = settings or OptunaSettings()
         super().__init__(space, seed, settings, **context)
         self.sampler_name, self.sampler_options = settings.sampler, dict(settings.sampler_options)
-        make_sampler(self.sampler_name, self.sampler_options, seed)  # a bad name fails now
+        sampler = make_sampler(self.sampler_name, self.sampler_options, seed)
         self._dists = distributions(space)
         # every trial proposed so far, in proposal order (= id order): its record once
         # stored and told, else the proposal (in flight)
         self.history: list[TrialRecord | Proposal] = []
+        # a bad name fails above, a sampler that cannot serve these objectives (CMA-ES with
+        # two) here: before the run directory is made, as one line
+        try:
+            self.study(sampler).ask(fixed_distributions=dict(self._dists))
+        except ValueError as err:
+            raise ConfigError(f"search.sampler {self.sampler_name}: {err}") from None
         self.limits = [o for o in self.objectives if o.limit is not None and o.name in
                        COST_METRICS]  # fmt: skip
         if self.limits and self.cost_of is None:
