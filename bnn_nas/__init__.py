@@ -19,11 +19,14 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _WHERE = {
     "get_primitive": "primitives", "list_primitives": "primitives",
     "register_primitive": "primitives",
-    "run_search": "api", "load_run": "api", "train": "api", "build_network": "api",
+    "run_search": "api", "load_run": "api", "build_network": "api",
     "load_config": "api", "SearchResults": "api",
 }  # fmt: skip
+# bnn_nas.train is the subpackage, callable as bnn_nas.api.train (bnn_nas/train/__init__.py):
+# one object whichever was imported first (the function here would give way to the package
+# as soon as anything imported bnn_nas.train.*)
 
-__all__ = ["__version__", *sorted(_WHERE)]
+__all__ = ["__version__", *sorted([*_WHERE, "train"])]
 
 
 def __getattr__(name: str) -> Any:

@@ -202,6 +202,19 @@ def test_import_bnn_nas_is_cheap():
     assert "run_search" in done.stdout and "register_primitive" in done.stdout
 
 
+def test_bnn_nas_train_is_one_object_whatever_was_imported_first():
+    """The same callable package before and after bnn_nas.train.* is imported, with the
+    API function's signature, and it pickles (a process pool can be handed it)."""
+    code = ("import inspect, pickle, bnn_nas; from bnn_nas import train as first; "
+            "import bnn_nas.train.run; from bnn_nas import train as second; "
+            "from bnn_nas.api import train as function; "
+            "assert first is second is bnn_nas.train, (first, second); "
+            "assert inspect.signature(first) == inspect.signature(function); "
+            "assert pickle.loads(pickle.dumps(first)) is first; print('ok')")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 def test_train_refuses_what_the_command_refuses(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(SMALL)

@@ -1,9 +1,15 @@
 """Training: optimiser and schedule, checkpoints, the fit/evaluate loop.
 
 ``bnn_nas.train(config, genotype=...)`` (the API's :func:`bnn_nas.api.train`) is also a
-call of this package: importing it makes it the ``train`` attribute of ``bnn_nas``.
+call of this package: ``bnn_nas.train`` is always this package (Python makes a
+subpackage its parent's attribute once imported), and calling it calls the API's
+function, with that function's signature for ``inspect``/``help``; it pickles by name
+(``ProcessPoolExecutor.submit(bnn_nas.train, ...)``). Type checkers see a module here:
+``from bnn_nas.api import train`` is the same call, typed.
 """
 
+import importlib
+import inspect
 import sys
 import types
 
@@ -27,6 +33,15 @@ class _CallablePackage(types.ModuleType):
         from bnn_nas.api import train
 
         return train(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        from bnn_nas.api import train
+
+        return inspect.signature(train)
+
+    def __reduce__(self):  # a module does not pickle; this one is found again by name
+        return importlib.import_module, (self.__name__,)
 
 
 sys.modules[__name__].__class__ = _CallablePackage
