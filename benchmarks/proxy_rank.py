@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnn_nas.config import Config, load_config
-from bnn_nas.data import load_dataset
+from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.search.engine import make_executor
 from bnn_nas.search.evaluator import Evaluator, split_for_search
 from bnn_nas.search.executors import OutcomeKind
@@ -38,7 +38,6 @@ from bnn_nas.search.trials import TrialRecord, TrialStatus
 from bnn_nas.space.genotype import Genotype, parse_genotype
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
-from bnn_nas.train.run import data_settings
 
 SCORE_FIELDS = ["fidelity", "index", "hash", "accuracy", "loss", "train_seconds"]
 
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{out} holds other genotypes; use another --out or the same arguments")
     listing.write_text(text)
     assert [parse_genotype(line) for line in text.splitlines()] == genotypes
-    dataset = load_dataset(data_settings(config))
+    dataset = load_dataset(data_settings(config.data))
     scores_path, summary_path = out / "scores.csv", out / "proxy_rank.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     seconds: dict[str, float] = summary.get("wall_seconds", {})

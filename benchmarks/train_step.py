@@ -56,7 +56,7 @@ def final_network(genotype: str, config_path: str) -> nn.Module:
     """The network `bnn-nas train` would build: the config's space, cells and channels."""
     from bnn_nas.cli.options import load_run_config  # the config with its plugins loaded
     from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.train.run import build_final_network
+    from bnn_nas.train.final_network import build_final_network
 
     return build_final_network(load_run_config(config_path, ()), load_genotype(genotype), 10)
 

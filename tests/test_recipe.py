@@ -103,7 +103,7 @@ def test_a_distilled_step_sends_gradients_to_the_student_only():
 def _teacher_dir(path, classes=10, image_shape=(32, 32, 3), model="resnet20"):
     """A run directory as `bnn-nas train --model MODEL --family float` leaves it."""
     from bnn_nas.train.checkpoint import save_checkpoint
-    from bnn_nas.train.run import build_final_network
+    from bnn_nas.train.final_network import build_final_network
 
     config = Config(device="cpu", model=ModelConfig(type=model, family="xnor",
                                                     options=dict(TWIN)))  # fmt: skip

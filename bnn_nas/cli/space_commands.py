@@ -90,7 +90,8 @@ def cell_network(config, source: str | None, genotype, search_layout: bool, size
     trials) builds it from ``config``, sized by --cells/--channels, and one line naming
     that layout and where it came from."""
     from bnn_nas.config import ModelConfig
-    from bnn_nas.space.network import build_model, model_layout
+    from bnn_nas.space.architecture import Architecture
+    from bnn_nas.space.network import model_layout
     from bnn_nas.space.search_space import load_search_space
 
     space = load_search_space(config.search_space)
@@ -100,7 +101,7 @@ def cell_network(config, source: str | None, genotype, search_layout: bool, size
         cells=cells or config.model.cells, channels=channels or config.model.channels
     )
     model = search if search_layout else final
-    net = build_model(model, space, classes, genotype, image_size=image_size)
+    net = Architecture(model, classes, space, genotype, image_size).build(training=True)
 
     def shape(layout) -> str:
         reductions = ", ".join(map(str, layout.reductions)) or "none"
@@ -239,8 +240,10 @@ def profile_command(
     directory; its genotype.yaml when GENOTYPE is left out, or its baseline model), else
     the defaults.
     """
+    from bnn_nas.config import ModelConfig
     from bnn_nas.cost import count_cost
     from bnn_nas.extensions import get_baseline, get_family
+    from bnn_nas.space.architecture import Architecture
     from bnn_nas.space.genotype import load_genotype
 
     config, source = layout_config(config_path, run_dir, plugins)
@@ -263,9 +266,9 @@ def profile_command(
         if cells is not None or channels is not None:
             fail("--cells/--channels size a GENOTYPE's network, not a --model baseline")
         get_family(family)
-        net = get_baseline(baseline).obj(
-            family, classes, image_size=image_size, **config.model.options
-        )
+        get_baseline(baseline)
+        chosen = ModelConfig(type=baseline, family=family, options=dict(config.model.options))
+        net = Architecture(chosen, classes, image_size=image_size).build(training=True)
         where = f" (model of {source})" if model is None else ""
         click.echo(f"network: {baseline} ({family}), {image_size} px, {classes} classes{where}")
     else:

@@ -165,11 +165,10 @@ def _input_spec(
             raise DataError("--mean and --std need one value per channel, std > 0")
         h, w = (shape[0], shape[1]) if shape is not None else (None, None)
         return InputSpec(tuple(mean), tuple(std), tuple(str(i) for i in range(classes)), h, w)
-    from bnn_nas.data import load_dataset
-    from bnn_nas.train.run import data_settings
+    from bnn_nas.data import data_settings, load_dataset
 
     try:
-        dataset = load_dataset(data_settings(config))
+        dataset = load_dataset(data_settings(config.data))
     except BnnNasError as err:
         raise DataError(
             f"{err} (export reads the training set for its normalisation; or pass --mean and --std)"
@@ -205,17 +204,13 @@ def export_run(
     """
     from bnn_nas.primitives import load_plugins
     from bnn_nas.rundir import report_input, run_plugins
-    from bnn_nas.space.genotype import load_genotype
-    from bnn_nas.space.plain_networks import baseline_layout
-    from bnn_nas.space.search_space import load_search_space
     from bnn_nas.train.checkpoint import load_checkpoint
+    from bnn_nas.train.final_network import run_architecture
 
     files = resolve_run(source)
     config = load_config(files.config)
     named = run_plugins(files.config, config.plugins, tuple(plugins), trust=trust_run_plugins)
     load_plugins(named + tuple(plugins))
-    genotype = load_genotype(str(files.genotype)) if files.genotype is not None else None
-    space = load_search_space(config.search_space) if genotype is not None else None
     state = load_checkpoint(files.checkpoint)
     weights = state.get("model", {})
     if "classifier.weight" not in weights:
@@ -223,10 +218,11 @@ def export_run(
     classes = int(weights["classifier.weight"].shape[0])
     shape, _ = report_input(files.checkpoint.parent)
     spec = _input_spec(config, classes, mean, std, shape)
-    # a baseline trained on ImageNet-size images has the ImageNet layout (train picks it so)
-    imagenet = genotype is None and baseline_layout(config.model.type, spec.height) == "imagenet"
-    architecture = Architecture(
-        config.model, classes, space, genotype, image_size=spec.height if imagenet else None
+    # the network the run recorded (older runs: its config and genotype, for the
+    # checkpoint's classes at the training images' size: a baseline trained on
+    # ImageNet-size images has the ImageNet layout, as train picked it)
+    architecture = run_architecture(
+        files.checkpoint.parent, config, num_classes=classes, image_size=spec.height
     )
     model = architecture.build()
     try:

@@ -27,7 +27,7 @@ from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
 from bnn_nas.train.distill import place_teacher, teacher_for
-from bnn_nas.train.seeding import GLOBAL_RNG_LOCK, seed_everything
+from bnn_nas.train.seeding import seeded_build
 from bnn_nas.train.trainer import fit
 
 
@@ -204,9 +204,8 @@ class Evaluator:
         """Cost of a candidate, counted once per genotype (Pareto asks before training):
         on ``model`` when the caller has built it already, else on a fresh build."""
         if genotype not in self._costs:
-            if model is None:
-                with GLOBAL_RNG_LOCK:  # building draws initial weights from the global RNG
-                    model = self.build(genotype)
+            if model is None:  # building draws initial weights from the global RNG
+                model = seeded_build(partial(self.build, genotype))
             self._costs[genotype] = count_cost(model, (1, *self.data.image_shape))
         return self._costs[genotype]
 
@@ -259,9 +258,7 @@ class Evaluator:
         seed = trial_seed(self.seed, genotype)
         # train.distill (off by default): the teacher, frozen, on this trial's device
         teacher = self.teachers.on(self.device)
-        with GLOBAL_RNG_LOCK:
-            seed_everything(seed)
-            model = self.build(genotype)
+        model = seeded_build(partial(self.build, genotype), seed)
         cost = self.cost(genotype, model)  # counting leaves the model as it was
         tic = time.perf_counter()
         seen: list = []

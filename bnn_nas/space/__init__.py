@@ -8,9 +8,10 @@ The public surface:
 - search spaces: :class:`SearchSpace`, :class:`NetworkLayout`, :class:`OpChoice`,
   :func:`load_search_space`, :func:`search_space_from_dict`, :func:`builtin_space_names`
   (``bnn_nas.space.search_space``);
-- networks: :class:`CellNetwork`, :func:`build_model` (``bnn_nas.space.network``),
-  :func:`build_baseline` (``bnn_nas.space.plain_networks``; registered baselines in
-  ``bnn_nas.extensions.BASELINES``);
+- networks: :class:`Architecture` (the description of a network and its one builder, what
+  a run directory records: ``bnn_nas.space.architecture``), :class:`CellNetwork`,
+  :func:`build_model` (``bnn_nas.space.network``), :func:`build_baseline`
+  (``bnn_nas.space.plain_networks``; registered baselines in ``bnn_nas.extensions.BASELINES``);
 - drawings: :func:`render`, :func:`to_dot`, :func:`cell_graph` (``bnn_nas.space.drawing``).
 
 Names are imported on first use, so reading a genotype does not load torch.
@@ -27,6 +28,7 @@ _WHERE = {
     "SearchSpace": "search_space", "NetworkLayout": "search_space", "OpChoice": "search_space",
     "load_search_space": "search_space", "search_space_from_dict": "search_space",
     "builtin_space_names": "search_space",
+    "Architecture": "architecture",
     "CellNetwork": "network", "build_model": "network", "build_baseline": "plain_networks",
     "render": "drawing", "to_dot": "drawing", "cell_graph": "drawing",
 }  # fmt: skip

@@ -196,7 +196,7 @@ def model_layout(model: ModelConfig, space: SearchSpace) -> NetworkLayout:
 
 def build_model(
     model: ModelConfig,
-    space: SearchSpace,
+    space: SearchSpace | None,
     num_classes: int,
     genotype: Genotype | None = None,
     image_size: int | None = None,
@@ -204,9 +204,11 @@ def build_model(
     """The network a config asks for: a genotype's cells or a hand-designed baseline.
 
     ``image_size`` (the input's height, when known) picks a baseline's layout (CIFAR or
-    ImageNet) and is checked against a cell network's stem.
+    ImageNet) and is checked against a cell network's stem. A baseline reads no ``space``.
     """
     if genotype is not None:
+        if space is None:
+            raise ConfigError("a cell network needs its search space to be built")
         layout = model_layout(model, space)
         check_image_size(layout, image_size)
         return CellNetwork(genotype, replace(space, network=layout), num_classes)

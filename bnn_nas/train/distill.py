@@ -5,8 +5,8 @@ Knowledge in a Neural Network"): ``KL(softmax(t / T) || softmax(s / T)) * T^2`` 
 keeps gradient sizes comparable across temperatures), alone (``kl``: ReActNet's
 distributional loss, Liu et al. 2020, at T = 1) or mixed with the labels' cross-entropy
 (``ce_kl``). The teacher is a network trained by `bnn-nas train` (typically a float
-twin: ``--family float``), rebuilt from its run directory's config and loaded with the
-checkpoint loader; it runs in eval mode, in bf16 on CUDA, inside the student's (graphed)
+twin: ``--family float``), rebuilt from the network its run directory records and loaded
+with the checkpoint loader; it runs in eval mode, in bf16 on CUDA, inside the student's (graphed)
 step on the same augmented batch. The caller of the training loop loads it
 (:func:`teacher_for`) and passes it in: the loop does not read run directories.
 """
@@ -22,11 +22,10 @@ from torch import Tensor, nn
 from bnn_nas.config import DistillConfig, TrainConfig
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.errors import ConfigError
-from bnn_nas.space.genotype import load_genotype
 from bnn_nas.train.checkpoint import load_checkpoint
 from bnn_nas.train.distill_loss import DistillLoss, kd_term
-from bnn_nas.train.final_network import build_final_network, saved_run_config
-from bnn_nas.train.seeding import GLOBAL_RNG_LOCK
+from bnn_nas.train.final_network import build_trained_network, run_architecture, saved_run_config
+from bnn_nas.train.seeding import seeded_build
 
 __all__ = ["DistillLoss", "kd_term", "load_teacher", "place_teacher", "teacher_for"]
 
@@ -81,13 +80,15 @@ def load_teacher(
             f"distill.teacher {settings.teacher} predicts {classes} classes, the student's "
             f"data has {num_classes}; train a teacher on this data"
         )
-    genotype_file = run_dir / "genotype.yaml"
-    genotype = load_genotype(genotype_file) if genotype_file.is_file() else None
-    # the teacher's own seed and settings, at the student's image size (report.json agreed,
-    # when there is one): a baseline trained at >= 128 px has the ImageNet layout. Its
-    # stages need nothing: a config's last stage trains with the network's own binarizers
-    # (config.py refuses one that sets act / weight), so the network built is the one trained
-    teacher = build_final_network(config, genotype, num_classes, image_size=image_shape[0])
+    # the network its run recorded (older runs: its config and genotype at the student's
+    # image size, which report.json agreed with when there is one: a baseline trained at
+    # >= 128 px has the ImageNet layout), built from its own seed. Its stages need nothing:
+    # a config's last stage trains with the network's own binarizers (config.py refuses
+    # one that sets act / weight), so the network built is the one trained
+    architecture = run_architecture(
+        run_dir, config, num_classes=num_classes, image_size=image_shape[0]
+    )
+    teacher = build_trained_network(architecture, config.seed)
     try:
         teacher.load_state_dict(state)
     except RuntimeError as err:
@@ -123,11 +124,15 @@ def teacher_for(
     :func:`bnn_nas.train.fit` passes as its ``teacher`` (a search trial does)."""
     if settings.distill is None:
         return None
-    with GLOBAL_RNG_LOCK:  # rebuilding the teacher seeds the global RNGs
+    distill = settings.distill
+
+    def load() -> nn.Module:
         return load_teacher(
-            settings.distill, num_classes=len(train_set.classes),
-            image_shape=train_set.image_shape, device=device, bf16=settings.bf16,
+            distill, num_classes=len(train_set.classes), image_shape=train_set.image_shape,
+            device=device, bf16=settings.bf16,
         )  # fmt: skip
+
+    return seeded_build(load)  # rebuilding the teacher seeds the global RNGs
 
 
 def _classes_of(state: dict[str, Tensor]) -> int | None:

@@ -24,8 +24,7 @@ from torch import nn
 from bnn_nas import __version__
 from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.cost import count_cost
-from bnn_nas.data import DataSettings, load_dataset
-from bnn_nas.data import data_settings as dataset_settings
+from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
 from bnn_nas.rundir import (
@@ -36,10 +35,16 @@ from bnn_nas.rundir import (
     remove_stale_parts,
     run_kind,
 )
+from bnn_nas.space.architecture import Architecture
 from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
 from bnn_nas.train.distill import load_teacher
-from bnn_nas.train.final_network import build_final_network, saved_run_config
+from bnn_nas.train.final_network import (
+    NETWORK,
+    build_trained_network,
+    network_text,
+    saved_run_config,
+)
 from bnn_nas.train.stages import ending_network, fit_stages
 from bnn_nas.train.step import precision_note, uses_bf16
 from bnn_nas.train.tensorboard_log import FOLDER as TENSORBOARD
@@ -64,10 +69,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
-
-
-def data_settings(config: Config) -> DataSettings:
-    return dataset_settings(config.data)
 
 
 # Settings in which two trainings may differ and still be one run (a resumed run, seeds of
@@ -133,6 +134,17 @@ def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | No
         )
 
 
+def _check_same_network(run_dir: Path, text: str) -> None:
+    """A resumed run builds the network it recorded (RUN/network.yaml; older runs recorded
+    none): a search-space file edited since would train another network."""
+    before = _read(run_dir / NETWORK)
+    if before is not None and before != text:
+        raise CheckpointError(
+            f"{run_dir} was trained on another network than its config builds now (its "
+            f"search space changed since?); see {run_dir / NETWORK}, or choose another --run-dir"
+        )
+
+
 def train_run(
     config: Config,
     run_dir: Path,
@@ -183,7 +195,7 @@ def _train_locked(
     if config.final.tensorboard:
         summary_writer_class()  # a missing package: one line, before any work
     device = resolve_device(config.device)
-    dataset = load_dataset(data_settings(config))
+    dataset = load_dataset(data_settings(config.data))
     teacher = None
     if config.final.distill is not None:  # before the student: its errors come first
         teacher = load_teacher(
@@ -191,7 +203,8 @@ def _train_locked(
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,
         )  # fmt: skip
     image_size = dataset.train.image_shape[0]
-    model = build_final_network(config, genotype, dataset.num_classes, image_size)
+    architecture = Architecture.from_config(config, genotype, dataset.num_classes, image_size)
+    model = build_trained_network(architecture, config.seed)
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
     check_batch_fits(config.final, len(dataset.train), "final")
@@ -203,6 +216,9 @@ def _train_locked(
     documents = {"config.yaml": dump_yaml(config_to_dict(config))}
     if genotype is not None:
         documents["genotype.yaml"] = dump_yaml({"genotype": str(genotype), "hash": genotype.hash})
+    documents[NETWORK] = network_text(architecture)  # what export and a teacher rebuild
+    if resume and checkpoint.is_file():
+        _check_same_network(run_dir, documents[NETWORK])
     if existed:
         for name, text in documents.items():
             if _read(run_dir / name) != text:

@@ -1,0 +1,147 @@
+"""The network of a run directory: one description (``space.architecture.Architecture``)
+that `bnn-nas train` builds from and records in RUN/network.yaml, and that export and a
+distillation's teacher read back; run directories written before the record existed
+(docs/results, config.yaml + genotype.yaml + report.json) rebuild the same network."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bnn_nas.config import DistillConfig, load_config
+from bnn_nas.errors import CheckpointError
+from bnn_nas.export import export_run, load_packed, pack_model
+from bnn_nas.rundir import report_input
+from bnn_nas.space.architecture import Architecture
+from bnn_nas.space.genotype import load_genotype, parse_genotype
+from bnn_nas.space.network import build_model
+from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train.checkpoint import save_checkpoint
+from bnn_nas.train.distill import load_teacher
+from bnn_nas.train.final_network import (
+    NETWORK,
+    build_final_network,
+    recorded_architecture,
+    run_architecture,
+)
+from bnn_nas.train.run import train_run
+from tests.fixtures import make_image_folder, write_config
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+OLD_RUNS = ["final-searched", "final-r18-xnor", "recipe-r18/teacher", "recipe-r18/lit-bireal"]
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+
+
+def old_run(name: str, tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A copy of a docs/results run directory with a checkpoint of the network that
+    bnn-nas built for it before RUN/network.yaml existed (build_model from its config,
+    genotype and report), and that network."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(RESULTS / name, run_dir, ignore=shutil.ignore_patterns("*.csv", "*.log"))
+    assert not (run_dir / NETWORK).exists()
+    config = load_config(run_dir / "config.yaml")
+    genotype_file = run_dir / "genotype.yaml"
+    genotype = load_genotype(str(genotype_file)) if genotype_file.is_file() else None
+    shape, _ = report_input(run_dir)
+    torch.manual_seed(3)
+    net = build_model(config.model, load_search_space(config.search_space), 10, genotype,
+                      image_size=None if shape is None else shape[0])  # fmt: skip
+    save_checkpoint(run_dir / "checkpoint.pt", {"model": net.state_dict(), "epoch": 4})
+    return run_dir, net.eval()
+
+
+@pytest.mark.parametrize("name", OLD_RUNS)
+def test_an_old_run_directory_exports_the_network_it_trained(name, tmp_path):
+    run_dir, net = old_run(name, tmp_path)
+    summary = export_run(run_dir, tmp_path / "model.bnn", mean=MEAN, std=STD)
+    packed = load_packed(summary.path)
+    x = torch.randn(2, 3, 32, 32)
+    twin = copy.deepcopy(net)
+    pack_model(twin)  # the network as the exporter rewrites it, in memory
+    with torch.no_grad():  # the same network: equal up to float32 rounding of float convs
+        assert torch.allclose(packed.logits(x), twin(x), rtol=1e-5, atol=1e-6)
+    assert packed.architecture.genotype == (
+        None if name.startswith(("final-r18", "recipe")) else load_genotype(
+            str(run_dir / "genotype.yaml"))
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["recipe-r18/teacher", "final-searched"])
+def test_an_old_run_directory_loads_as_a_teacher(name, tmp_path):
+    run_dir, net = old_run(name, tmp_path)
+    teacher = load_teacher(
+        DistillConfig(teacher=str(run_dir)), num_classes=10, image_shape=(32, 32, 3),
+        device=torch.device("cpu"), bf16=False,
+    )  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(teacher(x), net(x))
+    assert not teacher.training
+
+
+def test_an_old_run_directory_describes_the_network_train_builds_now(tmp_path):
+    run_dir, _ = old_run("final-searched", tmp_path)
+    config = load_config(run_dir / "config.yaml")
+    genotype = load_genotype(str(run_dir / "genotype.yaml"))
+    described = run_architecture(run_dir, config, num_classes=10, image_size=32)
+    assert described == Architecture.from_config(config, genotype, 10, 32)
+    torch.manual_seed(0)
+    built = described.build(training=True)
+    assert built.training
+    trained = build_final_network(config, genotype, 10, 32)  # seeds with config.seed
+    assert trained.state_dict().keys() == built.state_dict().keys()
+
+
+GENOTYPE = (
+    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
+    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
+    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
+    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    data = make_image_folder(tmp / "images", train_per_class=8, test_per_class=2)
+    body = (
+        f"seed: 2\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final: {epochs: 1, batch_size: 16, lr: 0.01}\n"
+    )
+    config = load_config(write_config(tmp / "config.yaml", body))
+    run_dir = tmp / "run"
+    train_run(config, run_dir, genotype=parse_genotype(GENOTYPE), resume=False, progress=False)
+    return run_dir, config, tmp
+
+
+def test_train_records_the_network_it_built_and_export_reads_it(trained, tmp_path):
+    run_dir, config, _ = trained
+    recorded = recorded_architecture(run_dir)
+    assert recorded == Architecture.from_config(config, parse_genotype(GENOTYPE), 10, 32)
+    # without the record (an older run), the config and genotype describe the same network
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    (old / NETWORK).unlink()
+    assert run_architecture(old, config, num_classes=10, image_size=32) == recorded
+    summary = export_run(run_dir, tmp_path / "model.bnn")
+    header_arch = load_packed(summary.path, native=False).architecture
+    assert header_arch == recorded
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    net = recorded.build()
+    net.load_state_dict(state)  # the record builds the network the checkpoint holds
+
+
+def test_a_resumed_run_must_build_the_network_it_recorded(trained, tmp_path):
+    run_dir, config, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = (copy / NETWORK).read_text()
+    (copy / NETWORK).write_text(text.replace("stem_multiplier: 2", "stem_multiplier: 3"))
+    with pytest.raises(CheckpointError, match="another network"):
+        train_run(config, copy, genotype=parse_genotype(GENOTYPE), resume=True, progress=False)
+    assert json.loads((copy / "report.json").read_text())["epochs"] == 1
