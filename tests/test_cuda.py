@@ -13,6 +13,7 @@ from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import fit
 from bnn_nas.train import step as step_module
+from bnn_nas.train.callbacks import Checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -174,8 +175,8 @@ def test_interrupted_gpu_training_resumes_from_its_checkpoint(tmp_path):
 
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(StopTrainingError):
-        train(checkpoint=checkpoint, on_epoch=stop_after_two)
-    resumed = train(checkpoint=checkpoint, resume=True)
+        train(callbacks=[Checkpoint(checkpoint)], on_epoch=stop_after_two)
+    resumed = train(callbacks=[Checkpoint(checkpoint, resume=True)])
     straight = train()
     assert len(resumed) == len(straight) == 3
     for r, s in zip(resumed, straight, strict=True):

@@ -621,9 +621,9 @@ def test_a_staged_resume_reads_the_checkpoint_once(tmp_path, monkeypatch):
     stage's fit, which does not read and hash the file again."""
     from bnn_nas.config import StageConfig
     from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.train import callbacks as callbacks_module
     from bnn_nas.train import checkpoint as checkpoint_module
     from bnn_nas.train import stages as stages_module
-    from bnn_nas.train import trainer as trainer_module
 
     final = TrainConfig(epochs=2, batch_size=32, stages=(StageConfig(epochs=1),
                                                          StageConfig(epochs=1)))  # fmt: skip
@@ -639,7 +639,7 @@ def test_a_staged_resume_reads_the_checkpoint_once(tmp_path, monkeypatch):
         return checkpoint_module.load_checkpoint(*args, **kwargs)
 
     monkeypatch.setattr(stages_module, "load_checkpoint", counted)
-    monkeypatch.setattr(trainer_module, "load_checkpoint", counted)
+    monkeypatch.setattr(callbacks_module, "load_checkpoint", counted)
     again = stages_module.fit_stages(_tiny_cells(), small, final, checkpoint=path, resume=True,
                                      **common)  # fmt: skip
     assert reads == [path]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bnn_nas.cli import main
 from bnn_nas.config import config_from_dict
 from bnn_nas.errors import ConfigError
-from bnn_nas.train.trainer import EpochMetrics
+from bnn_nas.train.metrics import EpochMetrics
 
 GENOTYPE = (
     "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "

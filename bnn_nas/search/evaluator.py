@@ -26,6 +26,7 @@ from bnn_nas.search.trials import CurvePoint, TrialResult
 from bnn_nas.space.genotype import Genotype
 from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import SearchSpace
+from bnn_nas.train.callbacks import Checkpoint
 from bnn_nas.train.distill import place_teacher, teacher_for
 from bnn_nas.train.seeding import seeded_build
 from bnn_nas.train.trainer import fit
@@ -276,8 +277,7 @@ class Evaluator:
                 stats=self.data.stats,
                 eval_set=self.data.valid,
                 eval_every=stop_at or 0,  # a continued rung is scored where it stops
-                checkpoint=checkpoint,
-                resume=checkpoint is not None,
+                callbacks=() if checkpoint is None else (Checkpoint(checkpoint, resume=True),),
                 on_epoch=after,
                 teacher=teacher,
             )

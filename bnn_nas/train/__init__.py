@@ -1,4 +1,4 @@
-"""Training: optimiser and schedule, checkpoints, the fit/evaluate loop.
+"""Training: optimiser and schedule, checkpoints, the fit/evaluate loop and its callbacks.
 
 ``bnn_nas.train(config, genotype=...)`` (the API's :func:`bnn_nas.api.train`) is also a
 call of this package: ``bnn_nas.train`` is always this package (Python makes a
@@ -13,17 +13,45 @@ import inspect
 import sys
 import types
 
+from bnn_nas.train.callbacks import (
+    Callback,
+    Checkpoint,
+    FitRun,
+    MetricsCSV,
+    OnEpoch,
+    OnStart,
+    ProgressBar,
+    TensorBoard,
+)
 from bnn_nas.train.checkpoint import load_checkpoint, save_checkpoint
-from bnn_nas.train.trainer import EpochMetrics, TrainingDivergedError, evaluate, fit, resolve_device
+from bnn_nas.train.seeding import seeded_build
+from bnn_nas.train.trainer import (
+    EpochMetrics,
+    StageStart,
+    TrainingDivergedError,
+    evaluate,
+    fit,
+    resolve_device,
+)
 
 __all__ = [
+    "Callback",
+    "Checkpoint",
     "EpochMetrics",
+    "FitRun",
+    "MetricsCSV",
+    "OnEpoch",
+    "OnStart",
+    "ProgressBar",
+    "StageStart",
+    "TensorBoard",
     "TrainingDivergedError",
     "evaluate",
     "fit",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
+    "seeded_build",
 ]
 
 

@@ -14,7 +14,6 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from bnn_nas.config import Config, check_batch_fits, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
-from bnn_nas.io import dump_yaml, write_csv_atomic, write_text_atomic
+from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.rundir import (
     check_run_dir,
     creating,
@@ -37,6 +36,7 @@ from bnn_nas.rundir import (
 )
 from bnn_nas.space.architecture import Architecture
 from bnn_nas.space.genotype import Genotype, load_genotype
+from bnn_nas.train.callbacks import Callback, MetricsCSV, ProgressBar, TensorBoard
 from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
 from bnn_nas.train.distill import load_teacher
 from bnn_nas.train.final_network import (
@@ -45,11 +45,12 @@ from bnn_nas.train.final_network import (
     network_text,
     saved_run_config,
 )
+from bnn_nas.train.metrics import write_metrics_csv
 from bnn_nas.train.stages import ending_network, fit_stages
 from bnn_nas.train.step import precision_note, uses_bf16
 from bnn_nas.train.tensorboard_log import FOLDER as TENSORBOARD
 from bnn_nas.train.tensorboard_log import TensorBoardCurves, summary_writer_class
-from bnn_nas.train.trainer import EpochMetrics, resolve_device
+from bnn_nas.train.trainer import resolve_device
 
 # a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
 # off; a distillation teacher
@@ -58,11 +59,6 @@ FLOAT_TWIN = {"act": "identity", "weight": "identity"}
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 REPORT = "report.json"
-
-
-def write_metrics_csv(path: Path, history: list[EpochMetrics]) -> None:
-    names = [f.name for f in fields(EpochMetrics)]
-    write_csv_atomic(path, names, (m.to_dict() for m in history))
 
 
 def device_name(device: torch.device) -> str:
@@ -260,11 +256,11 @@ def _fit_and_report(
     checkpoint = run_dir / CHECKPOINT
     history_file = run_dir / METRICS
     curves = TensorBoardCurves(run_dir / TENSORBOARD) if config.final.tensorboard else None
-
-    def on_epoch(history: list[EpochMetrics]) -> None:
-        write_metrics_csv(history_file, history)
-        if curves is not None:
-            curves.add(history[-1])
+    callbacks: list[Callback] = [MetricsCSV(history_file)]
+    if curves is not None:
+        callbacks.append(TensorBoard(curves))
+    if progress:
+        callbacks.append(ProgressBar())
 
     def on_start() -> None:  # once a resumed checkpoint has loaded: errors before stay one line
         if say is not None:
@@ -282,10 +278,9 @@ def _fit_and_report(
             eval_set=dataset.test,
             checkpoint=checkpoint,
             resume=resume,
-            on_epoch=on_epoch,
-            progress=progress,
-            teacher=teacher,
             on_start=on_start,
+            callbacks=callbacks,
+            teacher=teacher,
         )
     finally:
         if curves is not None:

@@ -12,7 +12,7 @@ the network's parameters (and so its state dict) stay the same objects across st
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from bnn_nas.binary.quantizers import Binarizer
 from bnn_nas.config import TrainConfig, shown
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.errors import CheckpointError, ConfigError
+from bnn_nas.train.callbacks import Callback, Checkpoint, OnStart
 from bnn_nas.train.checkpoint import load_checkpoint
-from bnn_nas.train.trainer import EpochMetrics, fit
+from bnn_nas.train.metrics import EpochMetrics
+from bnn_nas.train.trainer import StageStart, fit
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def fit_stages(
     checkpoint: Path | None = None,
     resume: bool = False,
     on_start: Callable[[], None] | None = None,
+    callbacks: Sequence[Callback] = (),
     **fit_options: Any,
 ) -> list[EpochMetrics]:
     """:func:`fit` once per stage of ``final`` (once without stages), the binarizers of
@@ -146,7 +149,8 @@ def fit_stages(
 
     One checkpoint file serves all stages: it records its stage, so ``resume`` goes on in
     the stage it was written in (the stages before are done; their metrics are in it).
-    ``on_start`` is called once, when the first stage to run starts its first epoch.
+    ``on_start`` is called once, when the first stage to run starts its first epoch;
+    ``callbacks`` serve every stage's fit, after the checkpoint's.
     """
     stages = resolve_stages(final)
     first = 0
@@ -166,11 +170,17 @@ def fit_stages(
     for stage in stages[first:]:
         if final.stages:
             with_binarizers(model, stage.act, stage.weight, built)
+        resumed = stage.index == first
+        hooks: list[Callback] = []
+        if checkpoint is not None:
+            hooks.append(Checkpoint(
+                checkpoint, resume=resume and resumed, state=state if resumed else None
+            ))  # fmt: skip
+        if on_start is not None and resumed:
+            hooks.append(OnStart(on_start))
         history = fit(
-            model, train_set, stage.settings, checkpoint=checkpoint,
-            resume=resume and stage.index == first, stage=stage.index, epoch_offset=offset,
-            history=history, on_start=on_start if stage.index == first else None,
-            resume_state=state if stage.index == first else None, **fit_options,
+            model, train_set, stage.settings, callbacks=[*hooks, *callbacks],
+            start=StageStart(stage.index, offset, tuple(history)), **fit_options,
         )  # fmt: skip
         state = None
         offset += stage.settings.epochs

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bnn_nas.errors import ConfigError
-from bnn_nas.train.trainer import EpochMetrics
+from bnn_nas.train.metrics import EpochMetrics
 
 FOLDER = "tensorboard"
 
