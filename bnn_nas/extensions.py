@@ -56,7 +56,7 @@ BASELINES: Registry[Any] = Registry(
     group="bnn_nas.baselines",
 )  # fmt: skip
 FAMILIES: Registry[Any] = Registry(
-    "primitive family", key="model.family", builtins=("bnn_nas.space.baselines",),
+    "primitive family", key="model.family", builtins=("bnn_nas.primitives.options",),
     group="bnn_nas.families",
 )  # fmt: skip
 

@@ -11,12 +11,14 @@ import torch
 
 from bnn_nas.binary import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS, BinaryConv2d
 from bnn_nas.errors import PrimitiveError
-from bnn_nas.primitives import FAMILY_DEFAULTS, BinaryOptions, get_primitive, list_primitives
+from bnn_nas.extensions import list_families
+from bnn_nas.primitives import BinaryOptions, get_primitive, list_primitives
 from bnn_nas.primitives.builtin import FAMILY_SHAPES, SHAPE_FIXED
 from bnn_nas.primitives.options import ACTIVATIONS, DOWNSAMPLES, ORDERS, REDUCES, SHORTCUTS
 from tests.primitive_checks import check_primitive
 
 ALL = [spec.name for spec in list_primitives()]
+FAMILY_DEFAULTS = {entry.name: entry.obj for entry in list_families()}  # the registry's
 FAMILY = [spec.name for spec in list_primitives() if spec.family in FAMILY_DEFAULTS]
 CHANNELS = [(4, 4), (4, 8), (5, 7), (6, 3)]  # equal, doubled, odd, shrinking
 OPTION_VALUES = {

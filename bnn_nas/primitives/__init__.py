@@ -2,7 +2,7 @@
 
 from bnn_nas.primitives import builtin as _builtin  # noqa: F401  (registers the built-ins)
 from bnn_nas.primitives import darts as _darts  # noqa: F401  (DARTS's float ops)
-from bnn_nas.primitives.options import FAMILY_DEFAULTS, BinaryOptions
+from bnn_nas.primitives.options import BinaryOptions, family_defaults
 from bnn_nas.primitives.plugins import load_entry_point_plugins, load_plugin, load_plugins
 from bnn_nas.primitives.registry import (
     REGISTRY,
@@ -14,11 +14,11 @@ from bnn_nas.primitives.registry import (
 )
 
 __all__ = [
-    "FAMILY_DEFAULTS",
     "REGISTRY",
     "BinaryOptions",
     "PrimitiveSpec",
     "build_primitive",
+    "family_defaults",
     "get_primitive",
     "list_primitives",
     "load_entry_point_plugins",

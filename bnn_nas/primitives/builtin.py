@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from bnn_nas.errors import PrimitiveError
+from bnn_nas.extensions import list_families
 from bnn_nas.primitives.blocks import (
     BinaryUnit,
     Zero,
@@ -21,7 +22,7 @@ from bnn_nas.primitives.blocks import (
     float_factorized_reduce,
     shortcut,
 )
-from bnn_nas.primitives.options import FAMILY_DEFAULTS, BinaryOptions
+from bnn_nas.primitives.options import BinaryOptions, family_defaults
 from bnn_nas.primitives.registry import register_primitive
 
 
@@ -52,7 +53,7 @@ def skip_connect(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Modul
         )
     if stride == 2 and reduce_skip == "binary":
         # EBNAS / BATS: BN -> sign -> two 1x1 binary convs on offset grids, concatenated
-        opts = FAMILY_DEFAULTS["xnor"].with_overrides({"reduce": "factorized"}, "skip_connect")
+        opts = family_defaults("xnor").with_overrides({"reduce": "factorized"}, "skip_connect")
         return BinaryUnit(C_in, C_out, 2, opts, kernel=1)
     if stride == 2:
         return float_factorized_reduce(C_in, C_out)
@@ -209,7 +210,7 @@ def _family_variant(
     defaults: dict[str, str],
     fixed: dict[str, str],
 ) -> Callable[..., nn.Module]:
-    base = FAMILY_DEFAULTS[family].with_overrides({**defaults, **fixed}, name)
+    base = family_defaults(family).with_overrides({**defaults, **fixed}, name)
 
     def factory(C_in: int, C_out: int, stride: int, **options: Any) -> nn.Module:
         for key, value in fixed.items():
@@ -231,7 +232,7 @@ def _family_variant(
 
 
 def _register_families() -> None:
-    for family in FAMILY_DEFAULTS:
+    for family in [entry.name for entry in list_families()]:  # the built-in ones, now
         for suffix, (builder, precision, doc) in FAMILY_SHAPES.items():
             name = f"{family}_{suffix}"
             factory = _family_variant(

@@ -12,6 +12,7 @@ from typing import Any
 
 from bnn_nas.binary import ACTIVATION_BINARIZERS, WEIGHT_BINARIZERS
 from bnn_nas.errors import PrimitiveError
+from bnn_nas.extensions import get_family, register_family
 
 ORDERS = ("bn_conv", "conv_bn")
 ACTIVATIONS = ("none", "relu", "prelu", "rprelu")
@@ -89,9 +90,12 @@ class BinaryOptions:
             raise PrimitiveError(f"primitive {primitive!r}: {err}") from None
 
 
-FAMILY_DEFAULTS: dict[str, BinaryOptions] = {
-    # XNOR-Net: BN -> sign -> binary conv (scaled weights) -> (+ shortcut)
-    "xnor": BinaryOptions(
+# The built-in families, filed as bnn_nas.extensions.FAMILIES entries (``model.family``):
+# an entry's object is the family's default BinaryOptions, the one source every builder
+# reads (family_defaults).
+register_family(
+    "xnor",
+    BinaryOptions(
         act="clipped_ste",
         weight="xnor",
         order="bn_conv",
@@ -99,9 +103,12 @@ FAMILY_DEFAULTS: dict[str, BinaryOptions] = {
         downsample="avgpool_concat",
         reduce="strided",
     ),
-    # Bi-Real Net: sign -> binary conv -> BN -> + real-valued shortcut; the paper's
-    # stride-2 shortcut is avg-pool + real 1x1 conv + BN.
-    "bireal": BinaryOptions(
+    doc="XNOR-Net: BN -> sign -> binary conv (scaled weights) -> (+ shortcut)",
+)
+# Bi-Real Net: the paper's stride-2 shortcut is avg-pool + real 1x1 conv + BN.
+register_family(
+    "bireal",
+    BinaryOptions(
         act="approx_sign",
         weight="bireal",
         order="conv_bn",
@@ -109,4 +116,11 @@ FAMILY_DEFAULTS: dict[str, BinaryOptions] = {
         downsample="avgpool_conv",
         reduce="strided",
     ),
-}
+    doc="Bi-Real Net: sign -> binary conv -> BN -> + real-valued shortcut",
+)
+
+
+def family_defaults(name: str) -> BinaryOptions:
+    """The default options of the registered family ``name`` (an unknown name: a one-line
+    error with close names)."""
+    return get_family(name).obj

@@ -1,8 +1,8 @@
-"""The built-in baseline models and primitive families, as registry entries.
+"""The built-in baseline models, as registry entries.
 
-``model.type`` names a baseline (``bnn_nas.extensions.BASELINES``) and ``model.family``
-a primitive family (``bnn_nas.extensions.FAMILIES``); the tables they come from stay in
-``space/plain_networks.py`` (``BASELINES``) and ``primitives/options.py`` (``FAMILY_DEFAULTS``).
+``model.type`` names a baseline (``bnn_nas.extensions.BASELINES``); the table it comes
+from stays in ``space/plain_networks.py`` (``BASELINES``). ``model.family`` names a
+primitive family (``bnn_nas.extensions.FAMILIES``, registered in ``primitives/options.py``).
 A plugin registers another baseline with ``@register_baseline("name")`` on
 ``build(family, num_classes, in_channels=3, image_size=None, **options) -> nn.Module``
 (``image_size``: the input's height when known; it may pick the layout).
@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bnn_nas.extensions import BASELINES, FAMILIES, register_baseline, register_family
-from bnn_nas.primitives import FAMILY_DEFAULTS
+from bnn_nas.extensions import BASELINES, register_baseline
 from bnn_nas.space import plain_networks
 
 _DOCS = {
@@ -23,8 +22,6 @@ _DOCS = {
     "resnet34": "binary ResNet-34 (CIFAR: 3x3 stem, no max-pool; ImageNet from 128 px)",
     "resnet20": "binary ResNet-20 (He et al. 2016, CIFAR): 3 stages x 3 basic blocks",
     "vgg_small": "binary VGG-small (LQ-Nets / XNOR-Net CIFAR)",
-    "xnor": "XNOR-Net: BN -> sign -> binary conv (scaled weights) -> (+ shortcut)",
-    "bireal": "Bi-Real Net: sign -> binary conv -> BN -> + real-valued shortcut",
 }
 
 
@@ -47,6 +44,3 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 for _name in plain_networks.BASELINES:
     if _name not in BASELINES:
         register_baseline(_name)(_builder(_name))
-for _name, _defaults in FAMILY_DEFAULTS.items():
-    if _name not in FAMILIES:
-        register_family(_name, _defaults, doc=_DOCS.get(_name, ""))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnn_nas.primitives import FAMILY_DEFAULTS
+from bnn_nas.primitives import family_defaults
 from bnn_nas.primitives.blocks import BinaryUnit, float_conv_bn, float_factorized_reduce
 
 STEMS = ("cifar", "bnas", "imagenet")
@@ -60,7 +60,7 @@ class ImageNetStem(nn.Module):
 
 def bnas_preprocess(C_in: int, C_out: int, stride: int) -> BinaryUnit:
     """Kim et al.'s preprocessing: binary 1x1 unit, or 3x3 stride 2 after a reduction."""
-    opts = FAMILY_DEFAULTS["xnor"].with_overrides({"activation": "relu"}, "bnas preprocess")
+    opts = family_defaults("xnor").with_overrides({"activation": "relu"}, "bnas preprocess")
     if stride == 1:
         return BinaryUnit(C_in, C_out, 1, opts, kernel=1)
     unit = BinaryUnit(C_in, C_out, 2, opts, kernel=3)
@@ -74,7 +74,7 @@ def preprocess(C_in: int, C_out: int, stride: int, kind: str) -> nn.Module:
         return float_factorized_reduce(C_in, C_out) if stride == 2 else float_conv_bn(C_in, C_out)
     if kind == "bnas":
         return bnas_preprocess(C_in, C_out, stride)
-    opts = FAMILY_DEFAULTS[kind].with_overrides({"reduce": "factorized"}, f"{kind} preprocess")
+    opts = family_defaults(kind).with_overrides({"reduce": "factorized"}, f"{kind} preprocess")
     return BinaryUnit(C_in, C_out, stride, opts, kernel=1)
 
 

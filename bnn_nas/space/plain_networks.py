@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from bnn_nas.errors import ConfigError
-from bnn_nas.primitives import FAMILY_DEFAULTS, build_primitive
+from bnn_nas.extensions import FAMILIES
+from bnn_nas.primitives import build_primitive
 from bnn_nas.space.cell_parts import IMAGENET_MIN_SIZE
 
 Stages = list[tuple[int, int, int]]  # (channels, blocks, first stride)
@@ -101,8 +102,8 @@ def build_baseline(
     """
     if name not in BASELINES:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(BASELINES)}")
-    if family not in FAMILY_DEFAULTS:
-        raise ConfigError(f"unknown family {family!r}; choose one of {', '.join(FAMILY_DEFAULTS)}")
+    if family not in FAMILIES.names():
+        raise ConfigError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES.names())}")
     imagenet = baseline_layout(name, image_size) == "imagenet"
     suffix, stem_channels, stages = (IMAGENET_BASELINES if imagenet else BASELINES)[name]
     if imagenet:
