@@ -24,11 +24,6 @@ from bnn_nas.errors import BnnNasError, DataError
 from bnn_nas.extensions import list_datasets
 
 
-@pytest.fixture(scope="module")
-def sample() -> Dataset:
-    return load_cifar10_sample()
-
-
 def test_sample_is_real_balanced_and_small(sample):
     path = resources.files("bnn_nas.data").joinpath("cifar10_sample.npz")
     assert path.is_file() and len(path.read_bytes()) <= 5 * 1024 * 1024

@@ -13,7 +13,6 @@ from bnn_nas.data import (
     ImageSet,
     apply_crop_flip,
     crop_flip_params,
-    load_cifar10_sample,
     normalize,
     random_crop_flip,
 )
@@ -44,9 +43,6 @@ def numbered_set(n: int, h: int = 4, w: int = 4) -> ImageSet:
     return ImageSet(np.ascontiguousarray(images), np.arange(n), tuple(map(str, range(n))))
 
 
-@pytest.fixture(scope="module")
-def sample():
-    return load_cifar10_sample()
 
 
 @pytest.mark.parametrize("device", DEVICES)

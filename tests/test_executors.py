@@ -171,8 +171,9 @@ def test_streams_report_a_failing_candidate_and_go_on():
         StreamExecutor([Flaky()], 33, format_error)
 
 
+@pytest.mark.slow
 def test_ray_completes_a_search_despite_a_killed_task(tmp_path):
-    import ray  # the [ray] extra, installed by the README's test command
+    ray = pytest.importorskip("ray")  # the [ray] extra, installed by the README's test command
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:

@@ -15,7 +15,6 @@ import torch
 
 from benchmarks.common import MIXED_GENOTYPE, MIXED_OPS
 from bnn_nas.config import ModelConfig, TrainConfig
-from bnn_nas.data import load_cifar10_sample
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.export import Architecture, InputSpec, export_network, load_packed, pack_model
 from bnn_nas.export.reference import exact_reference
@@ -46,9 +45,6 @@ def cells(ops: list, genotype: str, preprocess: str) -> Architecture:
     return Architecture(ModelConfig(), 10, space, parse_genotype(genotype))
 
 
-@pytest.fixture(scope="module")
-def sample():
-    return load_cifar10_sample()
 
 
 def train_and_export(arch: Architecture, sample, path):

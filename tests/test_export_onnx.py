@@ -220,8 +220,3 @@ def test_export_format_onnx_from_a_run_directory(run, tmp_path):  # noqa: F811
     assert abs(accuracy - report["test_accuracy"]) <= 1 / 50 + 1e-9
 
 
-@pytest.fixture(scope="module")
-def sample():
-    from bnn_nas.data import load_cifar10_sample
-
-    return load_cifar10_sample()

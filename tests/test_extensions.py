@@ -116,6 +116,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_plugin_controller_executor_and_dataset_run_a_search(tmp_path):
     for name, text in [("t_controller", CONTROLLER_PLUGIN), ("t_executor", EXECUTOR_PLUGIN),
                        ("t_dataset", DATASET_PLUGIN)]:  # fmt: skip

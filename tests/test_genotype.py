@@ -24,15 +24,8 @@ from bnn_nas.space.genotype import (
     parse_genotype,
     validate_genotype,
 )
+from tests.conftest import DARTS_V2
 
-# DARTS V2 exactly as written in DARTS's genotypes.py.
-DARTS_V2 = (
-    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
-    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
-    "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
-    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
-    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
-)
 # Pinned: the hash keys the results store, so a format change must not slip through.
 DARTS_V2_HASH = "74c3ae1b21286f80"
 DARTS_OPS = {"sep_conv_3x3", "dil_conv_3x3", "skip_connect", "max_pool_3x3"}

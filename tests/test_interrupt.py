@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from bnn_nas.cli import main
@@ -35,6 +36,7 @@ def hint_words(stderr: str, marker: str) -> list[str]:
     return words[1:]
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_its_hint_reruns_the_same_search(tmp_path):
     config = write(tmp_path, "evolution", 6)  # the flags below override this budget
     flags = ["--budget", "4", "--set", "train.lr=0.004", "--set", "search.population=2"]

@@ -35,6 +35,7 @@ from bnn_nas.train.distill import DistillLoss, load_teacher
 from bnn_nas.train.optim import build_optimizer, parameter_groups
 from bnn_nas.train.step import EagerStep
 from bnn_nas.train.tensor_sgd import TensorLrSGD
+from tests.conftest import SMALL_GENOTYPE
 from tests.fixtures import make_image_folder, write_config
 
 CPU = torch.device("cpu")
@@ -340,12 +341,7 @@ def test_two_stages_switch_binarizers_at_the_boundary_and_carry_the_latent_weigh
     assert any(not torch.equal(second["end"][n], v) for n, v in second["start"].items())
 
 
-GENOTYPE = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
-    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
-    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
-    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
-)
+GENOTYPE = SMALL_GENOTYPE
 
 
 def _rows(run_dir):
@@ -353,6 +349,7 @@ def _rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_sigkill_in_stage_two_then_resume_ends_as_an_uninterrupted_run(tmp_path):
     """Two stages, distillation from a (float) teacher: killed in stage 2, resumed in
     stage 2, every epoch's figures equal the uninterrupted run's."""
@@ -404,6 +401,7 @@ def test_sigkill_in_stage_two_then_resume_ends_as_an_uninterrupted_run(tmp_path)
                                                 "images_per_s")}}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_float_twin_trained_by_the_cli_is_a_teacher(tmp_path):
     data = make_image_folder(tmp_path / "images", train_per_class=4, test_per_class=2)
     config = write_config(tmp_path / "c.yaml", (

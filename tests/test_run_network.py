@@ -30,6 +30,7 @@ from bnn_nas.train.final_network import (
     run_architecture,
 )
 from bnn_nas.train.run import train_run
+from tests.conftest import SMALL_GENOTYPE
 from tests.fixtures import make_image_folder, write_config
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -97,12 +98,7 @@ def test_an_old_run_directory_describes_the_network_train_builds_now(tmp_path):
     assert trained.state_dict().keys() == built.state_dict().keys()
 
 
-GENOTYPE = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
-    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
-    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
-    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
-)
+GENOTYPE = SMALL_GENOTYPE
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,7 @@ def store_rows(run_dir: Path) -> list[tuple]:
         db.close()
 
 
+@pytest.mark.slow
 def test_search_derive_status_plot_train(tmp_path):
     config = write(tmp_path, "pareto", 5)
     run = tmp_path / "run"
@@ -90,6 +91,7 @@ def test_search_derive_status_plot_train(tmp_path):
     assert report["genotype"] == str(genotype) and 0 <= report["test_accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_sigkill_mid_search_then_resume(tmp_path):
     budget = 6
     config = write(tmp_path, "evolution", budget)
@@ -149,6 +151,7 @@ def test_bad_search_input_is_one_line_and_leaves_no_run_dir(tmp_path, body, expe
     assert "Traceback" not in result.stderr and not run.exists()
 
 
+@pytest.mark.slow
 def test_malformed_genotype_and_changed_config_on_resume(tmp_path):
     config = write(tmp_path, "random", 1)
     bad = cli("train", "--config", str(config), "--genotype", "Genotype(normal=[('x', 0)",

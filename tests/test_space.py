@@ -21,14 +21,8 @@ from bnn_nas.space.search_space import (
     load_search_space,
     search_space_from_dict,
 )
+from tests.conftest import DARTS_V2
 
-DARTS_V2 = (
-    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), "
-    "('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), "
-    "('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), "
-    "('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
-    "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])"
-)
 RENAME = {"sep_conv_3x3": "xnor_conv_3x3", "dil_conv_3x3": "xnor_dil_conv_3x3"}
 
 

@@ -25,7 +25,7 @@ from bnn_nas.space.cell_parts import AuxiliaryLoss, ReductionShortcut, with_auxi
 from bnn_nas.space.genotype import parse_genotype
 from bnn_nas.space.network import CellNetwork, build_model
 from bnn_nas.space.search_space import load_search_space, search_space_from_dict
-from tests.test_genotype import DARTS_V2
+from tests.conftest import DARTS_V2
 
 BNAS_A = (
     "Genotype(normal=[('none', 1), ('xnor_dil_conv_3x3', 0), ('xnor_conv_3x3', 1), "

@@ -13,13 +13,9 @@ from bnn_nas.cli import main
 from bnn_nas.config import config_from_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.train.metrics import EpochMetrics
+from tests.conftest import SMALL_GENOTYPE
 
-GENOTYPE = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
-    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
-    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
-    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
-)
+GENOTYPE = SMALL_GENOTYPE
 CONFIG = """\
 device: cpu
 search_space:

@@ -23,6 +23,7 @@ from bnn_nas.space.network import CellNetwork
 from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit, load_checkpoint, save_checkpoint
 from bnn_nas.train.optim import CosineSchedule, build_optimizer, lr_factor, parameter_groups
+from tests.conftest import SMALL_GENOTYPE
 from tests.fixtures import make_image_folder, write_config
 
 CPU = torch.device("cpu")
@@ -147,12 +148,7 @@ def _config(tmp_path, epochs: int):
     return write_config(tmp_path / "config.yaml", body)
 
 
-GENOTYPE = (
-    "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), "
-    "('bireal_conv_3x3_skip_connect', 2), ('max_pool_3x3', 0)], normal_concat=[2, 3], "
-    "reduce=[('max_pool_3x3', 0), ('xnor_conv_3x3', 1), ('skip_connect', 2), "
-    "('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
-)
+GENOTYPE = SMALL_GENOTYPE
 
 
 def _train_cmd(config, run_dir, *extra):
@@ -165,6 +161,7 @@ def _rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     epochs = 6
     config = _config(tmp_path, epochs)
@@ -197,6 +194,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert report["ops"] > 0 and report["bytes"] > 0 and report["torch"] == torch.__version__
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume_and_corrupt_checkpoint_is_one_line(tmp_path):
     config = _config(tmp_path, 1)
     run = tmp_path / "run"
