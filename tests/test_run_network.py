@@ -18,7 +18,7 @@ from bnn_nas.errors import CheckpointError
 from bnn_nas.export import export_run, load_packed, pack_model
 from bnn_nas.rundir import report_input
 from bnn_nas.space.architecture import Architecture
-from bnn_nas.space.genotype import load_genotype, parse_genotype
+from bnn_nas.space.genotype import load_genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train.checkpoint import save_checkpoint
@@ -30,8 +30,7 @@ from bnn_nas.train.final_network import (
     run_architecture,
 )
 from bnn_nas.train.run import train_run
-from tests.conftest import SMALL_GENOTYPE
-from tests.fixtures import make_image_folder, write_config
+from tests.test_export_cli import run  # noqa: F401  (a `bnn-nas train` run directory)
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 OLD_RUNS = ["final-searched", "final-r18-xnor", "recipe-r18/teacher", "recipe-r18/lit-bireal"]
@@ -98,46 +97,31 @@ def test_an_old_run_directory_describes_the_network_train_builds_now(tmp_path):
     assert trained.state_dict().keys() == built.state_dict().keys()
 
 
-GENOTYPE = SMALL_GENOTYPE
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("trained")
-    data = make_image_folder(tmp / "images", train_per_class=8, test_per_class=2)
-    body = (
-        f"seed: 2\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
-        "final: {epochs: 1, batch_size: 16, lr: 0.01}\n"
-    )
-    config = load_config(write_config(tmp / "config.yaml", body))
-    run_dir = tmp / "run"
-    train_run(config, run_dir, genotype=parse_genotype(GENOTYPE), resume=False, progress=False)
-    return run_dir, config, tmp
-
-
-def test_train_records_the_network_it_built_and_export_reads_it(trained, tmp_path):
-    run_dir, config, _ = trained
+def test_train_records_the_network_it_built_and_export_reads_it(run, tmp_path):  # noqa: F811
+    run_dir, _, _ = run
+    config = load_config(run_dir / "config.yaml")
+    genotype = load_genotype(str(run_dir / "genotype.yaml"))
     recorded = recorded_architecture(run_dir)
-    assert recorded == Architecture.from_config(config, parse_genotype(GENOTYPE), 10, 32)
+    assert recorded == Architecture.from_config(config, genotype, 10, 32)
     # without the record (an older run), the config and genotype describe the same network
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
     (old / NETWORK).unlink()
     assert run_architecture(old, config, num_classes=10, image_size=32) == recorded
     summary = export_run(run_dir, tmp_path / "model.bnn")
-    header_arch = load_packed(summary.path, native=False).architecture
-    assert header_arch == recorded
+    assert load_packed(summary.path, native=False).architecture == recorded
     state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
-    net = recorded.build()
-    net.load_state_dict(state)  # the record builds the network the checkpoint holds
+    recorded.build().load_state_dict(state)  # the record builds the network trained
 
 
-def test_a_resumed_run_must_build_the_network_it_recorded(trained, tmp_path):
-    run_dir, config, _ = trained
+def test_a_resumed_run_must_build_the_network_it_recorded(run, tmp_path):  # noqa: F811
+    run_dir, _, report = run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     text = (copy / NETWORK).read_text()
     (copy / NETWORK).write_text(text.replace("stem_multiplier: 2", "stem_multiplier: 3"))
+    config = load_config(copy / "config.yaml")
+    genotype = load_genotype(str(copy / "genotype.yaml"))
     with pytest.raises(CheckpointError, match="another network"):
-        train_run(config, copy, genotype=parse_genotype(GENOTYPE), resume=True, progress=False)
-    assert json.loads((copy / "report.json").read_text())["epochs"] == 1
+        train_run(config, copy, genotype=genotype, resume=True, progress=False)
+    assert json.loads((copy / "report.json").read_text()) == report
