@@ -21,6 +21,9 @@ from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.units import count, size
 
 COLUMNS = ("network", "epochs", "test acc", "OPs", "params (binary / float)", "bytes", "GPU-min")
+# what a row reads of a report.json (and "model" for a baseline, one without a genotype)
+REPORT_KEYS = ("test_accuracy", "train_seconds", "epochs", "ops", "binary_params",
+               "float_params", "bytes")  # fmt: skip
 
 
 def read_report(run_dir: Path | str) -> dict[str, Any]:
@@ -32,9 +35,16 @@ def read_report(run_dir: Path | str) -> dict[str, Any]:
             "(a search's goes after --search)"
         )
     try:
-        return json.loads(path.read_text())
+        report = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not a training report ({err})") from None
+    if not isinstance(report, dict):
+        raise CheckpointError(f"{path} is not a training report (not a JSON object)")
+    needed = (*REPORT_KEYS, *(() if report.get("genotype") else ("model",)))
+    missing = [key for key in needed if key not in report]
+    if missing:
+        raise CheckpointError(f"{path} is not a training report (no {', '.join(missing)})")
+    return report
 
 
 def network_name(report: dict) -> str:

@@ -62,7 +62,12 @@ def test_compare_the_readme_end_to_end_runs():
 def test_compare_mistakes_are_one_line(tmp_path):
     base = _run(tmp_path, "base", 0.89, 300)
     other = _run(tmp_path, "other", 0.87, 300, family="xnor", ops=1.03e7)
+    for name, text in (("list", "[1, 2]"), ("partial", '{"model": "resnet20", "ops": 1}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(text)
     for args, expected in (
+        ([tmp_path / "list"], "is not a training report (not a JSON object)"),
+        ([tmp_path / "partial"], "is not a training report (no test_accuracy, train_seconds"),
         ([f"{base},{other}"], "another network than"),
         ([RESULTS / "search-cifar"], "no report.json in"),
         ([tmp_path / "missing"], "no report.json in"),
