@@ -139,6 +139,31 @@ def lock_run_dir(run_dir: Path) -> None:
     _HELD[key] = fd
 
 
+def run_dir_in_use(run_dir: Path) -> bool:
+    """Whether a bnn-nas process holds ``run_dir``'s lock (a search running in it now).
+
+    Asks for a shared lock without waiting and gives it back at once; the file is opened
+    read-only and never created, so a reader (``status``) changes nothing. This process's
+    own lock counts as in use."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: no search has ever held it
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) in _HELD:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def remove_stale_parts(run_dir: Path, older_than: float = 60.0) -> list[Path]:
     """Delete the temporary files (``.NAME.*.part``) that writes cut off by a kill left in
     ``run_dir``; called with the lock held. Ones younger than ``older_than`` seconds are

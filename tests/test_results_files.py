@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import random
 import shutil
 import threading
 import time
@@ -294,3 +295,43 @@ def test_a_multi_fidelity_search_has_rungs_in_trials_csv_and_its_top_front_in_pa
         results.best(rung=9)
     csv_out = status(str(run), "--format", "csv").output
     assert csv_out == (run / "trials.csv").read_text()
+
+
+def test_status_shows_a_killed_searchs_running_trial_as_interrupted(tmp_path):
+    """A SIGKILL leaves its trial 'running' in the store; with no search holding the run
+    directory's lock, status says it was interrupted (a resume reruns it). While a
+    process holds the lock, the same row is running."""
+    import subprocess
+    import sys
+
+    from bnn_nas.search.trials import Proposal
+
+    run = tmp_path / "run"
+    search_in(run, TWO, 3, None)
+    set_budget(run, 4)
+    store = SQLiteStore(run / "trials.sqlite")
+    genotype = load_search_space(SPACE).random_sample(random.Random(99))
+    (new,) = store.add([Proposal(genotype, {"kind": "random"})])
+    store.start(new)  # as the killed search left it
+    store.close()
+    result = status(str(run))
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.split()[:1] == [str(new)])
+    assert row.split()[1] == "stopped"
+    assert "3 done, 1 interrupted (a resume reruns them)" in result.output
+    assert json.loads(status(str(run), "--format", "json").output)["active"] is False
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from bnn_nas.rundir import lock_run_dir; "
+         f"lock_run_dir({str(run)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = status(str(run))
+        row = next(line for line in result.output.splitlines() if line.split()[:1] == [str(new)])
+        assert row.split()[1] == "running" and "3 done, 1 running" in result.output
+        assert json.loads(status(str(run), "--format", "json").output)["active"] is True
+    finally:
+        holder.kill()
+        holder.wait()

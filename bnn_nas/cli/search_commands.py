@@ -247,11 +247,14 @@ def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -
         writer.writeheader()
         writer.writerows(trial_row(r, fields) for r in records)
         return buffer.getvalue().rstrip("\n")
-    return "\n".join(_status_table(records, objectives))
+    return "\n".join(_status_table(records, objectives, active=data["active"]))
 
 
-def _status_table(records, objectives) -> list[str]:
-    """The status table for people: one row per trial, counts, the best trial."""
+def _status_table(records, objectives, *, active: bool = True) -> list[str]:
+    """The status table for people: one row per trial, counts, the best trial.
+
+    ``active``: a search runs in the directory now; else its trials still marked running
+    were cut off by a kill (their last state in the store) and are shown as interrupted."""
     from bnn_nas.objectives import column, metric, summary
     from bnn_nas.search.budget import describe_budget, rung_label, rung_table
     from bnn_nas.search.derive import best_trial
@@ -276,11 +279,14 @@ def _status_table(records, objectives) -> list[str]:
         if "rung" in r.origin:  # a multi-fidelity trial: its rung and budget
             origin += f", {describe_budget(r.origin)}"
         extra = f"  {r.error}" if r.error else ""
-        lines.append(f"{r.id:>4}  {r.status.value:<8}{cells}{sec:>9}  {origin}{extra}")
+        shown_status = "stopped" if r.status.value == "running" and not active else r.status.value
+        lines.append(f"{r.id:>4}  {shown_status:<8}{cells}{sec:>9}  {origin}{extra}")
     counts = {
         s: sum(r.status.value == s for r in records)
         for s in ("done", "failed", "running", "pending")
     }
+    if not active and counts["running"]:
+        counts["interrupted (a resume reruns them)"] = counts.pop("running")
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     for _, by_status, budget in rung_table(records):  # a multi-fidelity search's rungs
         lines.append(f"{budget}: " + ", ".join(f"{n} {s}" for s, n in by_status.items()))

@@ -15,6 +15,7 @@ from typing import Any
 
 from bnn_nas.io import write_csv_atomic
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, METRICS, Objective
+from bnn_nas.rundir import run_dir_in_use
 from bnn_nas.search.derive import best_trial, pareto_trials
 from bnn_nas.search.trials import TrialRecord, TrialResult
 from bnn_nas.space.genotype import Genotype
@@ -136,8 +137,10 @@ def run_data(
     config: Mapping[str, Any],
 ) -> dict[str, Any]:
     """A search's state as JSON data (``bnn-nas status --format json``): its objectives,
-    budget, counts by status, whether it has finished, its best trial and Pareto front
-    (ids), and every trial (:func:`trial_data`)."""
+    budget, counts by status, whether it has finished, whether a search runs in it now
+    (``active``: else its running trials were interrupted and a resume reruns them), its
+    best trial and Pareto front (ids), and every trial (:func:`trial_data`)."""
+
     budget = (config.get("search") or {}).get("budget")
     counts = {s: sum(r.status.value == s for r in records)
               for s in ("done", "failed", "running", "pending")}  # fmt: skip
@@ -150,6 +153,7 @@ def run_data(
         "counts": counts,
         "finished": budget is not None and finished >= budget
         and not counts["running"] and not counts["pending"],
+        "active": run_dir_in_use(Path(run_dir)),
         "best": best.id if best is not None else None,
         "pareto": [r.id for r in pareto_trials(records, objectives)],
         "trials": [trial_data(r) for r in records],
