@@ -106,6 +106,20 @@ def _holder(fd: int) -> str:
     return text[0] if text else "unknown"
 
 
+def _flock_exclusive(fd: int, tries: int = 10, pause: float = 0.05) -> None:
+    """The exclusive lock, asked ``tries`` times ``pause`` seconds apart: a reader's
+    look (:func:`run_dir_in_use` holds a shared lock for microseconds) is waited out,
+    a search holding it is not."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or attempt == tries - 1:
+                raise
+            time.sleep(pause)
+
+
 def lock_run_dir(run_dir: Path) -> None:
     """Hold ``run_dir``'s lock until this process ends (or :func:`release_run_dir`)."""
     path = Path(run_dir) / LOCK
@@ -121,7 +135,7 @@ def lock_run_dir(run_dir: Path) -> None:
         os.close(fd)
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_exclusive(fd)
     except OSError as err:
         pid = _holder(fd)
         os.close(fd)
