@@ -103,6 +103,13 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
         register_sampler("tpe")(halton)
     with pytest.raises(ConfigError, match="is not an Optuna sampler; use one of tpe"):
         make_controller(config("tpee").search, space, 0, lambda g: {"ops": 1.0})
+    # a config names no code to import or call: only sampler classes of imported modules
+    assert "bnn_nas_not_imported" not in sys.modules
+    for name, expected in (("subprocess:run", r"\(an optuna.samplers.BaseSampler\)$"),
+                           ("bnn_nas_not_imported:Sampler", "--plugin bnn_nas_not_imported")):
+        with pytest.raises(ConfigError, match=expected):
+            make_controller(config(name, sampler_options={"args": "false"}).search, space, 0,
+                            lambda g: {"ops": 1.0})  # fmt: skip
     with pytest.raises(ConfigError, match=r"search\.sampler cmaes: .*multi-objective"):
         make_controller(config("cmaes").search, space, 0, lambda g: {"ops": 1.0})
     with pytest.raises(ConfigError, match="sampler_options for tpe"):

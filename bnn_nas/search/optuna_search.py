@@ -19,19 +19,23 @@ generation) is stored in the trial's origin and replayed with it.
 
 ``search.sampler``: ``tpe`` (default), ``nsga2``, ``nsga3``, ``random``, ``gp``, ``qmc``,
 ``cmaes``, a name a plugin registered with :func:`register_sampler`, or
-``package.module:Class`` (imported; ``--plugin`` puts the current directory on the
-path). ``search.sampler_options``: keyword arguments of the sampler (e.g.
-``{n_startup_trials: 4}`` for TPE, ``{population_size: 8}`` for NSGA-II); ``seed`` is
-passed when the sampler takes one. Multi-objective with the search's objectives (their
-directions), as NSGA-II, TPE and random handle it; a sampler for one objective needs one.
+``package.module:Class``, an Optuna sampler class of a module already imported (optuna's
+own, or one a plugin brought: ``--plugin package.module`` or the config's ``plugins:``).
+A config never imports code by naming it here, nor calls anything but a sampler class
+with its ``sampler_options`` (``subprocess:run`` would run a command; a run directory's
+config is data, its plugins imported only when trusted). ``search.sampler_options``:
+keyword arguments of the sampler (e.g. ``{n_startup_trials: 4}`` for TPE,
+``{population_size: 8}`` for NSGA-II); ``seed`` is passed when the sampler takes one.
+Multi-objective with the search's objectives (their directions), as NSGA-II, TPE and
+random handle it; a sampler for one objective needs one.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import random
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,15 +93,15 @@ def sampler_factory(name: str) -> Callable[..., Any]:
     if name in _PLUGIN_SAMPLERS:
         return _PLUGIN_SAMPLERS[name]
     module, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
-    if sep and module and attr:
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            pass
+    found = getattr(sys.modules.get(module), attr, None) if sep and module and attr else None
+    if isinstance(found, type) and issubclass(found, optuna.samplers.BaseSampler):
+        return found
     names = ", ".join([*_BUILTIN_SAMPLERS, *_PLUGIN_SAMPLERS])
+    unknown = sep and module and attr and module not in sys.modules
+    hint = f"; import its module as a plugin first (--plugin {module})" if unknown else ""
     raise ConfigError(
         f"search.sampler {name!r} is not an Optuna sampler; use one of {names} or "
-        "package.module:Class"
+        f"package.module:Class (an optuna.samplers.BaseSampler){hint}"
     )
 
 
