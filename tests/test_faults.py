@@ -24,6 +24,7 @@ from bnn_nas.search import loop  # the search loop (SearchRun) writes trials.csv
 from bnn_nas.search.curves import write_curves_csv
 from bnn_nas.search.engine import SearchRun
 from bnn_nas.search.executors import Executor, Outcome, OutcomeKind
+from bnn_nas.search.export import write_pareto_csv, write_trials_csv
 from bnn_nas.search.store import SQLiteStore
 from bnn_nas.search.trials import CurvePoint, TrialRecord, TrialResult
 from bnn_nas.space.search_space import load_search_space
@@ -162,10 +163,16 @@ def kill_then_resume(tmp_path, monkeypatch, kills: list[tuple[str, int]]) -> lis
     FAULTS["in-process kills"] += killed
     assert killed >= min(len(kills), 8), f"only {killed} of {len(kills)} kills happened"
     run_search(path, config(), FakeExecutor())  # the resume, undisturbed
-    store = SQLiteStore(path, read_only=True)  # curves.csv: the store's curves, all of them
-    write_curves_csv(tmp_path / "expected.csv", store.trials())
+    store = SQLiteStore(path, read_only=True)  # the files: the store's, all of it
+    records = store.trials()
     store.close()
-    assert (tmp_path / "curves.csv").read_text() == (tmp_path / "expected.csv").read_text()
+    expected = tmp_path / "expected"
+    expected.mkdir()
+    write_curves_csv(expected / "curves.csv", records)
+    write_trials_csv(expected / "trials.csv", records)
+    write_pareto_csv(expected / "pareto.csv", records, config().search.objectives)
+    for name in ("curves.csv", "trials.csv", "pareto.csv"):
+        assert (tmp_path / name).read_text() == (expected / name).read_text(), name
     return end_state(path)
 
 

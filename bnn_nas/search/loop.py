@@ -71,10 +71,17 @@ class SearchRun:
         self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
                                        "started": time.time()})  # fmt: skip
         self.controller.restore(self.store.trials())
-        if self.run_dir is not None:  # a kill after the store took a trial's curve
-            write_curve_files(self.run_dir, self.store.trials(),
-                              tensorboard=self.config.train.tensorboard)  # fmt: skip
+        self._write_files()  # a kill between the store and the files (the last trial's too)
         return reclaimed
+
+    def _write_files(self) -> None:
+        """trials.csv, pareto.csv and the curves' files, regenerated from the store."""
+        if self.run_dir is None:
+            return
+        records = self.store.trials()
+        write_trials_csv(self.run_dir / "trials.csv", records)
+        write_pareto_csv(self.run_dir / "pareto.csv", records, self.config.search.objectives)
+        write_curve_files(self.run_dir, records, tensorboard=self.config.train.tensorboard)
 
     def finished(self) -> int:
         return sum(r.finished for r in self.store.trials())
@@ -134,13 +141,7 @@ class SearchRun:
                 outcome = executor.next_outcome()
                 in_flight.discard(outcome.trial_id)
                 record = self._record(outcome)
-                if self.run_dir is not None:
-                    records = self.store.trials()
-                    write_trials_csv(self.run_dir / "trials.csv", records)
-                    write_pareto_csv(self.run_dir / "pareto.csv", records,
-                                     self.config.search.objectives)  # fmt: skip
-                    write_curve_files(self.run_dir, records,
-                                      tensorboard=self.config.train.tensorboard)  # fmt: skip
+                self._write_files()
                 if on_trial is not None and record.finished:
                     records = self.store.trials()
                     finished = sum(r.finished for r in records)
