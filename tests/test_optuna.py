@@ -222,3 +222,11 @@ def test_any_run_exports_today_a_schema_1_store(tmp_path):
         r.id for r in pareto_trials(records, objectives)}  # fmt: skip
     best = max(study.trials, key=lambda t: t.values[0])
     assert best.user_attrs["trial"] == 153 and best.user_attrs["origin"] == "mutation"
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
+    for url in (f"sqlite:///{tmp_path / 'no' / 'such' / 'study.db'}", "not a url"):
+        result = CliRunner().invoke(main, ["export-optuna", str(SEARCH_CIFAR), url])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"bnn-nas: error: optuna storage {url}: "), line

@@ -45,6 +45,8 @@ def export_run(run_dir: Path | str, storage: str, study_name: str | None = None,
     """Write the run's trials into a new study ``study_name`` (default: the run
     directory's name) of the Optuna storage URL ``storage``; returns (name, trials)."""
     optuna = optuna_module()
+    from sqlalchemy.exc import SQLAlchemyError  # optuna's storages are SQLAlchemy's
+
     run_dir = Path(run_dir)
     records, objectives, config = open_run_config(run_dir)
     if "search_space" not in config:
@@ -74,7 +76,8 @@ def export_run(run_dir: Path | str, storage: str, study_name: str | None = None,
         raise ConfigError(
             f"{storage} has a study {name!r} already; pass --study-name or --overwrite"
         ) from None
-    except (ValueError, ImportError) as err:  # a malformed URL, a missing driver
+    except (ValueError, ImportError, SQLAlchemyError) as err:  # a malformed URL, a missing
+        # driver, a database that cannot be opened (sqlite:////no/such/dir/study.db)
         raise ConfigError(f"optuna storage {storage}: {str(err).splitlines()[0]}") from None
     with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
