@@ -226,4 +226,7 @@ class SearchResults:
             from bnn_nas.search.trials import CURVE_FIELDS
 
             return pandas.DataFrame(self.curves(), columns=["trial", *CURVE_FIELDS])
-        return pandas.DataFrame(self.rows()).set_index("id")
+        from bnn_nas.search.export import csv_header
+
+        columns = list(csv_header(list(self.trials)))  # trials.csv's, even with no trial yet
+        return pandas.DataFrame(self.rows(), columns=columns).set_index("id")

@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import bnn_nas
 from bnn_nas.cli import main
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.search.derive import choose, open_run
+from bnn_nas.search.trials import CURVE_FIELDS
 from tests.test_faults import FakeExecutor
 from tests.test_results_files import check_matches_the_store
 
@@ -117,6 +119,23 @@ def test_load_run_reads_an_old_store_as_derive_does(tmp_path):
     assert frame["accuracy"].idxmax() == 153
     with pytest.raises(ConfigError, match="not a metric of the trials"):
         results.best("acuracy")
+
+
+def test_a_search_without_trials_yet_reads_as_empty_results(tmp_path):
+    """load_run right after a search started (a notebook polling it): no trial yet."""
+    copy = tmp_path / "started"
+    shutil.copytree(SEARCH_CIFAR, copy)
+    with sqlite3.connect(copy / "trials.sqlite") as db:
+        db.execute("DELETE FROM trials")
+    results = bnn_nas.load_run(copy)
+    assert (results.best(), results.pareto(), results.rows(), results.curves()) == (
+        None, [], [], [])  # fmt: skip
+    with pytest.raises(BnnNasError, match="no finished trial yet"):
+        results.derive()
+    pytest.importorskip("pandas")
+    frame = results.to_pandas()
+    assert len(frame) == 0 and frame.index.name == "id" and "accuracy" in frame.columns
+    assert list(results.to_pandas("curves").columns) == ["trial", *CURVE_FIELDS]
 
 
 def test_to_pandas_without_pandas_is_one_line_naming_the_extra(monkeypatch):
