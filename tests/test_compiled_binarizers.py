@@ -96,3 +96,27 @@ def test_the_ops_lay_out_their_results_as_their_fakes_promise(view):
         promised = [op(*args).stride() for (op, _), args in zip(calls, fakes, strict=True)]
     real = [op(*args).stride() for op, args in calls]
     assert real == promised
+
+
+BINARIZERS = {**ACTIVATION_BINARIZERS, **WEIGHT_BINARIZERS}  # "identity" in both: left out
+
+
+@pytest.mark.parametrize("name", sorted(set(BINARIZERS) - {"identity"}))
+def test_torch_compile_sees_one_custom_op_and_torch_export_none(name):
+    """The routing itself (on CPU the traced autograd Functions happened to be right, so
+    the equalities above would hold without it): torch.compile's graph holds the
+    binarizer as one bnn_nas op, torch.export's (the ONNX exporter's) ATen ops only."""
+    binarizer = BINARIZERS[name](10) if name == "rsign" else BINARIZERS[name]()
+    x = torch.randn(2, 10, 3, 3, requires_grad=True)
+    seen: list[str] = []
+
+    def backend(gm, inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(binarizer, backend=backend, fullgraph=True)(x)
+    assert len([t for t in seen if t.startswith("bnn_nas.")]) == 1, seen
+    exported = torch.export.export(binarizer, (x.detach(),))
+    targets = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    assert targets and not [t for t in targets if "bnn_nas" in t], targets
