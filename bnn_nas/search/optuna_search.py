@@ -18,7 +18,7 @@ have. Sampler state that Optuna keeps in a trial's system attributes (NSGA-II's
 generation) is stored in the trial's origin and replayed with it.
 
 ``search.sampler``: ``tpe`` (default), ``nsga2``, ``nsga3``, ``random``, ``gp``, ``qmc``,
-``cmaes``, a name a plugin registered with :func:`register_sampler`, or
+a name a plugin registered with :func:`register_sampler`, or
 ``package.module:Class``, an Optuna sampler class of a module already imported (optuna's
 own, or one a plugin brought: ``--plugin package.module`` or the config's ``plugins:``).
 A config never imports code by naming it here, nor calls anything but a sampler class
@@ -52,9 +52,10 @@ from bnn_nas.space.search_space import SearchSpace
 ORIGIN_KIND = "optuna"
 ATTRS_KEY = "optuna_system_attrs"  # in a trial's origin: what the sampler kept on it
 
+# not CMA-ES: it samples categoricals (all there is to a genotype) independently at random
 _BUILTIN_SAMPLERS = {
     "tpe": "TPESampler", "nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler",
-    "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler", "cmaes": "CmaEsSampler",
+    "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler",
 }  # fmt: skip
 _PLUGIN_SAMPLERS: dict[str, Callable[..., Any]] = {}
 
@@ -206,7 +207,7 @@ def frozen_trial(record: TrialRecord, space: SearchSpace, objectives: Sequence[O
 class OptunaSettings:
     """``search`` settings of ``optuna``."""
 
-    sampler: str = "tpe"  # tpe | nsga2 | nsga3 | random | gp | qmc | cmaes | module:Class
+    sampler: str = "tpe"  # tpe | nsga2 | nsga3 | random | gp | qmc | module:Class
     sampler_options: dict[str, Any] = field(default_factory=dict)  # the sampler's keywords
 
 
