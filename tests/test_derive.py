@@ -79,8 +79,8 @@ def test_choose_skips_unfinished_trials_and_refuses_in_one_line():
     assert choose(recs, "accuracy", None)[0].id == 2
     with pytest.raises(ConfigError, match="no finished trial yet"):
         choose(recs[:1], "accuracy", None)
-    with pytest.raises(ConfigError, match=r"no finished trial has OPs <= 1e\+06; the cheapest "
-                       r"has 2e\+06"):  # fmt: skip
+    with pytest.raises(ConfigError, match=r"no finished trial has OPs <= 1\.00M; the cheapest "
+                       r"has 2\.00M"):  # fmt: skip
         choose(recs, "pareto", 1e6)
     with pytest.raises(ConfigError, match="--by 'params' is not one of accuracy, pareto"):
         choose(recs, "params", None)
