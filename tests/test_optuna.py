@@ -89,18 +89,19 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
     space = load_search_space(SPACE)
     from bnn_nas.search.controllers import make_controller
 
-    for name in ("optuna.samplers:RandomSampler", "optuna.samplers.QMCSampler"):
+    # samplers that need nothing beyond optuna (QMC and GP also need scipy)
+    for name in ("optuna.samplers:RandomSampler", "optuna.samplers.TPESampler"):
         controller = make_controller(config(name).search, space, 0, lambda g: {"ops": 1.0})
         assert len({p.genotype.hash for p in controller.ask(3)}) == 3
 
-    @register_sampler("test-halton")
-    def halton(seed=None):
-        return optuna.samplers.QMCSampler(qmc_type="halton", seed=seed)
+    @register_sampler("test-random")
+    def seeded_random(seed=None):
+        return optuna.samplers.RandomSampler(seed=seed)
 
-    controller = make_controller(config("test-halton").search, space, 0, lambda g: {"ops": 1.0})
-    assert controller.ask(1)[0].origin == {"kind": "optuna", "sampler": "test-halton"}
+    controller = make_controller(config("test-random").search, space, 0, lambda g: {"ops": 1.0})
+    assert controller.ask(1)[0].origin == {"kind": "optuna", "sampler": "test-random"}
     with pytest.raises(ConfigError, match="registered already"):
-        register_sampler("tpe")(halton)
+        register_sampler("tpe")(seeded_random)
     with pytest.raises(ConfigError, match="is not an Optuna sampler; use one of tpe"):
         make_controller(config("tpee").search, space, 0, lambda g: {"ops": 1.0})
     # a config names no code to import or call: only sampler classes of imported modules
@@ -116,6 +117,19 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
     with pytest.raises(ConfigError, match="sampler_options for tpe"):
         make_controller(config("tpe", sampler_options={"n_startup": 2}).search, space, 0,
                         lambda g: {"ops": 1.0})  # fmt: skip
+
+
+def test_a_sampler_missing_a_package_is_one_line(monkeypatch):
+    """QMC imports scipy when it first samples: without it, a one-line error naming it
+    (CI's environment has no scipy; here its import is made to fail either way)."""
+    from bnn_nas.search.controllers import make_controller
+
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    space = load_search_space(SPACE)
+    with pytest.raises(ConfigError, match=r"search\.sampler qmc needs scipy.*pip install scipy"):
+        controller = make_controller(config("qmc").search, space, 0, lambda g: {"ops": 1.0})
+        controller.ask(3)
 
 
 def test_without_optuna_a_search_is_one_line_and_makes_nothing(tmp_path, monkeypatch):

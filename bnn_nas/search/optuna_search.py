@@ -32,12 +32,13 @@ random handle it; a sampler for one objective needs one.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import random
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,20 @@ class OptunaSettings:
     sampler_options: dict[str, Any] = field(default_factory=dict)  # the sampler's keywords
 
 
+@contextlib.contextmanager
+def _needs_packages(sampler: str) -> Iterator[None]:
+    """A package a sampler imports when it first samples (QMC and GP need scipy) is a
+    one-line error naming it, not a traceback from inside Optuna."""
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        missing = (err.name or "a package").split(".")[0]
+        raise ConfigError(
+            f"search.sampler {sampler} needs {missing}, which is not installed: "
+            f"pip install {missing} (or choose another sampler)"
+        ) from None
+
+
 @register_controller("optuna", settings=OptunaSettings)
 class OptunaSearch(Controller):
     """Proposals from an Optuna sampler (``search.sampler``) over the space's edge ops and
@@ -231,7 +246,8 @@ class OptunaSearch(Controller):
         # a bad name fails above, a sampler that cannot serve these objectives (CMA-ES with
         # two) here: before the run directory is made, as one line
         try:
-            self.study(sampler).ask(fixed_distributions=dict(self._dists))
+            with _needs_packages(self.sampler_name):
+                self.study(sampler).ask(fixed_distributions=dict(self._dists))
         except ValueError as err:
             raise ConfigError(f"search.sampler {self.sampler_name}: {err}") from None
         self.limits = [o for o in self.objectives if o.limit is not None and o.name in
@@ -276,7 +292,8 @@ class OptunaSearch(Controller):
         seed = rng.randrange(2**31)
         study = self.study(make_sampler(self.sampler_name, self.sampler_options, seed))
         for _ in range(_MAX_TRIES):
-            trial = study.ask(fixed_distributions=dict(self._dists))
+            with _needs_packages(self.sampler_name):
+                trial = study.ask(fixed_distributions=dict(self._dists))
             genotype = genotype_of(trial.params, self.space)
             if genotype.hash in self.seen or not self._acceptable(genotype):
                 # left running: a sampler that lies about running trials (TPE's constant
