@@ -2,9 +2,9 @@
 ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 bnn-nas trains in float32 on CPUs whatever ``bf16`` says (``bnn_nas.train.step.uses_bf16``):
-on the CPUs measured, bf16 autocast made binary networks' steps several times slower,
-since their convolutions and elementwise binarizers are not the large matrix products
-that AVX-512 BF16 or AMX units speed up. This prints the figures behind that default for
+on an AVX2-only CPU bf16 autocast made binary networks' steps several times slower; on
+one with ``avx512_bf16`` a step took half the time, yet the quickstart search was not
+faster (docs/benchmarks.md, "bf16 autocast on the CPU"). This prints the step figures for
 the CPU at hand (with its bf16 instruction flags), rounds of the two alternating so that
 a busy machine slows both alike:
 

@@ -31,7 +31,9 @@ def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractCon
 
 def uses_bf16(device: torch.device, enabled: bool) -> bool:
     """Whether a training with ``bf16: enabled`` on ``device`` runs under bf16 autocast:
-    on CUDA only (on a CPU the setting changes nothing)."""
+    on CUDA only (on a CPU the setting changes nothing). On an AVX2-only CPU bf16 was
+    ~10x slower; on one with ``avx512_bf16`` a step took half the time but the quickstart
+    search was not faster (docs/benchmarks.md, "bf16 autocast on the CPU")."""
     return enabled and device.type == "cuda"
 
 
