@@ -67,7 +67,8 @@ class ScriptedExecutor(Executor):
 
 def make_config(budget: int = 13, **search):
     return config_from_dict({
-        "seed": 3, "device": "cpu", "search_space": SPACE, "train": {"epochs": 9},
+        "seed": 3, "device": "cpu", "search_space": SPACE,
+        "train": {"epochs": 9, "batch_size": 50},
         "search": {"controller": "successive_halving", "budget": budget, **search},
     })  # fmt: skip
 
@@ -371,6 +372,8 @@ def test_derive_and_best_pick_from_the_highest_rung():
     ({"promotion": "continue", "rung_train_size": [100, 200, 300]}, "same rung_train_size"),
     ({"base": "successive_halving"}, "cannot be successive_halving"),
     ({"base": "evolutoin"}, "evolution"),
+    ({"rung_epochs": [3, 3, 9]}, r"rungs 0 and 1 both train 3 epochs on the same images"),
+    ({"rungs": 4}, r"rungs 0 and 1 both train 1 epochs"),  # 9 epochs / 3^k: 1, 1, 3, 9
 ])  # fmt: skip
 def test_bad_settings_are_one_line_errors(search_settings, message):
     with pytest.raises(ConfigError, match=message) as err:
@@ -389,6 +392,14 @@ def test_rung_limits_checked_against_the_config():
                                        "rung_train_size": [100, 200, 400]}})  # fmt: skip
     with pytest.raises(ConfigError, match=r"400 exceeds data\.search_train_size 200"):
         SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
+    cfg = config_from_dict({"search_space": SPACE, "train": {"batch_size": 50},
+                            "search": {"controller": "successive_halving",
+                                       "rung_train_size": [30, 100, 300]}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"size 30 is smaller than train\.batch_size 50"):
+        SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
+    # the same images at every rung but more epochs each time is fine; fewer is refused
+    ok = make_config(5, rung_epochs=[1, 3, 9], rung_train_size=[100, 100, 100])
+    SearchRun(ok, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
 
 
 # --- edge limits hold for every proposal of a multi-fidelity search (hypothesis) ---------

@@ -126,7 +126,8 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
             write_text_atomic(staging / "config.yaml", dump_yaml(current))
         store = SQLiteStore(store_path)
     # continued multi-fidelity trials (search.promotion: continue) keep their state here
-    evaluator.checkpoints = run_dir / "rungs"
+    # absolute: Ray workers on other machines resolve relative paths against their own cwd
+    evaluator.checkpoints = (run_dir / "rungs").resolve()
     search = SearchRun(config, space, store, evaluator.cost_metrics, run_dir, controller)
     return search, evaluator
 

@@ -145,6 +145,15 @@ class SuccessiveHalving(Controller):
             raise ConfigError("successive_halving needs search.rung_epochs or train.epochs")
         self.sizes: tuple[int | None, ...] = settings.rung_train_size or (None,) * len(self.epochs)
         self.rungs = len(self.epochs)
+        for k in range(self.rungs - 1):  # a promotion must train more than its rung did
+            same_images = self.sizes[k] == self.sizes[k + 1]
+            if same_images and self.epochs[k + 1] <= self.epochs[k]:
+                raise ConfigError(
+                    f"rungs {k} and {k + 1} both train {self.epochs[k]} epochs on the same "
+                    f"images (rung epochs {list(self.epochs)}): a promotion would learn "
+                    "nothing new; give increasing search.rung_epochs, more train.epochs or "
+                    "fewer search.rungs"
+                )
         self.bracket_size = settings.bracket_size or self.eta ** (self.rungs - 1)
         self.continued = settings.promotion == "continue"
         if base is None:
@@ -172,6 +181,13 @@ class SuccessiveHalving(Controller):
             raise ConfigError(
                 f"train.warmup_epochs={warmup:g} is longer than the rung's {shortest} epochs "
                 f"(search.rung_epochs {list(made.epochs)}); lower it"
+            )
+        batch = config.train.batch_size
+        small = [n for n in made.sizes if n is not None and n < batch]
+        if small:  # full batches only: such a rung would train on nothing
+            raise ConfigError(
+                f"search.rung_train_size {small[0]} is smaller than train.batch_size {batch}; "
+                "give each rung at least one batch of images"
             )
         limit = config.data.search_train_size
         over = [n for n in made.sizes if n is not None and limit is not None and n > limit]
