@@ -101,3 +101,23 @@ def test_plugin_module_in_the_current_directory(tmp_path):
     listed = cli("primitives", "xnor_sep*", "--plugin", "my_ops", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "xnor_sep_conv_3x3" in listed.stdout and str(tmp_path / "my_ops.py") in listed.stdout
+
+
+def test_the_current_directory_is_on_the_import_path_only_while_the_plugin_loads(
+    tmp_path, monkeypatch
+):
+    """After `--plugin my_ops`, a later import of a package that is not installed must not
+    pick up a file of that name from wherever the command runs."""
+    import importlib
+    import sys
+
+    from bnn_nas.primitives.plugins import load_plugin
+
+    (tmp_path / "bnn_nas_cwd_plugin.py").write_text("LOADED = True\n")
+    (tmp_path / "bnn_nas_cwd_stray.py").write_text("raise AssertionError('imported')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert load_plugin("bnn_nas_cwd_plugin").LOADED
+    assert str(tmp_path) not in sys.path
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("bnn_nas_cwd_stray")

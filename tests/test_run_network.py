@@ -125,3 +125,17 @@ def test_a_resumed_run_must_build_the_network_it_recorded(run, tmp_path):  # noq
     with pytest.raises(CheckpointError, match="another network"):
         train_run(config, copy, genotype=genotype, resume=True, progress=False)
     assert json.loads((copy / "report.json").read_text()) == report
+
+
+def test_how_a_plugin_was_given_does_not_refuse_a_resume(run, tmp_path):  # noqa: F811
+    """network.yaml's plugins say how a plugin was given (`my_ops`, ./my_ops.py, another
+    checkout's path), not what is built: a resume that gives it another way goes on."""
+    run_dir, _, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    text = (copy / NETWORK).read_text()
+    (copy / NETWORK).write_text(text + "plugins: {xnor_conv_3x3: /elsewhere/my_ops.py}\n")
+    config = load_config(copy / "config.yaml")
+    genotype = load_genotype(str(copy / "genotype.yaml"))
+    train_run(config, copy, genotype=genotype, resume=True, progress=False)
+    assert (copy / NETWORK).read_text() == text  # the record is what this run builds

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -70,9 +71,9 @@ def load_plugin(spec: str) -> ModuleType:
             )
         module = _load_file(path.resolve())
     else:
-        _cwd_on_path()
         try:
-            module = importlib.import_module(spec)
+            with _cwd_on_path():
+                module = importlib.import_module(spec)
         except SystemExit as err:
             raise PluginError(
                 f"plugin module {spec} called sys.exit({str(err.code)[:40]}) while loading; "
@@ -89,12 +90,21 @@ def load_plugin(spec: str) -> ModuleType:
     return module
 
 
-def _cwd_on_path() -> None:
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
     """``--plugin my_ops`` finds ./my_ops.py, as ``python -c 'import my_ops'`` would: the
-    current directory goes on the import path (last: it shadows no installed module)."""
+    current directory is on the import path (last: it shadows no installed module) while
+    the plugin is imported, and only then: a later import of a package that is not
+    installed must not load a file of that name from wherever the command runs."""
     here = str(Path.cwd())
-    if here not in sys.path and "" not in sys.path:
+    added = here not in sys.path and "" not in sys.path
+    if added:
         sys.path.append(here)
+    try:
+        yield
+    finally:
+        if added and here in sys.path:
+            sys.path.remove(here)
 
 
 def plugin_providing(factory: object) -> str | None:

@@ -130,11 +130,25 @@ def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | No
         )
 
 
+def _built(text: str) -> Any:
+    """What a network.yaml says is built: its record without ``plugins`` (which names how
+    a plugin was given, `my_ops` or ./my_ops.py, not what it builds)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # unreadable: compared as text, so any change refuses the resume
+    if isinstance(data, dict):
+        data.pop("plugins", None)
+    return data
+
+
 def _check_same_network(run_dir: Path, text: str) -> None:
     """A resumed run builds the network it recorded (RUN/network.yaml; older runs recorded
     none): a search-space file edited since would train another network."""
     before = _read(run_dir / NETWORK)
-    if before is not None and before != text:
+    if before is not None and _built(before) != _built(text):
         raise CheckpointError(
             f"{run_dir} was trained on another network than its config builds now (its "
             f"search space changed since?); see {run_dir / NETWORK}, or choose another --run-dir"
