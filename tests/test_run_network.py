@@ -139,3 +139,17 @@ def test_how_a_plugin_was_given_does_not_refuse_a_resume(run, tmp_path):  # noqa
     genotype = load_genotype(str(copy / "genotype.yaml"))
     train_run(config, copy, genotype=genotype, resume=True, progress=False)
     assert (copy / NETWORK).read_text() == text  # the record is what this run builds
+
+
+def test_a_files_plugin_record_is_shown_on_one_line_whatever_it_holds():
+    """The plugin a .bnn or network.yaml names comes from the file: a newline or terminal
+    escape in it must not break the one-line error or reach the terminal raw."""
+    from bnn_nas.errors import PluginError
+
+    data = {"model": {}, "num_classes": 10,
+            "plugins": {"no_such_op\n": "/x/ops.py\n\x1b[31mred"}}  # fmt: skip
+    with pytest.raises(PluginError) as err:
+        Architecture.from_dict(data, "m.bnn")
+    message = str(err.value)
+    assert "\n" not in message and "\x1b" not in message and message.isprintable()
+    assert "pass --plugin /x/ops.py\\n\\x1b[31mred" in message

@@ -179,12 +179,19 @@ def _check_plugins(plugins: Any, where: str) -> None:
     for name, plugin in plugins.items():
         if str(name) in REGISTRY:
             continue
-        plugin = str(plugin)[:200]
+        name, plugin = _printable(name, 80), _printable(plugin, 200)
         if plugin.startswith("entry-point:"):
             fix = f"install the package whose entry point is {plugin.split(':', 1)[1]}"
         else:
             fix = f"pass --plugin {plugin}"
         raise PluginError(
-            f"{where}: its network uses primitive {str(name)[:80]} from plugin {plugin}, "
+            f"{where}: its network uses primitive {name} from plugin {plugin}, "
             f"which is not loaded; {fix}"
         )
+
+
+def _printable(value: Any, limit: int) -> str:
+    """``value`` from a file, fit for a one-line message: control characters (a newline,
+    a terminal escape) shown escaped, at most ``limit`` characters."""
+    text = str(value)[:limit]
+    return text if text.isprintable() else ascii(text)[1:-1]
