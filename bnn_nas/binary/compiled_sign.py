@@ -12,7 +12,9 @@ computes what the eager step computes. torch.export (the ONNX exporter) keeps th
 Functions: it traces the forward only, and ONNX has no translation for these ops.
 
 Each op runs the fused Triton kernel where ``fused.applies`` (dense CUDA tensors) and
-the ATen formula elsewhere, so compiled and eager steps agree bit for bit. Only
+the ATen formula elsewhere, so the ops give the eager binarizers' values bit for bit (a
+Dynamo-only step equals the eager step; Inductor's kernels around them round BN
+differently, as for any network). Only
 torch.compile takes this path (``quantizers`` routes by :func:`tracing`); eager steps keep
 the autograd Functions, which cost less Python per call.
 """
