@@ -388,6 +388,7 @@ def test_rung_limits_checked_against_the_config():
     with pytest.raises(ConfigError, match="warmup_epochs=2 is longer than the rung's 1"):
         SearchRun(cfg, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
     cfg = config_from_dict({"search_space": SPACE, "data": {"search_train_size": 200},
+                            "train": {"batch_size": 50},
                             "search": {"controller": "successive_halving",
                                        "rung_train_size": [100, 200, 400]}})  # fmt: skip
     with pytest.raises(ConfigError, match=r"400 exceeds data\.search_train_size 200"):
@@ -611,7 +612,7 @@ def test_trials_and_pareto_csv_carry_rung_and_budget(tmp_path):
     from bnn_nas.search.derive import pareto_trials
     from bnn_nas.search.export import write_pareto_csv, write_trials_csv
 
-    records = search(make_config(13, rung_train_size=[10, 20, 30]), ScriptedExecutor(1))
+    records = search(make_config(13, rung_train_size=[50, 100, 150]), ScriptedExecutor(1))
     write_trials_csv(tmp_path / "trials.csv", records)
     write_pareto_csv(tmp_path / "pareto.csv", records)
     with (tmp_path / "trials.csv").open() as handle:
@@ -619,7 +620,7 @@ def test_trials_and_pareto_csv_carry_rung_and_budget(tmp_path):
     assert list(rows[0])[:9] == ["id", "status", "hash", "attempts", "origin", "parent",
                                  "rung", "epochs", "train_size"]  # fmt: skip
     assert [(r["rung"], r["epochs"], r["train_size"]) for r in rows][8:10] == [
-        ("0", "1", "10"), ("1", "3", "20")]  # fmt: skip
+        ("0", "1", "50"), ("1", "3", "100")]  # fmt: skip
     assert {rung_of(r) for r in pareto_trials(records)} == {2}  # the highest rung's front
     with (tmp_path / "pareto.csv").open() as handle:
         assert [r["rung"] for r in csv.DictReader(handle)] == ["2"]
