@@ -114,6 +114,9 @@ class TrainConfig:
     drop_path: float = 0.0
     auxiliary_weight: float = 0.4  # DARTS: loss weight of network.auxiliary_head, if any
     augment: bool = True
+    # Cutout (DeVries & Taylor 2017) where augment is on: one square of this many pixels per
+    # image (centre uniform over the image, clipped at the borders) set to the mean; 0: off
+    cutout: int = 0
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
     # torch.compile the forward (captured in the CUDA graph where that is on); the
@@ -493,6 +496,7 @@ def config_from_dict(
                 f"{section}.optimizer=adam or drop momentum_cycle"
             )
         _check_recipe(settings, section, where)
+        _check_cutout(settings, section, where)
         if settings.warmup_epochs > settings.epochs:  # the rise would never end
             raise ConfigError(
                 f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "
@@ -503,6 +507,21 @@ def config_from_dict(
 
 
 _DISTILL_LOSSES = ("kl", "ce_kl")
+
+
+def _check_cutout(settings: TrainConfig, section: str, where: str) -> None:
+    """A Cutout side that can apply: >= 0, and only where crop/flip augmentation is on (its
+    size against the images: :func:`check_cutout_fits`, once the data is known)."""
+    if settings.cutout < 0:
+        raise ConfigError(
+            f"{where}: {section}.cutout={settings.cutout} must be >= 0 (the patch side in "
+            f"pixels; 0: off); set --set {section}.cutout=16 for CIFAR-10 or 0"
+        )
+    if settings.cutout and not settings.augment:
+        raise ConfigError(
+            f"{where}: {section}.cutout={settings.cutout} applies with augmentation only but "
+            f"{section}.augment is false; set {section}.augment=true or {section}.cutout=0"
+        )
 
 
 def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
@@ -691,6 +710,19 @@ def config_to_dict(config: Config) -> dict[str, Any]:
         return value
 
     return plain(config)
+
+
+def check_cutout_fits(
+    settings: TrainConfig, image_shape: tuple[int, ...], section: str
+) -> None:
+    """A Cutout patch no larger than the images (``image_shape``: H, W, C as
+    ``ImageSet.image_shape``): a larger one would blank whole images."""
+    side = min(image_shape[0], image_shape[1])
+    if settings.cutout > side:
+        raise ConfigError(
+            f"{section}.cutout={settings.cutout} is larger than the {image_shape[0]}x"
+            f"{image_shape[1]} training images; lower it (--set {section}.cutout=N, N <= {side})"
+        )
 
 
 def check_batch_fits(settings: TrainConfig, examples: int, section: str) -> None:

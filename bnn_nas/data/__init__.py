@@ -27,9 +27,13 @@ from bnn_nas.data.image_folder import load_image_folder
 from bnn_nas.data.loader import (
     DeviceLoader,
     apply_crop_flip,
+    apply_cutout,
     crop_flip_params,
+    cutout_mask,
+    cutout_params,
     normalize,
     random_crop_flip,
+    random_cutout,
 )
 from bnn_nas.data.sample import load_cifar10_sample
 from bnn_nas.data.splits import class_balanced_split
@@ -158,8 +162,11 @@ __all__ = [
     "ImageFolderSettings",
     "ImageSet",
     "apply_crop_flip",
+    "apply_cutout",
     "class_balanced_split",
     "crop_flip_params",
+    "cutout_mask",
+    "cutout_params",
     "data_settings",
     "download_cifar10",
     "load_cifar10",
@@ -168,4 +175,5 @@ __all__ = [
     "load_image_folder",
     "normalize",
     "random_crop_flip",
+    "random_cutout",
 ]

@@ -1,12 +1,14 @@
-"""Device-resident batches with batched crop/flip augmentation.
+"""Device-resident batches with batched crop/flip (and Cutout) augmentation.
 
 Small images make a CPU input pipeline the bottleneck of GPU training, so the whole set
-lives on the device as one uint8 tensor and every batch is gathered, cropped, flipped
-and normalised there with a handful of tensor ops, no Python loop per image.
+lives on the device as one uint8 tensor and every batch is gathered, cropped, flipped,
+normalised and (with ``cutout``) masked there with a handful of tensor ops, no Python
+loop per image.
 
 Batches are a pure function of ``(seed, epoch, batch index)``: the permutation of epoch
 ``e`` comes from a generator seeded with ``(seed, e)`` and the augmentation of batch
-``b`` from one seeded with ``(seed, e, b)``. Resuming at any epoch (or batch) replays
+``b`` from one seeded with ``(seed, e, b)`` (crop/flip's numbers first, then Cutout's, so
+a loader without Cutout draws what it always did). Resuming at any epoch (or batch) replays
 exactly the batches an uninterrupted run would have seen; nothing carries over.
 """
 
@@ -63,6 +65,51 @@ def random_crop_flip(x_uint8: torch.Tensor, pad: int, generator: torch.Generator
     return apply_crop_flip(x_uint8, pad, dy, dx, flip)
 
 
+def cutout_params(
+    batch: int, height: int, width: int, generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw per-image Cutout centres ``cy`` in ``[0, height)`` and ``cx`` in ``[0, width)``,
+    in that order (uniform over the whole image, as DeVries & Taylor 2017)."""
+    cy = torch.randint(0, height, (batch,), generator=generator, device=device)
+    cx = torch.randint(0, width, (batch,), generator=generator, device=device)
+    return cy, cx
+
+
+def cutout_mask(
+    shape: Sequence[int], side: int, cy: torch.Tensor, cx: torch.Tensor
+) -> torch.Tensor:
+    """Bool ``[B, 1, H, W]``: True inside each image's square of ``side`` pixels.
+
+    Image ``i``'s square spans rows ``[cy - side // 2, cy - side // 2 + side)`` and the
+    same columns around ``cx``, clipped at the borders (a centre near an edge leaves a
+    smaller patch). For even ``side`` this is DeVries & Taylor's ``[c - side/2, c + side/2)``.
+    """
+    H, W = shape[-2], shape[-1]
+    top, left = cy[:, None] - side // 2, cx[:, None] - side // 2  # [B, 1]
+    rows = torch.arange(H, device=cy.device)
+    cols = torch.arange(W, device=cx.device)
+    in_rows = (rows >= top) & (rows < top + side)  # [B, H]
+    in_cols = (cols >= left) & (cols < left + side)  # [B, W]
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def apply_cutout(x: torch.Tensor, side: int, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Zero one square of ``side`` pixels per image of the NCHW batch ``x``, in place, at
+    the centres ``cy, cx`` (:func:`cutout_mask`). On a normalised batch 0 is the data mean
+    (Cutout, DeVries & Taylor 2017). Returns ``x``."""
+    return x.masked_fill_(cutout_mask(x.shape, side, cy.to(x.device), cx.to(x.device)), 0)
+
+
+def random_cutout(x: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """Cutout with centres drawn from ``generator`` (on ``x``'s device), in place."""
+    _check_cutout(side, x.shape[2], x.shape[3])
+    if side == 0:
+        return x
+    cy, cx = cutout_params(len(x), x.shape[2], x.shape[3], generator, x.device)
+    return apply_cutout(x, side, cy, cx)
+
+
 def normalize(
     x_uint8: torch.Tensor,
     mean: Sequence[float],
@@ -77,7 +124,10 @@ def normalize(
 class DeviceLoader:
     """Iterate ``(x, y)`` batches of one uint8 set held on ``device``.
 
-    ``x`` is NCHW ``dtype`` normalised with ``mean``/``std``; ``y`` is int64. Use
+    ``x`` is NCHW ``dtype`` normalised with ``mean``/``std``; ``y`` is int64. With
+    ``augment``, each batch is randomly cropped (zero padding ``pad``) and flipped, then
+    normalised, then, with ``cutout`` > 0, one square of ``cutout`` pixels per image is
+    set to 0 (the mean). Use
     ``loader.epoch(e)`` (or ``set_epoch(e)`` then ``iter(loader)``); iterating never
     advances the epoch on its own.
     """
@@ -95,6 +145,7 @@ class DeviceLoader:
         drop_last: bool = False,
         seed: int = 0,
         pad: int = 4,
+        cutout: int = 0,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ) -> None:
@@ -114,12 +165,14 @@ class DeviceLoader:
             raise DataError(f"loader seed must be a non-negative integer, got {seed!r}")
         if pad < 0:
             raise DataError(f"crop padding must be >= 0, got {pad}")
+        _check_cutout(cutout, self.images.shape[2], self.images.shape[3])
         self.batch_size = batch_size
         self.augment = augment
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.seed = seed
         self.pad = pad
+        self.cutout = cutout
         self.dtype = dtype
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         self._scale, self._shift = _affine(mean, std, self.images.shape[1], self.device)
@@ -179,10 +232,14 @@ class DeviceLoader:
 
     def _batch(self, idx: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[idx]
-        if self.augment:
-            x = random_crop_flip(x, self.pad, self._generator(epoch, b + 1))
+        generator = self._generator(epoch, b + 1) if self.augment else None
+        if generator is not None:
+            x = random_crop_flip(x, self.pad, generator)
         x = x.contiguous(memory_format=self.memory_format)  # uint8: the cheap place to copy
-        return _normalize_with(x, self._scale, self._shift, self.dtype), self.labels[idx]
+        x = _normalize_with(x, self._scale, self._shift, self.dtype)
+        if generator is not None and self.cutout:  # after crop/flip's draws, on 0 = the mean
+            x = random_cutout(x, self.cutout, generator)
+        return x, self.labels[idx]
 
     def _generator(self, epoch: int, stream: int = 0) -> torch.Generator:
         """A fresh generator for (seed, epoch, stream): 0 = permutation, b + 1 = batch b."""
@@ -194,8 +251,9 @@ class DeviceLoader:
     def __repr__(self) -> str:
         return (
             f"DeviceLoader(n={len(self.labels)}, batch_size={self.batch_size}, "
-            f"device={self.device}, augment={self.augment}, shuffle={self.shuffle}, "
-            f"drop_last={self.drop_last}, seed={self.seed}, dtype={self.dtype})"
+            f"device={self.device}, augment={self.augment}, cutout={self.cutout}, "
+            f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
+            f"dtype={self.dtype})"
         )
 
 
@@ -222,6 +280,16 @@ def _normalize_with(
     out = x.to(torch.float32)  # a new tensor in x's memory format; the rest is in place
     out.mul_(scale).sub_(shift)
     return out if dtype == torch.float32 else out.to(dtype)
+
+
+def _check_cutout(side: int, height: int, width: int) -> None:
+    if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 0:
+        raise DataError(f"cutout must be a non-negative integer (0: off), got {side!r}")
+    if side > min(height, width):
+        raise DataError(
+            f"cutout={side} is larger than the {height}x{width} images; lower it "
+            f"(at most {min(height, width)}, 0: off)"
+        )
 
 
 def _check_index(value: int, what: str) -> int:

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, check_batch_fits, config_from_dict, config_to_dict
+from bnn_nas.config import (
+    Config,
+    check_batch_fits,
+    check_cutout_fits,
+    config_from_dict,
+    config_to_dict,
+)
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
 from bnn_nas.rundir import check_run_dir, creating, lock_run_dir, remove_stale_parts, run_kind
@@ -89,6 +95,7 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
         resolve_devices(config.executor.devices)
     data = load_search_data(config)
     check_batch_fits(config.train, len(data.train), "train")
+    check_cutout_fits(config.train, data.train.image_shape, "train")
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     evaluator.check_teacher()  # train.distill: a teacher that does not fit fails here, once
     # built now: a controller that cannot be made (a missing extra, a bad sampler) fails

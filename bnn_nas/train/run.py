@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bnn_nas import __version__
-from bnn_nas.config import Config, check_batch_fits, config_to_dict
+from bnn_nas.config import Config, check_batch_fits, check_cutout_fits, config_to_dict
 from bnn_nas.cost import count_cost
 from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.errors import CheckpointError, ConfigError
@@ -218,6 +218,7 @@ def _train_locked(
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
     check_batch_fits(config.final, len(dataset.train), "final")
+    check_cutout_fits(config.final, dataset.train.image_shape, "final")
     if resume and checkpoint.is_file():  # a checkpoint that cannot be resumed: nothing written
         state = load_checkpoint(checkpoint)
         check_training_checkpoint(state, checkpoint)

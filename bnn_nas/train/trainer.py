@@ -80,6 +80,7 @@ def _loader(
     seed: int,
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     channels_last: bool,
+    cutout: int = 0,
 ) -> DeviceLoader:
     mean, std = stats
     return DeviceLoader(
@@ -92,6 +93,7 @@ def _loader(
         shuffle=shuffle,
         drop_last=shuffle,
         seed=seed,
+        cutout=cutout,
         channels_last=channels_last,
     )
 
@@ -170,7 +172,7 @@ def fit(
         model.to(memory_format=torch.channels_last)
     train_loader = _loader(
         train_set, settings.batch_size, device, augment=settings.augment, shuffle=True,
-        seed=seed, stats=stats, channels_last=channels_last,
+        seed=seed, stats=stats, channels_last=channels_last, cutout=settings.cutout,
     )  # fmt: skip
     eval_loader = None
     if eval_set is not None:
