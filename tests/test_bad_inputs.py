@@ -82,6 +82,9 @@ BAD_CONFIGS = {
     "data_cache_dir_wrong_set": "data: {name: cifar10_sample, cache_dir: /tmp/x}\n",
     "budget_zero": "search: {budget: 0}\n",
     "controller_unknown": "search: {controller: bayes}\n",
+    "rung_train_size_over_split": "data: {name: cifar10_sample, valid_fraction: 0.2}\n"
+    "search: {budget: 1, controller: successive_halving, rung_epochs: [1, 2], "
+    "rung_train_size: [100, 1000000]}\n",
     "max_ops_negative": "search: {max_ops: -1}\n",
     "device_tpu": "device: tpu\n",
     "device_meta": "device: meta\n",

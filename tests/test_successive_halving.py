@@ -403,6 +403,31 @@ def test_rung_limits_checked_against_the_config():
     SearchRun(ok, load_search_space(SPACE), MemoryStore(), lambda g: 1.0)
 
 
+def test_rung_train_size_checked_against_the_split_before_the_run_dir(tmp_path):
+    """Without data.search_train_size the split's size is known once the data is loaded:
+    a rung asking for more is a one-line error then, before the run directory exists."""
+    from bnn_nas.search.engine import open_search
+
+    data = {"name": "cifar10_sample", "valid_fraction": 0.2}
+    def config(sizes):
+        return config_from_dict({"seed": 3, "device": "cpu", "search_space": SPACE,
+                                 "data": data, "train": {"epochs": 9, "batch_size": 50},
+                                 "search": {"controller": "successive_halving",
+                                            "rung_train_size": sizes}})  # fmt: skip
+
+    cfg = config([100, 200, 10**6])
+    with pytest.raises(ConfigError) as err:
+        open_search(cfg, tmp_path / "run", resume=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "search.rung_train_size of rung 2 is 1000000 images" in message
+    assert "data.valid_fraction 0.2, data.search_train_size unset" in message
+    assert "lower it to at most" in message
+    assert not (tmp_path / "run").exists()
+    search, _ = open_search(config([100, 200, 300]), tmp_path / "run", resume=False)
+    search.store.close()
+
+
 # --- edge limits hold for every proposal of a multi-fidelity search (hypothesis) ---------
 
 

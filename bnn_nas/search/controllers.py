@@ -93,6 +93,12 @@ class Controller(ABC):
             proposals.append(proposal)
         return proposals
 
+    def check_data(self, search_train: int, where: str) -> None:
+        """Refuse, before the search starts, settings that ask for more than the
+        ``search_train`` images the search's split holds (``where``: how that split was
+        made, for the message); nothing for most controllers."""
+        return None
+
     @abstractmethod
     def _propose(self, rng: random.Random) -> Proposal: ...
 

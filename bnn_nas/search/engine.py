@@ -102,6 +102,10 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     # before the run directory is
     controller = make_controller(config.search, space, config.seed, evaluator.cost_metrics,
                                  config)
+    d, cap = config.data, config.data.search_train_size
+    controller.check_data(len(data.train), f"data.name {d.name}, data.valid_fraction "
+                          f"{d.valid_fraction:g}, data.search_train_size "
+                          f"{'unset' if cap is None else cap}")  # fmt: skip
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():

@@ -22,7 +22,8 @@ Ranking inside a rung: the search's objectives in order (the primary one, accura
 the others: fewer OPs), ties to the earlier trial (lower id). Failed trials are never
 promoted. Each rung's budget: ``rung_epochs`` (default ``train.epochs`` divided by
 ``eta`` per rung below the last, at least 1) and ``rung_train_size`` (default the whole
-search-train split, ``data.search_train_size``, at every rung).
+search-train split, ``data.search_train_size``, at every rung; a rung asking for more
+images than the split holds is refused before the run directory is made).
 
 ``promotion: retrain`` (default) trains a promoted candidate from scratch with the
 larger budget: exact and simple. ``promotion: continue`` trains every rung under the last
@@ -196,6 +197,17 @@ class SuccessiveHalving(Controller):
                 f"search.rung_train_size {over[0]} exceeds data.search_train_size {limit}"
             )
         return made
+
+    def check_data(self, search_train: int, where: str) -> None:
+        """Each rung's ``rung_train_size`` within the search-train split (known once the
+        data is loaded: ``data.search_train_size`` may be unset)."""
+        for rung, size in enumerate(self.sizes):
+            if size is not None and size > search_train:
+                raise ConfigError(
+                    f"search.rung_train_size of rung {rung} is {size} images, more than the "
+                    f"{search_train} of the search-train split ({where}); lower it to at "
+                    f"most {search_train} (or give the split more images)"
+                )
 
     # --- the schedule -------------------------------------------------------------------
 
