@@ -669,7 +669,11 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:
 
 
 def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str) -> dict[str, Any]:
-    """``key.sub=value`` strings (values read as YAML scalars) applied to a config mapping."""
+    """``key.sub=value`` strings (values read as YAML scalars) applied to a config mapping.
+
+    ``plugins=[...]`` paths are made absolute against the current directory (where the
+    command runs), as a config file's are against its folder: a resumed run finds them
+    from any directory."""
     result = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -683,6 +687,8 @@ def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str
             raise ConfigError(f"--set {shown(item)}: not a valid YAML value") from None
         target = result
         parts = key.strip().split(".")
+        if parts == ["plugins"] and isinstance(value, list):  # the user's own paths: from
+            value = [plugin_path(p, Path.cwd()) for p in value]  # the command's directory
         for part in parts[:-1]:
             child = target.get(part)
             target[part] = dict(child) if isinstance(child, Mapping) else {}

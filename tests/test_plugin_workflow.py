@@ -46,12 +46,36 @@ def test_plugin_paths_are_relative_to_the_config_and_stored_absolute(tmp_path, m
     monkeypatch.chdir(tmp_path)
     config = load_config(conf / "cfg.yaml")
     assert config.plugins == (str(conf / "ops" / "my_ops.py"), "some.module")
-    # a --set plugin path is the user's own: relative to where the command runs
-    assert load_config(conf / "cfg.yaml", ("plugins=[x.py]",)).plugins == ("x.py",)
+    # a --set plugin path is the user's own: relative to where the command runs, stored
+    # absolute (a resume from another directory finds it); a module name stays as it is
+    assert load_config(conf / "cfg.yaml", ("plugins=[x.py, ops/y.py, a.mod]",)).plugins == (
+        str(tmp_path / "x.py"), str(tmp_path / "ops" / "y.py"), "a.mod")
     # older run configs stored paths relative to the directory the search ran in
     (tmp_path / "old.py").write_text("")
     assert plugin_path("old.py", conf) == str(tmp_path / "old.py")
     assert plugin_path("/abs/p.py", conf) == "/abs/p.py" and plugin_path("mod", conf) == "mod"
+
+
+def test_a_set_plugin_is_stored_absolute_and_found_from_another_directory(tmp_path,
+                                                                         monkeypatch):
+    """`--set plugins=[ops.py]` names a file of the directory the command runs in; the
+    config the run stores holds its absolute path, so a resume from elsewhere loads it."""
+    import bnn_nas
+    from bnn_nas.config import config_to_dict
+    from bnn_nas.io import dump_yaml
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    (here / "set_plugin_ops.py").write_text("LOADED = True\n")
+    monkeypatch.chdir(here)
+    config = bnn_nas.load_config(overrides=["plugins=[set_plugin_ops.py]"])
+    assert config.plugins == (str(here / "set_plugin_ops.py"),)
+    stored = tmp_path / "stored.yaml"
+    stored.write_text(dump_yaml(config_to_dict(config)))
+    monkeypatch.chdir(there)
+    again = bnn_nas.load_config(stored, trust_run_plugins=True)
+    assert again.plugins == (str(here / "set_plugin_ops.py"),)
 
 
 @pytest.mark.slow
