@@ -21,7 +21,7 @@ from bnn_nas.space.architecture import Architecture
 from bnn_nas.space.genotype import load_genotype
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
-from bnn_nas.train.checkpoint import save_checkpoint
+from bnn_nas.train.checkpoint import load_checkpoint, save_checkpoint
 from bnn_nas.train.distill import load_teacher
 from bnn_nas.train.final_network import (
     NETWORK,
@@ -85,16 +85,26 @@ def test_an_old_run_directory_loads_as_a_teacher(name, tmp_path):
 
 
 def test_an_old_run_directory_describes_the_network_train_builds_now(tmp_path):
-    run_dir, _ = old_run("final-searched", tmp_path)
+    """Without RUN/network.yaml the description comes from RUN/config.yaml and the run's
+    genotype.yaml: it is the network bnn-nas built for that run (what ``old_run`` built with
+    build_model, independently of Architecture): the checkpoint's weights load into it
+    and compute the same logits, and `bnn-nas train` builds that network today."""
+    run_dir, net = old_run("final-searched", tmp_path)
     config = load_config(run_dir / "config.yaml")
     genotype = load_genotype(str(run_dir / "genotype.yaml"))
     described = run_architecture(run_dir, config, num_classes=10, image_size=32)
-    assert described == Architecture.from_config(config, genotype, 10, 32)
+    assert described.genotype == genotype  # read from the run directory
+    assert described.model == config.model and described.num_classes == 10
     torch.manual_seed(0)
     built = described.build(training=True)
     assert built.training
+    built.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])  # strict
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(built.eval()(x), net(x))
     trained = build_final_network(config, genotype, 10, 32)  # seeds with config.seed
-    assert trained.state_dict().keys() == built.state_dict().keys()
+    assert {k: v.shape for k, v in trained.state_dict().items()} == {
+        k: v.shape for k, v in built.state_dict().items()}
 
 
 def test_train_records_the_network_it_built_and_export_reads_it(run, tmp_path):  # noqa: F811
