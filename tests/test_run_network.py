@@ -120,7 +120,7 @@ def test_train_records_the_network_it_built_and_export_reads_it(run, tmp_path): 
     assert run_architecture(old, config, num_classes=10, image_size=32) == recorded
     summary = export_run(run_dir, tmp_path / "model.bnn")
     assert load_packed(summary.path, native=False).architecture == recorded
-    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    state = load_checkpoint(run_dir / "checkpoint.pt")["model"]
     recorded.build().load_state_dict(state)  # the record builds the network trained
 
 

@@ -568,6 +568,7 @@ def test_continued_rungs_equal_one_uninterrupted_training(tmp_path):
     import torch
 
     from bnn_nas.search.evaluator import build_evaluator
+    from bnn_nas.train.checkpoint import load_checkpoint
 
     cfg = config_from_dict({
         "seed": 1, "device": "cpu", "search_space": {"steps": 1, "ops": ["xnor_conv_3x3"],
@@ -583,7 +584,7 @@ def test_continued_rungs_equal_one_uninterrupted_training(tmp_path):
     ev.checkpoints = tmp_path / "rungs"
     low = ev(genotype, budget=Budget(epochs=1, schedule_epochs=3, save="trial-1.pt"))
     assert (tmp_path / "rungs" / "trial-1.pt").is_file()
-    state = torch.load(tmp_path / "rungs" / "trial-1.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "rungs" / "trial-1.pt")  # weights only, checksummed
     assert state["epoch"] == 0 and len(state["metrics"]) == 1
     high = ev(genotype, budget=Budget(epochs=3, schedule_epochs=3, save="trial-2.pt",
                                       resume="trial-1.pt"))  # fmt: skip
