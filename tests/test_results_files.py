@@ -22,7 +22,6 @@ from bnn_nas.errors import ConfigError
 from bnn_nas.objectives import objectives_from
 from bnn_nas.search.derive import best_trial
 from bnn_nas.search.engine import SearchRun
-from bnn_nas.search.export import split_origin
 from bnn_nas.search.store import SQLiteStore
 from bnn_nas.space.search_space import load_search_space
 from tests.test_faults import SPACE, FakeExecutor
@@ -128,13 +127,6 @@ def test_trials_csv_has_origin_kind_and_parent_columns(tmp_path):
             assert row["parent"] == ""
         else:  # a mutation of an earlier trial
             assert 1 <= int(row["parent"]) < int(row["id"])
-
-
-def test_split_origin_reads_old_and_new_rows():
-    assert split_origin("mutation of 3") == ("mutation", "3")  # trials.csv before the split
-    assert split_origin("mutation", "3") == ("mutation", "3")
-    assert split_origin("random", "") == ("random", "")
-    assert split_origin("random") == ("random", "")
 
 
 def status(*args: str):

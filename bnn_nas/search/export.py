@@ -1,8 +1,7 @@
 """Readable files regenerated from the store: trials.csv, pareto.csv and friends.
 
 ``origin`` is how a trial was proposed (random, mutation, ...) and ``parent`` the trial it
-came from (empty for a random one); trials.csv files written before the split hold both in
-``origin`` ("mutation of 3"): :func:`split_origin` reads either form.
+came from (empty for a random one).
 """
 
 from __future__ import annotations
@@ -32,15 +31,6 @@ def parent_of(origin: dict[str, Any]) -> str:
     if isinstance(parent, list | tuple):
         return " ".join(str(p) for p in parent)
     return str(parent)
-
-
-def split_origin(origin: str, parent: str | None = None) -> tuple[str, str]:
-    """(kind, parent) of a trials.csv row: today's two columns, or the one packed column
-    of files written before ("mutation of 3" -> ("mutation", "3"))."""
-    if parent is None and " of " in origin:
-        kind, _, packed = origin.partition(" of ")
-        return kind, packed
-    return origin, parent or ""
 
 
 def result_fields(records: list[TrialRecord]) -> tuple[str, ...]:
