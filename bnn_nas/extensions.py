@@ -60,6 +60,13 @@ FAMILIES: Registry[Any] = Registry(
     group="bnn_nas.families",
 )  # fmt: skip
 
+# Optuna's samplers, ``search.sampler`` of the ``optuna`` controller (the [optuna] extra):
+# a built-in names a class of optuna.samplers, resolved when used; a plugin's entry is
+# ``factory(**sampler_options, [seed=...]) -> sampler``
+SAMPLERS: Registry[Any] = Registry(
+    "optuna sampler", key="search.sampler", builtins=("bnn_nas.search.optuna_search",),
+)  # fmt: skip
+
 REGISTRIES: tuple[Registry[Any], ...] = (CONTROLLERS, EXECUTORS, DATASETS, BASELINES, FAMILIES)
 ENTRY_POINT_GROUPS: tuple[str, ...] = tuple(r.group for r in REGISTRIES)
 

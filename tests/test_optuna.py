@@ -31,11 +31,13 @@ from tests.test_faults import (
 from tests.test_objectives import SEARCH_CIFAR
 
 optuna = pytest.importorskip("optuna")
+from bnn_nas.extensions import SAMPLERS  # noqa: E402
 from bnn_nas.search.optuna_search import (  # noqa: E402  (after the skip)
     distributions,
     genotype_of,
     params_of,
     register_sampler,
+    sampler_factory,
 )
 
 OPTIONS = {"tpe": {"n_startup_trials": 3}, "nsga2": {"population_size": 4}, "random": {}}
@@ -94,16 +96,22 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
         controller = make_controller(config(name).search, space, 0, lambda g: {"ops": 1.0})
         assert len({p.genotype.hash for p in controller.ask(3)}) == 3
 
-    @register_sampler("test-random")
+    @register_sampler("test_random")
     def seeded_random(seed=None):
         return optuna.samplers.RandomSampler(seed=seed)
 
-    controller = make_controller(config("test-random").search, space, 0, lambda g: {"ops": 1.0})
-    assert controller.ask(1)[0].origin == {"kind": "optuna", "sampler": "test-random"}
-    with pytest.raises(ConfigError, match="registered already"):
-        register_sampler("tpe")(seeded_random)
-    with pytest.raises(ConfigError, match="is not an Optuna sampler; use one of tpe"):
-        make_controller(config("tpee").search, space, 0, lambda g: {"ops": 1.0})
+    try:
+        controller = make_controller(config("test_random").search, space, 0,
+                                     lambda g: {"ops": 1.0})  # fmt: skip
+        assert controller.ask(1)[0].origin == {"kind": "optuna", "sampler": "test_random"}
+        with pytest.raises(ConfigError, match="'tpe' is already registered"):
+            register_sampler("tpe")(seeded_random)
+        # the choices listed are the registry's, the plugin's among them
+        with pytest.raises(ConfigError, match="is not an Optuna sampler; use one of gp, nsga2, "
+                           "nsga3, qmc, random, test_random, tpe or package"):  # fmt: skip
+            make_controller(config("tpee").search, space, 0, lambda g: {"ops": 1.0})
+    finally:
+        SAMPLERS.unregister("test_random")
     # a config names no code to import or call: only sampler classes of imported modules
     assert "bnn_nas_not_imported" not in sys.modules
     for name, expected in (("subprocess:run", r"\(an optuna.samplers.BaseSampler\)$"),
@@ -117,6 +125,26 @@ def test_samplers_by_path_and_by_plugin_and_bad_ones():
     with pytest.raises(ConfigError, match="sampler_options for tpe"):
         make_controller(config("tpe", sampler_options={"n_startup": 2}).search, space, 0,
                         lambda g: {"ops": 1.0})  # fmt: skip
+
+
+def test_the_samplers_are_one_registry():
+    assert SAMPLERS.names() == ["gp", "nsga2", "nsga3", "qmc", "random", "tpe"]
+    assert SAMPLERS.get("tpe").doc == "optuna.samplers.TPESampler"
+    assert sampler_factory("nsga2") is optuna.samplers.NSGAIISampler
+    with pytest.raises(ConfigError, match="invalid"):
+        register_sampler("not-a-name")
+
+
+def test_a_search_leaves_optunas_log_level_as_it_was(tmp_path, capfd):
+    """bnn-nas quiets Optuna only while it runs a study: the process's level is the user's."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        run_search(tmp_path / "trials.sqlite", config("tpe", budget=4), FakeExecutor())
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(before)
+    assert "A new study created" not in capfd.readouterr().err  # quiet inside the search
 
 
 def test_a_sampler_missing_a_package_is_one_line(monkeypatch):

@@ -20,7 +20,12 @@ from typing import Any
 
 from bnn_nas.errors import ConfigError
 from bnn_nas.search.derive import open_run_config
-from bnn_nas.search.optuna_search import distributions, frozen_trial, optuna_module
+from bnn_nas.search.optuna_search import (
+    distributions,
+    frozen_trial,
+    optuna_module,
+    quiet_optuna,
+)
 from bnn_nas.search.trials import TrialRecord
 from bnn_nas.space.search_space import load_search_space
 
@@ -65,23 +70,24 @@ def export_run(run_dir: Path | str, storage: str, study_name: str | None = None,
             raise ConfigError(
                 f"trial {record.id} of {run_dir} is not a point of its search space ({err})"
             ) from None
-    try:
-        if overwrite:
-            with contextlib.suppress(KeyError):  # none to replace
-                optuna.delete_study(study_name=name, storage=storage)
-        study = optuna.create_study(
-            storage=storage, study_name=name, directions=[o.direction for o in objectives]
-        )
-    except optuna.exceptions.DuplicatedStudyError:
-        raise ConfigError(
-            f"{storage} has a study {name!r} already; pass --study-name or --overwrite"
-        ) from None
-    except (ValueError, ImportError, SQLAlchemyError) as err:  # a malformed URL, a missing
-        # driver, a database that cannot be opened (sqlite:////no/such/dir/study.db)
-        raise ConfigError(f"optuna storage {storage}: {str(err).splitlines()[0]}") from None
-    with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([o.name for o in objectives])
-    study.set_user_attr("bnn_nas_run", str(run_dir.resolve()))
-    study.add_trials(trials)
+    with quiet_optuna():  # no INFO line per study; the process's level is kept
+        try:
+            if overwrite:
+                with contextlib.suppress(KeyError):  # none to replace
+                    optuna.delete_study(study_name=name, storage=storage)
+            study = optuna.create_study(
+                storage=storage, study_name=name, directions=[o.direction for o in objectives]
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ConfigError(
+                f"{storage} has a study {name!r} already; pass --study-name or --overwrite"
+            ) from None
+        except (ValueError, ImportError, SQLAlchemyError) as err:  # a malformed URL, a missing
+            # driver, a database that cannot be opened (sqlite:////no/such/dir/study.db)
+            raise ConfigError(f"optuna storage {storage}: {str(err).splitlines()[0]}") from None
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.name for o in objectives])
+        study.set_user_attr("bnn_nas_run", str(run_dir.resolve()))
+        study.add_trials(trials)
     return name, len(trials)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bnn_nas.errors import ConfigError
-from bnn_nas.extensions import register_controller
+from bnn_nas.extensions import SAMPLERS, register_controller
 from bnn_nas.objectives import COST_METRICS, Objective
 from bnn_nas.search.controllers import _MAX_TRIES, Controller
 from bnn_nas.search.trials import Proposal, TrialRecord, TrialStatus
@@ -53,16 +53,27 @@ from bnn_nas.space.search_space import SearchSpace
 ORIGIN_KIND = "optuna"
 ATTRS_KEY = "optuna_system_attrs"  # in a trial's origin: what the sampler kept on it
 
+@dataclass(frozen=True)
+class OptunaSampler:
+    """A built-in ``search.sampler``: a class of ``optuna.samplers``, named here and looked
+    up when used (so listing the names needs no Optuna)."""
+
+    class_name: str
+
+    def resolve(self) -> Any:
+        return getattr(optuna_module().samplers, self.class_name)
+
+
 # not CMA-ES: it samples categoricals (all there is to a genotype) independently at random
-_BUILTIN_SAMPLERS = {
-    "tpe": "TPESampler", "nsga2": "NSGAIISampler", "nsga3": "NSGAIIISampler",
-    "random": "RandomSampler", "gp": "GPSampler", "qmc": "QMCSampler",
-}  # fmt: skip
-_PLUGIN_SAMPLERS: dict[str, Callable[..., Any]] = {}
+for _name, _class in (("tpe", "TPESampler"), ("nsga2", "NSGAIISampler"),
+                      ("nsga3", "NSGAIIISampler"), ("random", "RandomSampler"),
+                      ("gp", "GPSampler"), ("qmc", "QMCSampler")):  # fmt: skip
+    SAMPLERS.add(_name, OptunaSampler(_class), doc=f"optuna.samplers.{_class}")
 
 
 def optuna_module() -> Any:
-    """The optuna package; a one-line error when the extra is not installed."""
+    """The optuna package; a one-line error when the extra is not installed. Its log level
+    is left as it is: :func:`quiet_optuna` lowers it where bnn-nas runs a study."""
     try:
         import optuna
     except ImportError:
@@ -70,35 +81,42 @@ def optuna_module() -> Any:
             "search.controller optuna (and export-optuna) need Optuna: "
             "pip install 'bnn-nas[optuna]' (or pip install optuna)"
         ) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial
     return optuna
 
 
-def register_sampler(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[Any]:
+    """Optuna's log level at WARNING while the block runs (no line per study or trial),
+    then back to what it was: the process's setting is the user's."""
+    optuna = optuna_module()
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield optuna
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def register_sampler(
+    name: str, *, override: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator for a plugin: ``factory(**sampler_options, [seed=...]) -> sampler`` as
-    ``search.sampler: name``; a taken name is an error."""
-
-    def add(factory: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _BUILTIN_SAMPLERS or name in _PLUGIN_SAMPLERS:
-            raise ConfigError(f"optuna sampler {name!r} is registered already")
-        _PLUGIN_SAMPLERS[name] = factory
-        return factory
-
-    return add
+    ``search.sampler: name`` (in :data:`bnn_nas.extensions.SAMPLERS`); a taken name is an
+    error unless ``override``."""
+    return SAMPLERS.register(name, override=override)
 
 
 def sampler_factory(name: str) -> Callable[..., Any]:
     """The sampler class (or factory) ``search.sampler`` names."""
     optuna = optuna_module()
-    if name in _BUILTIN_SAMPLERS:
-        return getattr(optuna.samplers, _BUILTIN_SAMPLERS[name])
-    if name in _PLUGIN_SAMPLERS:
-        return _PLUGIN_SAMPLERS[name]
+    if name in SAMPLERS:
+        found = SAMPLERS.get(name).obj
+        return found.resolve() if isinstance(found, OptunaSampler) else found
     module, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
     found = getattr(sys.modules.get(module), attr, None) if sep and module and attr else None
     if isinstance(found, type) and issubclass(found, optuna.samplers.BaseSampler):
         return found
-    names = ", ".join([*_BUILTIN_SAMPLERS, *_PLUGIN_SAMPLERS])
+    names = ", ".join(SAMPLERS.names())
     unknown = sep and module and attr and module not in sys.modules
     hint = f"; import its module as a plugin first (--plugin {module})" if unknown else ""
     raise ConfigError(
@@ -246,7 +264,7 @@ class OptunaSearch(Controller):
         # a bad name fails above, a sampler that cannot serve these objectives (CMA-ES with
         # two) here: before the run directory is made, as one line
         try:
-            with _needs_packages(self.sampler_name):
+            with _needs_packages(self.sampler_name), quiet_optuna():
                 self.study(sampler).ask(fixed_distributions=dict(self._dists))
         except ValueError as err:
             raise ConfigError(f"search.sampler {self.sampler_name}: {err}") from None
@@ -278,21 +296,21 @@ class OptunaSearch(Controller):
 
     def study(self, sampler: Any) -> Any:
         """A fresh in-memory study holding every trial proposed so far, in order."""
-        optuna = optuna_module()
-        study = optuna.create_study(
-            sampler=sampler, directions=[o.direction for o in self.objectives],
-        )  # fmt: skip
-        for entry in self.history:
-            record = entry if isinstance(entry, TrialRecord) else TrialRecord(
-                0, entry.genotype, TrialStatus.PENDING, entry.origin)  # fmt: skip
-            study.add_trial(frozen_trial(record, self.space, self.objectives, self._dists))
+        with quiet_optuna() as optuna:
+            study = optuna.create_study(
+                sampler=sampler, directions=[o.direction for o in self.objectives],
+            )  # fmt: skip
+            for entry in self.history:
+                record = entry if isinstance(entry, TrialRecord) else TrialRecord(
+                    0, entry.genotype, TrialStatus.PENDING, entry.origin)  # fmt: skip
+                study.add_trial(frozen_trial(record, self.space, self.objectives, self._dists))
         return study
 
     def _propose(self, rng: random.Random) -> Proposal:
         seed = rng.randrange(2**31)
         study = self.study(make_sampler(self.sampler_name, self.sampler_options, seed))
         for _ in range(_MAX_TRIES):
-            with _needs_packages(self.sampler_name):
+            with _needs_packages(self.sampler_name), quiet_optuna():
                 trial = study.ask(fixed_distributions=dict(self._dists))
             genotype = genotype_of(trial.params, self.space)
             if genotype.hash in self.seen or not self._acceptable(genotype):
