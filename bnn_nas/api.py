@@ -96,12 +96,13 @@ def run_search(
     widget in notebooks) with one line per finished trial. On KeyboardInterrupt the
     trials in flight go back to pending; calling this again resumes.
     """
+    from bnn_nas.cli.terminal_log import search_log
     from bnn_nas.rundir import release_run_dir
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
     from bnn_nas.search.executors import Executor
 
     extra = (f"executor.type={executor}",) if isinstance(executor, str) else ()
-    plugins = tuple(plugins)
+    overrides, plugins = tuple(overrides), tuple(plugins)
     cfg = with_budget(load_config(config, overrides=(*overrides, *extra), plugins=plugins),
                       budget)  # fmt: skip
     target = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
@@ -110,18 +111,46 @@ def run_search(
     except BaseException:  # a refused resume: the directory is free again
         release_run_dir(target)
         raise
-    try:
-        search.prepare()
-        if isinstance(executor, Executor):
-            _search(search, executor, progress)
-        else:
-            made = executor(cfg, evaluator) if callable(executor) else None
-            with made if made is not None else make_executor(cfg, evaluator, plugins) as running:
-                _search(search, running, progress)
+    title = _call_title(config, target, overrides, executor, budget, resume, plugins)
+    try:  # what it shows, also in RUN/search.log, as `bnn-nas search` keeps it
+        with search_log(target, title):
+            search.prepare()
+            if isinstance(executor, Executor):
+                _search(search, executor, progress)
+            else:
+                made = executor(cfg, evaluator) if callable(executor) else None
+                with made if made is not None else make_executor(cfg, evaluator,
+                                                                 plugins) as running:
+                    _search(search, running, progress)
     finally:
         search.store.close()
         release_run_dir(target)  # another process (or a later call) may resume it
     return load_run(target)
+
+
+def _call_title(config: Any, run_dir: Path, overrides: Iterable[str], executor: Any,
+                budget: int | None, resume: bool, plugins: Iterable[str]) -> str:  # fmt: skip
+    """The line naming a run_search call in search.log (where `bnn-nas search` writes its
+    command line)."""
+    from bnn_nas.config import Config
+
+    if isinstance(config, str | Path):
+        shown = repr(str(config))
+    else:
+        shown = f"<{config.source}>" if isinstance(config, Config) else "<mapping>"
+    args = [shown, f"run_dir={str(run_dir)!r}"]
+    if overrides:
+        args.append(f"overrides={list(overrides)!r}")
+    if executor is not None:
+        args.append(f"executor={executor!r}" if isinstance(executor, str) else
+                    f"executor=<{type(executor).__name__}>")  # fmt: skip
+    if budget is not None:
+        args.append(f"budget={budget}")
+    if resume:
+        args.append("resume=True")
+    if plugins:
+        args.append(f"plugins={list(plugins)!r}")
+    return f"bnn_nas.run_search({', '.join(args)})"
 
 
 def _search(search: Any, executor: Executor, progress: bool) -> None:

@@ -186,6 +186,30 @@ def test_run_search_takes_a_mapping_an_executor_object_and_resumes(tmp_path):
     assert locked.returncode == 0, locked.stderr
 
 
+def test_run_search_writes_search_log_as_the_command_does(tmp_path):
+    """RUN/search.log from the Python API too: a line naming the call, what the search
+    showed (the per-trial lines), a resume appended, an error that ended it as one line."""
+    import yaml
+
+    data = yaml.safe_load(SMALL)
+    run = tmp_path / "run"
+    bnn_nas.run_search(data, run_dir=run, budget=2, executor=FakeExecutor())
+    log = (run / "search.log").read_text().splitlines()
+    assert log[0].startswith("=== ") and log[0].endswith(
+        f"bnn_nas.run_search(<mapping>, run_dir={str(run)!r}, executor=<FakeExecutor>, "
+        "budget=2)")  # fmt: skip
+    assert [line.split(" ", 1)[0] for line in log[1:] if "%|" not in line] == ["trial"] * 2
+
+    def broken(config, evaluator):
+        raise ConfigError("executor: no such thing here")
+
+    with pytest.raises(ConfigError):
+        bnn_nas.run_search(data, run_dir=run, budget=3, executor=broken, progress=False)
+    log = (run / "search.log").read_text().splitlines()
+    assert sum(line.startswith("=== ") for line in log) == 2
+    assert log[-1] == "bnn-nas: error: executor: no such thing here"
+
+
 def test_run_search_refuses_a_bad_config_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         bnn_nas.run_search({"serach": {"budget": 2}}, run_dir=tmp_path / "run")

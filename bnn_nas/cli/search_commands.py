@@ -52,7 +52,7 @@ def search_command(
     """Search binary architectures; an existing run directory is resumed."""
     from pathlib import Path
 
-    from bnn_nas.cli.terminal_log import TerminalLog
+    from bnn_nas.cli.terminal_log import search_log
     from bnn_nas.search.engine import default_run_dir, open_search, with_budget
 
     settings = (*overrides, "train.tensorboard=true") if tensorboard else overrides
@@ -72,7 +72,7 @@ def search_command(
         *(["--trust-run-plugins"] if run_plugins_trusted() else []),
     ]  # fmt: skip
     # what the terminal shows, also in RUN/search.log (appended by a resumed search)
-    with TerminalLog(target / "search.log", shell_words(words)):
+    with search_log(target, shell_words(words)):
         _search(config, target, search, evaluator, plugins, words)
 
 

@@ -70,6 +70,15 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+SEARCH_LOG = "search.log"
+
+
+def search_log(run_dir: Path, title: str) -> TerminalLog:
+    """RUN/search.log for a search (`bnn-nas search` and ``bnn_nas.run_search`` alike),
+    entered once its run directory exists; ``title`` names the command or call."""
+    return TerminalLog(Path(run_dir) / SEARCH_LOG, title)
+
+
 class TerminalLog:
     """Copies stdout and stderr into ``path`` (appended) while entered."""
 
