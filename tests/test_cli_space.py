@@ -140,6 +140,37 @@ def test_profile_and_show_read_a_run_directory(tmp_path):
     assert lines[-1] == invoke("profile", "--model", "resnet20", "--family", "bireal")[-1]
 
 
+def test_profile_and_show_build_the_network_a_run_recorded(tmp_path):
+    """A training run's RUN/network.yaml (what `bnn-nas train` built, what export reads)
+    is the network profile and show count, not one rebuilt from its config.yaml (here
+    edited since: it says the search space's own 3 x 8); a run without it: the config."""
+    from bnn_nas.config import ModelConfig
+    from bnn_nas.cost import count_cost
+    from bnn_nas.space.architecture import Architecture
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.space.search_space import load_search_space
+    from bnn_nas.train.final_network import NETWORK, network_text
+    from bnn_nas.units import count
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("search_space: tiny\n")
+    (run / "genotype.yaml").write_text(f'genotype: "{SMALL}"\n')
+    recorded = Architecture(ModelConfig(cells=5, channels=12), 7, load_search_space("tiny"),
+                            parse_genotype(SMALL), 32)  # fmt: skip
+    (run / NETWORK).write_text(network_text(recorded))
+    lines = invoke("profile", "--run-dir", str(run))
+    assert lines[0].startswith("layout: 5 cells x 12 channels (reductions at 1, 3), 32 px, "
+                               f"7 classes ({run / NETWORK}, as `bnn-nas train` builds it")
+    assert total_ops(lines) == count(count_cost(recorded.build()).ops)
+    shown = invoke("show", "--run-dir", str(run))
+    assert shown[0] == SMALL and shown[4] == lines[0] and total_ops(lines) in shown[5]
+    (run / NETWORK).unlink()  # a run from before the record: its config and genotype
+    older = invoke("profile", "--run-dir", str(run))
+    assert older[0].startswith("layout: 3 cells x 8 channels") and ", 10 classes (" in older[0]
+    assert invoke("show", "--run-dir", str(run))[4] == older[0]
+
+
 def test_profile_and_show_take_image_size_and_classes_from_the_run_report(tmp_path):
     """A training run's report.json records its images' shape and class count: an ImageNet
     run is profiled at its size (it was profiled at 32 px, 10 classes: another layout, or

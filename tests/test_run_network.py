@@ -124,6 +124,24 @@ def test_train_records_the_network_it_built_and_export_reads_it(run, tmp_path): 
     recorded.build().load_state_dict(state)  # the record builds the network trained
 
 
+def test_profile_of_a_training_run_counts_the_network_it_recorded(run):  # noqa: F811
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+    from bnn_nas.cost import count_cost
+    from bnn_nas.units import count
+
+    run_dir, _, _ = run
+    recorded = recorded_architecture(run_dir)
+    result = CliRunner().invoke(main, ["profile", "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"{recorded.num_classes} classes ({run_dir / NETWORK}" in lines[0]
+    size = recorded.image_size or 32
+    ops = count_cost(recorded.build(), (1, 3, size, size)).ops
+    assert lines[-1].split("OPs ")[3].split()[0] == count(ops)
+
+
 def test_a_resumed_run_must_build_the_network_it_recorded(run, tmp_path):  # noqa: F811
     run_dir, _, report = run
     copy = tmp_path / "run"

@@ -40,8 +40,8 @@ def run_dir_option(func):
         "--run-dir",
         type=click.Path(file_okay=False),
         default=None,
-        help="A search or training run directory: its config.yaml gives the layout (and its "
-        "genotype.yaml the genotype when GENOTYPE is left out).",
+        help="A search or training run directory: a training run's network.yaml (else its "
+        "config.yaml) gives the layout (and its genotype when GENOTYPE is left out).",
     )(func)
 
 
@@ -69,14 +69,56 @@ def genotype_argument(genotype: str | None, run_dir: str | None) -> str | None:
     return genotype
 
 
-def run_input(run_dir: str | None, image_size: int | None, classes: int | None):
-    """(image size, classes): the flags where given, else what the training run's
-    report.json records (its images' height, its class count), else CIFAR-10's 32 and 10."""
+def run_record(run_dir: str | None):
+    """RUN/network.yaml's description (what `bnn-nas train` built there and export reads),
+    or None: no --run-dir, a search run, or a run written before bnn-nas recorded it
+    (its config.yaml and genotype.yaml describe the network then)."""
+    if not run_dir:
+        return None
+    from pathlib import Path
+
+    from bnn_nas.train.final_network import recorded_architecture
+
+    return recorded_architecture(Path(run_dir))
+
+
+def run_layout(config, source: str | None, recorded, run_dir: str | None):
+    """(model settings, where they came from): RUN/network.yaml's when the run recorded
+    it, else the config's."""
+    from pathlib import Path
+
+    from bnn_nas.train.final_network import NETWORK
+
+    if recorded is None:
+        return config.model, source
+    assert run_dir is not None
+    return recorded.model, str(Path(run_dir) / NETWORK)
+
+
+def layout_space(config, recorded):
+    """The search space a genotype's network is built in: RUN/network.yaml's, else (no
+    record, or a baseline's, which holds none) the config's."""
+    from bnn_nas.space.search_space import load_search_space
+
+    if recorded is not None and recorded.space is not None:
+        return recorded.space
+    return load_search_space(config.search_space)
+
+
+def run_input(run_dir: str | None, image_size: int | None, classes: int | None,
+              recorded=None):  # fmt: skip
+    """(image size, classes): the flags where given, else what RUN/network.yaml records
+    (``recorded``), else what the training run's report.json records (its images' height,
+    its class count), else CIFAR-10's 32 and 10."""
     shape, counted = (None, None)
     if run_dir:
         from bnn_nas.rundir import report_input
 
         shape, counted = report_input(run_dir)
+    if recorded is not None:
+        counted = recorded.num_classes
+        if recorded.image_size is not None:
+            shape = (recorded.image_size,)
     if image_size is None:
         image_size = shape[0] if shape is not None else 32
     if classes is None:
@@ -84,22 +126,19 @@ def run_input(run_dir: str | None, image_size: int | None, classes: int | None):
     return image_size, classes
 
 
-def cell_network(config, source: str | None, genotype, search_layout: bool, sizes, classes,
-                 image_size):  # fmt: skip
+def cell_network(space, settings, source: str | None, genotype, search_layout: bool, sizes,
+                 classes, image_size):  # fmt: skip
     """The genotype's network as `bnn-nas train` (or, ``search_layout``, the search's
-    trials) builds it from ``config``, sized by --cells/--channels, and one line naming
-    that layout and where it came from."""
+    trials) builds it in ``space`` with the model ``settings`` (a config's or a run's
+    network.yaml), sized by --cells/--channels, and one line naming that layout and where
+    it came from."""
     from bnn_nas.config import ModelConfig
     from bnn_nas.space.architecture import Architecture
     from bnn_nas.space.network import model_layout
-    from bnn_nas.space.search_space import load_search_space
 
-    space = load_search_space(config.search_space)
     cells, channels = sizes
     search = ModelConfig(cells=cells, channels=channels)
-    final = ModelConfig(
-        cells=cells or config.model.cells, channels=channels or config.model.channels
-    )
+    final = ModelConfig(cells=cells or settings.cells, channels=channels or settings.channels)
     model = search if search_layout else final
     net = Architecture(model, classes, space, genotype, image_size).build(training=True)
 
@@ -159,19 +198,26 @@ def show_command(
         check_output_path(output)
     explicit_config = config_path
     config, source = layout_config(config_path, run_dir, plugins)
-    genotype = genotype_argument(genotype, run_dir)
-    if genotype is None:
-        fail("give a GENOTYPE (text or file), or a --run-dir holding genotype.yaml")
-    g = load_genotype(genotype)
+    recorded = run_record(run_dir)
+    settings, source = run_layout(config, source, recorded, run_dir)
+    if genotype is None and recorded is not None and recorded.genotype is not None:
+        g = recorded.genotype
+    else:
+        genotype = genotype_argument(genotype, run_dir)
+        if genotype is None:
+            fail("give a GENOTYPE (text or file), or a --run-dir holding genotype.yaml")
+        g = load_genotype(genotype)
     if explicit_config:
         load_search_space(config.search_space).validate(g)
     click.echo(str(g))
     click.echo(f"hash: {g.hash}")
     click.echo(f"steps: normal {g.normal_steps}, reduce {g.reduce_steps}")
     click.echo(f"ops: {', '.join(sorted(g.ops()))}")
-    image_size, classes = run_input(run_dir, None, None)
+    image_size, classes = run_input(run_dir, None, None, recorded)
     try:
-        net, layout = cell_network(config, source, g, False, (None, None), classes, image_size)
+        space = layout_space(config, recorded)
+        net, layout = cell_network(space, settings, source, g, False, (None, None), classes,
+                                   image_size)  # fmt: skip
         cost = count_cost(net, (1, 3, image_size, image_size))
     except BnnNasError as err:
         click.echo(f"cost: not counted ({str(err).splitlines()[0]})")
@@ -247,13 +293,20 @@ def profile_command(
     from bnn_nas.space.genotype import load_genotype
 
     config, source = layout_config(config_path, run_dir, plugins)
-    image_size, classes = run_input(run_dir, image_size, classes)
-    if model is None:
+    recorded = run_record(run_dir)
+    settings, source = run_layout(config, source, recorded, run_dir)
+    image_size, classes = run_input(run_dir, image_size, classes, recorded)
+    g = None
+    if model is None and genotype is None and recorded is not None:
+        g = recorded.genotype  # the network the run trained (None: a baseline's run)
+    elif model is None:
         genotype = genotype_argument(genotype, run_dir)
+    if genotype is not None:
+        g = load_genotype(genotype)
     baseline = model
-    if genotype is None and model is None and source and config.model.type != "cells":
-        baseline, family = config.model.type, config.model.family
-    if (genotype is None) == (baseline is None):
+    if g is None and model is None and source and settings.type != "cells":
+        baseline, family = settings.type, settings.family
+    if (g is None) == (baseline is None):
         fail("give either a GENOTYPE (text or file) or --model NAME")
     sizes = (
         ("--cells", cells), ("--channels", channels), ("--image-size", image_size),
@@ -267,13 +320,13 @@ def profile_command(
             fail("--cells/--channels size a GENOTYPE's network, not a --model baseline")
         get_family(family)
         get_baseline(baseline)
-        chosen = ModelConfig(type=baseline, family=family, options=dict(config.model.options))
+        chosen = ModelConfig(type=baseline, family=family, options=dict(settings.options))
         net = Architecture(chosen, classes, image_size=image_size).build(training=True)
         where = f" (model of {source})" if model is None else ""
         click.echo(f"network: {baseline} ({family}), {image_size} px, {classes} classes{where}")
     else:
         net, layout = cell_network(
-            config, source, load_genotype(genotype), layout_kind == "search",
+            layout_space(config, recorded), settings, source, g, layout_kind == "search",
             (cells, channels), classes, image_size,
         )  # fmt: skip
         click.echo(layout)
