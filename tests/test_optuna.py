@@ -135,16 +135,32 @@ def test_the_samplers_are_one_registry():
         register_sampler("not-a-name")
 
 
-def test_a_search_leaves_optunas_log_level_as_it_was(tmp_path, capfd):
+def test_a_search_leaves_optunas_log_level_as_it_was(tmp_path):
     """bnn-nas quiets Optuna only while it runs a study: the process's level is the user's."""
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    kept = Kept()
+    logger = logging.getLogger("optuna")  # optuna's own handler does not propagate
     before = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.INFO)
+    logger.addHandler(kept)
     try:
         run_search(tmp_path / "trials.sqlite", config("tpe", budget=4), FakeExecutor())
         assert optuna.logging.get_verbosity() == optuna.logging.INFO
+        optuna.create_study()  # the user's own study logs at the user's level
     finally:
+        logger.removeHandler(kept)
         optuna.logging.set_verbosity(before)
-    assert "A new study created" not in capfd.readouterr().err  # quiet inside the search
+    created = [m for m in kept.messages if m.startswith("A new study created")]
+    assert len(created) == 1  # only the user's: none from inside the search
 
 
 def test_a_sampler_missing_a_package_is_one_line(monkeypatch):
