@@ -120,7 +120,7 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
     # torch.compile the forward (captured in the CUDA graph where that is on); the
-    # binarizers are custom ops to it (bnn_nas/binary/compiled_sign.py says why)
+    # binarizers are plain ATen arithmetic to it (bnn_nas/binary/compiled_sign.py says why)
     compile: bool = False
     cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)

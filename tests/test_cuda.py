@@ -351,10 +351,11 @@ def _one_step_gradients(model, x, y, backend: str | None) -> dict[str, torch.Ten
 def test_a_compiled_step_computes_the_eager_gradients_bit_for_bit(family, monkeypatch):
     """The fault of issue 20: Dynamo traced the binarizers' autograd Functions and the
     compiled step got the eager logits with wrong gradients (cosine 0 on the last
-    blocks' BN parameters, torch 2.11, H200); 8 epochs fell from 75% to 58%. Through the
-    custom ops (bnn_nas/binary/compiled_sign.py) Dynamo's graph runs the same kernels as
-    the eager step: float32, deterministic cuDNN, every gradient and BN buffer equal bit
-    for bit. (AOTAutograd's and Inductor's graphs round differently: tested below.)"""
+    blocks' BN parameters, torch 2.11, H200); 8 epochs fell from 75% to 58%. Traced as
+    ATen arithmetic (bnn_nas/binary/compiled_sign.py), Dynamo's graph computes what the
+    eager step computes: float32, deterministic cuDNN, every gradient and BN buffer equal
+    bit for bit (session 9: this test caught session 8's custom-op routing, which torch
+    2.11 defeated). (AOTAutograd's and Inductor's graphs round differently: tested below.)"""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

@@ -1,150 +1,90 @@
-"""The binarizers as torch.library custom ops: what torch.compile sees of them.
+"""The binarizers as torch.compile (and torch.export) trace them: plain ATen arithmetic.
 
 Why: Dynamo traces a Python ``autograd.Function`` into the compiled graph. On an H200
 (torch 2.11) the traced binarizers gave binary ResNet-18 the eager step's logits bit for
 bit but wrong gradients (cosine 0 to the eager step's on the last blocks' batch-norm
 parameters), and an 8-epoch training fell from 75.0% to 57.9% with Dynamo alone
-(backend ``eager``), AOTAutograd or Inductor; with the binarizers kept out of Dynamo it
-gave the eager step's gradients and accuracy exactly (docs/benchmarks.md,
-docs/results/compile-graph-diagnosis/). A custom op is opaque to Dynamo: its forward
-is one call and its backward the formula registered here, so the compiled graph
-computes what the eager step computes. torch.export (the ONNX exporter) keeps the ATen
-Functions: it traces the forward only, and ONNX has no translation for these ops.
+(backend ``eager``), AOTAutograd or Inductor (docs/benchmarks.md,
+docs/results/compile-graph-diagnosis/). Session 8 routed the binarizers to
+torch.library custom ops while ``is_compiling() and not is_exporting()``; but torch
+2.11's Dynamo answers ``is_exporting()`` True while it traces for torch.compile, so the
+routing never took the custom ops there and compiled training was as wrong as before
+(bireal ResNet-18, 143 epochs: 82.7% against 89.3%; session 9).
 
-Each op runs the fused Triton kernel where ``fused.applies`` (dense CUDA tensors) and
-the ATen formula elsewhere, so the ops give the eager binarizers' values bit for bit (a
-Dynamo-only step equals the eager step; Inductor's kernels around them round BN
-differently, as for any network). Only
-torch.compile takes this path (``quantizers`` routes by :func:`tracing`); eager steps keep
-the autograd Functions, which cost less Python per call.
+So under any compiler trace a binarizer is written without an ``autograd.Function``,
+as the straight-through identity every BNN code base knows::
+
+    out = sign(x) + (s - s.detach()),    s = clamp(x, -1, 1) * slope(x).detach()
+
+Forward: ``s - s.detach()`` is exactly 0 (s is finite), so out is sign(x) in {-1, +1}.
+Backward: autograd differentiates ``s`` only: ``g * slope(x)`` where |x| <= 1 (clamp
+passes the gradient there) and 0 outside, where every surrogate here is 0 anyway. The
+slope is computed in x's dtype as the eager Functions compute it (clipped STE:
+1{|x| <= 1}; ApproxSign: max(0, 2 - 2|x|)), and the product is one multiplication, so
+the gradient equals the eager one value for value (the sign of a zero gradient may
+differ). Nothing is opaque to the compiler: Inductor fuses the sign, its surrogate and
+the batch norm before it into one kernel each way. With no gradient wanted (export,
+evaluation, ``no_grad``) only the sign is traced.
+
+Eager steps keep the autograd Functions and the fused Triton kernels
+(bnn_nas/binary/fused.py), which cost less Python per call. Differences from them,
+under tracing only: a NaN input gives NaN (eager: -1), and ``ste``'s x - x.detach() is
+NaN for an infinite x.
 """
 
 import torch
 from torch import Tensor
 
-from bnn_nas.binary import fused
-
 
 def tracing() -> bool:
-    """Whether torch.compile is tracing (torch.export, which also compiles, is not).
-
-    ``torch.compiler.is_exporting`` came with torch 2.6; on the older torch that
-    pyproject allows (>= 2.4) every compiling trace takes the custom ops, export's too
-    (compiled training stays right; ONNX export wants torch >= 2.6)."""
-    if not torch.compiler.is_compiling():
-        return False
-    return not (hasattr(torch.compiler, "is_exporting") and torch.compiler.is_exporting())
+    """Whether a compiler (torch.compile or torch.export) is tracing the binarizer."""
+    return torch.compiler.is_compiling()
 
 
-def _sign(x: Tensor) -> Tensor:
-    if fused.applies(x):
-        return fused.sign(x)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one, out=torch.empty_like(x))
+def traced_sign(x: Tensor) -> Tensor:
+    """sign with sign(+-0) = +1, in x's dtype (Inductor fuses compare, select and cast)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-# Every op's output is laid out as torch.empty_like(x) (x: the binarized input), in the
-# real kernels as in the fakes the compiler plans with: a stride the fake did not promise
-# would be read wrongly by the kernels Inductor generates around the op.
+def _wants_grad(x: Tensor) -> bool:
+    return torch.is_grad_enabled() and x.requires_grad
 
 
-def _clipped_ste_grad(g: Tensor, x: Tensor) -> Tensor:
-    if fused.applies(x):
-        return fused.clipped_ste_grad(g, x)
-    return torch.mul(g, x.abs() <= 1, out=torch.empty_like(x))
+def _straight_through(forward: Tensor, x: Tensor, slope: Tensor) -> Tensor:
+    """``forward``'s values with the gradient g * slope (slope 0 wherever |x| > 1)."""
+    surrogate = x.clamp(-1, 1) * slope.detach()
+    return forward + (surrogate - surrogate.detach())
 
 
-def _approx_sign_grad(g: Tensor, x: Tensor) -> Tensor:
-    if fused.applies(x):
-        return fused.approx_sign_grad(g, x)
-    return torch.mul(g, (2 - 2 * x.abs()).clamp_min(0), out=torch.empty_like(x))
-
-
-def _like_x(x: Tensor) -> Tensor:
-    return torch.empty_like(x)
-
-
-def _like_second(g: Tensor, x: Tensor) -> Tensor:
-    return torch.empty_like(x)
-
-
-def _op(name: str, fn, schema: str, fake):
-    """A custom op ``bnn_nas::name`` computing ``fn``, planned by the compiler as ``fake``."""
-    op = torch.library.custom_op(f"bnn_nas::{name}", fn, mutates_args=(), schema=schema)
-    op.register_fake(fake)
-    return op
-
-
-_sign_clipped_ste = _op("sign_clipped_ste", _sign, "(Tensor x) -> Tensor", _like_x)
-_sign_approx = _op("sign_approx", _sign, "(Tensor x) -> Tensor", _like_x)
-_sign_ste = _op("sign_ste", _sign, "(Tensor x) -> Tensor", _like_x)
-_clipped_ste_grad_op = _op(
-    "clipped_ste_grad", _clipped_ste_grad, "(Tensor g, Tensor x) -> Tensor", _like_second
-)
-_approx_sign_grad_op = _op(
-    "approx_sign_grad", _approx_sign_grad, "(Tensor g, Tensor x) -> Tensor", _like_second
-)
-
-
-def _stochastic(x: Tensor, uniform: Tensor) -> Tensor:
-    # P(+1) = clip((x + 1) / 2, 0, 1)  <=>  +1 iff u < (x + 1) / 2, u ~ U[0, 1)
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(uniform * 2 - 1 < x, one, -one, out=torch.empty_like(x))
-
-
-def _like_first(x: Tensor, uniform: Tensor) -> Tensor:
-    return torch.empty_like(x)
-
-
-_sign_stochastic = _op(
-    "sign_stochastic", _stochastic, "(Tensor x, Tensor uniform) -> Tensor", _like_first
-)
-
-
-def _save_x(ctx, inputs: tuple, output: Tensor) -> None:
-    ctx.save_for_backward(inputs[0])
-
-
-def _clipped_backward(ctx, g: Tensor) -> Tensor:
-    (x,) = ctx.saved_tensors
-    return _clipped_ste_grad_op(g, x)
-
-
-def _approx_backward(ctx, g: Tensor) -> Tensor:
-    (x,) = ctx.saved_tensors
-    return _approx_sign_grad_op(g, x)
-
-
-def _ste_backward(ctx, g: Tensor) -> Tensor:
-    return g
-
-
-def _stochastic_backward(ctx, g: Tensor) -> tuple[Tensor, None]:
-    (x,) = ctx.saved_tensors
-    return _clipped_ste_grad_op(g, x), None
-
-
-_sign_clipped_ste.register_autograd(_clipped_backward, setup_context=_save_x)
-_sign_approx.register_autograd(_approx_backward, setup_context=_save_x)
-_sign_ste.register_autograd(_ste_backward)
-_sign_stochastic.register_autograd(_stochastic_backward, setup_context=_save_x)
+def _inside(x: Tensor) -> Tensor:
+    return (x.abs() <= 1).to(x.dtype)
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:
-    """BinaryNet's sign with the clipped straight-through gradient, as one custom op."""
-    return _sign_clipped_ste(x)
+    """BinaryNet's sign, gradient g * 1{|x| <= 1}."""
+    if not _wants_grad(x):
+        return traced_sign(x)
+    return _straight_through(traced_sign(x), x, _inside(x))
 
 
 def approx_sign(x: Tensor) -> Tensor:
-    """Bi-Real's ApproxSign, as one custom op."""
-    return _sign_approx(x)
+    """Bi-Real's ApproxSign, gradient g * max(0, 2 - 2|x|)."""
+    if not _wants_grad(x):
+        return traced_sign(x)
+    return _straight_through(traced_sign(x), x, (2 - 2 * x.abs()).clamp_min(0))
 
 
 def ste_sign(x: Tensor) -> Tensor:
-    """sign with the plain straight-through gradient, as one custom op."""
-    return _sign_ste(x)
+    """sign with the plain straight-through gradient g."""
+    if not _wants_grad(x):
+        return traced_sign(x)
+    return traced_sign(x) + (x - x.detach())
 
 
 def stochastic_sign(x: Tensor, uniform: Tensor) -> Tensor:
-    """BinaryNet's stochastic sign given the uniform noise, clipped STE back, as one op."""
-    return _sign_stochastic(x, uniform)
+    """BinaryNet's stochastic sign given the uniform noise, clipped STE gradient."""
+    # P(+1) = clip((x + 1) / 2, 0, 1)  <=>  +1 iff u < (x + 1) / 2, u ~ U[0, 1)
+    drawn = torch.where(uniform * 2 - 1 < x, 1.0, -1.0).to(x.dtype)
+    if not _wants_grad(x):
+        return drawn
+    return _straight_through(drawn, x, _inside(x))

@@ -63,8 +63,8 @@ def _plus_minus_one(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, T
 
 def binary_sign(x: Tensor) -> Tensor:
     """sign with sign(0) = +1 (and sign(-0.0) = +1), written directly in x's dtype."""
-    if torch.compiler.is_compiling():  # inductor fuses compare, select and cast anyway
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    if compiled_sign.tracing():
+        return compiled_sign.traced_sign(x)
     plus, minus = _plus_minus_one(x.dtype, x.device)
     return torch.where(x >= 0, plus, minus)
 
@@ -117,7 +117,8 @@ class _SignStochastic(torch.autograd.Function):
         return g * inside, None
 
 
-# torch.compile sees the binarizers as custom ops (bnn_nas/binary/compiled_sign.py says why)
+# a compiler traces the binarizers as ATen arithmetic, never as an autograd Function
+# (bnn_nas/binary/compiled_sign.py says why)
 
 
 def clipped_ste_sign(x: Tensor) -> Tensor:

@@ -107,7 +107,7 @@ class EagerStep:
 
 def graph_capturable(model: nn.Module, device: torch.device) -> bool:
     """CUDA graphs need CUDA and no private RNG generators (a torch.compile'd forward is
-    captured too: its binarizers are custom ops, bnn_nas/binary/compiled_sign.py)."""
+    captured too: it traces the binarizers as ATen ops, bnn_nas/binary/compiled_sign.py)."""
     if device.type != "cuda":
         return False
     return not any(isinstance(m, StochasticSign) and m.seed is not None for m in model.modules())
