@@ -1,0 +1,19 @@
+#!/bin/bash
+# Session 9 call C (issue 20): after the ATen straight-through rewrite of the traced binarizers:
+# GPU tests; 143-epoch compiled+graphed `final` runs of binary ResNet-18 bireal and xnor (seed 0)
+T0=$(date +%s); el() { echo $(( $(date +%s) - T0 )); }
+export PYTHONUNBUFFERED=1
+DATA=$(mktemp -d) && tar -xJf .data/cifar10-jpeg.tar.xz -C $DATA
+python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
+echo "setup done at $(el) s"
+timeout 120 python3 -m pytest -q -o addopts="" tests/test_cuda.py -k "compiled_step or aot_or_inductor" -rs -p no:warnings -p no:logging 2>&1 | grep -v DEBUG | tail -40 > $OUT/test_cuda.log; tail -3 $OUT/test_cuda.log
+echo "tests done at $(el) s"
+clean() { tr '\r' '\n' | grep -v '^ *[0-9]*%|' | grep -v '^$' | grep -vE "it/s|epoch/s\]"; }
+for fam in bireal xnor; do
+  LEFT=$(( 575 - $(el) ))
+  echo "== $fam compile=true at $(el) s (limit $LEFT)" | tee -a $OUT/final143.log
+  timeout $LEFT bnn-nas train --config configs/cifar.yaml --model resnet18 --family $fam \
+    --set final.compile=true --set data.root=$DATA --run-dir runs/c143-$fam 2>&1 | clean | tail -3 | tee -a $OUT/final143.log
+  mkdir -p $OUT/c143-$fam && cp runs/c143-$fam/metrics.csv runs/c143-$fam/*.json $OUT/c143-$fam/ 2>/dev/null
+done
+echo "all done at $(el) s"
