@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from bnn_nas.binary import BinaryConv2d, binary_sign
-from bnn_nas.export.bits import kernel_weights, pack_dense, pack_last, unpack_dense, unpack_last
+from bnn_nas.export.bits import (
+    group_words,
+    grouped_kernel_weights,
+    kernel_weights,
+    pack_dense,
+    pack_last,
+    unpack_dense,
+    unpack_last,
+)
 from bnn_nas.export.convert import pack_model
 from bnn_nas.export.fold import fold_conv, input_threshold, not_packable
 from bnn_nas.export.kernels import NativeBackend, TorchBackend, select_backend
@@ -93,6 +101,112 @@ def test_packed_conv_matches_pytorch_binary_conv(shape, native, portable_c):
         assert got.dtype == torch.int32 and got.shape == expected.shape
         assert torch.equal(got.double(), expected), backend.describe()
         assert torch.equal(packed(x).double(), expected)  # scale 1, bias 0: the same integers
+
+
+def random_grouped_shapes(count: int, seed: int) -> list[tuple[int, ...]]:
+    """(groups, C_in, C_out, kernel, stride, dilation, padding, H, W): groups from 2 to
+    depthwise, per-group channel counts below, at and above a 64-bit word."""
+    rng = random.Random(seed)
+    shapes = []
+    for _ in range(count):
+        g = rng.choice([2, 3, 4, 12])
+        k, d = rng.choice([1, 3, 5]), rng.choice([1, 2])
+        pad = rng.choice([0, 1, d * (k - 1) // 2, d * (k - 1) // 2 + 1])
+        least = max(1, d * (k - 1) + 1 - 2 * pad)
+        shapes.append(
+            (g, g * rng.choice([1, 2, 3, 13, 64, 65]), g * rng.choice([1, 2, 3, 9, 33]),
+             k, rng.choice([1, 2]), d, pad, rng.randint(least, 11), rng.randint(least, 11))
+        )  # fmt: skip
+    return shapes
+
+
+GROUPED_SHAPES = [
+    *random_grouped_shapes(30, seed=3),
+    (12, 24, 24, 3, 1, 1, 1, 9, 7),  # BATS: 12 groups of 2 channels
+    (12, 24, 24, 5, 2, 2, 4, 11, 9),  # its dilated 5x5 at stride 2
+    (13, 13, 13, 3, 1, 1, 1, 7, 9),  # depthwise, odd channels
+    (67, 67, 134, 3, 2, 2, 2, 9, 9),  # depthwise with a multiplier of 2
+    (2, 130, 66, 3, 1, 1, 1, 5, 6),  # two groups of 65: a word and a bit each
+    (5, 320, 10, 1, 1, 1, 0, 3, 3),  # groups of exactly one word
+]
+
+
+def grouped_sign_conv(g: int, c_in: int, c_out: int, k: int, s: int, d: int, p: int):
+    return BinaryConv2d(
+        c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g, act="ste", weight="sign"
+    ).double()
+
+
+@pytest.mark.parametrize("shape", GROUPED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_grouped_packed_conv_matches_pytorch_binary_conv(shape, native, portable_c):
+    """Per group the XNOR-popcount over that group's input channels: the integers of
+    torch's conv2d(groups=G) on the +-1 operands, zero padding ternary, on every backend."""
+    g, c_in, c_out, k, s, d, p, h, w = shape
+    torch.manual_seed(hash(shape) % 2**31)
+    conv = grouped_sign_conv(g, c_in, c_out, k, s, d, p).eval()
+    x = torch.randn(2, c_in, h, w).float().double()
+    expected = torch.nn.functional.conv2d(
+        binary_sign(x), binary_sign(conv.weight), stride=s, padding=p, dilation=d, groups=g
+    )
+    assert torch.equal(conv(x), expected)  # the float binary conv: the same integers
+    packed = PackedConv2d.from_folded(fold_conv(conv))
+    assert packed.geometry.groups == g
+    assert packed.weight_bits.numel() == -(-conv.weight.numel() // 64)  # 1 bit per weight
+    for backend in backends(native, portable_c):
+        packed.backend = backend
+        got = packed.dot(x)
+        assert got.dtype == torch.int32 and got.shape == expected.shape
+        assert torch.equal(got.double(), expected), backend.describe()
+        assert torch.equal(packed(x).double(), expected)
+
+
+@pytest.mark.parametrize("shape", GROUPED_SHAPES[-8:], ids=lambda s: "x".join(map(str, s)))
+def test_grouped_bn_folded_before_and_after_the_conv(shape, native, portable_c):
+    """Thresholds per input channel, alpha and the BN affine per output channel, across
+    groups; the kernel's residual lands on the right channels."""
+    g, c_in, c_out, k, s, d, p, h, w = shape
+    torch.manual_seed(hash(shape) % 2**31)
+    conv = grouped_sign_conv(g, c_in, c_out, k, s, d, p).eval()
+    pre, post = random_bn(c_in, 0), random_bn(c_out, 1)
+    x = torch.randn(2, c_in, h, w).float().double()
+    xnor = BinaryConv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g)
+    xnor = xnor.double().eval()
+    before = PackedConv2d.from_folded(fold_conv(conv, pre_bn=pre))
+    after = PackedConv2d.from_folded(fold_conv(xnor, post_bn=post))
+    residual = torch.randn_like(conv(x)).float()
+    for backend in backends(native, portable_c):
+        before.backend = after.backend = backend
+        assert torch.equal(before.dot(x).double(), conv(pre(x)))
+        expected = post(xnor(x))
+        torch.testing.assert_close(after(x).double(), expected, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(
+            after(x, residual).double(), expected + residual, rtol=1e-5, atol=1e-4
+        )
+
+
+def test_grouped_conv_on_two_threads(native):
+    conv = grouped_sign_conv(12, 48, 48, 3, 1, 1, 1).eval()
+    x = torch.randn(3, 48, 12, 12)
+    packed = PackedConv2d.from_folded(fold_conv(conv))
+    packed.backend = native
+    one = packed.dot(x)
+    packed.backend = NativeBackend(native.library, threads=2)
+    assert torch.equal(packed.dot(x), one)
+
+
+def test_grouped_factorized_reduce(native, portable_c):
+    torch.manual_seed(4)
+    fr = FactorizedReduce(
+        grouped_sign_conv(3, 12, 6, 3, 2, 1, 1), grouped_sign_conv(3, 12, 9, 3, 2, 1, 1)
+    ).eval()
+    packed = PackedFactorizedReduce(
+        PackedConv2d.from_folded(fold_conv(fr.conv_a)),
+        PackedConv2d.from_folded(fold_conv(fr.conv_b), shift_input=True),
+    )
+    x = torch.randn(2, 12, 9, 8).double()
+    for backend in backends(native, portable_c):
+        packed.conv_a.backend = packed.conv_b.backend = backend
+        assert torch.equal(packed(x).double(), fr(x))
 
 
 def random_bn(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -211,10 +325,18 @@ def test_bit_layouts_round_trip():
     assert kernel.shape == (9, 2, 8) and not kernel[:, :, 5:].any()
     assert torch.equal(unpack_last(kernel[4, :, 2], 67), signs[2, :, 1, 1])
     assert pack_dense(signs).numel() == -(-5 * 67 * 9 // 64)  # 1 bit per weight
+    grouped = torch.rand(6, 65, 3, 3) > 0.5  # 3 groups of 65 input, 2 output channels
+    kernel = grouped_kernel_weights(grouped, 3)  # [G, T, K, Opad]
+    assert kernel.shape == (3, 9, 2, 8) and not kernel[..., 2:].any()
+    assert torch.equal(unpack_last(kernel[2, 4, :, 1], 65), grouped[5, :, 1, 1])
+    words = group_words(flags, 2)  # two groups of 65: two words each
+    assert words.shape == (4, 4)
+    assert torch.equal(unpack_last(words[:, 2:], 65), flags[:, 65:])
 
 
 def test_what_cannot_be_packed_says_why():
-    assert "groups" in not_packable(BinaryConv2d(4, 4, 3, groups=2))
+    assert not_packable(BinaryConv2d(4, 4, 3, groups=2)) is None  # grouped convs pack
+    assert not_packable(BinaryConv2d(4, 4, 3, groups=4)) is None  # depthwise too
     assert "binary" in not_packable(BinaryConv2d(4, 4, 3, act="identity"))
     assert not_packable(BinaryConv2d(4, 4, 3, weight="bireal")) is None
     assert not_packable(nn.Conv2d(4, 4, 3)) == "not a BinaryConv2d"
@@ -251,6 +373,46 @@ def test_every_binary_primitive_packs_exactly(name, native):
         conversion = pack_model(packed)
         set_backend(packed, native)
         assert conversion.layers and not conversion.skipped
+        x = torch.randn(3, 6, 9, 9)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                packed(x).double(), reference(x.double()), rtol=1e-5, atol=1e-4
+            )
+
+
+GROUPED_OPTIONS = [
+    ("xnor_conv_3x3",
+     {"groups": 3, "shuffle": True, "shortcut": "identity", "activation": "prelu"}),
+    ("xnor_dil_conv_5x5", {"groups": 6, "shuffle": True}),
+    ("bireal_conv_3x3", {"groups": 3, "shuffle": True}),  # conv -> shuffle -> BN: folded through
+    ("bireal_conv_3x3_skip_connect", {"groups": 2, "reduce": "factorized"}),
+    ("bireal_conv_5x5", {"groups": 2, "shuffle": True, "reduce": "factorized"}),
+    ("xnor_conv_3x3", {"groups": 6}),  # depthwise at stride 1 (C_in = 6)
+    ("xnor_resnet_block", {"groups": 3, "shuffle": True}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, options", GROUPED_OPTIONS, ids=lambda v: str(v))
+def test_grouped_primitives_pack_exactly(name, options, native):
+    """Grouped binary primitives, with channel shuffle in both orders (a BN after the
+    shuffle folds channel by channel through it), pack every conv and compute what their
+    exact PyTorch twin computes."""
+    for stride, c_out in ((1, 6), (2, 12)):
+        torch.manual_seed(stride + c_out)
+        module = build_primitive(name, 6, c_out, stride, **options).eval()
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.normal_()
+                m.bias.data.normal_()
+        reference = exact_reference(module)
+        packed = copy.deepcopy(module)
+        conversion = pack_model(packed)
+        set_backend(packed, native)
+        binary = [m for m in module.modules() if isinstance(m, BinaryConv2d)]
+        assert len(conversion.layers) == len(binary) and not conversion.skipped
+        assert {layer.geometry.groups for layer in conversion.layers} >= {options["groups"]}
         x = torch.randn(3, 6, 9, 9)
         with torch.no_grad():
             torch.testing.assert_close(

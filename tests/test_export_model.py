@@ -134,7 +134,7 @@ def test_resnet18_binary_part_is_over_25x_smaller(tmp_path):
 
 
 # ReActNet's activations (RSign before every binary conv, RPReLU after the block) in both
-# orders, plus a grouped conv that the engine leaves in torch.
+# orders, plus a grouped conv with a channel shuffle (packed too).
 REACT_OPS = [
     "skip_connect", "max_pool_3x3",
     {"name": "xnor_conv_3x3", "act": "rsign", "activation": "rprelu"},
@@ -155,7 +155,7 @@ REACT = (
 def test_rsign_rprelu_network_exports_exactly(sample, tmp_path):
     """RSign's learnt thresholds fold into the packed convs' input thresholds: the engine
     agrees with the exact reference, and with float32 but at ties."""
-    from bnn_nas.binary import RSign
+    from bnn_nas.binary import BinaryConv2d, RSign
 
     model, summary = train_and_export(cells(REACT_OPS, REACT, "xnor"), sample, tmp_path / "r.bnn")
     thresholds = [m.threshold for m in model.modules() if isinstance(m, RSign)]
@@ -168,5 +168,6 @@ def test_rsign_rprelu_network_exports_exactly(sample, tmp_path):
     float32 = predictions(model, x)
     assert (ours == exact).mean() >= 0.999
     assert ((ours != float32) & (exact == float32)).sum() <= 1
-    assert summary.packed_layers > 0
-    assert summary.skipped and all("groups=2" in why for _, why in summary.skipped)
+    binary = sum(isinstance(m, BinaryConv2d) for m in model.modules())
+    assert summary.packed_layers == binary and not summary.skipped
+    assert any(layer.get("groups") == 2 for layer in engine.header["packed_layers"])

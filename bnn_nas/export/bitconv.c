@@ -1,15 +1,19 @@
 /* Bit-packed binary convolution for bnn-nas exported models: XNOR + popcount.
  *
- * Layouts (little-endian, row-major):
- *   activations  uint64 [N, Hp, Wp, K]  K = ceil(C / 64); bit c % 64 of word c / 64 is 1
- *                                       where the value is +1; bits c >= C are 0. The
- *                                       border of width (ph, pw) holds +1 in every channel.
- *   weights      uint64 [T, K, Opad]    T = kh * kw taps, output channels innermost (one
+ * Layouts (little-endian, row-major), for G groups of Cg = C / G input and Og = O / G
+ * output channels (G = 1: an ordinary conv; G = C: depthwise):
+ *   activations  uint64 [N, Hp, Wp, G, K]  K = ceil(Cg / 64) words per group; bit c % 64
+ *                                       of word c / 64 of group g is 1 where channel
+ *                                       g * Cg + c is +1; bits c >= Cg are 0. The border
+ *                                       of width (ph, pw) holds +1 in every channel.
+ *   weights      uint64 [G, T, K, Opad] T = kh * kw taps, output channels innermost (one
  *                                       activation word meets 8 of them per 512-bit
- *                                       instruction); Opad = O rounded up to 8.
+ *                                       instruction); Opad = Og rounded up to 8.
  *   correction   int32 [Ho, Wo, O]      what the +1 border added to each output (or NULL)
  *   output       float32 [N, Ho, Wo, O] (or int32 with the raw dot products)
  *
+ * Group g's outputs g * Og ... g * Og + Og - 1 read only group g's words, so a grouped conv
+ * is the groups=1 kernel run per group on its slice of words, weights and outputs.
  * Over one receptive field the dot product of +-1 vectors is n - 2 * popcount(a ^ w), n the
  * number of valid bits. Training pads with zeros, so a padded tap must contribute 0: the
  * border is filled with +1 (every tap has the same shape, so the inner loops never branch)
@@ -32,7 +36,7 @@
 #include <immintrin.h>
 #endif
 
-#define BNN_ABI_VERSION 8
+#define BNN_ABI_VERSION 9
 #define BNN_TILE_PX 4
 
 int bnn_abi_version(void) { return BNN_ABI_VERSION; }
@@ -95,16 +99,16 @@ static inline void bnn_pack_pixel(const float *xp, int32_t C, int32_t K, const f
     }
 }
 
-/* Binarize x (float32 [N, H, W, C]) into out (uint64 [N, H + 2 ph, W + 2 pw, K]); the
- * border gets +1 in every channel. With shift = 1 the input is first moved up-left by one
- * pixel and +1 fills the last row and column (the offset grid of a factorized reduce).
- * flip (uint64 [K]) must have no bits at c >= C. */
-void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const float *thr,
-              const uint64_t *flip, int32_t ph, int32_t pw, int32_t shift, uint64_t *out,
-              int32_t threads) {
-    const int32_t K = (C + 63) / 64;
+/* Binarize x (float32 [N, H, W, C]) into out (uint64 [N, H + 2 ph, W + 2 pw, G, K], K =
+ * ceil(C / G / 64)); the border gets +1 in every channel. With shift = 1 the input is
+ * first moved up-left by one pixel and +1 fills the last row and column (the offset grid
+ * of a factorized reduce). flip (uint64 [G, K]) must have no bits at c >= C / G. */
+void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, int32_t G,
+              const float *thr, const uint64_t *flip, int32_t ph, int32_t pw, int32_t shift,
+              uint64_t *out, int32_t threads) {
+    const int32_t Cg = C / G, Kg = (Cg + 63) / 64, K = G * Kg;
     const int32_t Hp = H + 2 * ph, Wp = W + 2 * pw;
-    const int32_t last_full = C / 64, rest = C % 64;
+    const int32_t last_full = Cg / 64, rest = Cg % 64;
     (void)threads; /* used by OpenMP only */
 #pragma omp parallel for collapse(2) if (threads > 1) num_threads(threads) schedule(static)
     for (int32_t n = 0; n < N; n++) {
@@ -116,23 +120,30 @@ void bnn_pack(const float *x, int32_t N, int32_t H, int32_t W, int32_t C, const 
                 uint64_t *op = row + (int64_t)xw * K;
                 const int inside = y >= ph && y < ph + H && xw >= pw && xw < pw + W;
                 if (!inside || iy >= H || ix >= W) {
-                    for (int32_t k = 0; k < last_full; k++) op[k] = ~(uint64_t)0;
-                    if (rest) op[last_full] = ((uint64_t)1 << rest) - 1;
+                    for (int32_t g = 0; g < G; g++) {
+                        uint64_t *gp = op + (int64_t)g * Kg;
+                        for (int32_t k = 0; k < last_full; k++) gp[k] = ~(uint64_t)0;
+                        if (rest) gp[last_full] = ((uint64_t)1 << rest) - 1;
+                    }
                 } else {
                     const float *xp = x + (((int64_t)n * H + iy) * W + ix) * C;
-                    bnn_pack_pixel(xp, C, K, thr, flip, op);
+                    for (int32_t g = 0; g < G; g++)
+                        bnn_pack_pixel(xp + (int64_t)g * Cg, Cg, Kg, thr + (int64_t)g * Cg,
+                                       flip + (int64_t)g * Kg, op + (int64_t)g * Kg);
                 }
             }
         }
     }
 }
 
-/* Where a tile's results go: out[pixel * O + o] = scale[o] * dot + bias[o] (or out_int =
- * dot) with dot = valid - 2 * mismatches - corr[pixel * O + o]; corr is only read for the
- * outputs whose receptive field touches the padding. */
+/* Where a tile's results go: out[pixel * stride + o] = scale[o] * dot + bias[o] (or
+ * out_int = dot) with dot = valid - 2 * mismatches - corr[pixel * stride + o], for the O
+ * output channels of one group (the pointers start at the group's first channel; stride
+ * is the layer's channel count); corr is only read for the outputs whose receptive field
+ * touches the padding. */
 typedef struct {
     int64_t valid;
-    int32_t O;
+    int32_t O, stride;
     const int32_t *corr; /* NULL: no padding */
     float *out;
     int32_t *out_int; /* non-NULL: write the integer dot products instead */
@@ -183,16 +194,16 @@ typedef struct {
                 __m256 d = _mm256_fmadd_ps(minus_two, _mm512_cvtepi64_ps(acc[p][j]), valid); \
                 if (corr)                                                                   \
                     d = _mm256_sub_ps(d, _mm256_cvtepi32_ps(_mm256_maskz_loadu_epi32(      \
-                                             m, corr + (cpix + p) * e->O + o0)));           \
+                                             m, corr + (cpix + p) * e->stride + o0)));      \
                 if (e->out_int)                                                             \
-                    _mm256_mask_storeu_epi32(e->out_int + (opix + p) * e->O + o0, m,        \
+                    _mm256_mask_storeu_epi32(e->out_int + (opix + p) * e->stride + o0, m,   \
                                              _mm256_cvtps_epi32(d));                        \
                 else {                                                                      \
                     __m256 y = _mm256_fmadd_ps(scale, d, bias);                             \
                     if (e->residual)                                                        \
                         y = _mm256_add_ps(y, _mm256_maskz_loadu_ps(                         \
-                                                 m, e->residual + (opix + p) * e->O + o0)); \
-                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->O + o0, m, y);           \
+                                                 m, e->residual + (opix + p) * e->stride + o0)); \
+                    _mm256_mask_storeu_ps(e->out + (opix + p) * e->stride + o0, m, y);      \
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
@@ -219,13 +230,13 @@ typedef struct {
             for (int j = 0; j < B && ob + j < e->O; j++) {                                  \
                 const int64_t o = ob + j;                                                   \
                 int64_t d = e->valid - 2 * (int64_t)acc[j];                                 \
-                if (corr) d -= corr[(cpix + p) * e->O + o];                                 \
+                if (corr) d -= corr[(cpix + p) * e->stride + o];                            \
                 if (e->out_int)                                                             \
-                    e->out_int[(opix + p) * e->O + o] = (int32_t)d;                         \
+                    e->out_int[(opix + p) * e->stride + o] = (int32_t)d;                    \
                 else                                                                        \
-                    e->out[(opix + p) * e->O + o] =                                         \
+                    e->out[(opix + p) * e->stride + o] =                                    \
                         fmaf(e->scale[o], (float)d, e->bias[o]) +                           \
-                        (e->residual ? e->residual[(opix + p) * e->O + o] : 0.0f);          \
+                        (e->residual ? e->residual[(opix + p) * e->stride + o] : 0.0f);     \
             }                                                                               \
         }                                                                                   \
     }
@@ -238,35 +249,47 @@ BNN_TILE(1, 8)
 
 int bnn_vector_tiles(void) { return BNN_VECTOR_TILES; }
 
-/* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, K]) with packed
- * weights. out (float32 [N, Ho, Wo, O]) = scale[o] * dot + bias[o] (+ residual), or, when
- * out_int is given, out_int (int32 [N, Ho, Wo, O]) = dot, where dot excludes the border via
- * corr. Returns 0, -2 when memory runs out, -3 when C * kh * kw >= 2^24. */
-int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
+/* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, G, K]) with packed
+ * weights (uint64 [G, T, K, Opad]), G groups. out (float32 [N, Ho, Wo, O]) = scale[o] * dot
+ * + bias[o] (+ residual), or, when out_int is given, out_int (int32 [N, Ho, Wo, O]) = dot,
+ * where dot excludes the border via corr. Returns 0, -2 when memory runs out, -3 when
+ * (C / G) * kh * kw >= 2^24. */
+int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C, int32_t G,
              const uint64_t *wk, int32_t O, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
              int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo,
              const int32_t *corr,
              const float *scale, const float *bias, const float *residual, float *out,
              int32_t *out_int, int32_t threads) {
-    const int32_t K = (C + 63) / 64;
-    const int64_t Opad = ((int64_t)O + 7) / 8 * 8;
+    const int32_t Cg = C / G, Og = O / G;
+    const int32_t K = (Cg + 63) / 64, KP = G * K; /* words per group, per pixel */
+    const int64_t Opad = ((int64_t)Og + 7) / 8 * 8;
     const int32_t T = kh * kw, TK = kh * kw * K;
+    const int64_t wgroup = (int64_t)T * K * Opad; /* weight words of one group */
+    if ((int64_t)T * Cg >= ((int64_t)1 << 24))
+        return -3; /* dot products would not be exact in float32 */
     /* one flat list of (tap, word) pairs: input word offset and weight row offset */
     int64_t *aoff = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(TK > 0 ? TK : 1));
-    if (!aoff) return -2;
+    bnn_epilogue_t *eg = (bnn_epilogue_t *)malloc(sizeof(bnn_epilogue_t) * (size_t)G);
+    if (!aoff || !eg) {
+        free(aoff);
+        free(eg);
+        return -2;
+    }
     int64_t *woff = aoff + TK;
     for (int32_t ky = 0; ky < kh; ky++)
         for (int32_t kx = 0; kx < kw; kx++)
             for (int32_t k = 0; k < K; k++) {
                 const int32_t t = ky * kw + kx;
-                aoff[t * K + k] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * K + k;
+                aoff[t * K + k] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * KP + k;
                 woff[t * K + k] = ((int64_t)t * K + k) * Opad;
             }
-    if ((int64_t)T * C >= ((int64_t)1 << 24)) {
-        free(aoff);
-        return -3; /* dot products would not be exact in float32 */
+    for (int32_t g = 0; g < G; g++) { /* group g: its slice of every per-channel array */
+        const int64_t o = (int64_t)g * Og;
+        const bnn_epilogue_t e = {(int64_t)T * Cg, Og, O, corr ? corr + o : NULL,
+                                  out ? out + o : NULL, out_int ? out_int + o : NULL,
+                                  scale + o, bias + o, residual ? residual + o : NULL};
+        eg[g] = e;
     }
-    const bnn_epilogue_t e = {(int64_t)T * C, O, corr, out, out_int, scale, bias, residual};
     const int32_t H = Hp - 2 * ph, W = Wp - 2 * pw;
     /* output columns [x_lo, x_hi) and rows [y_lo, y_hi) see no padding */
     int32_t x_lo = 0, x_hi = Wo, y_lo = 0, y_hi = Ho;
@@ -274,40 +297,44 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
     while (x_hi > x_lo && (x_hi - 1) * sw - pw + (kw - 1) * dw >= W) x_hi--;
     while (y_lo < Ho && y_lo * sh - ph < 0) y_lo++;
     while (y_hi > y_lo && (y_hi - 1) * sh - ph + (kh - 1) * dh >= H) y_hi--;
-    const int64_t pstep = (int64_t)sw * K;
+    const int64_t pstep = (int64_t)sw * KP;
     (void)threads; /* used by OpenMP only */
 #pragma omp parallel for collapse(2) if (threads > 1) num_threads(threads) schedule(static)
     for (int32_t n = 0; n < N; n++) {
         for (int32_t oy = 0; oy < Ho; oy++) {
-            const uint64_t *arow = bits + ((int64_t)n * Hp + (int64_t)oy * sh) * Wp * K;
+            const uint64_t *arow = bits + ((int64_t)n * Hp + (int64_t)oy * sh) * Wp * KP;
             const int row_inside = oy >= y_lo && oy < y_hi;
             int32_t ox = 0;
             while (ox < Wo) {
-                const uint64_t *a0 = arow + (int64_t)ox * sw * K;
                 const int64_t cpix = (int64_t)oy * Wo + ox;
                 const int64_t opix = (int64_t)n * Ho * Wo + cpix;
                 const int tile = ox + BNN_TILE_PX <= Wo;
                 const int32_t last = ox + (tile ? BNN_TILE_PX : 1) - 1;
                 const int inside = row_inside && ox >= x_lo && last < x_hi;
-                const int32_t *c = inside ? NULL : corr;
-                int64_t ob = 0;
-                if (tile) {
-                    for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_4_32(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
-                    for (; ob < Opad; ob += 8)
-                        bnn_tile_4_8(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
-                    ox += BNN_TILE_PX;
-                } else {
-                    for (; ob + 32 <= Opad; ob += 32)
-                        bnn_tile_1_32(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
-                    for (; ob < Opad; ob += 8)
-                        bnn_tile_1_8(a0, aoff, woff, TK, pstep, wk, ob, &e, c, opix, cpix);
-                    ox += 1;
+                for (int32_t g = 0; g < G; g++) {
+                    const uint64_t *a0 = arow + (int64_t)ox * sw * KP + (int64_t)g * K;
+                    const uint64_t *wg = wk + g * wgroup;
+                    const bnn_epilogue_t *e = eg + g;
+                    const int32_t *c = inside ? NULL : e->corr;
+                    int64_t ob = 0;
+                    if (tile) {
+                        for (; ob + 32 <= Opad; ob += 32)
+                            bnn_tile_4_32(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
+                        for (; ob < Opad; ob += 8)
+                            bnn_tile_4_8(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
+                    } else {
+                        for (; ob + 32 <= Opad; ob += 32)
+                            bnn_tile_1_32(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
+                        for (; ob < Opad; ob += 8)
+                            bnn_tile_1_8(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
+                    }
                 }
+                ox += tile ? BNN_TILE_PX : 1;
             }
         }
     }
     free(aoff);
+    free(eg);
     return 0;
 }
 
@@ -316,22 +343,24 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
 typedef struct {
     int32_t N, H, W, C, O;
     int32_t kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo;
-    int32_t shift, threads;
+    int32_t shift, threads, groups;
     const float *thr;     /* [C] */
-    const uint64_t *flip; /* [K] */
+    const uint64_t *flip; /* [G, K] */
     const float *scale, *bias;
-    const uint64_t *weights;
+    const uint64_t *weights; /* [G, T, K, Opad] */
     const int32_t *corr; /* [Ho, Wo, O] or NULL */
 } bnn_layer_t;
 
 /* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into scratch
- * (uint64 [N, H + 2 ph, W + 2 pw, K]), then convolve into out (float32 [N, Ho, Wo, O],
+ * (uint64 [N, H + 2 ph, W + 2 pw, G, K]), then convolve into out (float32 [N, Ho, Wo, O],
  * plus residual when given) or out_int (int32 dot products). Returns bnn_conv's status. */
 int bnn_layer(const bnn_layer_t *L, const float *x, uint64_t *scratch, const float *residual,
               float *out, int32_t *out_int) {
-    bnn_pack(x, L->N, L->H, L->W, L->C, L->thr, L->flip, L->ph, L->pw, L->shift, scratch,
-             L->threads);
-    return bnn_conv(scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->weights, L->O,
-                    L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw, L->Ho, L->Wo,
-                    L->corr, L->scale, L->bias, residual, out, out_int, L->threads);
+    if (L->groups < 1 || L->C % L->groups || L->O % L->groups) return -4;
+    bnn_pack(x, L->N, L->H, L->W, L->C, L->groups, L->thr, L->flip, L->ph, L->pw, L->shift,
+             scratch, L->threads);
+    return bnn_conv(scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->groups,
+                    L->weights, L->O, L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw,
+                    L->Ho, L->Wo, L->corr, L->scale, L->bias, residual, out, out_int,
+                    L->threads);
 }

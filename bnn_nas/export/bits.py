@@ -5,8 +5,13 @@ arithmetic); bit ``i % 64`` of word ``i // 64`` holds element ``i``, 1 meaning +
 
 Three layouts meet here:
   * dense (the file): a conv weight [O, C, kh, kw] flattened in that order, 1 bit each;
-  * kernel weights [T, K, Opad]: taps, 64-channel words, output channels innermost;
-  * activations [N, H, W, K]: channels of each pixel packed, bits c >= C zero.
+  * kernel weights [G, T, K, Opad]: per group, taps, 64-channel words, output channels
+    innermost;
+  * activations [N, H, W, G, K]: channels of each pixel packed per group, bits c >= C / G
+    of each group zero.
+
+A grouped conv (G groups) has weights [O, C / G, kh, kw]; group g's outputs
+``g * O / G ...`` read only group g's input channels, so each group has its own words.
 """
 
 from __future__ import annotations
@@ -66,6 +71,23 @@ def kernel_weights(signs: Tensor) -> Tensor:
     out = torch.zeros((kh * kw, words.shape[1], opad), dtype=torch.int64)
     out[:, :, :out_ch] = words
     return out.contiguous()
+
+
+def grouped_kernel_weights(signs: Tensor, groups: int) -> Tensor:
+    """Bool weights [O, C / G, kh, kw] of a conv of G groups -> int64 [G, kh * kw, K, Opad]
+    with K = ceil(C / G / 64) and Opad = O / G rounded up to 8: :func:`kernel_weights` of
+    each group's output channels, stacked."""
+    per_group = signs.shape[0] // groups
+    return torch.stack(
+        [kernel_weights(part) for part in signs.split(per_group)]
+    ).contiguous()
+
+
+def group_words(flags: Tensor, groups: int) -> Tensor:
+    """Bool [..., C] -> int64 words [..., G * K]: each group's C / G flags packed on their
+    own (K = ceil(C / G / 64)), the activations' layout."""
+    split = flags.reshape(*flags.shape[:-1], groups, flags.shape[-1] // groups)
+    return pack_last(split).flatten(-2)
 
 
 def tap_sums(signs: Tensor) -> Tensor:

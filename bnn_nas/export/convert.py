@@ -9,12 +9,15 @@ Patterns, in order:
   1. ``BinaryUnit`` with ``bn_conv``: its BN becomes the threshold of the conv's sign;
      with ``conv_bn``: its BN becomes the conv's output affine. A factorized reduce
      inside gets both halves folded (the BN split by channels in ``conv_bn``). The unit
-     becomes a ``PackedUnit``, whose shortcut is added by the kernel.
+     becomes a ``PackedUnit``, whose shortcut is added by the kernel. A channel shuffle
+     after a grouped conv stays a module of the unit (a permutation in the graph); in
+     ``conv_bn`` the BN after it is folded channel by channel through that permutation.
   2. ``Sequential(BinaryConv2d, BatchNorm2d)`` (the ``binary_conv`` shortcut): BN folded.
   3. Any other factorized reduce of binary convs, and any other binary conv: packed with
      threshold 0 (the plain sign) and alpha as the output scale.
-Folded BNs become ``nn.Identity``. Non-packable convs (``groups > 1``, a float operand, an
-unusual binarizer) stay torch modules; ``pack_model`` lists them as skipped.
+Grouped convs (``groups > 1``, depthwise included) are packed like any other. Folded BNs
+become ``nn.Identity``. Non-packable convs (a float operand, an unusual binarizer, padding
+other than zeros) stay torch modules; ``pack_model`` lists them as skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from bnn_nas.binary import BinaryConv2d
 from bnn_nas.export.fold import bn_foldable, fold_conv, not_packable
@@ -42,8 +46,14 @@ class PackedLayer:
     folded: str  # "pre_bn", "post_bn" or "none"
 
     def to_dict(self) -> dict[str, Any]:
-        """The file's flat record: path, the geometry's fields, shift_input, folded."""
-        flat = {"path": self.path, **asdict(self.geometry), "shift_input": self.shift_input,
+        """The file's flat record: path, the geometry's fields, shift_input, folded.
+
+        ``groups`` is written only when it is not 1, so the records of ungrouped layers are
+        those of files written before grouped convs were packed (and those files load)."""
+        geometry = asdict(self.geometry)
+        if geometry["groups"] == 1:
+            del geometry["groups"]
+        flat = {"path": self.path, **geometry, "shift_input": self.shift_input,
                 "folded": self.folded}  # fmt: skip
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
@@ -78,6 +88,19 @@ def _packable_reduce(module: nn.Module) -> bool:
     )
 
 
+@torch.no_grad()
+def bn_order(permutation: nn.Module, channels: int) -> Tensor | None:
+    """For each channel of a permutation's input, the index of the output channel it lands
+    on (what a BN after the permutation applies to it); None if it is no permutation."""
+    probe = torch.arange(channels, dtype=torch.float64).view(1, channels, 1, 1)
+    source = permutation(probe).flatten().round().long()
+    if source.numel() != channels or not torch.equal(source.sort().values, probe.flatten().long()):
+        return None
+    order = torch.empty(channels, dtype=torch.long)
+    order[source] = torch.arange(channels)
+    return order
+
+
 class _Packer:
     def __init__(self, root: nn.Module) -> None:
         self.root = root
@@ -106,14 +129,21 @@ class _Packer:
         if not bn_foldable(bn):
             return
         key, folded = ("pre_bn", "pre_bn") if unit.bn_first else ("post_bn", "post_bn")
+        kw: dict[str, Any] = {key: bn}
+        shuffle = getattr(unit, "shuffle", None)
+        if shuffle is not None and not unit.bn_first:  # conv -> shuffle -> BN
+            kw["post_order"] = bn_order(shuffle, bn.num_features)
+            if kw["post_order"] is None:
+                return
         if _packable(unit.conv):
-            self.conv(_join(path, "conv"), unit.conv, folded, **{key: bn})
+            self.conv(_join(path, "conv"), unit.conv, folded, **kw)
         elif _packable_reduce(unit.conv):
-            self.reduce(_join(path, "conv"), unit.conv, folded, **{key: bn})
+            self.reduce(_join(path, "conv"), unit.conv, folded, **kw)
         else:
             return
         if path:
-            _set(self.root, path, PackedUnit(nn.Identity(), unit.conv, unit.shortcut, unit.act))
+            packed = PackedUnit(nn.Identity(), unit.conv, unit.shortcut, unit.act, shuffle)
+            _set(self.root, path, packed)
         else:  # the unit is the root: keep it, its BN now folded
             unit.bn = nn.Identity()
 

@@ -102,7 +102,7 @@ def export_network(
     weights = sum(a.nbytes for k, a in binary.items() if k.endswith(".weight_bits"))
     float32 = sum(
         4
-        * layer.geometry.in_channels
+        * layer.geometry.group_in
         * layer.geometry.out_channels
         * layer.geometry.kernel[0]
         * layer.geometry.kernel[1]

@@ -12,6 +12,9 @@ In eval mode a BN is the per-channel affine ``bn(x) = s * x + t`` with
   (and ``s = 1, t = 0`` without a BN), so the learnt threshold b costs the engine nothing.
 * binary conv -> BN (order ``conv_bn``) and the weight scale alpha:
   ``bn(alpha * dot + b) = (s * alpha) * dot + (s * b + t)``, one affine per output channel.
+  A channel shuffle between the conv and the BN only says which BN channel that is.
+* grouped convs fold the same way: thresholds are per input channel, affines per output
+  channel, whatever group the channel is in.
 
 Everything is computed in float64 and rounded once; the float32 BN of PyTorch rounds
 differently only within an ulp of a threshold (the "ties" of the agreement test).
@@ -37,7 +40,7 @@ class FoldedConv:
     """A binary conv ready to pack: weight signs, input threshold, output affine."""
 
     geometry: ConvGeometry
-    signs: Tensor  # bool [O, C, kh, kw], True = +1
+    signs: Tensor  # bool [O, C / groups, kh, kw], True = +1
     input_mul: Tensor  # float32 [C], +1 or -1
     input_threshold: Tensor  # float32 [C]
     output_scale: Tensor  # float32 [O]
@@ -53,6 +56,7 @@ def geometry_of(conv: nn.Conv2d) -> ConvGeometry:
         stride=pair(conv.stride),
         padding=pair(conv.padding),
         dilation=pair(conv.dilation),
+        groups=int(conv.groups),
     )
 
 
@@ -88,8 +92,6 @@ def not_packable(module: nn.Module) -> str | None:
         return "not a BinaryConv2d"
     if not module.is_binary:
         return "not binary in both operands"
-    if module.groups != 1:
-        return f"groups={module.groups} (the packed engine does groups=1; kept in torch)"
     if module.padding_mode != "zeros" or isinstance(module.padding, str):
         return "padding other than explicit zero padding"
     if not _act_is_sign(module):
@@ -157,9 +159,14 @@ def fold_conv(
     pre_bn: nn.BatchNorm2d | None = None,
     post_bn: nn.BatchNorm2d | None = None,
     post_channels: slice | None = None,
+    post_order: Tensor | None = None,
 ) -> FoldedConv:
     """Fold ``pre_bn`` (before the sign) and ``post_bn`` (after the conv; ``post_channels``
-    of it when the conv makes part of its channels) into one packed conv."""
+    of it when the conv makes part of its channels) into one packed conv.
+
+    ``post_order``: the BN channel that each of the conv's output channels (before the
+    ``post_channels`` slice) meets, when a permutation (a channel shuffle) sits between
+    the conv and the BN."""
     reason = not_packable(conv)
     if reason is not None:
         raise ValueError(f"cannot pack {conv}: {reason}")
@@ -173,6 +180,8 @@ def fold_conv(
     scale = alpha
     if post_bn is not None:
         s, t = bn_affine(post_bn)
+        if post_order is not None:
+            s, t = s[post_order], t[post_order]
         part = post_channels if post_channels is not None else slice(None)
         s, t = s[part], t[part]
         scale, bias = s * alpha, s * bias + t

@@ -21,14 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bnn_nas.errors import BnnNasError
-from bnn_nas.export.bits import pack_last, unpack_last, words_for
+from bnn_nas.export.bits import group_words, unpack_last, words_for
 from bnn_nas.export.native import LayerStruct, NativeBuildError, NativeLibrary, load_library
 from bnn_nas.units import plural
 
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Shape of one binary convolution (groups = 1)."""
+    """Shape of one binary convolution; ``groups`` as torch's (weights [O, C / groups, kh, kw],
+    output channel o reads the input channels of group o // (O / groups))."""
 
     in_channels: int
     out_channels: int
@@ -36,6 +37,23 @@ class ConvGeometry:
     stride: tuple[int, int]
     padding: tuple[int, int]
     dilation: tuple[int, int]
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide {self.in_channels} and {self.out_channels}"
+            )
+
+    @property
+    def group_in(self) -> int:
+        """Input channels of one group (C / groups)."""
+        return self.in_channels // self.groups
+
+    @property
+    def group_out(self) -> int:
+        """Output channels of one group (O / groups)."""
+        return self.out_channels // self.groups
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         sizes = []
@@ -46,24 +64,27 @@ class ConvGeometry:
         return sizes[0], sizes[1]
 
 
-def comparison_form(mul: Tensor, thr: Tensor) -> tuple[Tensor, Tensor]:
+def comparison_form(mul: Tensor, thr: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
     """``mul * x >= thr`` as ``(x >= thr_ge) XOR flip``: one compare per channel, no multiply.
 
     For ``mul = -1``: ``-x >= thr`` is ``x <= -thr``, i.e. NOT ``x >= nextafter(-thr, +inf)``
-    for every float32 x. ``flip`` is packed into int64 words like the activations.
+    for every float32 x. ``flip`` is packed into int64 words like the activations (each of
+    the ``groups`` groups of channels in words of its own).
     """
     negative = (mul < 0).numpy()
     values = thr.float().numpy().copy()
     values[negative] = np.nextafter(-values[negative], np.float32(np.inf))
-    return torch.from_numpy(values).contiguous(), pack_last(torch.from_numpy(negative))
+    flip = group_words(torch.from_numpy(negative), groups)
+    return torch.from_numpy(values).contiguous(), flip
 
 
 @dataclass(eq=False)
 class PackedParams:
     """One packed conv's operands in the kernels' layouts, plus per-input-size caches.
 
-    ``weights``: int64 [T, K, Opad]; ``tap_sums``: int64 [T, O] (sum of the +-1 weights of
-    each tap, for the padding correction); the rest float32 per channel. ``shift``: read
+    ``weights``: int64 [G, T, K, Opad] (G = groups; K and Opad per group); ``tap_sums``:
+    int64 [T, O] (sum of the +-1 weights of each tap over the input channels that output
+    reads, for the padding correction); the rest float32 per channel. ``shift``: read
     the offset grid of a factorized reduce.
     """
 
@@ -80,7 +101,7 @@ class PackedParams:
     flip: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thr_ge, self.flip = comparison_form(self.mul, self.thr)
+        self.thr_ge, self.flip = comparison_form(self.mul, self.thr, self.geometry.groups)
 
     def correction(self, height: int, width: int) -> Tensor | None:
         """What a +1 border adds to each output: int32 [Ho, Wo, O] (None: no padding).
@@ -123,7 +144,8 @@ class Backend(Protocol):
 
 _FAILURES = {
     -2: "the packed kernels ran out of memory",
-    -3: "a packed layer with C_in * kh * kw >= 2^24 cannot be exact in float32",
+    -3: "a packed layer with C_in / groups * kh * kw >= 2^24 cannot be exact in float32",
+    -4: "a packed layer's groups do not divide its channels",
 }
 
 
@@ -147,11 +169,11 @@ class NativeBackend:
         corr = p.correction(h, w)
         struct = LayerStruct(
             n, h, w, g.in_channels, g.out_channels, *g.kernel, *g.stride, ph, pw,
-            *g.dilation, ho, wo, int(p.shift), self.threads,
+            *g.dilation, ho, wo, int(p.shift), self.threads, g.groups,
             p.thr_ge.data_ptr(), p.flip.data_ptr(), p.scale.data_ptr(), p.bias.data_ptr(),
             p.weights.data_ptr(), None if corr is None else corr.data_ptr(),
         )  # fmt: skip
-        scratch = (n, h + 2 * ph, w + 2 * pw, words_for(g.in_channels))
+        scratch = (n, h + 2 * ph, w + 2 * pw, g.groups * words_for(g.group_in))
         entry = (ctypes.byref(struct), scratch, (n, g.out_channels, ho, wo), struct, corr)
         if len(p.cache) > 32:  # many input sizes: start over rather than grow
             p.cache.clear()
@@ -207,13 +229,14 @@ class TorchBackend:
 
     @staticmethod
     def _operands(p: PackedParams) -> tuple[Tensor, Tensor]:
-        """The +-1 float weights [O, C, kh, kw] and the flip flags [C], unpacked once."""
+        """The +-1 float weights [O, C / G, kh, kw] and the flip flags [C], unpacked once."""
         if "torch" not in p.cache:
             g = p.geometry
-            wbits = p.weights[:, :, : g.out_channels].permute(0, 2, 1)
-            w = unpack_last(wbits, g.in_channels).to(torch.float32) * 2 - 1
-            w = w.reshape(*g.kernel, g.out_channels, g.in_channels).permute(2, 3, 0, 1)
-            flip = unpack_last(p.flip, g.in_channels).view(1, -1, 1, 1)
+            wbits = p.weights[:, :, :, : g.group_out].permute(0, 1, 3, 2)  # [G, T, Og, K]
+            w = unpack_last(wbits, g.group_in).to(torch.float32) * 2 - 1
+            w = w.reshape(g.groups, *g.kernel, g.group_out, g.group_in).permute(0, 3, 4, 1, 2)
+            w = w.reshape(g.out_channels, g.group_in, *g.kernel)
+            flip = unpack_last(p.flip.view(g.groups, -1), g.group_in).reshape(1, -1, 1, 1)
             p.cache["torch"] = (w.contiguous(), flip)
         return p.cache["torch"]
 
@@ -233,7 +256,7 @@ class TorchBackend:
             bits = shifted
         ph, pw = g.padding
         pm1 = F.pad(bits.to(torch.float32) * 2 - 1, (pw, pw, ph, ph), value=1.0)
-        dot = F.conv2d(pm1, w, stride=g.stride, dilation=g.dilation).round()
+        dot = F.conv2d(pm1, w, stride=g.stride, dilation=g.dilation, groups=g.groups).round()
         corr = params.correction(x.shape[2], x.shape[3])
         if corr is not None:
             dot = dot - corr.permute(2, 0, 1).to(dot.dtype)

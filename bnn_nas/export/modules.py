@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bnn_nas.export.bits import kernel_weights, pack_dense, tap_sums, unpack_dense
+from bnn_nas.export.bits import grouped_kernel_weights, pack_dense, tap_sums, unpack_dense
 from bnn_nas.export.fold import FoldedConv
 from bnn_nas.export.kernels import Backend, ConvGeometry, PackedParams, select_backend
 
@@ -31,7 +31,9 @@ class PackedConv2d(nn.Module):
     The input bit of channel c is ``input_mul[c] * x >= input_threshold[c]`` (a BN before
     the sign, folded); zero padding stays ternary through a correction map per input
     size. ``shift_input``: the input is first moved up-left by one pixel with +1 filled in,
-    the offset grid of a factorized reduce. After changing the buffers call ``prepare()``.
+    the offset grid of a factorized reduce. A grouped geometry computes each group's
+    outputs from its own input channels (torch's ``groups``; groups = C is depthwise).
+    After changing the buffers call ``prepare()``.
     """
 
     def __init__(self, geometry: ConvGeometry, *, shift_input: bool = False) -> None:
@@ -39,7 +41,7 @@ class PackedConv2d(nn.Module):
         self.geometry = geometry
         self.shift_input = shift_input
         g = geometry
-        count = g.out_channels * g.in_channels * g.kernel[0] * g.kernel[1]
+        count = g.out_channels * g.group_in * g.kernel[0] * g.kernel[1]
         self.register_buffer("weight_bits", torch.zeros(-(-count // 64), dtype=torch.int64))
         self.register_buffer("input_mul", torch.ones(g.in_channels))
         self.register_buffer("input_threshold", torch.zeros(g.in_channels))
@@ -60,16 +62,16 @@ class PackedConv2d(nn.Module):
         return module
 
     def signs(self) -> Tensor:
-        """The +-1 weights as bool [O, C, kh, kw] (True = +1)."""
+        """The +-1 weights as bool [O, C / groups, kh, kw] (True = +1)."""
         g = self.geometry
-        return unpack_dense(self.weight_bits, (g.out_channels, g.in_channels, *g.kernel))
+        return unpack_dense(self.weight_bits, (g.out_channels, g.group_in, *g.kernel))
 
     def prepare(self) -> PackedParams:
         """Derive the kernels' operands from the stored buffers (after loading a state dict)."""
         signs = self.signs()
         self._params = PackedParams(
             geometry=self.geometry,
-            weights=kernel_weights(signs),
+            weights=grouped_kernel_weights(signs, self.geometry.groups),
             tap_sums=tap_sums(signs),
             mul=self.input_mul.float().contiguous(),
             thr=self.input_threshold.float().contiguous(),
@@ -85,6 +87,7 @@ class PackedConv2d(nn.Module):
             f"{g.in_channels}, {g.out_channels}, kernel={g.kernel}, stride={g.stride}, "
             f"padding={g.padding}, dilation={g.dilation}"
         )
+        text += f", groups={g.groups}" if g.groups != 1 else ""
         return text + (", shift_input=True" if self.shift_input else "")
 
     def _run(self, x: Tensor, integer: bool, residual: Tensor | None = None) -> Tensor:
@@ -116,18 +119,29 @@ class PackedFactorizedReduce(nn.Module):
 
 class PackedUnit(nn.Module):
     """A ``BinaryUnit`` whose BN is folded into its packed conv: ``act(conv(x) + shortcut(x))``
-    with the shortcut added as the kernel writes its output (one pass less over memory).
-    Children keep the unit's names, so its state dict keys stay the same."""
+    with the shortcut added as the kernel writes its output (one pass less over memory);
+    with a channel ``shuffle`` (after a grouped conv) ``act(shuffle(conv(x)) + shortcut(x))``,
+    the shortcut added after the shuffle. Children keep the unit's names, so its state
+    dict keys stay the same."""
 
-    def __init__(self, bn: nn.Module, conv: nn.Module, shortcut: nn.Module | None, act: nn.Module):
+    def __init__(
+        self,
+        bn: nn.Module,
+        conv: nn.Module,
+        shortcut: nn.Module | None,
+        act: nn.Module,
+        shuffle: nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.bn, self.conv, self.shortcut, self.act = bn, conv, shortcut, act
+        self.bn, self.conv, self.shuffle = bn, conv, shuffle
+        self.shortcut, self.act = shortcut, act
 
     def forward(self, x: Tensor) -> Tensor:
         residual = None if self.shortcut is None else self.shortcut(x)
-        if isinstance(self.conv, PackedConv2d):
+        if isinstance(self.conv, PackedConv2d) and self.shuffle is None:
             return self.act(self.conv(x, residual))
         y = self.conv(x)
+        y = y if self.shuffle is None else self.shuffle(y)
         return self.act(y if residual is None else y + residual)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("bitconv.c")
-ABI_VERSION = 8
+ABI_VERSION = 9
 COMPILERS = ("cc", "gcc", "clang")
 # Tried in order: the first that compiles wins. -mprefer-vector-width=512 lets GCC use
 # 512-bit vectors on CPUs where it defaults to 256 (it matters for VPOPCNTQ).
@@ -118,7 +118,7 @@ class LayerStruct(ctypes.Structure):
             (name, ctypes.c_int32)
             for name in (
                 "N", "H", "W", "C", "O", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw",
-                "Ho", "Wo", "shift", "threads",
+                "Ho", "Wo", "shift", "threads", "groups",
             )
         ],
         *[(name, ctypes.c_void_p) for name in ("thr", "flip", "scale", "bias", "weights")],
@@ -133,7 +133,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.bnn_features.restype = ctypes.c_int
     lib.bnn_layer.argtypes = [ctypes.POINTER(LayerStruct), p, p, p, p, p]
     lib.bnn_layer.restype = ctypes.c_int
-    lib.bnn_pack.argtypes = [p, i32, i32, i32, i32, p, p, i32, i32, i32, p, i32]
+    lib.bnn_pack.argtypes = [p, i32, i32, i32, i32, i32, p, p, i32, i32, i32, p, i32]
     lib.bnn_pack.restype = None
 
 

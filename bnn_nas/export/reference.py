@@ -33,6 +33,7 @@ class ExactBinaryConv2d(nn.Module):
         bias = conv.bias.detach().double() if conv.bias is not None else None
         self.register_buffer("bias", None if bias is None else bias.view(1, -1, 1, 1))
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.groups = conv.groups
         # RSign: sign(x - b); b and x are float32 values, so x - b >= 0 is exact in float64
         shift = conv.act.threshold.detach().double() if isinstance(conv.act, RSign) else None
         self.register_buffer("shift", None if shift is None else shift.view(1, -1, 1, 1))
@@ -41,7 +42,7 @@ class ExactBinaryConv2d(nn.Module):
         x = x.double() if self.shift is None else x.double() - self.shift
         dot = F.conv2d(
             binary_sign(x), self.signs, stride=self.stride, padding=self.padding,
-            dilation=self.dilation,
+            dilation=self.dilation, groups=self.groups,
         )  # fmt: skip
         out = self.alpha * dot
         return out if self.bias is None else out + self.bias
