@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from bnn_nas.cli.export_commands import infer_command
 from bnn_nas.config import ModelConfig
 from bnn_nas.errors import CheckpointError
-from bnn_nas.export import Architecture, InputSpec, export_network, load_packed
+from bnn_nas.export import Architecture, InputSpec, export_network, load_packed, pack_model
 from bnn_nas.export.fileformat import MAGIC, PRELUDE, decode, encode, read_bnn, write_bnn
 
 SPEC = InputSpec((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), tuple(map(str, range(10))), 32, 32)
@@ -125,3 +126,58 @@ def test_infer_on_a_damaged_file_is_one_line_and_exit_2(exported, tmp_path):
     assert result.output.strip().count("\n") == 0 and "truncated" in result.output
     missing = CliRunner().invoke(infer_command, [str(tmp_path / "none.bnn"), "--images", "."])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_file_of_the_previous_version_still_loads_and_computes_the_same(native):
+    """format1_cells.bnn was written before grouped convs were packed: it holds its grouped
+    conv as float weights, and the loader keeps that conv in torch as the file has it."""
+    from bnn_nas.binary import BinaryConv2d
+
+    engine = load_packed(DATA / "format1_cells.bnn", native=native)
+    stored = np.load(DATA / "format1_cells.npz")
+    reasons = {why for _, why in engine.header["skipped"]}
+    assert len(engine.header["skipped"]) == 3 and all("groups=2" in r for r in reasons)
+    kept = [m for m in engine.module.modules() if isinstance(m, BinaryConv2d)]
+    assert len(kept) == 3 and all(m.groups == 2 for m in kept)
+    assert all("groups" not in layer for layer in engine.header["packed_layers"])
+    with torch.no_grad():
+        logits = engine.logits(torch.from_numpy(stored["x"])).numpy()
+    np.testing.assert_allclose(logits, stored["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_grouped_network_round_trips(tmp_path):
+    """Grouped packed layers record their groups, and the file loads into the network
+    that the builders pack the same way."""
+    from bnn_nas.config import ModelConfig as Model
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.space.search_space import search_space_from_dict
+
+    space = search_space_from_dict(
+        {"steps": 2, "ops": ["skip_connect", {"name": "xnor_conv_3x3", "groups": 4,
+                                              "shuffle": True}],
+         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "grouped",
+    )  # fmt: skip
+    genotype = parse_genotype(
+        "Genotype(normal=[('xnor_conv_3x3', 0), ('skip_connect', 1), ('xnor_conv_3x3', 2), "
+        "('xnor_conv_3x3', 0)], normal_concat=[2, 3], reduce=[('xnor_conv_3x3', 0), "
+        "('xnor_conv_3x3', 1), ('skip_connect', 2), ('xnor_conv_3x3', 1)], reduce_concat=[2, 3])"
+    )
+    arch = Architecture(Model(), 10, space, genotype)
+    model = arch.build()
+    summary = export_network(model, arch, SPEC, tmp_path / "g.bnn")
+    header, tensors = read_bnn(summary.path)
+    grouped = [layer for layer in header["packed_layers"] if layer.get("groups") == 4]
+    assert len(grouped) == 9 == summary.packed_layers and not summary.skipped  # 3 per cell
+    weights = {k: v for k, v in tensors.items() if k.endswith(".weight_bits")}
+    assert all(v.dtype == np.uint64 for v in weights.values())
+    assert sum(v.nbytes for v in weights.values()) == summary.binary_weight_bytes
+    engine = load_packed(summary.path)
+    assert [layer.to_dict() for layer in pack_model(arch.build()).layers] == grouped
+    assert engine.header["packed_layers"] == grouped
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(engine.logits(x), model(x), rtol=1e-5, atol=1e-4)

@@ -171,3 +171,63 @@ def test_rsign_rprelu_network_exports_exactly(sample, tmp_path):
     binary = sum(isinstance(m, BinaryConv2d) for m in model.modules())
     assert summary.packed_layers == binary and not summary.skipped
     assert any(layer.get("groups") == 2 for layer in engine.header["packed_layers"])
+
+
+def randomised_eval(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Trained-looking BN statistics and affines, PReLU slopes of either sign; eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                if m.weight is not None:
+                    m.weight.normal_(1, 0.5, generator=gen)
+                    m.bias.normal_(0, 0.5, generator=gen)
+            elif isinstance(m, torch.nn.PReLU):
+                m.weight.uniform_(-0.5, 0.5, generator=gen)
+    return model.eval()
+
+
+BATS_CONVS = {"xnor_conv_3x3", "xnor_conv_5x5", "xnor_dil_conv_3x3", "xnor_dil_conv_5x5"}
+
+
+def test_bats_network_packs_every_grouped_conv(tmp_path):
+    """The bats space (12-group binary convs with channel shuffle): a random genotype's
+    network exports with every binary conv packed, none left in torch, and the .bnn file
+    computes PyTorch's eval logits on the native kernels and the torch fallback."""
+    import random
+
+    from bnn_nas.binary import BinaryConv2d
+    from bnn_nas.space.search_space import load_search_space
+
+    space = load_search_space("bats")
+    genotype = next(
+        g for g in (space.random_sample(random.Random(seed)) for seed in range(100))
+        if {op for op, _ in (*g.normal, *g.reduce)} >= BATS_CONVS
+    )  # fmt: skip
+    arch = Architecture(ModelConfig(cells=3, channels=24), 10, space, genotype)
+    torch.manual_seed(0)
+    model = randomised_eval(arch.build(), seed=1)
+    spec = InputSpec((0.5,) * 3, (0.25,) * 3, tuple(map(str, range(10))), 32, 32)
+    summary = export_network(model, arch, spec, tmp_path / "bats.bnn")
+    binary = [m for m in model.modules() if isinstance(m, BinaryConv2d)]
+    assert summary.packed_layers == len(binary) and summary.skipped == ()
+    assert "left in torch" not in summary.describe()
+    assert summary.binary_float32_bytes == 4 * sum(m.weight.numel() for m in binary)
+    engine = load_packed(summary.path, native=True)
+    layers = engine.header["packed_layers"]
+    assert len(layers) == len(binary) and engine.header["skipped"] == []
+    grouped = sum(m.groups == 12 for m in binary)
+    assert grouped >= 8
+    assert sum(layer.get("groups") == 12 for layer in layers) == grouped
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(engine.logits(x), expected, rtol=1e-5, atol=1e-4)
+        exact = exact_reference(model)(x.double())
+        torch.testing.assert_close(engine.logits(x).double(), exact, rtol=1e-5, atol=1e-4)
+        portable = load_packed(summary.path, native=False)
+        torch.testing.assert_close(portable.logits(x), engine.logits(x), rtol=1e-5, atol=1e-5)
+        twin = pack_model_copy(model).to(memory_format=torch.channels_last)
+        assert torch.equal(twin(x), engine.logits(x))  # the file holds the packed model

@@ -23,6 +23,7 @@ other than zeros) stay torch modules; ``pack_model`` lists them as skipped.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,16 +77,7 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _packable(module: nn.Module) -> bool:
-    return isinstance(module, BinaryConv2d) and not_packable(module) is None
-
-
-def _packable_reduce(module: nn.Module) -> bool:
-    return (
-        isinstance(module, FactorizedReduce)
-        and _packable(module.conv_a)
-        and _packable(module.conv_b)
-    )
+KEPT = "kept in torch, as in the file (written before this bnn-nas packed such convs)"
 
 
 @torch.no_grad()
@@ -102,9 +94,29 @@ def bn_order(permutation: nn.Module, channels: int) -> Tensor | None:
 
 
 class _Packer:
-    def __init__(self, root: nn.Module) -> None:
+    def __init__(self, root: nn.Module, keep: set[int]) -> None:
         self.root = root
+        self.keep = keep  # ids of binary convs to leave in torch
         self.layers: list[PackedLayer] = []
+
+    def packable(self, module: nn.Module) -> bool:
+        return (
+            isinstance(module, BinaryConv2d)
+            and id(module) not in self.keep
+            and not_packable(module) is None
+        )
+
+    def packable_reduce(self, module: nn.Module) -> bool:
+        return (
+            isinstance(module, FactorizedReduce)
+            and self.packable(module.conv_a)
+            and self.packable(module.conv_b)
+        )
+
+    def reason(self, conv: BinaryConv2d) -> str | None:
+        """Why ``conv`` stays in torch, or None when it is packed."""
+        reason = not_packable(conv)
+        return KEPT if reason is None and id(conv) in self.keep else reason
 
     def conv(
         self, path: str, conv: BinaryConv2d, folded: str, shift: bool = False, **kw: Any
@@ -135,9 +147,9 @@ class _Packer:
             kw["post_order"] = bn_order(shuffle, bn.num_features)
             if kw["post_order"] is None:
                 return
-        if _packable(unit.conv):
+        if self.packable(unit.conv):
             self.conv(_join(path, "conv"), unit.conv, folded, **kw)
-        elif _packable_reduce(unit.conv):
+        elif self.packable_reduce(unit.conv):
             self.reduce(_join(path, "conv"), unit.conv, folded, **kw)
         else:
             return
@@ -151,15 +163,22 @@ class _Packer:
         names = list(seq._modules)
         for first, second in itertools.pairwise(names):
             conv, bn = seq._modules[first], seq._modules[second]
-            if conv is not None and _packable(conv) and bn is not None and bn_foldable(bn):
+            if conv is not None and self.packable(conv) and bn is not None and bn_foldable(bn):
                 self.conv(_join(path, first), conv, "post_bn", post_bn=bn)  # type: ignore[arg-type]
                 seq._modules[second] = nn.Identity()
 
 
-def pack_model(model: nn.Module) -> Conversion:
-    """Replace the binary convs of ``model`` (in place, eval mode) by packed modules."""
+def pack_model(model: nn.Module, keep: Iterable[str] = ()) -> Conversion:
+    """Replace the binary convs of ``model`` (in place, eval mode) by packed modules.
+
+    ``keep``: paths of binary convs to leave in torch although they could be packed: what
+    the loader passes for the convs a file lists as skipped, so that files written before
+    grouped convs were packed (they hold such convs as float weights) load as written.
+    """
     model.eval()
-    packer = _Packer(model)
+    modules = dict(model.named_modules())
+    kept = {id(modules[path]) for path in keep if isinstance(modules.get(path), BinaryConv2d)}
+    packer = _Packer(model, kept)
     for path, module in list(model.named_modules()):
         if isinstance(module, BinaryUnit):
             packer.unit(path, module)
@@ -167,12 +186,12 @@ def pack_model(model: nn.Module) -> Conversion:
         if isinstance(module, nn.Sequential):
             packer.sequential(path, module)
     for path, module in list(model.named_modules()):
-        if _packable_reduce(module):
+        if packer.packable_reduce(module):
             packer.reduce(path, module, "none")  # type: ignore[arg-type]
     skipped = []
     for path, module in list(model.named_modules()):
         if isinstance(module, BinaryConv2d):
-            reason = not_packable(module)
+            reason = packer.reason(module)
             if reason is None:
                 packer.conv(path, module, "none")
             else:

@@ -130,7 +130,10 @@ def load_packed(
         raise CheckpointError(first if named else f"{path}: {first}") from None
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} has a malformed description ({err}); export again") from None
-    conversion = pack_model(module)
+    skipped = header.get("skipped")
+    entries = skipped if isinstance(skipped, list) else []
+    keep = [str(e[0]) for e in entries if isinstance(e, list) and e]
+    conversion = pack_model(module, keep)  # what the file left in torch stays there
     layers = [layer.to_dict() for layer in conversion.layers]
     if layers != header.get("packed_layers"):
         raise CheckpointError(
