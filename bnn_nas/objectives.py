@@ -113,10 +113,6 @@ class Objective:
         v = self.value(metrics)
         return v >= self.limit if self.maximize else v <= self.limit
 
-    def describe_limit(self) -> str:
-        assert self.limit is not None
-        return f"{self.name} {'>=' if self.maximize else '<='} {written(self.name, self.limit)}"
-
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = (
     Objective("accuracy", "maximize"),
@@ -186,13 +182,29 @@ def ranking_key(metrics: Mapping[str, float], objectives: Sequence[Objective]) -
 
 def written(name: str, value: float, digits: int | None = None) -> str:
     """``value`` as every line writes it: counts and sizes by bnn_nas.units ("2.13M",
-    "98.3k", "43.4 kB"), others with ``digits`` decimals (default the metric's)."""
+    "98.3k", "43.4 kB"; ``digits``: significant digits, default 3), others with
+    ``digits`` decimals (default the metric's)."""
     m = metric(name)
     if m.style == "count":
-        return units.count(value)
+        return units.count(value, 3 if digits is None else digits)
     if m.style == "size":
-        return units.size(value)
+        return units.size(value, 3 if digits is None else digits)
     return f"{value / m.scale:.{m.digits if digits is None else digits}f}{m.unit}"
+
+
+def written_apart(name: str, first: float, second: float) -> tuple[str, str]:
+    """Two values of one metric written so that different values read differently: a
+    limit of 2,050,000 OPs and a best trial of 2,054,000 are "2.050M" and "2.054M", not
+    "2.05M" twice (each gets more digits only where the usual ones would tie)."""
+    pair = written(name, first), written(name, second)
+    if first == second or pair[0] != pair[1]:
+        return pair
+    base = 3 if metric(name).style in ("count", "size") else metric(name).digits
+    for digits in range(base + 1, base + 10):
+        pair = written(name, first, digits), written(name, second, digits)
+        if pair[0] != pair[1]:
+            break
+    return pair
 
 
 def short(name: str, value: float) -> str:

@@ -19,33 +19,34 @@ import math
 _SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
-def _three(value: float) -> str:
-    """3 significant digits, trailing zeros kept (11.0, 2.05, 163)."""
-    text = f"{value:#.3g}"
+def _three(value: float, digits: int = 3) -> str:
+    """``digits`` (3) significant digits, trailing zeros kept (11.0, 2.05, 163)."""
+    text = f"{value:#.{digits}g}"
     return text.rstrip(".") if "e" not in text else f"{value:.0f}"
 
 
-def count(value: float) -> str:
-    """An operation or parameter count: ``2.05M``, ``98.3k``, ``1.68G``, ``512``."""
+def count(value: float, digits: int = 3) -> str:
+    """An operation or parameter count: ``2.05M``, ``98.3k``, ``1.68G``, ``512``
+    (``digits`` significant digits: more where two close counts must read apart)."""
     if not math.isfinite(value):
         return str(value)
     magnitude = abs(value)
     for scale, suffix in _SUFFIXES:
         if magnitude >= scale * 0.9995:  # 999,500 prints as 1.00M, not 1e+03k
-            return _three(value / scale) + suffix
+            return _three(value / scale, digits) + suffix
     if float(value).is_integer():
         return str(int(value))
-    return f"{value:.3g}"
+    return f"{value:.{digits}g}"
 
 
-def size(num_bytes: float) -> str:
+def size(num_bytes: float, digits: int = 3) -> str:
     """A size in bytes, decimal units: ``512 B``, ``43.4 kB``, ``1.44 MB``."""
     if not math.isfinite(num_bytes):
         return f"{num_bytes} B"
     magnitude = abs(num_bytes)
     for scale, suffix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if magnitude >= scale * 0.9995:
-            return f"{_three(num_bytes / scale)} {suffix}"
+            return f"{_three(num_bytes / scale, digits)} {suffix}"
     return f"{num_bytes:.0f} B"
 
 

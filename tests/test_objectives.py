@@ -164,6 +164,20 @@ def test_knee_by_hand():
     assert choose(recs, "accuracy", 2e6)[0].id == 2
     with pytest.raises(ConfigError, match=r"trial has OPs <= 10.0k; the cheapest has 100k$"):
         choose(recs, "accuracy", 1e4)
+    # a limit and a cheapest trial that round alike read apart, with no more digits than needed
+    with pytest.raises(ConfigError, match=r"OPs <= 99\.99k; the cheapest has 100\.0k$"):
+        choose(recs, "accuracy", 99_990)
+
+
+def test_written_apart_adds_digits_only_where_values_would_tie():
+    from bnn_nas.objectives import written_apart
+
+    assert written_apart("ops", 2_050_000, 2_054_000) == ("2.050M", "2.054M")
+    assert written_apart("ops", 2_050_000, 3_000_000) == ("2.05M", "3.00M")
+    assert written_apart("ops", 2_050_000, 2_050_000) == ("2.05M", "2.05M")
+    assert written_apart("bytes", 1_440_000, 1_440_400) == ("1.4400 MB", "1.4404 MB")
+    low, high = written_apart("accuracy", 0.91231, 0.91234)
+    assert low != high and float(low.rstrip("%")) < float(high.rstrip("%"))
 
 
 def test_objectives_in_the_config():

@@ -26,7 +26,7 @@ from bnn_nas.objectives import (
     points,
     ranking_key,
     with_limit,
-    written,
+    written_apart,
 )
 from bnn_nas.search.budget import rung_of, top_rung
 from bnn_nas.search.pareto import pareto_front
@@ -92,13 +92,14 @@ def candidates(
         o = next(o for o in limited if not all(o.within(r.result.metrics) for r in done))
         values = [o.value(r.result.metrics) for r in done]
         best = max(values) if o.maximize else min(values)
+        limit_text, best_text = written_apart(o.name, o.limit, best)
         if o.name == "ops" and not o.maximize:
             raise ConfigError(
-                f"no finished trial has OPs <= {written(o.name, o.limit)}; the cheapest has "
-                f"{written(o.name, best)}"
+                f"no finished trial has OPs <= {limit_text}; the cheapest has {best_text}"
             )
+        relation = ">=" if o.maximize else "<="
         raise ConfigError(
-            f"no finished trial has {o.describe_limit()}; the best has {written(o.name, best)}"
+            f"no finished trial has {o.name} {relation} {limit_text}; the best has {best_text}"
         )
     return at_rung(within, rung)
 
