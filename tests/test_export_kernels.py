@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 import shutil
 
@@ -140,7 +141,8 @@ def grouped_sign_conv(g: int, c_in: int, c_out: int, k: int, s: int, d: int, p: 
 @pytest.mark.parametrize("shape", GROUPED_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_grouped_packed_conv_matches_pytorch_binary_conv(shape, native, portable_c):
     """Per group the XNOR-popcount over that group's input channels: the integers of
-    torch's conv2d(groups=G) on the +-1 operands, zero padding ternary, on every backend."""
+    torch's conv2d(groups=G) on the +-1 operands, zero padding ternary, on every backend,
+    as G narrow convs and as one masked dense conv."""
     g, c_in, c_out, k, s, d, p, h, w = shape
     torch.manual_seed(hash(shape) % 2**31)
     conv = grouped_sign_conv(g, c_in, c_out, k, s, d, p).eval()
@@ -152,11 +154,12 @@ def test_grouped_packed_conv_matches_pytorch_binary_conv(shape, native, portable
     packed = PackedConv2d.from_folded(fold_conv(conv))
     assert packed.geometry.groups == g
     assert packed.weight_bits.numel() == -(-conv.weight.numel() // 64)  # 1 bit per weight
-    for backend in backends(native, portable_c):
+    for masked, backend in itertools.product((False, True), backends(native, portable_c)):
+        packed.prepare(masked)
         packed.backend = backend
         got = packed.dot(x)
         assert got.dtype == torch.int32 and got.shape == expected.shape
-        assert torch.equal(got.double(), expected), backend.describe()
+        assert torch.equal(got.double(), expected), (masked, backend.describe())
         assert torch.equal(packed(x).double(), expected)
 
 
@@ -174,7 +177,9 @@ def test_grouped_bn_folded_before_and_after_the_conv(shape, native, portable_c):
     before = PackedConv2d.from_folded(fold_conv(conv, pre_bn=pre))
     after = PackedConv2d.from_folded(fold_conv(xnor, post_bn=post))
     residual = torch.randn_like(conv(x)).float()
-    for backend in backends(native, portable_c):
+    for masked, backend in itertools.product((False, True), backends(native, portable_c)):
+        before.prepare(masked)
+        after.prepare(masked)
         before.backend = after.backend = backend
         assert torch.equal(before.dot(x).double(), conv(pre(x)))
         expected = post(xnor(x))
@@ -188,10 +193,26 @@ def test_grouped_conv_on_two_threads(native):
     conv = grouped_sign_conv(12, 48, 48, 3, 1, 1, 1).eval()
     x = torch.randn(3, 48, 12, 12)
     packed = PackedConv2d.from_folded(fold_conv(conv))
-    packed.backend = native
-    one = packed.dot(x)
-    packed.backend = NativeBackend(native.library, threads=2)
-    assert torch.equal(packed.dot(x), one)
+    for masked in (False, True):
+        packed.prepare(masked)
+        packed.backend = native
+        one = packed.dot(x)
+        packed.backend = NativeBackend(native.library, threads=2)
+        assert torch.equal(packed.dot(x), one)
+
+
+def test_small_groups_run_as_one_masked_conv():
+    """BATS's 12 groups of 4 channels: one word per pixel and 48 output lanes beat 12
+    narrow convs of 8 lanes each; wide groups stay separate."""
+    from bnn_nas.export.kernels import masked_is_cheaper
+
+    small = fold_conv(grouped_sign_conv(12, 48, 48, 3, 1, 1, 1)).geometry
+    wide = fold_conv(grouped_sign_conv(4, 256, 256, 3, 1, 1, 1)).geometry
+    assert masked_is_cheaper(small) and not masked_is_cheaper(wide)
+    assert not masked_is_cheaper(fold_conv(sign_conv(48, 48, 3, 1, 1, 1)).geometry)
+    params = PackedConv2d(small).prepare()
+    assert params.mask is not None and params.weights.shape == (1, 9, 1, 48)
+    assert PackedConv2d(wide).prepare().mask is None
 
 
 def test_grouped_factorized_reduce(native, portable_c):

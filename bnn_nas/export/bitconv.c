@@ -36,7 +36,7 @@
 #include <immintrin.h>
 #endif
 
-#define BNN_ABI_VERSION 9
+#define BNN_ABI_VERSION 10
 #define BNN_TILE_PX 4
 
 int bnn_abi_version(void) { return BNN_ABI_VERSION; }
@@ -158,12 +158,12 @@ typedef struct {
  * AVX-512 registers: per weight vector one XOR, one VPOPCNTQ and one add for each pixel,
  * each weight vector loaded once for all PX pixels; the affine is applied on the way out.
  * opix / cpix: index of the tile's first pixel in out and in corr. */
-#define BNN_TILE(PX, B)                                                                     \
-    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *aoff,         \
-                                           const int64_t *woff, int32_t TK, int64_t pstep, \
-                                           const uint64_t *wk, int64_t ob,                 \
-                                           const bnn_epilogue_t *e, const int32_t *corr,   \
-                                           int64_t opix, int64_t cpix) {                   \
+#define BNN_TILE(PX, B, M)                                                                  \
+    static inline void bnn_tile_##PX##_##B##_##M(                                           \
+        const uint64_t *a0, const int64_t *aoff, const int64_t *woff, int32_t TK,           \
+        int64_t pstep, const uint64_t *wk, int64_t ob, const bnn_epilogue_t *e,             \
+        const int32_t *corr, int64_t opix, int64_t cpix, const uint64_t *mk,                \
+        const int64_t *moff) {                                                              \
         __m512i acc[PX][B / 8];                                                             \
         _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++)                              \
             _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
@@ -171,14 +171,21 @@ typedef struct {
         for (int32_t i = 0; i < TK; i++) {                                                  \
             const uint64_t *a = a0 + aoff[i];                                               \
             const uint64_t *w = wk + woff[i] + ob;                                          \
-            __m512i wv[B / 8];                                                              \
-            _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                       \
+            const uint64_t *mw = M ? mk + moff[i] + ob : w;                                 \
+            __m512i wv[B / 8], mv[B / 8];                                                   \
+            _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++) {                     \
                 wv[j] = _mm512_loadu_si512((const void *)(w + 8 * j));                      \
+                mv[j] = M ? _mm512_loadu_si512((const void *)(mw + 8 * j)) : wv[j];         \
+            }                                                                               \
             _Pragma("GCC unroll 16") for (int p = 0; p < PX; p++) {                        \
                 const __m512i av = _mm512_set1_epi64((long long)a[p * pstep]);              \
+                /* M: (a ^ w) & mask in one instruction (truth table 0x28) */               \
                 _Pragma("GCC unroll 16") for (int j = 0; j < B / 8; j++)                   \
                     acc[p][j] = _mm512_add_epi64(                                          \
-                        acc[p][j], _mm512_popcnt_epi64(_mm512_xor_si512(av, wv[j])));       \
+                        acc[p][j],                                                          \
+                        _mm512_popcnt_epi64(M ? _mm512_ternarylogic_epi64(av, wv[j], mv[j], \
+                                                                          0x28)             \
+                                              : _mm512_xor_si512(av, wv[j])));              \
             }                                                                               \
         }                                                                                   \
         /* dot = valid - 2 * mismatches (exact in float32: valid < 2^24), minus the border */ \
@@ -212,20 +219,22 @@ typedef struct {
 #define BNN_VECTOR_TILES 0
 /* One tile: PX output pixels (PSTEP words apart in the input) times B output channels,
  * portable C (the compiler may vectorise the channel loop); the affine on the way out. */
-#define BNN_TILE(PX, B)                                                                     \
-    static inline void bnn_tile_##PX##_##B(const uint64_t *a0, const int64_t *aoff,         \
-                                           const int64_t *woff, int32_t TK, int64_t pstep, \
-                                           const uint64_t *wk, int64_t ob,                 \
-                                           const bnn_epilogue_t *e, const int32_t *corr,   \
-                                           int64_t opix, int64_t cpix) {                   \
+#define BNN_TILE(PX, B, M)                                                                  \
+    static inline void bnn_tile_##PX##_##B##_##M(                                           \
+        const uint64_t *a0, const int64_t *aoff, const int64_t *woff, int32_t TK,           \
+        int64_t pstep, const uint64_t *wk, int64_t ob, const bnn_epilogue_t *e,             \
+        const int32_t *corr, int64_t opix, int64_t cpix, const uint64_t *mk,                \
+        const int64_t *moff) {                                                              \
         for (int p = 0; p < PX; p++) {                                                      \
             uint64_t acc[B];                                                                \
             for (int j = 0; j < B; j++) acc[j] = 0;                                         \
             for (int32_t i = 0; i < TK; i++) {                                              \
                 const uint64_t av = a0[aoff[i] + p * pstep];                                \
                 const uint64_t *wr = wk + woff[i] + ob;                                     \
+                const uint64_t *mr = M ? mk + moff[i] + ob : wr;                            \
                 for (int j = 0; j < B; j++)                                                 \
-                    acc[j] += (uint64_t)__builtin_popcountll(av ^ wr[j]);                   \
+                    acc[j] += (uint64_t)__builtin_popcountll(M ? (av ^ wr[j]) & mr[j]       \
+                                                               : av ^ wr[j]);               \
             }                                                                               \
             for (int j = 0; j < B && ob + j < e->O; j++) {                                  \
                 const int64_t o = ob + j;                                                   \
@@ -242,50 +251,85 @@ typedef struct {
     }
 #endif
 
-BNN_TILE(4, 32)
-BNN_TILE(4, 8)
-BNN_TILE(1, 32)
-BNN_TILE(1, 8)
+BNN_TILE(4, 32, 0)
+BNN_TILE(4, 8, 0)
+BNN_TILE(1, 32, 0)
+BNN_TILE(1, 8, 0)
+BNN_TILE(4, 32, 1)
+BNN_TILE(4, 8, 1)
+BNN_TILE(1, 32, 1)
+BNN_TILE(1, 8, 1)
+
+/* One tile of PX pixels (4 or 1) across the O outputs of one group: 32-wide blocks, then
+ * 8-wide; masked (mk non-NULL) or not. */
+static inline void bnn_tiles(int wide, const uint64_t *a0, const int64_t *aoff,
+                             const int64_t *woff, int32_t TK, int64_t pstep, const uint64_t *wk,
+                             int64_t Opad, const bnn_epilogue_t *e, const int32_t *c,
+                             int64_t opix, int64_t cpix, const uint64_t *mk,
+                             const int64_t *moff) {
+    int64_t ob = 0;
+#define BNN_BLOCKS(PX, M)                                                                   \
+    for (; ob + 32 <= Opad; ob += 32)                                                       \
+        bnn_tile_##PX##_32_##M(a0, aoff, woff, TK, pstep, wk, ob, e, c, opix, cpix, mk, moff); \
+    for (; ob < Opad; ob += 8)                                                              \
+        bnn_tile_##PX##_8_##M(a0, aoff, woff, TK, pstep, wk, ob, e, c, opix, cpix, mk, moff);
+    if (wide && mk) {
+        BNN_BLOCKS(4, 1)
+    } else if (wide) {
+        BNN_BLOCKS(4, 0)
+    } else if (mk) {
+        BNN_BLOCKS(1, 1)
+    } else {
+        BNN_BLOCKS(1, 0)
+    }
+#undef BNN_BLOCKS
+}
 
 int bnn_vector_tiles(void) { return BNN_VECTOR_TILES; }
 
 /* Binary convolution of padded packed activations (uint64 [N, Hp, Wp, G, K]) with packed
  * weights (uint64 [G, T, K, Opad]), G groups. out (float32 [N, Ho, Wo, O]) = scale[o] * dot
  * + bias[o] (+ residual), or, when out_int is given, out_int (int32 [N, Ho, Wo, O]) = dot,
- * where dot excludes the border via corr. Returns 0, -2 when memory runs out, -3 when
- * (C / G) * kh * kw >= 2^24. */
+ * where dot excludes the border via corr. With mask (uint64 [K, Opad]) the groups run as
+ * one dense conv (activations and weights laid out as for G = 1, weights zero outside
+ * their group) whose mismatches are popcount((a ^ w) & mask): cheaper than G narrow
+ * convs when groups are small (BATS: 2-4 channels each). Returns 0, -2 when memory runs
+ * out, -3 when (C / G) * kh * kw >= 2^24. */
 int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C, int32_t G,
-             const uint64_t *wk, int32_t O, int32_t kh, int32_t kw, int32_t sh, int32_t sw,
-             int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho, int32_t Wo,
-             const int32_t *corr,
+             const uint64_t *wk, const uint64_t *mask, int32_t O, int32_t kh, int32_t kw,
+             int32_t sh, int32_t sw, int32_t ph, int32_t pw, int32_t dh, int32_t dw, int32_t Ho,
+             int32_t Wo, const int32_t *corr,
              const float *scale, const float *bias, const float *residual, float *out,
              int32_t *out_int, int32_t threads) {
+    const int64_t valid = (int64_t)kh * kw * (C / G); /* valid bits of one receptive field */
+    if (mask) G = 1;                                  /* one dense, masked conv */
     const int32_t Cg = C / G, Og = O / G;
     const int32_t K = (Cg + 63) / 64, KP = G * K; /* words per group, per pixel */
     const int64_t Opad = ((int64_t)Og + 7) / 8 * 8;
     const int32_t T = kh * kw, TK = kh * kw * K;
     const int64_t wgroup = (int64_t)T * K * Opad; /* weight words of one group */
-    if ((int64_t)T * Cg >= ((int64_t)1 << 24))
+    if (valid >= ((int64_t)1 << 24))
         return -3; /* dot products would not be exact in float32 */
-    /* one flat list of (tap, word) pairs: input word offset and weight row offset */
-    int64_t *aoff = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(TK > 0 ? TK : 1));
+    /* one flat list of (tap, word) pairs: input word, weight row and mask row offsets */
+    int64_t *aoff = (int64_t *)malloc(sizeof(int64_t) * 3 * (size_t)(TK > 0 ? TK : 1));
     bnn_epilogue_t *eg = (bnn_epilogue_t *)malloc(sizeof(bnn_epilogue_t) * (size_t)G);
     if (!aoff || !eg) {
         free(aoff);
         free(eg);
         return -2;
     }
-    int64_t *woff = aoff + TK;
+    int64_t *woff = aoff + TK, *moff = aoff + 2 * TK;
     for (int32_t ky = 0; ky < kh; ky++)
         for (int32_t kx = 0; kx < kw; kx++)
             for (int32_t k = 0; k < K; k++) {
                 const int32_t t = ky * kw + kx;
                 aoff[t * K + k] = ((int64_t)ky * dh * Wp + (int64_t)kx * dw) * KP + k;
                 woff[t * K + k] = ((int64_t)t * K + k) * Opad;
+                moff[t * K + k] = (int64_t)k * Opad;
             }
     for (int32_t g = 0; g < G; g++) { /* group g: its slice of every per-channel array */
         const int64_t o = (int64_t)g * Og;
-        const bnn_epilogue_t e = {(int64_t)T * Cg, Og, O, corr ? corr + o : NULL,
+        const bnn_epilogue_t e = {valid, Og, O, corr ? corr + o : NULL,
                                   out ? out + o : NULL, out_int ? out_int + o : NULL,
                                   scale + o, bias + o, residual ? residual + o : NULL};
         eg[g] = e;
@@ -316,18 +360,8 @@ int bnn_conv(const uint64_t *bits, int32_t N, int32_t Hp, int32_t Wp, int32_t C,
                     const uint64_t *wg = wk + g * wgroup;
                     const bnn_epilogue_t *e = eg + g;
                     const int32_t *c = inside ? NULL : e->corr;
-                    int64_t ob = 0;
-                    if (tile) {
-                        for (; ob + 32 <= Opad; ob += 32)
-                            bnn_tile_4_32(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
-                        for (; ob < Opad; ob += 8)
-                            bnn_tile_4_8(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
-                    } else {
-                        for (; ob + 32 <= Opad; ob += 32)
-                            bnn_tile_1_32(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
-                        for (; ob < Opad; ob += 8)
-                            bnn_tile_1_8(a0, aoff, woff, TK, pstep, wg, ob, e, c, opix, cpix);
-                    }
+                    bnn_tiles(tile, a0, aoff, woff, TK, pstep, wg, Opad, e, c, opix, cpix, mask,
+                              moff);
                 }
                 ox += tile ? BNN_TILE_PX : 1;
             }
@@ -347,8 +381,9 @@ typedef struct {
     const float *thr;     /* [C] */
     const uint64_t *flip; /* [G, K] */
     const float *scale, *bias;
-    const uint64_t *weights; /* [G, T, K, Opad] */
+    const uint64_t *weights; /* [G, T, K, Opad], or with mask [1, T, K, Opad] */
     const int32_t *corr; /* [Ho, Wo, O] or NULL */
+    const uint64_t *mask; /* NULL, or [K, Opad]: the groups as one masked dense conv */
 } bnn_layer_t;
 
 /* A whole layer in one call: binarize and pack x (float32 [N, H, W, C]) into scratch
@@ -357,10 +392,10 @@ typedef struct {
 int bnn_layer(const bnn_layer_t *L, const float *x, uint64_t *scratch, const float *residual,
               float *out, int32_t *out_int) {
     if (L->groups < 1 || L->C % L->groups || L->O % L->groups) return -4;
-    bnn_pack(x, L->N, L->H, L->W, L->C, L->groups, L->thr, L->flip, L->ph, L->pw, L->shift,
-             scratch, L->threads);
+    bnn_pack(x, L->N, L->H, L->W, L->C, L->mask ? 1 : L->groups, L->thr, L->flip, L->ph, L->pw,
+             L->shift, scratch, L->threads);
     return bnn_conv(scratch, L->N, L->H + 2 * L->ph, L->W + 2 * L->pw, L->C, L->groups,
-                    L->weights, L->O, L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh, L->dw,
-                    L->Ho, L->Wo, L->corr, L->scale, L->bias, residual, out, out_int,
+                    L->weights, L->mask, L->O, L->kh, L->kw, L->sh, L->sw, L->ph, L->pw, L->dh,
+                    L->dw, L->Ho, L->Wo, L->corr, L->scale, L->bias, residual, out, out_int,
                     L->threads);
 }

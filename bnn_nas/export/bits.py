@@ -83,6 +83,18 @@ def grouped_kernel_weights(signs: Tensor, groups: int) -> Tensor:
     ).contiguous()
 
 
+def block_diagonal(signs: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """Weights [O, C / G, kh, kw] of a conv of G groups as a dense conv's: (signs
+    [O, C, kh, kw], False outside each output's group; membership bool [O, C, 1, 1])."""
+    out_ch, group_in = signs.shape[:2]
+    group_out = out_ch // groups
+    owner = torch.arange(out_ch) // group_out  # the group of each output channel
+    member = owner.view(-1, 1) == (torch.arange(groups * group_in) // group_in).view(1, -1)
+    dense = torch.zeros((out_ch, groups * group_in, *signs.shape[2:]), dtype=torch.bool)
+    dense[member] = signs.reshape(out_ch * group_in, *signs.shape[2:])
+    return dense, member.view(out_ch, groups * group_in, 1, 1)
+
+
 def group_words(flags: Tensor, groups: int) -> Tensor:
     """Bool [..., C] -> int64 words [..., G * K]: each group's C / G flags packed on their
     own (K = ceil(C / G / 64)), the activations' layout."""

@@ -64,6 +64,17 @@ class ConvGeometry:
         return sizes[0], sizes[1]
 
 
+def masked_is_cheaper(g: ConvGeometry) -> bool:
+    """Whether a grouped conv runs faster as one dense conv with a mask per output (each
+    output's word holds all channels, the other groups' masked off) than as ``groups``
+    narrow convs: compares the 64-bit lanes per tap, K * Opad against G * Kg * Opad_g
+    (BATS, 12 groups of 4 channels: 1 * 48 lanes against 12 * 1 * 8)."""
+    lanes = lambda channels, outputs: words_for(channels) * (-(-outputs // 8) * 8)  # noqa: E731
+    return g.groups > 1 and lanes(g.in_channels, g.out_channels) < g.groups * lanes(
+        g.group_in, g.group_out
+    )
+
+
 def comparison_form(mul: Tensor, thr: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
     """``mul * x >= thr`` as ``(x >= thr_ge) XOR flip``: one compare per channel, no multiply.
 
@@ -82,7 +93,9 @@ def comparison_form(mul: Tensor, thr: Tensor, groups: int = 1) -> tuple[Tensor, 
 class PackedParams:
     """One packed conv's operands in the kernels' layouts, plus per-input-size caches.
 
-    ``weights``: int64 [G, T, K, Opad] (G = groups; K and Opad per group); ``tap_sums``:
+    ``weights``: int64 [G, T, K, Opad] (G = groups; K and Opad per group), or with a
+    ``mask`` (int64 [K, Opad]: each output's channels) the groups as one dense conv:
+    [1, T, K, Opad] over all channels, zero outside each output's group; ``tap_sums``:
     int64 [T, O] (sum of the +-1 weights of each tap over the input channels that output
     reads, for the padding correction); the rest float32 per channel. ``shift``: read
     the offset grid of a factorized reduce.
@@ -96,12 +109,18 @@ class PackedParams:
     scale: Tensor
     bias: Tensor
     shift: bool = False
+    mask: Tensor | None = None
     cache: dict[Any, Any] = field(default_factory=dict)
     thr_ge: Tensor = field(init=False)
     flip: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.thr_ge, self.flip = comparison_form(self.mul, self.thr, self.geometry.groups)
+        self.thr_ge, self.flip = comparison_form(self.mul, self.thr, self.layout_groups)
+
+    @property
+    def layout_groups(self) -> int:
+        """Groups of the kernels' layouts: 1 when masked (one dense conv), else groups."""
+        return 1 if self.mask is not None else self.geometry.groups
 
     def correction(self, height: int, width: int) -> Tensor | None:
         """What a +1 border adds to each output: int32 [Ho, Wo, O] (None: no padding).
@@ -172,8 +191,10 @@ class NativeBackend:
             *g.dilation, ho, wo, int(p.shift), self.threads, g.groups,
             p.thr_ge.data_ptr(), p.flip.data_ptr(), p.scale.data_ptr(), p.bias.data_ptr(),
             p.weights.data_ptr(), None if corr is None else corr.data_ptr(),
+            None if p.mask is None else p.mask.data_ptr(),
         )  # fmt: skip
-        scratch = (n, h + 2 * ph, w + 2 * pw, g.groups * words_for(g.group_in))
+        lg = p.layout_groups
+        scratch = (n, h + 2 * ph, w + 2 * pw, lg * words_for(g.in_channels // lg))
         entry = (ctypes.byref(struct), scratch, (n, g.out_channels, ho, wo), struct, corr)
         if len(p.cache) > 32:  # many input sizes: start over rather than grow
             p.cache.clear()
@@ -231,12 +252,17 @@ class TorchBackend:
     def _operands(p: PackedParams) -> tuple[Tensor, Tensor]:
         """The +-1 float weights [O, C / G, kh, kw] and the flip flags [C], unpacked once."""
         if "torch" not in p.cache:
-            g = p.geometry
-            wbits = p.weights[:, :, :, : g.group_out].permute(0, 1, 3, 2)  # [G, T, Og, K]
-            w = unpack_last(wbits, g.group_in).to(torch.float32) * 2 - 1
-            w = w.reshape(g.groups, *g.kernel, g.group_out, g.group_in).permute(0, 3, 4, 1, 2)
-            w = w.reshape(g.out_channels, g.group_in, *g.kernel)
-            flip = unpack_last(p.flip.view(g.groups, -1), g.group_in).reshape(1, -1, 1, 1)
+            g, lg = p.geometry, p.layout_groups
+            og, cg = g.out_channels // lg, g.in_channels // lg
+            wbits = p.weights[:, :, :, :og].permute(0, 1, 3, 2)  # [G, T, Og, K]
+            w = unpack_last(wbits, cg).to(torch.float32) * 2 - 1
+            w = w.reshape(lg, *g.kernel, og, cg).permute(0, 3, 4, 1, 2)
+            w = w.reshape(g.out_channels, cg, *g.kernel)
+            if p.mask is not None:  # dense [O, C, ...]: each output's own group's block
+                blocks = w.view(g.groups, g.group_out, g.groups, g.group_in, *g.kernel)
+                w = torch.diagonal(blocks, dim1=0, dim2=2).permute(4, 0, 1, 2, 3)
+                w = w.reshape(g.out_channels, g.group_in, *g.kernel)
+            flip = unpack_last(p.flip.view(lg, -1), cg).reshape(1, -1, 1, 1)
             p.cache["torch"] = (w.contiguous(), flip)
         return p.cache["torch"]
 

@@ -11,9 +11,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bnn_nas.export.bits import grouped_kernel_weights, pack_dense, tap_sums, unpack_dense
+from bnn_nas.export.bits import (
+    block_diagonal,
+    grouped_kernel_weights,
+    kernel_weights,
+    pack_dense,
+    tap_sums,
+    unpack_dense,
+)
 from bnn_nas.export.fold import FoldedConv
-from bnn_nas.export.kernels import Backend, ConvGeometry, PackedParams, select_backend
+from bnn_nas.export.kernels import (
+    Backend,
+    ConvGeometry,
+    PackedParams,
+    masked_is_cheaper,
+    select_backend,
+)
 
 _DEFAULT: list[Backend] = []
 
@@ -66,12 +79,25 @@ class PackedConv2d(nn.Module):
         g = self.geometry
         return unpack_dense(self.weight_bits, (g.out_channels, g.group_in, *g.kernel))
 
-    def prepare(self) -> PackedParams:
-        """Derive the kernels' operands from the stored buffers (after loading a state dict)."""
-        signs = self.signs()
+    def prepare(self, masked: bool | None = None) -> PackedParams:
+        """Derive the kernels' operands from the stored buffers (after loading a state dict).
+
+        ``masked``: run a grouped conv as one dense conv with a mask per output channel
+        (True) or as ``groups`` narrow convs (False); None: whichever is cheaper."""
+        signs, g = self.signs(), self.geometry
+        if masked is None:
+            masked = masked_is_cheaper(g)
+        mask = None
+        if masked and g.groups > 1:
+            dense, member = block_diagonal(signs, g.groups)
+            weights = kernel_weights(dense).unsqueeze(0)
+            mask = kernel_weights(member)[0].contiguous()  # [K, Opad]
+        else:
+            weights = grouped_kernel_weights(signs, g.groups)
         self._params = PackedParams(
             geometry=self.geometry,
-            weights=grouped_kernel_weights(signs, self.geometry.groups),
+            weights=weights,
+            mask=mask,
             tap_sums=tap_sums(signs),
             mul=self.input_mul.float().contiguous(),
             thr=self.input_threshold.float().contiguous(),

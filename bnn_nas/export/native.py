@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("bitconv.c")
-ABI_VERSION = 9
+ABI_VERSION = 10
 COMPILERS = ("cc", "gcc", "clang")
 # Tried in order: the first that compiles wins. -mprefer-vector-width=512 lets GCC use
 # 512-bit vectors on CPUs where it defaults to 256 (it matters for VPOPCNTQ).
@@ -123,6 +123,7 @@ class LayerStruct(ctypes.Structure):
         ],
         *[(name, ctypes.c_void_p) for name in ("thr", "flip", "scale", "bias", "weights")],
         ("corr", ctypes.c_void_p),
+        ("mask", ctypes.c_void_p),
     ]  # fmt: skip
 
 
