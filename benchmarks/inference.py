@@ -106,10 +106,12 @@ def layer_table(engine: Any, repeats: int) -> list[dict[str, Any]]:
         if not isinstance(module, PackedConv2d):
             continue
         g = module.geometry
-        w = torch.randn(g.out_channels, g.in_channels, *g.kernel)
+        w = torch.randn(g.out_channels, g.group_in, *g.kernel)
 
         def float_conv(x: torch.Tensor, w: torch.Tensor = w, g: Any = g) -> torch.Tensor:
-            return F.conv2d(x, w, stride=g.stride, padding=g.padding, dilation=g.dilation)
+            return F.conv2d(
+                x, w, stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups
+            )
 
         # each side gets the memory layout it runs best on: the float conv the faster of
         # NCHW and channels_last, the packed conv channels_last (what it gets in the net)
