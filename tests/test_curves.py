@@ -91,7 +91,7 @@ def test_a_search_stores_curves_and_writes_csv_tensorboard_and_log(tmp_path):
     pytest.importorskip("tensorboard")
     result = search(tmp_path, "--tensorboard")
     run = tmp_path / "run"
-    assert SQLiteStore(run / STORE_FILE, read_only=True).get_meta("schema_version") == 3
+    assert SQLiteStore(run / STORE_FILE, read_only=True).get_meta("schema_version") == 4
     check_files_match_the_store(run, boards={1, 2})
     log = (run / "search.log").read_text().splitlines()
     assert log[0].endswith(f"bnn-nas search --config {tmp_path / 'c.yaml'} --run-dir {run} "

@@ -108,3 +108,28 @@ def test_transitions_are_checked_and_get_is_indexed(store):
     assert isinstance(done, CompletedTrial) and done.id == 1 and done.result == RESULT
     with pytest.raises(ValueError, match="not done"):
         CompletedTrial(**{**vars(store.get(2))})
+
+
+def test_a_trial_that_kills_the_search_process_is_failed_after_max_attempts(store):
+    """A trial started inside the search process (``in_process``: local, streams) that is
+    still running at the next start may have killed it: the death counts its attempt,
+    and once attempts reach max_attempts it is failed instead of rerun forever."""
+    store.add([Proposal(G1), Proposal(G2)])
+    store.start(1, in_process=True)
+    assert store.get(1).in_process and store.get(1).process_deaths == 0
+    assert store.reclaim(max_attempts=2) == [1]  # died once: run again, the attempt kept
+    once = store.get(1)
+    assert once.status is TrialStatus.PENDING and once.attempts == 1
+    assert once.process_deaths == 1
+    store.start(1, in_process=True)
+    store.start(2)  # in a worker: the same death says nothing about trial 2
+    assert store.reclaim(max_attempts=2) == [2]
+    failed, other = store.get(1), store.get(2)
+    assert failed.status is TrialStatus.FAILED and failed.attempts == 2
+    assert failed.process_deaths == 2 and failed.finished_at >= failed.started_at
+    assert failed.error == ("the search process died while training this trial 2 times "
+                            "(2 attempts, executor.max_attempts = 2); recorded as failed")
+    assert other.status is TrialStatus.PENDING and other.attempts == 0
+    assert not other.in_process and other.process_deaths == 0
+    assert store.reclaim(max_attempts=2) == []  # nothing running: nothing changes
+    assert store.get(1) == failed

@@ -31,15 +31,19 @@ from bnn_nas.space.genotype import parse_genotype
 # Genotypes are immutable: parse each stored text once, however often trials are listed
 _parse = functools.lru_cache(maxsize=65536)(parse_genotype)
 
-# 3: as 2, plus a `curve` column: a done trial's per-epoch metrics, a JSON list of
-# CurvePoint dicts (train/eval loss and accuracy, lr, seconds);
+# 4: as 3, plus `in_process` (a running trial runs inside the search process, the
+# `local` and `streams` executors: its death is the search's) and `process_deaths` (how
+# often the search process died while this trial ran in it: counted at the next start);
+# 3 (read too): as 2, plus a `curve` column: a done trial's per-epoch metrics, a JSON list
+# of CurvePoint dicts (train/eval loss and accuracy, lr, seconds);
 # 2 (read too): a result is a JSON object of named metrics, any names (objectives read them
 # by name), and no curves;
 # 1 (read too): the same object with the fixed names of the old accuracy/loss/ops/...
-# record. A schema-1 or -2 store opened for writing gets the (empty) `curve` column, and
-# becomes 3 when a result is written; its old trials keep empty curves.
-SCHEMA_VERSION = 3
-READABLE_SCHEMAS = (1, 2, 3)
+# record. An older store opened for writing gets the columns it lacks (empty), and is
+# marked with the schema its rows need: 3 when a result is written, 4 when a trial is
+# started inside the search process; its old trials keep empty curves and no deaths.
+SCHEMA_VERSION = 4
+READABLE_SCHEMAS = (1, 2, 3, 4)
 STORE_FILE = "trials.sqlite"  # the store's name inside a run directory
 
 
@@ -97,13 +101,16 @@ class TrialStore(ABC):
         """The finished, successful trials, by id; each has its result."""
         return completed(self.trials())
 
-    def start(self, trial_id: int) -> None:
-        """pending -> running; counts an attempt."""
+    def start(self, trial_id: int, *, in_process: bool = False) -> None:
+        """pending -> running; counts an attempt. ``in_process``: the trial runs inside the
+        search process (the ``local`` and ``streams`` executors), where it can take the
+        whole process down; recorded before it runs, so the next start knows (``reclaim``).
+        """
         record = self.get(trial_id)
         _check(record, "start")
         self._update(
             trial_id, status=TrialStatus.RUNNING, attempts=record.attempts + 1,
-            started_at=time.time(),
+            started_at=time.time(), in_process=in_process,
         )  # fmt: skip
 
     def finish(self, trial_id: int, result: TrialResult) -> None:
@@ -130,20 +137,45 @@ class TrialStore(ABC):
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
     def reclaim(self, max_attempts: int) -> list[int]:
-        """At start, ``running`` rows that a dead search process left go back to pending.
+        """At start, ``running`` rows that a dead search process left: rerun or failed.
 
-        A worker's death while the search lives is recorded by the search (it counts an
-        attempt, see ``release``); a row still ``running`` at start was interrupted by the
-        search process's own death (a kill, the machine's power), which says nothing about
-        the candidate: its attempt is given back. ``max_attempts`` is kept for callers; no
-        trial is failed here.
+        A row still ``running`` at start was cut off by the search process's own death.
+        Where the trial ran in a worker (``processes``, ``ray``), that death (a kill, the
+        machine's power) says nothing about the candidate: its attempt is given back, and
+        it goes back to pending however often this happens. Where it ran inside the search
+        process (``in_process``: ``local``, ``streams``), the candidate may have killed it (a
+        segfault, the OOM killer, a CUDA fault) and would kill every resume: the death
+        counts its attempt (``process_deaths`` + 1), and once its attempts reach
+        ``max_attempts`` it is failed (:func:`died_error`) instead of rerun. Returns the ids
+        that went back to pending. (A worker's death while the search lives is recorded by
+        the search, see ``release``.)
         """
         reclaimed = []
         for record in self.trials():
-            if record.status is TrialStatus.RUNNING:
+            if record.status is not TrialStatus.RUNNING:
+                continue
+            if not record.in_process:
                 self.release(record.id, count_attempt=False)
                 reclaimed.append(record.id)
+                continue
+            deaths = record.process_deaths + 1
+            if record.attempts >= max_attempts:  # one write each: a kill here loses nothing
+                _check(record, "fail")
+                self._update(record.id, status=TrialStatus.FAILED, process_deaths=deaths,
+                             error=died_error(deaths, record.attempts, max_attempts),
+                             finished_at=time.time())  # fmt: skip
+            else:
+                _check(record, "release")
+                self._update(record.id, status=TrialStatus.PENDING, process_deaths=deaths)
+                reclaimed.append(record.id)
         return reclaimed
+
+
+def died_error(deaths: int, attempts: int, max_attempts: int) -> str:
+    """The error of a trial failed for killing the search process (``reclaim``)."""
+    times = "1 time" if deaths == 1 else f"{deaths} times"
+    return (f"the search process died while training this trial {times} ({attempts} "
+            f"attempts, executor.max_attempts = {max_attempts}); recorded as failed")  # fmt: skip
 
 
 class MemoryStore(TrialStore):
@@ -194,7 +226,9 @@ CREATE TABLE IF NOT EXISTS trials (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    curve TEXT
+    curve TEXT,
+    in_process INTEGER,
+    process_deaths INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
 """
@@ -207,6 +241,9 @@ _COLUMNS = (
     "id, genotype, status, origin, attempts, result, error, created_at, started_at, finished_at"
 )
 CURVE_COLUMN = "curve"  # schema 3; a store of schema 1 or 2 read as it lies has none
+# schema 4's columns, each with its type and what a store read as it lies without it holds
+DEATH_COLUMNS = {"in_process": ("INTEGER", "NULL"),
+                 "process_deaths": ("INTEGER NOT NULL DEFAULT 0", "0")}  # fmt: skip
 
 
 def _record(row: tuple) -> TrialRecord:
@@ -225,6 +262,8 @@ def _record(row: tuple) -> TrialRecord:
         created_at=row[7],
         started_at=row[8],
         finished_at=row[9],
+        in_process=bool(row[11]),
+        process_deaths=row[12] or 0,
     )
 
 
@@ -288,8 +327,13 @@ class SQLiteStore(TrialStore):
         if CURVE_COLUMN not in columns and not read_only:  # schema 1 or 2: curves from now on
             self._db.execute(f"ALTER TABLE trials ADD COLUMN {CURVE_COLUMN} TEXT")
             columns = {*columns, CURVE_COLUMN}
+        for name, (kind, _) in DEATH_COLUMNS.items():  # schema 1 to 3: counted from now on
+            if name not in columns and not read_only:
+                self._db.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
+                columns = {*columns, name}
         curve = CURVE_COLUMN if CURVE_COLUMN in columns else "NULL"
-        self._select = f"SELECT {_COLUMNS}, {curve} FROM trials"
+        deaths = ", ".join(n if n in columns else empty for n, (_, empty) in DEATH_COLUMNS.items())
+        self._select = f"SELECT {_COLUMNS}, {curve}, {deaths} FROM trials"
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A store no process is writing (no ``-wal`` file beside it) is read as it lies
@@ -356,11 +400,21 @@ class SQLiteStore(TrialStore):
                 columns.append(f"{CURVE_COLUMN} = ?")
                 values.append(json.dumps(curve) if curve else None)
                 value = None if value is None else json.dumps(value.to_dict())
-                if value is not None and self.schema_version < SCHEMA_VERSION:
-                    self.set_meta("schema_version", SCHEMA_VERSION)
-                    self.schema_version = SCHEMA_VERSION
+                if value is not None:
+                    self._needs_schema(3)
+            elif key == "in_process":
+                value = int(value)
+                if value:
+                    self._needs_schema(4)
             columns.append(f"{key} = ?")
             values.append(value)
         self._db.execute(
             f"UPDATE trials SET {', '.join(columns)} WHERE id = ?", (*values, trial_id)
         )
+
+    def _needs_schema(self, version: int) -> None:
+        """An older store is marked with the schema its rows now need (readers of older
+        schemas then refuse it rather than misread it)."""
+        if self.schema_version < version:
+            self.set_meta("schema_version", version)
+            self.schema_version = version

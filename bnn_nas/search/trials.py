@@ -148,6 +148,10 @@ class TrialRecord:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    # run inside the search process when last started (the `local` and `streams`
+    # executors): the search process dying while it runs counts one of its attempts
+    in_process: bool = False
+    process_deaths: int = 0  # times the search process died while this trial ran in it
 
     @property
     def hash(self) -> str:
