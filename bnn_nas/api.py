@@ -15,6 +15,7 @@ checks and lock, the store, the executors, the trainer); a user mistake raises a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -115,6 +116,8 @@ def run_search(
     try:  # what it shows, also in RUN/search.log, as `bnn-nas search` keeps it
         with search_log(target, title):
             search.prepare()
+            for note in search.notes:  # trials that were training when the process died
+                print(note, file=sys.stderr)
             if isinstance(executor, Executor):
                 _search(search, executor, progress)
             else:

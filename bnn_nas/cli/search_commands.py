@@ -90,6 +90,8 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
             + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else ""),
             err=True,
         )
+    for note in search.notes:  # trials that were training when the search process died
+        click.echo(note, err=True)
     try:
         with make_executor(config, evaluator, plugins) as executor:
             click.echo(precision_note(evaluator.device, config.train.bf16))

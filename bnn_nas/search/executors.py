@@ -2,7 +2,9 @@
 
 All share one small interface: ``submit`` a trial, ``next_outcome`` waits for one to end.
 An outcome is a result, a candidate's failure (recorded, the search goes on) or a lost
-worker (the trial is retried up to ``max_attempts``; nothing done is lost).
+worker (the trial is retried up to ``max_attempts``; nothing done is lost). A candidate
+that takes down the search process itself (``in_process`` executors) is counted at the
+next start and failed after ``max_attempts`` such deaths (``TrialStore.reclaim``).
 
 Executors are registered by name (``bnn_nas.extensions.EXECUTORS``, the table that
 ``executor.type`` picks from): an entry is ``make(config, evaluator, plugins, settings)
@@ -55,6 +57,11 @@ class Executor(ABC):
 
     capacity: int = 1
     running: RunningTrials | None = None  # where running trials' epochs are reported
+    # True where trials run inside the search process (``local``, ``streams``): a candidate
+    # that kills it (a segfault, the OOM killer) is then failed after ``max_attempts``
+    # deaths, not rerun on every resume. False (trials in workers): the search process's
+    # death never counts against a trial.
+    in_process: bool = False
 
     def report_epochs(self, running: RunningTrials) -> bool:
         """Report each running trial's epochs to ``running`` from now on. False: this
@@ -83,6 +90,8 @@ class Executor(ABC):
 
 class LocalExecutor(Executor):
     """Runs each trial in this process, one at a time (the default; CPU or one GPU)."""
+
+    in_process = True
 
     def __init__(
         self,

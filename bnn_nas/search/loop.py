@@ -39,6 +39,17 @@ class Progress:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
 
 
+def death_note(record: TrialRecord, max_attempts: int) -> str:
+    """What a resume says about a trial that was training inside the search process when
+    it died: failed (it used up its attempts) or run again."""
+    if record.status is TrialStatus.FAILED:
+        return f"trial {record.id} failed: {record.error}"
+    times = "once" if record.process_deaths == 1 else f"{record.process_deaths} times"
+    return (f"trial {record.id} was training when the search process died ({times}); "
+            f"running it again, attempt {record.attempts + 1} of executor.max_attempts "
+            f"{max_attempts}")  # fmt: skip
+
+
 class SearchRun:
     """One search in one run directory (or on an in-memory store)."""
 
@@ -55,6 +66,7 @@ class SearchRun:
         ...), or just its OPs as a number. ``controller``: a controller object to use
         instead of the one the config's ``search`` section names."""
         self.config, self.space, self.store, self.run_dir = config, space, store, run_dir
+        self.notes: list[str] = []  # what prepare() has to say about trials it reclaimed
 
         def costs(genotype: Genotype) -> Mapping[str, float]:
             value = cost_of(genotype)
@@ -65,8 +77,18 @@ class SearchRun:
         )
 
     def prepare(self) -> list[int]:
-        """Reclaim trials a dead process left running and rebuild the controller."""
-        reclaimed = self.store.reclaim(self.config.executor.max_attempts)
+        """Reclaim trials a dead process left running and rebuild the controller.
+
+        Returns the ids of the trials that run again. A trial that was running inside the
+        search process when it died (``local``, ``streams``) used an attempt: it runs
+        again while it has attempts left (``executor.max_attempts``), else it is failed
+        and the search goes on as after any failed trial; ``notes`` then holds one line
+        for each such trial, for the user."""
+        max_attempts = self.config.executor.max_attempts
+        died = [r.id for r in self.store.trials()
+                if r.status is TrialStatus.RUNNING and r.in_process]  # fmt: skip
+        reclaimed = self.store.reclaim(max_attempts)
+        self.notes = [death_note(self.store.get(i), max_attempts) for i in died]
         # who runs the trials now (the run directory's lock keeps it to one process)
         self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
                                        "started": time.time()})  # fmt: skip
@@ -133,7 +155,8 @@ class SearchRun:
                     record = self._next_trial()
                     if record is None:
                         break
-                    self.store.start(record.id)
+                    self.store.start(record.id, in_process=getattr(executor, "in_process",
+                                                                   False))  # fmt: skip
                     executor.submit(self.store.get(record.id))
                     in_flight.add(record.id)
                 if not in_flight:

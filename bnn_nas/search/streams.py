@@ -48,6 +48,8 @@ MAX_STREAMS_PER_DEVICE = 32
 class StreamExecutor(Executor):
     """``per_device`` worker threads on each evaluator's device, one CUDA stream each."""
 
+    in_process = True  # a trial that kills the process counts against all in flight
+
     def __init__(
         self,
         evaluators: list[Evaluator],

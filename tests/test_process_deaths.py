@@ -1,0 +1,262 @@
+"""A candidate that kills the search process itself (``local``/``streams`` executors: a
+segfault, the OOM killer, a CUDA fault) is failed after ``executor.max_attempts`` such
+deaths instead of being rerun by every resume; the search then goes on as after any
+failed trial. Stores of older schemas (no death columns) resume as before.
+
+The fast part kills the search in this process (``Killed``, a BaseException, escapes the
+executor and the loop as a SIGKILL would leave them); the slow part runs ``bnn-nas
+search`` with a plugin whose forward SIGKILLs its own process for one genotype.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from bnn_nas.cli import main
+from bnn_nas.config import config_from_dict, load_config
+from bnn_nas.search.executors import LocalExecutor
+from bnn_nas.search.loop import SearchRun
+from bnn_nas.search.processes import ProcessExecutor
+from bnn_nas.search.ray_executor import RayExecutor
+from bnn_nas.search.store import SQLiteStore
+from bnn_nas.search.streams import StreamExecutor
+from bnn_nas.search.trials import TrialStatus
+from bnn_nas.space.search_space import load_search_space
+from tests.test_faults import CONFIG as CLI_CONFIG
+from tests.test_faults import FakeExecutor, end_state, fake_result, search_cmd
+
+SPACE = {"steps": 2, "ops": ["skip_connect", "max_pool_3x3", "xnor_conv_3x3",
+                             "bireal_conv_3x3_skip_connect"]}  # fmt: skip
+BUDGET = 7
+DIED = ("the search process died while training this trial 2 times (2 attempts, "
+        "executor.max_attempts = 2); recorded as failed")  # fmt: skip
+
+
+class Killed(BaseException):
+    """The search process dies here: nothing catches it, as after a SIGKILL."""
+
+
+def config(budget: int = BUDGET):
+    return config_from_dict({
+        "seed": 4, "device": "cpu", "search_space": SPACE,
+        "search": {"controller": "evolution", "budget": budget, "population": 3,
+                   "sample_size": 2},
+        "executor": {"max_attempts": 2},
+    })  # fmt: skip
+
+
+def evaluate_with(target: str | None, death: type[BaseException]):
+    """A deterministic evaluation that raises ``death`` for the genotype hashed ``target``."""
+
+    def evaluate(genotype, **budget):
+        if genotype.hash == target:
+            raise death("this candidate takes its process down")
+        return fake_result(SimpleNamespace(hash=genotype.hash))
+
+    return evaluate
+
+
+def run_search(path: Path, cfg, evaluate) -> list[str]:
+    """One search process's life on the store at ``path`` with the local executor;
+    returns what its prepare() had to say."""
+    store = SQLiteStore(path)
+    try:
+        search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0,
+                           path.parent)  # fmt: skip
+        search.prepare()
+        notes = list(search.notes)
+        try:
+            search.run(LocalExecutor(evaluate))
+        except Killed:
+            notes.append("killed")
+        return notes
+    finally:
+        store.close()
+
+
+def test_in_process_executors_are_marked():
+    assert LocalExecutor.in_process and StreamExecutor.in_process
+    assert not ProcessExecutor.in_process and not RayExecutor.in_process
+    assert not FakeExecutor().in_process  # an executor says so itself; default: workers
+
+
+def test_a_trial_that_kills_the_search_twice_is_failed_and_the_search_goes_on(tmp_path):
+    """Trial 3 kills the search process (max_attempts 2): the first run dies, the first
+    resume reruns it and dies again, the second resume records it failed and finishes the
+    budget: the same trials, proposals and results as a search where trial 3 failed with
+    an exception."""
+    straight = tmp_path / "straight" / "trials.sqlite"
+    straight.parent.mkdir()
+    run_search(straight, config(), evaluate_with(None, Killed))
+    target = end_state(straight)[2][1]  # trial 3's genotype
+    failing = tmp_path / "failing" / "trials.sqlite"
+    failing.parent.mkdir()
+    run_search(failing, config(), evaluate_with(target, RuntimeError))
+    expected = end_state(failing)
+    assert expected[2][2] == "failed" and expected[2][1] == target
+
+    path = tmp_path / "run" / "trials.sqlite"
+    path.parent.mkdir()
+    evaluate = evaluate_with(target, Killed)
+    assert run_search(path, config(), evaluate) == ["killed"]
+    state = end_state(path)
+    assert [r[2] for r in state] == ["done", "done", "running"]
+    notes = run_search(path, config(), evaluate)  # the first resume: attempts left
+    assert notes == ["trial 3 was training when the search process died (once); running it "
+                     "again, attempt 2 of executor.max_attempts 2", "killed"]
+    assert end_state(path) == [*state[:2], (*state[2][:4], 2, None, None, None)]
+    notes = run_search(path, config(), evaluate)  # the second: recorded as failed, goes on
+    assert notes == [f"trial 3 failed: {DIED}"]
+    got = end_state(path)
+    assert len(got) == BUDGET and got[2][2] == "failed" and got[2][6] == DIED
+    # every other trial (proposals, results, one attempt each) as after a plain failure
+    assert [r[:4] for r in got] == [r[:4] for r in expected]
+    assert [r for r in got if r[0] != 3] == [r for r in expected if r[0] != 3]
+    assert got[2][4] == 2
+    with (path.parent / "trials.csv").open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["id"] == "3")
+    assert (row["status"], row["attempts"], row["error"]) == ("failed", "2", DIED)
+
+
+def schema_3_copy(source: Path, target: Path, running: int) -> None:
+    """The trials of ``source`` in a store as the code of schema 3 wrote it (no death
+    columns), trial ``running`` left running as a killed search of that code left it."""
+    db = sqlite3.connect(target)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trials (id INTEGER PRIMARY KEY, genotype TEXT NOT NULL,
+            hash TEXT NOT NULL, status TEXT NOT NULL, origin TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,
+            created_at REAL NOT NULL, started_at REAL, finished_at REAL, curve TEXT);
+        CREATE INDEX trials_hash ON trials (hash);
+    """)
+    db.execute(f"ATTACH DATABASE '{source}' AS src")
+    db.execute("INSERT INTO meta SELECT key, value FROM src.meta WHERE key != 'schema_version'")
+    db.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    db.execute("INSERT INTO trials SELECT id, genotype, hash, status, origin, attempts, result, "
+               "error, created_at, started_at, finished_at, curve FROM src.trials")
+    db.execute("UPDATE trials SET status = 'running', result = NULL, curve = NULL, "
+               "finished_at = NULL WHERE id = ?", (running,))  # fmt: skip
+    db.commit()
+    db.close()
+
+
+def test_a_schema_3_store_resumes_as_before_and_becomes_4(tmp_path):
+    """A store of schema 3, killed while trial 3 ran: read as it lies, resumed with its
+    running trial given back its attempt (the code that wrote it did not say where it
+    ran), and marked 4 once a trial is started in the search process."""
+    straight = tmp_path / "straight" / "trials.sqlite"
+    straight.parent.mkdir()
+    run_search(straight, config(), evaluate_with(None, Killed))
+    partial = tmp_path / "partial" / "trials.sqlite"
+    partial.parent.mkdir()
+    run_search(partial, config(budget=3), evaluate_with(None, Killed))
+    path = tmp_path / "run" / "trials.sqlite"
+    path.parent.mkdir()
+    schema_3_copy(partial, path, running=3)
+    old = SQLiteStore(path, read_only=True)
+    assert old.schema_version == 3
+    assert [(r.status, r.in_process, r.process_deaths) for r in old.trials()] == [
+        (TrialStatus.DONE, False, 0)] * 2 + [(TrialStatus.RUNNING, False, 0)]  # fmt: skip
+    old.close()
+    store = SQLiteStore(path)  # opened to resume: the columns are added, nothing else
+    assert store.get_meta("schema_version") == 3 and store.get(3).attempts == 1
+    store.close()
+    assert run_search(path, config(), evaluate_with(None, Killed)) == []
+    assert end_state(path) == end_state(straight)
+    store = SQLiteStore(path, read_only=True)
+    assert store.get_meta("schema_version") == 4
+    # trials 1, 2 ran under the old code; 3 (rerun) and later in this process, as recorded
+    assert [r.in_process for r in store.trials()] == [False] * 2 + [True] * (BUDGET - 2)
+    assert all(r.process_deaths == 0 for r in store.trials())
+    store.close()
+
+
+# --- a real search process killed by its candidate (slow) -------------------------------
+
+PLUGIN = """\
+# test-only: the network of one genotype SIGKILLs its own process in its first training
+# forward (as a segfault or the OOM killer would end it)
+import os
+import signal
+
+from bnn_nas.search import evaluator
+
+TARGET = {target!r}
+_build = evaluator.Evaluator.build
+
+
+def _kill(module, inputs):
+    if module.training:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def build(self, genotype):
+    network = _build(self, genotype)
+    if genotype.hash == TARGET:
+        network.register_forward_pre_hook(_kill)
+    return network
+
+
+evaluator.Evaluator.build = build
+"""
+
+
+def proposals(config_path: Path) -> list[str]:
+    """The hashes a search of this config proposes (a random controller: not changed by
+    results), from an in-memory search with made-up results."""
+    from bnn_nas.search.store import MemoryStore
+
+    cfg = load_config(config_path)
+    search = SearchRun(cfg, load_search_space(cfg.search_space), MemoryStore(), lambda g: 1.0)
+    search.prepare()
+    return [r.hash for r in search.run(FakeExecutor(capacity=1))]
+
+
+@pytest.mark.slow
+def test_a_candidate_that_sigkills_the_search_through_the_cli(tmp_path):
+    """``bnn-nas search`` (local executor) whose trial 2 SIGKILLs the process: the first
+    run and the first resume die there, the second resume records it failed, says so,
+    and finishes the budget; status and trials.csv show it failed with why."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(CLI_CONFIG.replace("controller: evolution", "controller: random"))
+    hashes = proposals(plain)
+    plugin = tmp_path / "killer.py"
+    plugin.write_text(PLUGIN.format(target=hashes[1]))
+    config = tmp_path / "c.yaml"
+    config.write_text(plain.read_text() + f"plugins: [{plugin}]\n")
+    run = tmp_path / "run"
+    first = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    assert first.returncode == -9, first.stderr
+    rows = end_state(run / "trials.sqlite")
+    assert [(r[1], r[2]) for r in rows] == [(hashes[0], "done"), (hashes[1], "running")]
+    again = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    assert again.returncode == -9, again.stderr
+    assert ("trial 2 was training when the search process died (once); running it again, "
+            "attempt 2 of executor.max_attempts 2") in again.stderr.splitlines()
+    last = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
+    assert last.returncode == 0, last.stderr
+    assert f"trial 2 failed: {DIED}" in last.stderr.splitlines()
+    assert "resuming" in last.stderr and "3 trials done, 1 failed" in last.stdout
+    after = end_state(run / "trials.sqlite")
+    assert after[0] == rows[0]  # the trial done before the kills is as it was
+    assert [(r[1], r[2], r[4]) for r in after] == [
+        (hashes[0], "done", 1), (hashes[1], "failed", 2), (hashes[2], "done", 1),
+        (hashes[3], "done", 1)]  # fmt: skip
+    assert after[1][6] == DIED
+    log = (run / "search.log").read_text().splitlines()
+    assert f"trial 2 failed: {DIED}" in log and sum("running it again" in x for x in log) == 1
+    with (run / "trials.csv").open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["id"] == "2")
+    assert (row["status"], row["attempts"], row["error"]) == ("failed", "2", DIED)
+    status = CliRunner().invoke(main, ["status", str(run)])
+    assert status.exit_code == 0, status.output
+    line = next(x for x in status.output.splitlines() if x.split()[:1] == ["2"])
+    assert line.split()[1] == "failed" and line.endswith(DIED)
