@@ -30,17 +30,21 @@ from bnn_nas.search.streams import StreamExecutor
 from bnn_nas.search.trials import TrialStatus
 from bnn_nas.space.search_space import load_search_space
 from tests.test_faults import CONFIG as CLI_CONFIG
-from tests.test_faults import FakeExecutor, end_state, fake_result, search_cmd
+from tests.test_faults import (
+    POINTS,
+    FakeExecutor,
+    Injector,
+    Killed,
+    end_state,
+    fake_result,
+    search_cmd,
+)
 
 SPACE = {"steps": 2, "ops": ["skip_connect", "max_pool_3x3", "xnor_conv_3x3",
                              "bireal_conv_3x3_skip_connect"]}  # fmt: skip
 BUDGET = 7
 DIED = ("the search process died while training this trial 2 times (2 attempts, "
         "executor.max_attempts = 2); recorded as failed")  # fmt: skip
-
-
-class Killed(BaseException):
-    """The search process dies here: nothing catches it, as after a SIGKILL."""
 
 
 def config(budget: int = BUDGET):
@@ -70,13 +74,12 @@ def run_search(path: Path, cfg, evaluate) -> list[str]:
     try:
         search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0,
                            path.parent)  # fmt: skip
-        search.prepare()
-        notes = list(search.notes)
         try:
+            search.prepare()
             search.run(LocalExecutor(evaluate))
         except Killed:
-            notes.append("killed")
-        return notes
+            return [*search.notes, "killed"]
+        return search.notes
     finally:
         store.close()
 
@@ -123,6 +126,43 @@ def test_a_trial_that_kills_the_search_twice_is_failed_and_the_search_goes_on(tm
     with (path.parent / "trials.csv").open(newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["id"] == "3")
     assert (row["status"], row["attempts"], row["error"]) == ("failed", "2", DIED)
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p != "next_outcome"] + ["evaluate"])
+@pytest.mark.parametrize("at", [1, 3, 6])
+def test_one_kill_anywhere_with_the_local_executor_loses_nothing(tmp_path, monkeypatch,
+                                                                 point, at):  # fmt: skip
+    """Killed once at the ``at``-th store write, file write or evaluation of a local
+    search, then resumed: the trials, results and errors of an uninterrupted run; the
+    trial running at the kill (if any) used one more attempt."""
+    straight = tmp_path / "straight" / "trials.sqlite"
+    straight.parent.mkdir()
+    run_search(straight, config(), evaluate_with(None, Killed))
+    expected = end_state(straight)
+    path = tmp_path / "run" / "trials.sqlite"
+    path.parent.mkdir()
+    calls = []
+
+    def evaluate(genotype, **budget):
+        calls.append(genotype)
+        if point == "evaluate" and len(calls) == at:
+            raise Killed("evaluate")
+        return evaluate_with(None, Killed)(genotype)
+
+    with monkeypatch.context() as patch:
+        if point != "evaluate":
+            Injector(patch, point, at if (point, at) != ("set_meta", 1) else 2)
+        assert run_search(path, config(), evaluate) == ["killed"]
+    notes = run_search(path, config(), evaluate)
+    got = end_state(path)
+    assert [r[:4] + r[5:] for r in got] == [r[:4] + r[5:] for r in expected]
+    again = [r[0] for r in got if r[4] == 2]
+    assert [r[4] for r in got if r[0] not in again] == [1] * (BUDGET - len(again))
+    assert len(again) == len(notes) <= 1
+    assert again or point not in ("evaluate", "finish")  # these kill a running trial
+    if again:
+        assert notes[0].startswith(f"trial {again[0]} was training when the search process "
+                                   "died (once); running it again, attempt 2")  # fmt: skip
 
 
 def schema_3_copy(source: Path, target: Path, running: int) -> None:
