@@ -84,6 +84,13 @@ def run_search(path: Path, cfg, evaluate) -> list[str]:
         store.close()
 
 
+def status_counts(run: Path) -> str:
+    """The counts line of ``bnn-nas status RUN`` (no search holds the directory)."""
+    result = CliRunner().invoke(main, ["status", str(run)])
+    assert result.exit_code == 0, result.output
+    return next(line for line in result.output.splitlines() if line[:1].isdigit())
+
+
 def test_in_process_executors_are_marked():
     assert LocalExecutor.in_process and StreamExecutor.in_process
     assert not ProcessExecutor.in_process and not RayExecutor.in_process
@@ -111,10 +118,13 @@ def test_a_trial_that_kills_the_search_twice_is_failed_and_the_search_goes_on(tm
     assert run_search(path, config(), evaluate) == ["killed"]
     state = end_state(path)
     assert [r[2] for r in state] == ["done", "done", "running"]
+    assert status_counts(path.parent) == "2 done, 1 interrupted (a resume reruns them)"
     notes = run_search(path, config(), evaluate)  # the first resume: attempts left
     assert notes == ["trial 3 was training when the search process died (once); running it "
                      "again, attempt 2 of executor.max_attempts 2", "killed"]
     assert end_state(path) == [*state[:2], (*state[2][:4], 2, None, None, None)]
+    assert status_counts(path.parent) == (
+        "2 done, 1 interrupted with no attempts left (a resume records them failed)")
     notes = run_search(path, config(), evaluate)  # the second: recorded as failed, goes on
     assert notes == [f"trial 3 failed: {DIED}"]
     got = end_state(path)

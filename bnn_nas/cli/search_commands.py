@@ -217,7 +217,8 @@ def status_command(run_dir: str, form: str, watch: bool, every: float) -> None:
         while True:
             records, objectives, config = open_run_config(Path(run_dir))
             data = run_data(run_dir, records, objectives, config)
-            text = _status_text(form, records, objectives, data, compact=watch)
+            text = _status_text(form, records, objectives, data, compact=watch,
+                                max_attempts=_max_attempts(config))  # fmt: skip
             if text != shown:
                 if watch and form == "table" and shown is not None:
                     click.clear()  # a no-op unless stdout is a terminal
@@ -231,7 +232,16 @@ def status_command(run_dir: str, form: str, watch: bool, every: float) -> None:
                                             "--watch", "--every", f"{every:g}"])  # fmt: skip
 
 
-def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -> str:
+def _max_attempts(config: dict) -> int:
+    """A stored config's executor.max_attempts (its default where it has none)."""
+    from bnn_nas.config import ExecutorConfig
+
+    value = (config.get("executor") or {}).get("max_attempts")
+    return value if isinstance(value, int) else ExecutorConfig.max_attempts
+
+
+def _status_text(form: str, records, objectives, data: dict, *, compact: bool,
+                 max_attempts: int | None = None) -> str:  # fmt: skip
     """One look at a search, in the format asked for."""
     if form == "json":
         import json
@@ -249,14 +259,18 @@ def _status_text(form: str, records, objectives, data: dict, *, compact: bool) -
         writer.writeheader()
         writer.writerows(trial_row(r, fields) for r in records)
         return buffer.getvalue().rstrip("\n")
-    return "\n".join(_status_table(records, objectives, active=data["active"]))
+    return "\n".join(_status_table(records, objectives, active=data["active"],
+                                   max_attempts=max_attempts))  # fmt: skip
 
 
-def _status_table(records, objectives, *, active: bool = True) -> list[str]:
+def _status_table(records, objectives, *, active: bool = True,
+                  max_attempts: int | None = None) -> list[str]:  # fmt: skip
     """The status table for people: one row per trial, counts, the best trial.
 
     ``active``: a search runs in the directory now; else its trials still marked running
-    were cut off by a kill (their last state in the store) and are shown as interrupted."""
+    were cut off by a kill (their last state in the store) and are shown as interrupted;
+    one that ran in the search process with its ``max_attempts`` used up is counted apart
+    (a resume records it failed)."""
     from bnn_nas.objectives import column, metric, summary
     from bnn_nas.search.budget import describe_budget, rung_label, rung_table
     from bnn_nas.search.derive import best_trial
@@ -288,7 +302,11 @@ def _status_table(records, objectives, *, active: bool = True) -> list[str]:
         for s in ("done", "failed", "running", "pending")
     }
     if not active and counts["running"]:
-        counts["interrupted (a resume reruns them)"] = counts.pop("running")
+        used_up = 0 if max_attempts is None else sum(
+            r.status.value == "running" and r.in_process and r.attempts >= max_attempts
+            for r in records)  # fmt: skip
+        counts["interrupted (a resume reruns them)"] = counts.pop("running") - used_up
+        counts["interrupted with no attempts left (a resume records them failed)"] = used_up
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     for _, by_status, budget in rung_table(records):  # a multi-fidelity search's rungs
         lines.append(f"{budget}: " + ", ".join(f"{n} {s}" for s, n in by_status.items()))
