@@ -4,6 +4,7 @@ the compiled forward and backward equal the eager ones, with no graph break."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -118,3 +119,55 @@ def test_traced_binarizers_equal_the_eager_functions_on_random_values(name, dtyp
     with torch.no_grad():
         assert torch.equal(traced(x), results[1][0])  # sign only, no surrogate term
 
+
+
+def _cpu_inductor_available() -> bool:
+    return any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))  # it writes C++
+
+
+class _ElementwiseBinarizers(nn.Module):
+    """The binarizers whose forward and gradient are elementwise (no reduction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        names = ("ste", "clipped_ste", "approx_sign")
+        self.binarizers = nn.ModuleList(
+            [ACTIVATION_BINARIZERS[n]() for n in names] + [WEIGHT_BINARIZERS["sign"]()]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([b(x) for b in self.binarizers])
+
+
+@pytest.mark.skipif(not _cpu_inductor_available(), reason="CPU Inductor needs a C++ compiler")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_inductor_keeps_the_straight_through_gradient(dtype):
+    """Inductor (torch.compile's default backend, the one training uses) computes the
+    eager forward exactly and the eager gradient: equal in float32 and float64; in bf16
+    it computes in float32 and rounds once, so ApproxSign's g * (2 - 2|x|) may differ by
+    one bf16 step where eager rounds the slope first. A compiler that simplified
+    s - s.detach() to 0 across the joint graph would zero every gradient: this fails then."""
+    torch._dynamo.reset()
+    module = _ElementwiseBinarizers()
+    generator = torch.Generator().manual_seed(2)
+    x = (torch.randn(16, 8, 8, 8, generator=generator) * 1.5).to(dtype)
+    x.view(-1)[: len(EDGES)] = torch.tensor(EDGES, dtype=dtype)
+    g = torch.randn(4, *x.shape, generator=generator).to(dtype)
+    results = []
+    for forward in (module, torch.compile(module, backend="inductor", fullgraph=True)):
+        leaf = x.clone().requires_grad_(True)
+        out = forward(leaf)
+        per_binarizer = [torch.autograd.grad(out[i], leaf, g[i], retain_graph=True)[0]
+                         for i in range(len(module.binarizers))]  # fmt: skip
+        results.append((out.detach(), per_binarizer))
+    (eager_out, eager_grads), (compiled_out, compiled_grads) = results
+    assert torch.equal(eager_out, compiled_out)
+    assert set(compiled_out.unique().tolist()) == {-1.0, 1.0}
+    for name, a, b in zip(("ste", "clipped_ste", "approx_sign", "sign"), eager_grads,
+                          compiled_grads, strict=True):  # fmt: skip
+        assert b.abs().sum() > 0, name
+        if dtype == torch.bfloat16 and name == "approx_sign":
+            step = torch.finfo(dtype).eps * a.abs().float().clamp_min(1e-30)
+            assert ((a.float() - b.float()).abs() <= step).all(), name
+        else:
+            assert torch.equal(a, b), name

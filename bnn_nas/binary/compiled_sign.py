@@ -22,14 +22,21 @@ passes the gradient there) and 0 outside, where every surrogate here is 0 anyway
 slope is computed in x's dtype as the eager Functions compute it (clipped STE:
 1{|x| <= 1}; ApproxSign: max(0, 2 - 2|x|)), and the product is one multiplication, so
 the gradient equals the eager one value for value (the sign of a zero gradient may
-differ). Nothing is opaque to the compiler: Inductor fuses the sign, its surrogate and
-the batch norm before it into one kernel each way. With no gradient wanted (export,
-evaluation, ``no_grad``) only the sign is traced.
+differ) under Dynamo and AOTAutograd, and under Inductor in float32 and float64. Inductor
+computes bf16 and fp16 arithmetic in float32 and rounds once, where eager rounds the
+slope to x's dtype first: ApproxSign's (and RSign's) gradient may then differ by one
+bf16/fp16 step (about 8% of random values; exact with
+``torch._inductor.config.emulate_precision_casts``). Nothing is opaque to the compiler:
+Inductor fuses the sign, its surrogate and the batch norm before it into one kernel each
+way. With no gradient wanted (export, evaluation, ``no_grad``) only the sign is traced.
 
 Eager steps keep the autograd Functions and the fused Triton kernels
 (bnn_nas/binary/fused.py), which cost less Python per call. Differences from them,
 under tracing only: a NaN input gives NaN (eager: -1), and ``ste``'s x - x.detach() is
-NaN for an infinite x.
+NaN for an infinite x. Inductor draws ``stochastic``'s noise from its own generator, so
+its draws are not eager's under the same seed (same distribution;
+``torch._inductor.config.fallback_random`` draws eager's). A seeded ``stochastic``
+(``StochasticSign(seed=...)``) breaks the graph: Dynamo traces no ``torch.Generator``.
 """
 
 import torch
