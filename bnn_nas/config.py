@@ -163,6 +163,11 @@ class ExecutorConfig:
     # (docs/benchmarks.md); 1 on the CPU
     trials_per_device: int | None = None
     max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
+    # local, streams (trials run inside the search process): a trial that was training
+    # when the search process died this many times is recorded failed at the next start
+    # (its candidate may be what kills it: a segfault, the OOM killer). None: never, a
+    # resume reruns it (a user's kill, a preemption, a timeout look the same in the store)
+    max_process_deaths: int | None = None
     address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
     # a plugin executor's own settings (its registry entry's dataclass), written flat
     extra: dict[str, Any] = field(default_factory=dict)
@@ -204,8 +209,13 @@ _HIDDEN = ("source", "extra")  # fields that are not keys of a config file
 _POSITIVE = {
     "epochs", "batch_size", "eval_batch_size", "budget", "population", "sample_size",
     "trials_per_device", "max_attempts", "checkpoint_every", "cells", "channels",
-    "search_train_size", "search_valid_size",
+    "search_train_size", "search_valid_size", "max_process_deaths",
 }  # fmt: skip
+# what to write instead, for keys whose plain error ("must be at least 1") does not say it
+_FIXES = {
+    "executor.max_process_deaths": "give a whole number of deaths, 1 or more, or null (the "
+    "default: a resume always reruns the trial)",
+}
 # (section field, low, high, low included, high included) for every bounded number
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lr": (0.0, math.inf, False, False),
@@ -412,14 +422,19 @@ def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str, prefix: str
         if f.name not in data or f.name in _HIDDEN:
             continue
         key = f"{prefix}{f.name}"
-        value = _convert(data[f.name], hints[f.name], key, where)
+        try:
+            value = _convert(data[f.name], hints[f.name], key, where)
+            _check_positive(key, f.name, value, where)
+        except ConfigError as err:
+            if key not in _FIXES:
+                raise
+            raise ConfigError(f"{err}; {_FIXES[key]}") from None
         if key in _CHOICES and value not in _CHOICES[key]:
             raise ConfigError(
                 f"{where}: {key} is {shown(value)}; choose one of {', '.join(_CHOICES[key])}"
             )
         if key in _REGISTERED_NAMES:
             _registered(key, value, where)
-        _check_positive(key, f.name, value, where)
         if f.name in _RANGES and isinstance(value, float):
             _check_range(key, value, where)
         values[f.name] = value

@@ -1,7 +1,11 @@
-"""A candidate that kills the search process itself (``local``/``streams`` executors: a
-segfault, the OOM killer, a CUDA fault) is failed after ``executor.max_attempts`` such
-deaths instead of being rerun by every resume; the search then goes on as after any
-failed trial. Stores of older schemas (no death columns) resume as before.
+"""A trial that was training inside the search process (``local``/``streams`` executors)
+when that process died has the death counted, using no attempt. By default a resume
+always reruns it: a user's kill (SIGKILL, a preemption's SIGTERM, a timeout) looks in the
+store exactly like a candidate's segfault or the OOM killer, and a killed search must end
+as the uninterrupted one. With ``executor.max_process_deaths`` set (opt-in), a candidate
+that kills the search that often is failed instead of being rerun by every resume; the
+search then goes on as after any failed trial. Stores of older schemas (no death columns)
+resume as before.
 
 The fast part kills the search in this process (``Killed``, a BaseException, escapes the
 executor and the loop as a SIGKILL would leave them); the slow part runs ``bnn-nas
@@ -20,7 +24,8 @@ import pytest
 from click.testing import CliRunner
 
 from bnn_nas.cli import main
-from bnn_nas.config import config_from_dict, load_config
+from bnn_nas.config import config_from_dict, config_to_dict, load_config
+from bnn_nas.errors import ConfigError
 from bnn_nas.search.executors import LocalExecutor
 from bnn_nas.search.loop import SearchRun
 from bnn_nas.search.processes import ProcessExecutor
@@ -43,16 +48,19 @@ from tests.test_faults import (
 SPACE = {"steps": 2, "ops": ["skip_connect", "max_pool_3x3", "xnor_conv_3x3",
                              "bireal_conv_3x3_skip_connect"]}  # fmt: skip
 BUDGET = 7
-DIED = ("the search process died while training this trial 2 times (2 attempts, "
-        "executor.max_attempts = 2); recorded as failed")  # fmt: skip
+DIED = ("the search process died while training this trial 2 times "
+        "(executor.max_process_deaths = 2); recorded as failed")  # fmt: skip
+RERUN = "trial 3 was training when the search process died ({}); running it again"
+HINT = (". If this trial is what kills the search (a crash, the OOM killer), --set "
+        "executor.max_process_deaths={} on the next resume records it failed")  # fmt: skip
 
 
-def config(budget: int = BUDGET):
+def config(budget: int = BUDGET, max_process_deaths: int | None = None):
     return config_from_dict({
         "seed": 4, "device": "cpu", "search_space": SPACE,
         "search": {"controller": "evolution", "budget": budget, "population": 3,
                    "sample_size": 2},
-        "executor": {"max_attempts": 2},
+        "executor": {"max_attempts": 2, "max_process_deaths": max_process_deaths},
     })  # fmt: skip
 
 
@@ -84,6 +92,14 @@ def run_search(path: Path, cfg, evaluate) -> list[str]:
         store.close()
 
 
+def store_config(path: Path, cfg) -> None:
+    """The config in a new store at ``path``, as a search stores it (``bnn-nas status``
+    reads executor.max_process_deaths there)."""
+    store = SQLiteStore(path)
+    store.set_meta("config", config_to_dict(cfg))
+    store.close()
+
+
 def status_counts(run: Path) -> str:
     """The counts line of ``bnn-nas status RUN`` (no search holds the directory)."""
     result = CliRunner().invoke(main, ["status", str(run)])
@@ -98,44 +114,86 @@ def test_in_process_executors_are_marked():
 
 
 def test_a_trial_that_kills_the_search_twice_is_failed_and_the_search_goes_on(tmp_path):
-    """Trial 3 kills the search process (max_attempts 2): the first run dies, the first
-    resume reruns it and dies again, the second resume records it failed and finishes the
-    budget: the same trials, proposals and results as a search where trial 3 failed with
-    an exception."""
+    """Trial 3 kills the search process (executor.max_process_deaths 2): the first run
+    dies, the first resume reruns it and dies again, the second resume records it failed
+    and finishes the budget: the same trials, proposals, results and attempts as a search
+    where trial 3 failed with an exception."""
+    cfg = config(max_process_deaths=2)
     straight = tmp_path / "straight" / "trials.sqlite"
     straight.parent.mkdir()
-    run_search(straight, config(), evaluate_with(None, Killed))
+    run_search(straight, cfg, evaluate_with(None, Killed))
     target = end_state(straight)[2][1]  # trial 3's genotype
     failing = tmp_path / "failing" / "trials.sqlite"
     failing.parent.mkdir()
-    run_search(failing, config(), evaluate_with(target, RuntimeError))
+    run_search(failing, cfg, evaluate_with(target, RuntimeError))
     expected = end_state(failing)
     assert expected[2][2] == "failed" and expected[2][1] == target
 
     path = tmp_path / "run" / "trials.sqlite"
     path.parent.mkdir()
+    store_config(path, cfg)
     evaluate = evaluate_with(target, Killed)
-    assert run_search(path, config(), evaluate) == ["killed"]
+    assert run_search(path, cfg, evaluate) == ["killed"]
     state = end_state(path)
     assert [r[2] for r in state] == ["done", "done", "running"]
     assert status_counts(path.parent) == "2 done, 1 interrupted (a resume reruns them)"
-    notes = run_search(path, config(), evaluate)  # the first resume: attempts left
-    assert notes == ["trial 3 was training when the search process died (once); running it "
-                     "again, attempt 2 of executor.max_attempts 2", "killed"]
-    assert end_state(path) == [*state[:2], (*state[2][:4], 2, None, None, None)]
-    assert status_counts(path.parent) == (
-        "2 done, 1 interrupted with no attempts left (a resume records them failed)")
-    notes = run_search(path, config(), evaluate)  # the second: recorded as failed, goes on
+    notes = run_search(path, cfg, evaluate)  # the first resume: one death of two
+    assert notes == [RERUN.format("death 1 of executor.max_process_deaths 2"), "killed"]
+    assert end_state(path) == state  # running again, on one attempt
+    assert status_counts(path.parent) == ("2 done, 1 interrupted with executor."
+                                          "max_process_deaths reached (a resume records "
+                                          "them failed)")  # fmt: skip
+    notes = run_search(path, cfg, evaluate)  # the second: recorded as failed, goes on
     assert notes == [f"trial 3 failed: {DIED}"]
     got = end_state(path)
     assert len(got) == BUDGET and got[2][2] == "failed" and got[2][6] == DIED
-    # every other trial (proposals, results, one attempt each) as after a plain failure
-    assert [r[:4] for r in got] == [r[:4] for r in expected]
+    # every trial (proposals, results, one attempt each) as after a plain failure
+    assert [r[:6] for r in got] == [r[:6] for r in expected]
     assert [r for r in got if r[0] != 3] == [r for r in expected if r[0] != 3]
-    assert got[2][4] == 2
     with (path.parent / "trials.csv").open(newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["id"] == "3")
-    assert (row["status"], row["attempts"], row["error"]) == ("failed", "2", DIED)
+    assert (row["status"], row["attempts"], row["error"]) == ("failed", "1", DIED)
+
+
+@pytest.mark.parametrize("max_process_deaths", [None, 4])
+def test_a_trial_killed_three_times_is_rerun_and_the_search_ends_as_uninterrupted(
+        tmp_path, max_process_deaths):  # fmt: skip
+    """The search process dies three times while trial 3 trains (a user's kills, or a
+    candidate's below executor.max_process_deaths): each resume reruns it, saying so, no
+    kill uses an attempt, and the search ends as the uninterrupted one. Unset, the note
+    from the second death on says how to have such a trial failed."""
+    cfg = config(max_process_deaths=max_process_deaths)
+    straight = tmp_path / "straight" / "trials.sqlite"
+    straight.parent.mkdir()
+    run_search(straight, cfg, evaluate_with(None, Killed))
+    expected = end_state(straight)
+    target = expected[2][1]
+    kills = []
+
+    def evaluate(genotype, **budget):
+        if genotype.hash == target and len(kills) < 3:
+            kills.append(genotype)
+            raise Killed("killed while trial 3 trains")
+        return evaluate_with(None, Killed)(genotype)
+
+    path = tmp_path / "run" / "trials.sqlite"
+    path.parent.mkdir()
+    store_config(path, cfg)
+    assert run_search(path, cfg, evaluate) == ["killed"]
+    assert status_counts(path.parent) == "2 done, 1 interrupted (a resume reruns them)"
+    notes = [run_search(path, cfg, evaluate) for _ in range(3)]
+    if max_process_deaths is None:
+        assert notes == [[RERUN.format("once"), "killed"],
+                         [RERUN.format("twice") + HINT.format(3), "killed"],
+                         [RERUN.format("3 times") + HINT.format(4)]]  # fmt: skip
+    else:
+        assert notes == [[RERUN.format(f"death {n} of executor.max_process_deaths 4"), *end]
+                         for n, end in ((1, ["killed"]), (2, ["killed"]), (3, []))]
+    assert end_state(path) == expected  # one attempt each, the kills used none
+    store = SQLiteStore(path, read_only=True)
+    assert [r.process_deaths for r in store.trials()] == [0, 0, 3] + [0] * (BUDGET - 3)
+    store.close()
+    assert status_counts(path.parent) == f"{BUDGET} done"
 
 
 @pytest.mark.parametrize("point", [p for p in POINTS if p != "next_outcome"] + ["evaluate"])
@@ -143,8 +201,9 @@ def test_a_trial_that_kills_the_search_twice_is_failed_and_the_search_goes_on(tm
 def test_one_kill_anywhere_with_the_local_executor_loses_nothing(tmp_path, monkeypatch,
                                                                  point, at):  # fmt: skip
     """Killed once at the ``at``-th store write, file write or evaluation of a local
-    search, then resumed: the trials, results and errors of an uninterrupted run; the
-    trial running at the kill (if any) used one more attempt."""
+    search, then resumed: the trials, results, errors and attempts of an uninterrupted
+    run; the trial running at the kill (if any) has the death counted, and the resume
+    said so."""
     straight = tmp_path / "straight" / "trials.sqlite"
     straight.parent.mkdir()
     run_search(straight, config(), evaluate_with(None, Killed))
@@ -164,15 +223,37 @@ def test_one_kill_anywhere_with_the_local_executor_loses_nothing(tmp_path, monke
             Injector(patch, point, at if (point, at) != ("set_meta", 1) else 2)
         assert run_search(path, config(), evaluate) == ["killed"]
     notes = run_search(path, config(), evaluate)
-    got = end_state(path)
-    assert [r[:4] + r[5:] for r in got] == [r[:4] + r[5:] for r in expected]
-    again = [r[0] for r in got if r[4] == 2]
-    assert [r[4] for r in got if r[0] not in again] == [1] * (BUDGET - len(again))
+    assert end_state(path) == expected
+    store = SQLiteStore(path, read_only=True)
+    again = [r.id for r in store.trials() if r.process_deaths]
+    assert [r.process_deaths for r in store.trials() if r.id in again] == [1] * len(again)
+    store.close()
     assert len(again) == len(notes) <= 1
     assert again or point not in ("evaluate", "finish")  # these kill a running trial
     if again:
-        assert notes[0].startswith(f"trial {again[0]} was training when the search process "
-                                   "died (once); running it again, attempt 2")  # fmt: skip
+        assert notes == [f"trial {again[0]} was training when the search process died "
+                         "(once); running it again"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [0, -2, "x", 1.5, True])
+def test_max_process_deaths_must_be_a_positive_whole_number_or_null(tmp_path, value):
+    message = ("executor.max_process_deaths must be {}, not {!r}; give a whole number of "
+               "deaths, 1 or more, or null (the default: a resume always reruns the trial)")
+    plain = "at least 1" if isinstance(value, int) and not isinstance(value, bool) else (
+        "int or NoneType")
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"executor": {"max_process_deaths": value}}, "c.yaml")
+    assert str(err.value) == "c.yaml: " + message.format(plain, value)
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 1\n")
+    with pytest.raises(ConfigError) as err:  # from --set, it names the --set
+        load_config(path, (f"executor.max_process_deaths={value}",))
+    assert str(err.value).startswith("--set 'executor.max_process_deaths=")
+    assert "executor.max_process_deaths must be" in str(err.value) and "\n" not in str(err.value)
+    assert load_config(path, ("executor.max_process_deaths=3",)).executor.max_process_deaths == 3
+    assert load_config(path, ("executor.max_process_deaths=null",)).executor == (
+        load_config(path).executor)
+    assert load_config(path).executor.max_process_deaths is None
 
 
 def schema_3_copy(source: Path, target: Path, running: int) -> None:
@@ -272,16 +353,18 @@ def proposals(config_path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_a_candidate_that_sigkills_the_search_through_the_cli(tmp_path):
-    """``bnn-nas search`` (local executor) whose trial 2 SIGKILLs the process: the first
-    run and the first resume die there, the second resume records it failed, says so,
-    and finishes the budget; status and trials.csv show it failed with why."""
+    """``bnn-nas search`` (local executor, executor.max_process_deaths 2) whose trial 2
+    SIGKILLs the process: the first run and the first resume die there, the second
+    resume records it failed, says so, and finishes the budget; status and trials.csv
+    show it failed with why."""
     plain = tmp_path / "plain.yaml"
     plain.write_text(CLI_CONFIG.replace("controller: evolution", "controller: random"))
     hashes = proposals(plain)
     plugin = tmp_path / "killer.py"
     plugin.write_text(PLUGIN.format(target=hashes[1]))
     config = tmp_path / "c.yaml"
-    config.write_text(plain.read_text() + f"plugins: [{plugin}]\n")
+    config.write_text(plain.read_text() + f"plugins: [{plugin}]\n"
+                      "executor: {max_process_deaths: 2}\n")
     run = tmp_path / "run"
     first = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
     assert first.returncode == -9, first.stderr
@@ -289,8 +372,8 @@ def test_a_candidate_that_sigkills_the_search_through_the_cli(tmp_path):
     assert [(r[1], r[2]) for r in rows] == [(hashes[0], "done"), (hashes[1], "running")]
     again = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
     assert again.returncode == -9, again.stderr
-    assert ("trial 2 was training when the search process died (once); running it again, "
-            "attempt 2 of executor.max_attempts 2") in again.stderr.splitlines()
+    assert ("trial 2 was training when the search process died (death 1 of executor."
+            "max_process_deaths 2); running it again") in again.stderr.splitlines()
     last = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
     assert last.returncode == 0, last.stderr
     assert f"trial 2 failed: {DIED}" in last.stderr.splitlines()
@@ -298,14 +381,14 @@ def test_a_candidate_that_sigkills_the_search_through_the_cli(tmp_path):
     after = end_state(run / "trials.sqlite")
     assert after[0] == rows[0]  # the trial done before the kills is as it was
     assert [(r[1], r[2], r[4]) for r in after] == [
-        (hashes[0], "done", 1), (hashes[1], "failed", 2), (hashes[2], "done", 1),
+        (hashes[0], "done", 1), (hashes[1], "failed", 1), (hashes[2], "done", 1),
         (hashes[3], "done", 1)]  # fmt: skip
     assert after[1][6] == DIED
     log = (run / "search.log").read_text().splitlines()
     assert f"trial 2 failed: {DIED}" in log and sum("running it again" in x for x in log) == 1
     with (run / "trials.csv").open(newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["id"] == "2")
-    assert (row["status"], row["attempts"], row["error"]) == ("failed", "2", DIED)
+    assert (row["status"], row["attempts"], row["error"]) == ("failed", "1", DIED)
     status = CliRunner().invoke(main, ["status", str(run)])
     assert status.exit_code == 0, status.output
     line = next(x for x in status.output.splitlines() if x.split()[:1] == ["2"])

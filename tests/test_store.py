@@ -110,26 +110,46 @@ def test_transitions_are_checked_and_get_is_indexed(store):
         CompletedTrial(**{**vars(store.get(2))})
 
 
-def test_a_trial_that_kills_the_search_process_is_failed_after_max_attempts(store):
+def test_a_trial_that_kills_the_search_process_is_failed_at_max_process_deaths(store):
     """A trial started inside the search process (``in_process``: local, streams) that is
-    still running at the next start may have killed it: the death counts its attempt,
-    and once attempts reach max_attempts it is failed instead of rerun forever."""
+    still running at the next start may have killed it: with max_process_deaths set, its
+    deaths are counted (using no attempt) and once they reach it, it is failed instead of
+    rerun forever."""
     store.add([Proposal(G1), Proposal(G2)])
     store.start(1, in_process=True)
     assert store.get(1).in_process and store.get(1).process_deaths == 0
-    assert store.reclaim(max_attempts=2) == [1]  # died once: run again, the attempt kept
+    assert store.reclaim(max_attempts=2, max_process_deaths=2) == [1]  # died once: again
     once = store.get(1)
-    assert once.status is TrialStatus.PENDING and once.attempts == 1
+    assert once.status is TrialStatus.PENDING and once.attempts == 0
     assert once.process_deaths == 1
     store.start(1, in_process=True)
     store.start(2)  # in a worker: the same death says nothing about trial 2
-    assert store.reclaim(max_attempts=2) == [2]
+    assert store.reclaim(max_attempts=2, max_process_deaths=2) == [2]
     failed, other = store.get(1), store.get(2)
-    assert failed.status is TrialStatus.FAILED and failed.attempts == 2
+    assert failed.status is TrialStatus.FAILED and failed.attempts == 1
     assert failed.process_deaths == 2 and failed.finished_at >= failed.started_at
     assert failed.error == ("the search process died while training this trial 2 times "
-                            "(2 attempts, executor.max_attempts = 2); recorded as failed")
+                            "(executor.max_process_deaths = 2); recorded as failed")
     assert other.status is TrialStatus.PENDING and other.attempts == 0
     assert not other.in_process and other.process_deaths == 0
-    assert store.reclaim(max_attempts=2) == []  # nothing running: nothing changes
+    assert store.reclaim(max_attempts=2, max_process_deaths=2) == []  # nothing running
     assert store.get(1) == failed
+
+
+def test_by_default_a_trial_that_died_with_the_search_process_is_always_rerun(store):
+    """Unset max_process_deaths (the default): a user's kill looks like a candidate's in
+    the store, so an in-process trial's deaths are counted but never fail it, and none
+    uses an attempt (max_attempts is for worker deaths only)."""
+    store.add([Proposal(G1)])
+    for deaths in range(1, 6):  # killed five times during trial 1
+        store.start(1, in_process=True)
+        assert store.reclaim(max_attempts=1) == [1]
+        record = store.get(1)
+        assert record.status is TrialStatus.PENDING and record.attempts == 0
+        assert record.process_deaths == deaths
+    store.start(1, in_process=True)
+    assert store.reclaim(max_attempts=1, max_process_deaths=7) == [1]  # 6 of 7: again
+    store.start(1, in_process=True)
+    store.finish(1, RESULT)
+    done = store.get(1)
+    assert done.done and done.attempts == 1 and done.process_deaths == 6

@@ -218,7 +218,7 @@ def status_command(run_dir: str, form: str, watch: bool, every: float) -> None:
             records, objectives, config = open_run_config(Path(run_dir))
             data = run_data(run_dir, records, objectives, config)
             text = _status_text(form, records, objectives, data, compact=watch,
-                                max_attempts=_max_attempts(config))  # fmt: skip
+                                max_process_deaths=_max_process_deaths(config))  # fmt: skip
             if text != shown:
                 if watch and form == "table" and shown is not None:
                     click.clear()  # a no-op unless stdout is a terminal
@@ -232,16 +232,14 @@ def status_command(run_dir: str, form: str, watch: bool, every: float) -> None:
                                             "--watch", "--every", f"{every:g}"])  # fmt: skip
 
 
-def _max_attempts(config: dict) -> int:
-    """A stored config's executor.max_attempts (its default where it has none)."""
-    from bnn_nas.config import ExecutorConfig
-
-    value = (config.get("executor") or {}).get("max_attempts")
-    return value if isinstance(value, int) else ExecutorConfig.max_attempts
+def _max_process_deaths(config: dict) -> int | None:
+    """A stored config's executor.max_process_deaths (None, its default, where unset)."""
+    value = (config.get("executor") or {}).get("max_process_deaths")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _status_text(form: str, records, objectives, data: dict, *, compact: bool,
-                 max_attempts: int | None = None) -> str:  # fmt: skip
+                 max_process_deaths: int | None = None) -> str:  # fmt: skip
     """One look at a search, in the format asked for."""
     if form == "json":
         import json
@@ -260,17 +258,18 @@ def _status_text(form: str, records, objectives, data: dict, *, compact: bool,
         writer.writerows(trial_row(r, fields) for r in records)
         return buffer.getvalue().rstrip("\n")
     return "\n".join(_status_table(records, objectives, active=data["active"],
-                                   max_attempts=max_attempts))  # fmt: skip
+                                   max_process_deaths=max_process_deaths))  # fmt: skip
 
 
 def _status_table(records, objectives, *, active: bool = True,
-                  max_attempts: int | None = None) -> list[str]:  # fmt: skip
+                  max_process_deaths: int | None = None) -> list[str]:  # fmt: skip
     """The status table for people: one row per trial, counts, the best trial.
 
     ``active``: a search runs in the directory now; else its trials still marked running
     were cut off by a kill (their last state in the store) and are shown as interrupted;
-    one that ran in the search process with its ``max_attempts`` used up is counted apart
-    (a resume records it failed)."""
+    with ``max_process_deaths`` set (the run's executor.max_process_deaths), one that ran
+    in the search process and reaches it with this death is counted apart (a resume with
+    that setting records it failed)."""
     from bnn_nas.objectives import column, metric, summary
     from bnn_nas.search.budget import describe_budget, rung_label, rung_table
     from bnn_nas.search.derive import best_trial
@@ -302,11 +301,12 @@ def _status_table(records, objectives, *, active: bool = True,
         for s in ("done", "failed", "running", "pending")
     }
     if not active and counts["running"]:
-        used_up = 0 if max_attempts is None else sum(
-            r.status.value == "running" and r.in_process and r.attempts >= max_attempts
-            for r in records)  # fmt: skip
-        counts["interrupted (a resume reruns them)"] = counts.pop("running") - used_up
-        counts["interrupted with no attempts left (a resume records them failed)"] = used_up
+        last = 0 if max_process_deaths is None else sum(  # their death is counted at resume
+            r.status.value == "running" and r.in_process
+            and r.process_deaths + 1 >= max_process_deaths for r in records)  # fmt: skip
+        counts["interrupted (a resume reruns them)"] = counts.pop("running") - last
+        counts["interrupted with executor.max_process_deaths reached (a resume records them "
+               "failed)"] = last
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
     for _, by_status, budget in rung_table(records):  # a multi-fidelity search's rungs
         lines.append(f"{budget}: " + ", ".join(f"{n} {s}" for s, n in by_status.items()))

@@ -4,7 +4,8 @@ All share one small interface: ``submit`` a trial, ``next_outcome`` waits for on
 An outcome is a result, a candidate's failure (recorded, the search goes on) or a lost
 worker (the trial is retried up to ``max_attempts``; nothing done is lost). A candidate
 that takes down the search process itself (``in_process`` executors) is counted at the
-next start and failed after ``max_attempts`` such deaths (``TrialStore.reclaim``).
+next start, and failed after ``executor.max_process_deaths`` such deaths where that is set
+(``TrialStore.reclaim``; unset, a resume always reruns it).
 
 Executors are registered by name (``bnn_nas.extensions.EXECUTORS``, the table that
 ``executor.type`` picks from): an entry is ``make(config, evaluator, plugins, settings)
@@ -58,9 +59,9 @@ class Executor(ABC):
     capacity: int = 1
     running: RunningTrials | None = None  # where running trials' epochs are reported
     # True where trials run inside the search process (``local``, ``streams``): a candidate
-    # that kills it (a segfault, the OOM killer) is then failed after ``max_attempts``
-    # deaths, not rerun on every resume. False (trials in workers): the search process's
-    # death never counts against a trial.
+    # that kills it (a segfault, the OOM killer) has its deaths counted, and is failed
+    # after ``executor.max_process_deaths`` of them where that is set. False (trials in
+    # workers): the search process's death never counts against a trial.
     in_process: bool = False
 
     def report_epochs(self, running: RunningTrials) -> bool:

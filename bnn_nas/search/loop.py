@@ -39,15 +39,26 @@ class Progress:
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
 
 
-def death_note(record: TrialRecord, max_attempts: int) -> str:
+def death_note(record: TrialRecord, max_process_deaths: int | None) -> str:
     """What a resume says about a trial that was training inside the search process when
-    it died: failed (it used up its attempts) or run again."""
+    it died: failed (``executor.max_process_deaths`` reached) or run again. With the
+    setting unset, from the trial's second death on, it says how to have it failed: the
+    value deaths + 1, the largest that fails it at the resume after its next death (its
+    deaths so far would do the same for it, but fail other trials one death sooner)."""
     if record.status is TrialStatus.FAILED:
         return f"trial {record.id} failed: {record.error}"
-    times = "once" if record.process_deaths == 1 else f"{record.process_deaths} times"
-    return (f"trial {record.id} was training when the search process died ({times}); "
-            f"running it again, attempt {record.attempts + 1} of executor.max_attempts "
-            f"{max_attempts}")  # fmt: skip
+    deaths = record.process_deaths
+    if max_process_deaths is not None:
+        times = f"death {deaths} of executor.max_process_deaths {max_process_deaths}"
+    else:
+        times = {1: "once", 2: "twice"}.get(deaths, f"{deaths} times")
+    note = (f"trial {record.id} was training when the search process died ({times}); "
+            "running it again")  # fmt: skip
+    if max_process_deaths is None and deaths >= 2:
+        note += (f". If this trial is what kills the search (a crash, the OOM killer), "
+                 f"--set executor.max_process_deaths={deaths + 1} on the next resume records "
+                 f"it failed")  # fmt: skip
+    return note
 
 
 class SearchRun:
@@ -79,16 +90,17 @@ class SearchRun:
     def prepare(self) -> list[int]:
         """Reclaim trials a dead process left running and rebuild the controller.
 
-        Returns the ids of the trials that run again. A trial that was running inside the
-        search process when it died (``local``, ``streams``) used an attempt: it runs
-        again while it has attempts left (``executor.max_attempts``), else it is failed
-        and the search goes on as after any failed trial; ``notes`` then holds one line
-        for each such trial, for the user."""
-        max_attempts = self.config.executor.max_attempts
+        Returns the ids of the trials that run again; none used an attempt. A trial that
+        was running inside the search process when it died (``local``, ``streams``) has
+        that death counted: it runs again, unless ``executor.max_process_deaths`` is set
+        and reached, then it is failed and the search goes on as after any failed trial;
+        ``notes`` then holds one line for each such trial, for the user."""
+        executor = self.config.executor
         died = [r.id for r in self.store.trials()
                 if r.status is TrialStatus.RUNNING and r.in_process]  # fmt: skip
-        reclaimed = self.store.reclaim(max_attempts)
-        self.notes = [death_note(self.store.get(i), max_attempts) for i in died]
+        reclaimed = self.store.reclaim(executor.max_attempts,
+                                       max_process_deaths=executor.max_process_deaths)
+        self.notes = [death_note(self.store.get(i), executor.max_process_deaths) for i in died]
         # who runs the trials now (the run directory's lock keeps it to one process)
         self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),
                                        "started": time.time()})  # fmt: skip

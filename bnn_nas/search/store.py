@@ -136,19 +136,20 @@ class TrialStore(ABC):
         attempts = record.attempts if count_attempt else max(0, record.attempts - 1)
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
-    def reclaim(self, max_attempts: int) -> list[int]:
-        """At start, ``running`` rows that a dead search process left: rerun or failed.
+    def reclaim(self, max_attempts: int | None = None, *,
+                max_process_deaths: int | None = None) -> list[int]:  # fmt: skip
+        """At start, ``running`` rows that a dead search process left: rerun (or failed).
 
-        A row still ``running`` at start was cut off by the search process's own death.
-        Where the trial ran in a worker (``processes``, ``ray``), that death (a kill, the
-        machine's power) says nothing about the candidate: its attempt is given back, and
-        it goes back to pending however often this happens. Where it ran inside the search
-        process (``in_process``: ``local``, ``streams``), the candidate may have killed it (a
-        segfault, the OOM killer, a CUDA fault) and would kill every resume: the death
-        counts its attempt (``process_deaths`` + 1), and once its attempts reach
-        ``max_attempts`` it is failed (:func:`died_error`) instead of rerun. Returns the ids
-        that went back to pending. (A worker's death while the search lives is recorded by
-        the search, see ``release``.)
+        A row still ``running`` at start was cut off by the search process's own death: a
+        kill (the user's, a scheduler's preemption, a timeout), the machine's power, or,
+        where the trial ran inside the search process (``in_process``: ``local``,
+        ``streams``), possibly the candidate itself (a segfault, the OOM killer, a CUDA
+        fault); the store cannot tell these apart. So the death never uses an attempt
+        (``max_attempts`` counts worker deaths only, see ``release``; it is kept for
+        callers): the trial goes back to pending. An ``in_process`` trial's death is
+        counted (``process_deaths`` + 1), and with ``max_process_deaths`` set (the opt-in
+        ``executor.max_process_deaths``) a trial whose deaths reach it is failed
+        (:func:`died_error`) instead of rerun. Returns the ids that went back to pending.
         """
         reclaimed = []
         for record in self.trials():
@@ -159,23 +160,25 @@ class TrialStore(ABC):
                 reclaimed.append(record.id)
                 continue
             deaths = record.process_deaths + 1
-            if record.attempts >= max_attempts:  # one write each: a kill here loses nothing
+            # one write each: a kill here loses nothing
+            if max_process_deaths is not None and deaths >= max_process_deaths:
                 _check(record, "fail")
                 self._update(record.id, status=TrialStatus.FAILED, process_deaths=deaths,
-                             error=died_error(deaths, record.attempts, max_attempts),
+                             error=died_error(deaths, max_process_deaths),
                              finished_at=time.time())  # fmt: skip
             else:
                 _check(record, "release")
-                self._update(record.id, status=TrialStatus.PENDING, process_deaths=deaths)
+                self._update(record.id, status=TrialStatus.PENDING, process_deaths=deaths,
+                             attempts=max(0, record.attempts - 1))  # fmt: skip
                 reclaimed.append(record.id)
         return reclaimed
 
 
-def died_error(deaths: int, attempts: int, max_attempts: int) -> str:
+def died_error(deaths: int, max_process_deaths: int) -> str:
     """The error of a trial failed for killing the search process (``reclaim``)."""
     times = "1 time" if deaths == 1 else f"{deaths} times"
-    return (f"the search process died while training this trial {times} ({attempts} "
-            f"attempts, executor.max_attempts = {max_attempts}); recorded as failed")  # fmt: skip
+    return (f"the search process died while training this trial {times} (executor."
+            f"max_process_deaths = {max_process_deaths}); recorded as failed")  # fmt: skip
 
 
 class MemoryStore(TrialStore):
