@@ -50,13 +50,13 @@ def test_reclaim_after_the_search_died_uses_no_attempt(store):
     store.add([Proposal(G1), Proposal(G2)])
     for _ in range(5):  # killed five times during trial 1
         store.start(1)
-        assert store.reclaim(max_attempts=2) == [1]
+        assert store.reclaim() == [1]
         assert store.get(1).status is TrialStatus.PENDING and store.get(1).attempts == 0
     store.start(1)
     store.release(1)  # a worker died under it while the search lived: that counts
     assert store.get(1).attempts == 1
     store.start(1)
-    assert store.reclaim(max_attempts=2) == [1]
+    assert store.reclaim() == [1]
     assert store.get(1).attempts == 1 and store.get(1).status is TrialStatus.PENDING
 
 
@@ -118,13 +118,13 @@ def test_a_trial_that_kills_the_search_process_is_failed_at_max_process_deaths(s
     store.add([Proposal(G1), Proposal(G2)])
     store.start(1, in_process=True)
     assert store.get(1).in_process and store.get(1).process_deaths == 0
-    assert store.reclaim(max_attempts=2, max_process_deaths=2) == [1]  # died once: again
+    assert store.reclaim(max_process_deaths=2) == [1]  # died once: again
     once = store.get(1)
     assert once.status is TrialStatus.PENDING and once.attempts == 0
     assert once.process_deaths == 1
     store.start(1, in_process=True)
     store.start(2)  # in a worker: the same death says nothing about trial 2
-    assert store.reclaim(max_attempts=2, max_process_deaths=2) == [2]
+    assert store.reclaim(max_process_deaths=2) == [2]
     failed, other = store.get(1), store.get(2)
     assert failed.status is TrialStatus.FAILED and failed.attempts == 1
     assert failed.process_deaths == 2 and failed.finished_at >= failed.started_at
@@ -132,7 +132,7 @@ def test_a_trial_that_kills_the_search_process_is_failed_at_max_process_deaths(s
                             "(executor.max_process_deaths = 2); recorded as failed")
     assert other.status is TrialStatus.PENDING and other.attempts == 0
     assert not other.in_process and other.process_deaths == 0
-    assert store.reclaim(max_attempts=2, max_process_deaths=2) == []  # nothing running
+    assert store.reclaim(max_process_deaths=2) == []  # nothing running
     assert store.get(1) == failed
 
 
@@ -143,12 +143,12 @@ def test_by_default_a_trial_that_died_with_the_search_process_is_always_rerun(st
     store.add([Proposal(G1)])
     for deaths in range(1, 6):  # killed five times during trial 1
         store.start(1, in_process=True)
-        assert store.reclaim(max_attempts=1) == [1]
+        assert store.reclaim() == [1]
         record = store.get(1)
         assert record.status is TrialStatus.PENDING and record.attempts == 0
         assert record.process_deaths == deaths
     store.start(1, in_process=True)
-    assert store.reclaim(max_attempts=1, max_process_deaths=7) == [1]  # 6 of 7: again
+    assert store.reclaim(max_process_deaths=7) == [1]  # 6 of 7: again
     store.start(1, in_process=True)
     store.finish(1, RESULT)
     done = store.get(1)

@@ -136,8 +136,7 @@ class TrialStore(ABC):
         attempts = record.attempts if count_attempt else max(0, record.attempts - 1)
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
-    def reclaim(self, max_attempts: int | None = None, *,
-                max_process_deaths: int | None = None) -> list[int]:  # fmt: skip
+    def reclaim(self, max_process_deaths: int | None = None) -> list[int]:
         """At start, ``running`` rows that a dead search process left: rerun (or failed).
 
         A row still ``running`` at start was cut off by the search process's own death: a
@@ -145,9 +144,9 @@ class TrialStore(ABC):
         where the trial ran inside the search process (``in_process``: ``local``,
         ``streams``), possibly the candidate itself (a segfault, the OOM killer, a CUDA
         fault); the store cannot tell these apart. So the death never uses an attempt
-        (``max_attempts`` counts worker deaths only, see ``release``; it is kept for
-        callers): the trial goes back to pending. An ``in_process`` trial's death is
-        counted (``process_deaths`` + 1), and with ``max_process_deaths`` set (the opt-in
+        (``executor.max_attempts`` counts worker deaths only, see ``release``): the trial
+        goes back to pending. An ``in_process`` trial's death is counted
+        (``process_deaths`` + 1), and with ``max_process_deaths`` set (the opt-in
         ``executor.max_process_deaths``) a trial whose deaths reach it is failed
         (:func:`died_error`) instead of rerun. Returns the ids that went back to pending.
         """
