@@ -145,3 +145,24 @@ def test_the_current_directory_is_on_the_import_path_only_while_the_plugin_loads
     assert str(tmp_path) not in sys.path
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("bnn_nas_cwd_stray")
+
+
+def test_a_run_that_stored_a_relative_plugin_path_resumes_from_where_it_ran(tmp_path,
+                                                                           monkeypatch):
+    """Runs made before plugin paths were stored absolute hold them as given (``--set
+    plugins=[ops.py]``: relative to where the search ran); the same command from that
+    directory now stores the absolute path, and the resume is not refused for it."""
+    from bnn_nas.config import config_to_dict
+    from bnn_nas.errors import ConfigError
+    from bnn_nas.search.engine import check_resumable
+
+    (tmp_path / "ops.py").write_text("")
+    (tmp_path / "other.py").write_text("")
+    (tmp_path / "c.yaml").write_text("seed: 1\n")
+    monkeypatch.chdir(tmp_path)
+    current = config_to_dict(load_config(tmp_path / "c.yaml", ("plugins=[ops.py]",)))
+    assert current["plugins"] == [str(tmp_path / "ops.py")]
+    stored = {**current, "plugins": ["ops.py"]}  # as the run stored it then
+    check_resumable(stored, current, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"searched with plugins=\[.*other\.py'\]"):
+        check_resumable({**current, "plugins": ["other.py"]}, current, tmp_path / "run")

@@ -24,6 +24,7 @@ from bnn_nas.config import (
     check_cutout_fits,
     config_from_dict,
     config_to_dict,
+    plugin_path,
 )
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.io import dump_yaml, write_text_atomic
@@ -57,11 +58,16 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _normalised(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored config in today's form: settings added since take their defaults."""
+    """A stored config in today's form: settings added since take their defaults, and
+    plugin paths stored relative (by runs made before they were stored absolute: relative
+    to where the search ran) made absolute against the current directory, as loading
+    that config or the same ``--set plugins=[...]`` here now gives them."""
     try:
-        return config_to_dict(config_from_dict(stored, "<stored config>"))
+        normal = config_to_dict(config_from_dict(stored, "<stored config>"))
     except BnnNasError:  # compared as it is: any difference is named below
         return stored
+    normal["plugins"] = [plugin_path(p, Path.cwd()) for p in normal.get("plugins") or ()]
+    return normal
 
 
 def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Path) -> None:
