@@ -98,7 +98,7 @@ class SearchRun:
         executor = self.config.executor
         died = [r.id for r in self.store.trials()
                 if r.status is TrialStatus.RUNNING and r.in_process]  # fmt: skip
-        reclaimed = self.store.reclaim(executor.max_process_deaths)
+        reclaimed = self.store.reclaim(max_process_deaths=executor.max_process_deaths)
         self.notes = [death_note(self.store.get(i), executor.max_process_deaths) for i in died]
         # who runs the trials now (the run directory's lock keeps it to one process)
         self.store.set_meta("driver", {"pid": os.getpid(), "host": socket.gethostname(),

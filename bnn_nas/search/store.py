@@ -136,7 +136,7 @@ class TrialStore(ABC):
         attempts = record.attempts if count_attempt else max(0, record.attempts - 1)
         self._update(trial_id, status=TrialStatus.PENDING, attempts=attempts)
 
-    def reclaim(self, max_process_deaths: int | None = None) -> list[int]:
+    def reclaim(self, *, max_process_deaths: int | None = None) -> list[int]:
         """At start, ``running`` rows that a dead search process left: rerun (or failed).
 
         A row still ``running`` at start was cut off by the search process's own death: a
