@@ -136,6 +136,14 @@ def make_streams(
     config: Config, evaluator: Evaluator, plugins: tuple[str, ...], settings: DeviceSettings
 ) -> Executor:
     """K threads per device in this process, one CUDA stream each (the default on a GPU)."""
+    if config.train.compile:  # torch.compile is not thread-safe (pytorch/pytorch#118260)
+        raise ConfigError(
+            "train.compile: the streams executor (executor.type auto's choice on a GPU) "
+            "trains candidates in threads of one process, where torch.compile is not "
+            "thread-safe: a compile in one thread restores the RNG state it started with "
+            "while another thread seeds and builds its candidate; use executor.type "
+            "processes, or train.compile false"
+        )
     devices = resolve_devices(settings.devices)
     per_device = trials_per_device(settings.trials_per_device, devices, "streams")
     evaluators = [evaluator.on_device(device) for device in devices]
