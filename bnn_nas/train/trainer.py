@@ -224,6 +224,20 @@ def fit(
     return run.history
 
 
+def compiled(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` from a clean Dynamo cache.
+
+    Why: every cell network runs the same ``forward`` code, so Dynamo keeps one cache entry
+    per network it has compiled and, past its recompile limit (8), runs every later one
+    eagerly with only a log warning: a process training search candidates one after the
+    other would stop compiling at the ninth. A fit trains one network, so the entries of
+    earlier fits are dead: ``torch.compiler.reset`` drops them (and anything else compiled
+    in this process; the streams executor, whose threads share the process, refuses
+    ``train.compile``)."""
+    torch.compiler.reset()
+    return torch.compile(model)
+
+
 class _Step:
     """The training step of one fit (bnn_nas/train/step.py), made at the first batch (a
     CUDA graph is captured on it): the model compiled when asked, the loss with
@@ -239,7 +253,7 @@ class _Step:
     ) -> None:
         self.model, self.settings, self.device = model, settings, device
         self.use_graph, self.teacher = use_graph, teacher
-        self.forward = torch.compile(model) if settings.compile else model
+        self.forward = compiled(model) if settings.compile else model
         criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
         if teacher is not None:
             criterion = DistillLoss(settings.distill, settings.label_smoothing)
