@@ -8,12 +8,21 @@ on every listed device; the clock runs from the first submission to the last res
 
     python -m benchmarks.trial --data-root $DATA [--executor streams|processes]
         [--trials-per-device 1 4 8] [--devices cuda:0] [--rounds 2] [--epochs 5]
+        [--reference ".anchors/lean_trial.py --procs 1 --graph --streams 8 --batch 256"]
+
+``--reference``: a script (and its arguments) run after the trials, in the same call, whose
+last output line is a JSON object with ``by_procs: {K: {trials_per_gpu_hour: N}}`` (the
+lean stand-alone trial of ../shared/anchors does this); its best figure and the ratio of
+ours to it join the JSON line. Its output is parsed as JSON data, never run as code.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import shlex
+import subprocess
 import sys
 import time
 
@@ -68,6 +77,32 @@ def run(kind: str, config, devices: list[str], per_device: int, trials: int) -> 
     }
 
 
+def reference_trials_per_hour(output: str) -> float:
+    """The best ``trials_per_gpu_hour`` of a reference's last JSON line (``by_procs``)."""
+    for line in reversed(output.strip().splitlines()):
+        try:
+            figures = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(figures, dict) and isinstance(figures.get("by_procs"), dict):
+            rates = [row.get("trials_per_gpu_hour") for row in figures["by_procs"].values()
+                     if isinstance(row, dict)]  # fmt: skip
+            rates = [float(r) for r in rates if isinstance(r, int | float)]
+            if rates:
+                return max(rates)
+    raise SystemExit("the reference printed no JSON line with by_procs trials_per_gpu_hour")
+
+
+def run_reference(command: str) -> float:
+    """Run the reference script (``python SCRIPT ARGS``) and return its best trials/hour."""
+    argv = [sys.executable, *shlex.split(command)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise SystemExit(f"the reference {command!r} failed (exit {done.returncode}): {tail[0]}")
+    return reference_trials_per_hour(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", help="image-folder CIFAR-10 (default: packaged sample)")
@@ -79,6 +114,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. train.channels_last=false")  # fmt: skip
+    parser.add_argument("--reference", metavar="'SCRIPT ARGS'",
+                        help="a reference trial script run in the same call (see above)")
     args = parser.parse_args()
     device = resolve_device("auto")
     devices = args.devices or [str(device)]
@@ -100,8 +137,16 @@ def main() -> None:
         print(row, file=sys.stderr)
         rows.append(row)
     best = max(rows, key=lambda r: r["trials_per_hour"])
+    reference = {}
+    if args.reference:
+        rate = run_reference(args.reference)
+        ratio = best["trials_per_hour"] / rate
+        print(f"reference {rate:.0f} trials/hour; ours {best['trials_per_hour']} "
+              f"({ratio:.2f}x)", file=sys.stderr)
+        reference = {"reference": args.reference, "reference_trials_per_hour": rate,
+                     "over_reference": round(ratio, 3)}  # fmt: skip
     emit("trial", device, epochs=args.epochs, batch_size=args.batch_size, overrides=args.set,
-         device_list=devices, rows=rows, best=best)  # fmt: skip
+         device_list=devices, rows=rows, best=best, **reference)  # fmt: skip
 
 
 if __name__ == "__main__":
