@@ -27,8 +27,9 @@ computes bf16 and fp16 arithmetic in float32 and rounds once, where eager rounds
 slope to x's dtype first: ApproxSign's (and RSign's) gradient may then differ by one
 bf16/fp16 step (about 8% of random values; exact with
 ``torch._inductor.config.emulate_precision_casts``). Nothing is opaque to the compiler:
-Inductor fuses the sign, its surrogate and the batch norm before it into one kernel each
-way. With no gradient wanted (export, evaluation, ``no_grad``) only the sign is traced.
+Inductor may fuse the sign, its surrogate and the batch norm before it into its own
+kernels (not yet profiled). With no gradient wanted (export, evaluation, ``no_grad``)
+only the sign is traced.
 
 Eager steps keep the autograd Functions and the fused Triton kernels
 (bnn_nas/binary/fused.py), which cost less Python per call. Differences from them,
