@@ -41,6 +41,30 @@ def test_rank_statistics_match_their_definitions():
     assert top_k_overlap([0.9, 0.1, 0.8, 0.2], [0.7, 0.8, 0.9, 0.1], 2) == 0.5
 
 
+def test_the_bootstrap_interval_holds_the_estimate_and_narrows_with_more_items():
+    from benchmarks.proxy_rank import bootstrap_interval
+
+    rng = random.Random(1)
+    truth = [rng.random() for _ in range(96)]
+    noisy = [t + rng.gauss(0, 0.15) for t in truth]
+    low24, high24 = bootstrap_interval(noisy[:24], truth[:24], kendall_tau_b)
+    low96, high96 = bootstrap_interval(noisy, truth, kendall_tau_b)
+    assert low24 <= kendall_tau_b(noisy[:24], truth[:24]) <= high24
+    assert low96 <= kendall_tau_b(noisy, truth) <= high96
+    assert high96 - low96 < high24 - low24  # four times the items: about half the width
+    assert 0.1 < high24 - low24 < 0.8
+    assert bootstrap_interval(truth, truth, kendall_tau_b) == (1.0, 1.0)  # no noise
+    assert bootstrap_interval(noisy[:24], truth[:24], kendall_tau_b) == (low24, high24)  # seeded
+    # the percentiles of the resampled statistic, computed here by hand
+    r = random.Random(0)
+    values = []
+    for _ in range(1000):
+        pick = [r.randrange(24) for _ in range(24)]
+        values.append(kendall_tau_b([noisy[i] for i in pick], [truth[i] for i in pick]))
+    values.sort()
+    assert (low24, high24) == (values[24], values[975])
+
+
 def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_path, capsys):
     config = write(tmp_path)
     out = tmp_path / "proxy"
@@ -55,6 +79,7 @@ def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_
     assert len((out / "genotypes.txt").read_text().splitlines()) == 3
     table = summary["fidelities"]
     assert set(table) == {"short", "long"} and table["long"]["kendall_tau"] == pytest.approx(1.0)
+    assert table["long"]["kendall_tau_95"] == [1.0, 1.0]
     assert json.loads((out / "proxy_rank.json").read_text())["fidelities"] == table
     assert "short: training 3 of 3" in capsys.readouterr().err
     # a re-run finds every score in scores.csv and trains nothing
