@@ -586,8 +586,11 @@ def test_continued_rungs_equal_one_uninterrupted_training(tmp_path):
     assert (tmp_path / "rungs" / "trial-1.pt").is_file()
     state = load_checkpoint(tmp_path / "rungs" / "trial-1.pt")  # weights only, checksummed
     assert state["epoch"] == 0 and len(state["metrics"]) == 1
+    reports: list[tuple[int, int]] = []
     high = ev(genotype, budget=Budget(epochs=3, schedule_epochs=3, save="trial-2.pt",
-                                      resume="trial-1.pt"))  # fmt: skip
+                                      resume="trial-1.pt"),
+              on_epoch=lambda done, epochs: reports.append((done, epochs)))  # fmt: skip
+    assert reports == [(1, 2), (2, 2)]  # its own 2 epochs, not epochs 2-3 of 3 (the bar)
     straight = ev(genotype)
     assert high.accuracy == straight.accuracy and high.loss == straight.loss
     assert low.loss != high.loss

@@ -87,11 +87,18 @@ def _after_epoch(
     should_stop: Callable[[], bool] | None,
     report: Callable[[int, int], None] | None,
     epochs: int,
+    resumed: list[int],
     history: list,
 ) -> None:
-    """fit's ``on_epoch``: report the epochs done (progress), then stop if asked."""
+    """fit's ``on_epoch``: report the epochs done (progress), then stop if asked.
+
+    A continued trial's history starts with its parent's epochs (``resumed``, found at
+    the first call): it reports its own, so the bar's share and time left are the
+    trial's (``epoch 1/4`` for the 4 epochs it trains, not ``3/6`` of the schedule)."""
+    if not resumed:
+        resumed.append(len(history) - 1)
     if report is not None:
-        report(len(history), epochs)
+        report(len(history) - resumed[0], epochs - resumed[0])
     if should_stop is not None:
         _stop_if(should_stop, history)
 
@@ -264,7 +271,7 @@ class Evaluator:
         tic = time.perf_counter()
         seen: list = []
         after = None if should_stop is None and on_epoch is None else partial(
-            _after_epoch, should_stop, on_epoch, stop_at or settings.epochs)
+            _after_epoch, should_stop, on_epoch, stop_at or settings.epochs, [])
         if stop_at is not None:
             after = partial(_rung_end, stop_at, after, seen)
         try:
