@@ -273,6 +273,7 @@ def _status_table(records, objectives, *, active: bool = True,
     from bnn_nas.objectives import column, metric, summary
     from bnn_nas.search.budget import describe_budget, rung_label, rung_table
     from bnn_nas.search.derive import best_trial
+    from bnn_nas.search.store import fails_at_resume
 
     lines = []
     widths = [max(9 if i == 0 else 10, len(metric(o.name).header) + 1)
@@ -301,9 +302,7 @@ def _status_table(records, objectives, *, active: bool = True,
         for s in ("done", "failed", "running", "pending")
     }
     if not active and counts["running"]:
-        last = 0 if max_process_deaths is None else sum(  # their death is counted at resume
-            r.status.value == "running" and r.in_process
-            and r.process_deaths + 1 >= max_process_deaths for r in records)  # fmt: skip
+        last = sum(fails_at_resume(r, max_process_deaths) for r in records)
         counts["interrupted (a resume reruns them)"] = counts.pop("running") - last
         counts["interrupted with executor.max_process_deaths reached (a resume records them "
                "failed)"] = last

@@ -160,7 +160,7 @@ class TrialStore(ABC):
                 continue
             deaths = record.process_deaths + 1
             # one write each: a kill here loses nothing
-            if max_process_deaths is not None and deaths >= max_process_deaths:
+            if fails_at_resume(record, max_process_deaths):
                 _check(record, "fail")
                 self._update(record.id, status=TrialStatus.FAILED, process_deaths=deaths,
                              error=died_error(deaths, max_process_deaths),
@@ -171,6 +171,17 @@ class TrialStore(ABC):
                              attempts=max(0, record.attempts - 1))  # fmt: skip
                 reclaimed.append(record.id)
         return reclaimed
+
+
+def fails_at_resume(record: TrialRecord, max_process_deaths: int | None) -> bool:
+    """Whether the next start records ``record`` failed: it was running inside the search
+    process when that died, and this death reaches ``max_process_deaths`` (``reclaim``)."""
+    return (
+        record.status is TrialStatus.RUNNING
+        and record.in_process
+        and max_process_deaths is not None
+        and record.process_deaths + 1 >= max_process_deaths
+    )
 
 
 def died_error(deaths: int, max_process_deaths: int) -> str:
