@@ -38,3 +38,27 @@ search_space:
 def write_config(path: Path, body: str) -> Path:
     path.write_text(TINY_SPACE + body)
     return path
+
+
+# A 3-cell, 8-channel space of two ops: trains a step on the CPU in well under a second
+TWO_OP_SPACE = {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
+              "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}  # fmt: skip
+
+
+def tiny_space():
+    """:data:`TWO_OP_SPACE` as a search space."""
+    from bnn_nas.space.search_space import search_space_from_dict
+
+    return search_space_from_dict(TWO_OP_SPACE, "test")
+
+
+def tiny_search_data():
+    """The packaged sample's first 40 training images to train on and the next 20 to score
+    on, as a search's trials see them."""
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.search.evaluator import SearchData
+
+    sample = load_cifar10_sample().train
+    small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
+    return SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
+                      image_shape=(3, 32, 32))  # fmt: skip

@@ -19,7 +19,6 @@ from bnn_nas.data import (
     apply_cutout,
     crop_flip_params,
     cutout_params,
-    load_cifar10_sample,
     normalize,
     random_crop_flip,
 )
@@ -213,19 +212,12 @@ def test_a_search_trial_trains_with_train_cutout():
     train.cutout to the loader of its trial."""
     import random
 
-    from bnn_nas.search.evaluator import Evaluator, SearchData
-    from bnn_nas.space.search_space import search_space_from_dict
+    from bnn_nas.search.evaluator import Evaluator
     from bnn_nas.train import trainer
+    from tests.fixtures import tiny_search_data, tiny_space
 
-    sample = load_cifar10_sample().train
-    small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
     settings = replace(config_from_dict({"train": {"cutout": 8}}).train, epochs=1, batch_size=20)
-    space = search_space_from_dict(
-        {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
-         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "test",
-    )  # fmt: skip
-    data = SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
-                      image_shape=(3, 32, 32))  # fmt: skip
+    space, data = tiny_space(), tiny_search_data()
     made = []
     real = trainer.DeviceLoader
     with pytest.MonkeyPatch.context() as patch:

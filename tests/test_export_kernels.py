@@ -215,21 +215,6 @@ def test_small_groups_run_as_one_masked_conv():
     assert PackedConv2d(wide).prepare().mask is None
 
 
-def test_grouped_factorized_reduce(native, portable_c):
-    torch.manual_seed(4)
-    fr = FactorizedReduce(
-        grouped_sign_conv(3, 12, 6, 3, 2, 1, 1), grouped_sign_conv(3, 12, 9, 3, 2, 1, 1)
-    ).eval()
-    packed = PackedFactorizedReduce(
-        PackedConv2d.from_folded(fold_conv(fr.conv_a)),
-        PackedConv2d.from_folded(fold_conv(fr.conv_b), shift_input=True),
-    )
-    x = torch.randn(2, 12, 9, 8).double()
-    for backend in backends(native, portable_c):
-        packed.conv_a.backend = packed.conv_b.backend = backend
-        assert torch.equal(packed(x).double(), fr(x))
-
-
 def random_bn(channels: int, seed: int) -> nn.BatchNorm2d:
     """Trained-looking BN statistics, with negative and zero scales among them."""
     gen = torch.Generator().manual_seed(seed)
@@ -281,15 +266,25 @@ def test_two_threads_give_the_same_integers(native):
     assert torch.equal(packed.dot(x), one)
 
 
-def test_factorized_reduce_reads_the_shifted_grid(native, portable_c):
-    """conv_b sees the input moved up-left by one pixel, with sign(0) = +1 filled in."""
-    torch.manual_seed(1)
-    fr = FactorizedReduce(sign_conv(13, 5, 3, 2, 1, 1), sign_conv(13, 4, 3, 2, 1, 1)).eval()
+@pytest.mark.parametrize(
+    "seed, convs, channels",
+    [
+        (1, lambda: (sign_conv(13, 5, 3, 2, 1, 1), sign_conv(13, 4, 3, 2, 1, 1)), 13),
+        (4, lambda: (grouped_sign_conv(3, 12, 6, 3, 2, 1, 1),
+                     grouped_sign_conv(3, 12, 9, 3, 2, 1, 1)), 12),
+    ],
+    ids=["dense", "grouped"],
+)  # fmt: skip
+def test_factorized_reduce_reads_the_shifted_grid(seed, convs, channels, native, portable_c):
+    """conv_b sees the input moved up-left by one pixel, with sign(0) = +1 filled in;
+    dense and grouped (3 groups) halves alike."""
+    torch.manual_seed(seed)
+    fr = FactorizedReduce(*convs()).eval()
     packed = PackedFactorizedReduce(
         PackedConv2d.from_folded(fold_conv(fr.conv_a)),
         PackedConv2d.from_folded(fold_conv(fr.conv_b), shift_input=True),
     )
-    x = torch.randn(2, 13, 9, 8).double()
+    x = torch.randn(2, channels, 9, 8).double()
     for backend in backends(native, portable_c):
         packed.conv_a.backend = packed.conv_b.backend = backend
         assert torch.equal(packed(x).double(), fr(x))

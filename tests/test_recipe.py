@@ -269,12 +269,9 @@ def _tiny_cells():
     import random
 
     from bnn_nas.space.network import CellNetwork
-    from bnn_nas.space.search_space import search_space_from_dict
+    from tests.fixtures import tiny_space
 
-    space = search_space_from_dict(
-        {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
-         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "test",
-    )  # fmt: skip
+    space = tiny_space()
     torch.manual_seed(0)
     return CellNetwork(space.random_sample(random.Random(1)), space, 10)
 
@@ -453,11 +450,10 @@ def test_a_search_trial_distills_when_train_distill_is_set(tmp_path, monkeypatch
     teacher in one line), and distillation stays off by default."""
     import random
 
-    from bnn_nas.data import load_cifar10_sample
-    from bnn_nas.search.evaluator import Evaluator, SearchData
-    from bnn_nas.space.search_space import search_space_from_dict
+    from bnn_nas.search.evaluator import Evaluator
     from bnn_nas.train import fit
     from bnn_nas.train import step as step_module
+    from tests.fixtures import tiny_search_data, tiny_space
 
     teacher_dir, _ = _teacher_dir(tmp_path / "teacher")
     config = config_from_dict({"train": {"distill": {"teacher": str(teacher_dir)}}}, "c.yaml")
@@ -470,17 +466,12 @@ def test_a_search_trial_distills_when_train_distill_is_set(tmp_path, monkeypatch
         return original(*args, **kwargs)
 
     monkeypatch.setattr("bnn_nas.train.trainer.make_step", spy)
-    sample = load_cifar10_sample().train
-    small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
+    data = tiny_search_data()
+    small = data.train
     settings = replace(config.train, epochs=1, batch_size=20)
     with pytest.raises(ConfigError, match="no teacher was given"):
         fit(_tiny_cells(), small, settings, device=CPU, seed=0, stats=small.channel_stats())
-    space = search_space_from_dict(
-        {"steps": 2, "ops": ["xnor_conv_3x3", "skip_connect"],
-         "network": {"cells": 3, "channels": 8, "stem_multiplier": 2}}, "test",
-    )  # fmt: skip
-    data = SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
-                      image_shape=(3, 32, 32))  # fmt: skip
+    space = tiny_space()
     result = Evaluator(space, data, settings, CPU, seed=0)(space.random_sample(random.Random(1)))
     (teacher,) = teachers
     assert teacher is not None and not teacher.training
