@@ -12,8 +12,8 @@ steps in docs/benchmarks.md.
 The kernels give the ATen path's outputs and gradients bit for bit (signed zeros and NaN
 included; tests/test_cuda.py checks it), so they are not a setting: ``applies`` picks
 them for dense CUDA tensors when Triton is installed (it ships with PyTorch's CUDA
-builds) and TorchInductor is not tracing (Inductor fuses the ATen chain itself).
-Everything else takes the ATen path in bnn_nas/binary/quantizers.py.
+builds). Everything else takes the ATen path in bnn_nas/binary/quantizers.py; under a
+compiler trace the binarizers never get here (bnn_nas/binary/compiled_sign.py).
 """
 
 from __future__ import annotations
@@ -106,7 +106,6 @@ def applies(x: Tensor) -> bool:
         x.is_cuda
         and x.dtype in _DTYPES
         and _dense(x)
-        and not torch.compiler.is_compiling()
         and _capable(x.device.index)
         and _kernels() is not None
     )
