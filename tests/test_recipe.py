@@ -434,12 +434,15 @@ def test_the_named_recipes_load_and_say_what_they_follow():
 
     folder = Path(__file__).resolve().parent.parent / "configs" / "recipes"
     recipes = {p.stem: load_config(p) for p in folder.glob("*.yaml")}
-    assert {"short", "literature", "teacher", "reactnet"} <= recipes.keys()
+    assert {"short", "literature", "two_stage", "teacher", "reactnet"} <= recipes.keys()
     for name in recipes:
         assert "et al." in (folder / f"{name}.yaml").read_text(), name  # the paper it follows
     literature = recipes["literature"].final
-    assert literature.distill is not None and len(literature.stages) == 2
-    assert literature.stages[0].weight == "identity" and literature.stages[1].weight is None
+    assert literature.distill is not None and literature.distill.temperature == 4.0
+    assert literature.cutout == 16 and not literature.stages
+    two_stage = recipes["two_stage"].final
+    assert two_stage.distill is not None and len(two_stage.stages) == 2
+    assert two_stage.stages[0].weight == "identity" and two_stage.stages[1].weight is None
     assert recipes["short"].final.epochs == 143 and not recipes["short"].final.stages
     assert recipes["teacher"].final.optimizer == "sgd" and recipes["teacher"].final.nesterov
 
