@@ -117,6 +117,7 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
             teacher.to(memory_format=torch.channels_last)
             if bf16:
                 teacher.to(torch.bfloat16)
+    warm_up = time.perf_counter()
     step = make_step(
         model, forward, optimizer, criterion, bf16=cuda and bf16, grad_clip=None,
         device=device, cuda_graph=graph, first_batch=(x, y), teacher=teacher,
@@ -125,6 +126,10 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
         step(x, y)
     if cuda:
         torch.cuda.synchronize(device)
+    # what a training pays once per network before its first timed step: compilation
+    # (with --compile), the graph's capture and the warm-up steps
+    print(f"  warm-up (compile, capture, first steps): {time.perf_counter() - warm_up:.1f} s",
+          file=sys.stderr, flush=True)  # fmt: skip
     tic = time.perf_counter()
     for _ in range(steps):
         step(x, y)
