@@ -35,6 +35,15 @@ from bnn_nas.data.loader import (
     random_crop_flip,
     random_cutout,
 )
+from bnn_nas.data.mix import (
+    MIX_KINDS,
+    MixedTargets,
+    apply_cutmix,
+    apply_mixup,
+    cutmix_box,
+    mix_params,
+    random_mix,
+)
 from bnn_nas.data.sample import load_cifar10_sample
 from bnn_nas.data.splits import class_balanced_split
 from bnn_nas.errors import DataError
@@ -155,16 +164,21 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "CIFAR10_URL",
+    "MIX_KINDS",
     "Cifar10Settings",
     "DataSettings",
     "Dataset",
     "DeviceLoader",
     "ImageFolderSettings",
     "ImageSet",
+    "MixedTargets",
     "apply_crop_flip",
+    "apply_cutmix",
     "apply_cutout",
+    "apply_mixup",
     "class_balanced_split",
     "crop_flip_params",
+    "cutmix_box",
     "cutout_mask",
     "cutout_params",
     "data_settings",
@@ -173,7 +187,9 @@ __all__ = [
     "load_cifar10_sample",
     "load_dataset",
     "load_image_folder",
+    "mix_params",
     "normalize",
     "random_crop_flip",
     "random_cutout",
+    "random_mix",
 ]

@@ -1,15 +1,16 @@
-"""Device-resident batches with batched crop/flip (and Cutout) augmentation.
+"""Device-resident batches with batched crop/flip (and Cutout, mixup/CutMix) augmentation.
 
 Small images make a CPU input pipeline the bottleneck of GPU training, so the whole set
 lives on the device as one uint8 tensor and every batch is gathered, cropped, flipped,
-normalised and (with ``cutout``) masked there with a handful of tensor ops, no Python
-loop per image.
+normalised, (with ``cutout``) masked and (with ``mix``) mixed there with a handful of
+tensor ops, no Python loop per image.
 
 Batches are a pure function of ``(seed, epoch, batch index)``: the permutation of epoch
 ``e`` comes from a generator seeded with ``(seed, e)`` and the augmentation of batch
-``b`` from one seeded with ``(seed, e, b)`` (crop/flip's numbers first, then Cutout's, so
-a loader without Cutout draws what it always did). Resuming at any epoch (or batch) replays
-exactly the batches an uninterrupted run would have seen; nothing carries over.
+``b`` from one seeded with ``(seed, e, b)`` (crop/flip's numbers first, then Cutout's,
+then mixing's, so a loader without Cutout or mixing draws what it always did). Resuming
+at any epoch (or batch) replays exactly the batches an uninterrupted run would have seen;
+nothing carries over.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.cifar10 import CIFAR10_MEAN, CIFAR10_STD
+from bnn_nas.data.mix import MixedTargets, check_mix, random_mix
 from bnn_nas.errors import DataError
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -127,7 +129,9 @@ class DeviceLoader:
     ``x`` is NCHW ``dtype`` normalised with ``mean``/``std``; ``y`` is int64. With
     ``augment``, each batch is randomly cropped (zero padding ``pad``) and flipped, then
     normalised, then, with ``cutout`` > 0, one square of ``cutout`` pixels per image is
-    set to 0 (the mean). Use
+    set to 0 (the mean), then, with ``mix`` (``mixup`` or ``cutmix``, lambda ~
+    Beta(``mix_alpha``, ``mix_alpha``), bnn_nas/data/mix.py), the batch is mixed and ``y``
+    is its :class:`~bnn_nas.data.mix.MixedTargets`. Use
     ``loader.epoch(e)`` (or ``set_epoch(e)`` then ``iter(loader)``); iterating never
     advances the epoch on its own.
     """
@@ -146,6 +150,8 @@ class DeviceLoader:
         seed: int = 0,
         pad: int = 4,
         cutout: int = 0,
+        mix: str | None = None,
+        mix_alpha: float = 1.0,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ) -> None:
@@ -166,6 +172,7 @@ class DeviceLoader:
         if pad < 0:
             raise DataError(f"crop padding must be >= 0, got {pad}")
         _check_cutout(cutout, self.images.shape[2], self.images.shape[3])
+        check_mix(mix, mix_alpha)
         self.batch_size = batch_size
         self.augment = augment
         self.shuffle = shuffle
@@ -173,6 +180,7 @@ class DeviceLoader:
         self.seed = seed
         self.pad = pad
         self.cutout = cutout
+        self.mix, self.mix_alpha = mix, float(mix_alpha)
         self.dtype = dtype
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         self._scale, self._shift = _affine(mean, std, self.images.shape[1], self.device)
@@ -212,10 +220,12 @@ class DeviceLoader:
         """Select the epoch that ``iter(loader)`` yields (default 0)."""
         self._epoch = _check_index(epoch, "epoch")
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | MixedTargets]]:
         return self.epoch(self._epoch)
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(
+        self, epoch: int, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | MixedTargets]]:
         """The batches of ``epoch``, from batch index ``start`` (to resume mid-epoch)."""
         epoch, start = _check_index(epoch, "epoch"), _check_index(start, "start batch")
         order = self.order(epoch)
@@ -230,7 +240,9 @@ class DeviceLoader:
         generator = self._generator(epoch)
         return torch.randperm(n, generator=generator, device=self.device)
 
-    def _batch(self, idx: torch.Tensor, epoch: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(
+        self, idx: torch.Tensor, epoch: int, b: int
+    ) -> tuple[torch.Tensor, torch.Tensor | MixedTargets]:
         x = self.images[idx]
         generator = self._generator(epoch, b + 1) if self.augment else None
         if generator is not None:
@@ -239,6 +251,8 @@ class DeviceLoader:
         x = _normalize_with(x, self._scale, self._shift, self.dtype)
         if generator is not None and self.cutout:  # after crop/flip's draws, on 0 = the mean
             x = random_cutout(x, self.cutout, generator)
+        if generator is not None and self.mix:  # after Cutout's draws, on the finished batch
+            return random_mix(x, self.labels[idx], self.mix, self.mix_alpha, generator)
         return x, self.labels[idx]
 
     def _generator(self, epoch: int, stream: int = 0) -> torch.Generator:
@@ -252,6 +266,7 @@ class DeviceLoader:
         return (
             f"DeviceLoader(n={len(self.labels)}, batch_size={self.batch_size}, "
             f"device={self.device}, augment={self.augment}, cutout={self.cutout}, "
+            f"mix={self.mix}{f' (alpha {self.mix_alpha:g})' if self.mix else ''}, "
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"dtype={self.dtype})"
         )
