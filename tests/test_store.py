@@ -60,6 +60,27 @@ def test_reclaim_after_the_search_died_uses_no_attempt(store):
     assert store.get(1).attempts == 1 and store.get(1).status is TrialStatus.PENDING
 
 
+def test_a_death_the_supervisor_saw_is_counted_for_the_trials_in_the_process(store):
+    """count_death (the supervisor of `bnn-nas search` saw a candidate's signal): each
+    trial running in the search process has it counted, using no attempt, and is failed at
+    the limit, the signal named; a worker's trial and a pending one are left as they are."""
+    store.add([Proposal(G1), Proposal(G2), Proposal(G1), Proposal(G2)])
+    store.start(1, in_process=True)
+    store.start(2, in_process=True)
+    store.start(3)  # in a worker
+    assert [(r.id, r.status, r.process_deaths) for r in store.count_death("SIGSEGV", limit=2)
+            ] == [(1, TrialStatus.PENDING, 1), (2, TrialStatus.PENDING, 1)]  # fmt: skip
+    store.start(1, in_process=True)
+    (failed,) = store.count_death("SIGKILL", limit=2)
+    assert failed.id == 1 and failed.status is TrialStatus.FAILED and failed.attempts == 1
+    assert failed.error == ("the search process died while training this trial 2 times, the "
+                            "last killed by SIGKILL; recorded as failed at 2 (executor."
+                            "max_process_deaths)")  # fmt: skip
+    assert [(r.status, r.attempts, r.process_deaths) for r in store.trials()[1:]] == [
+        (TrialStatus.PENDING, 0, 1), (TrialStatus.RUNNING, 1, 0), (TrialStatus.PENDING, 0, 0)]
+    assert store.count_death("SIGKILL", limit=2) == []
+
+
 def test_meta_round_trip(store):
     assert store.get_meta("config") is None
     store.set_meta("config", {"a": [1, 2], "b": None})

@@ -158,19 +158,44 @@ class TrialStore(ABC):
                 self.release(record.id, count_attempt=False)
                 reclaimed.append(record.id)
                 continue
-            deaths = record.process_deaths + 1
-            # one write each: a kill here loses nothing
             if fails_at_resume(record, max_process_deaths):
-                _check(record, "fail")
-                self._update(record.id, status=TrialStatus.FAILED, process_deaths=deaths,
-                             error=died_error(deaths, max_process_deaths),
-                             finished_at=time.time())  # fmt: skip
+                assert max_process_deaths is not None
+                self._count_death(record, died_error(record.process_deaths + 1,
+                                                     max_process_deaths))  # fmt: skip
             else:
-                _check(record, "release")
-                self._update(record.id, status=TrialStatus.PENDING, process_deaths=deaths,
-                             attempts=max(0, record.attempts - 1))  # fmt: skip
+                self._count_death(record, None)
                 reclaimed.append(record.id)
         return reclaimed
+
+    def count_death(self, cause: str, *, limit: int) -> list[TrialRecord]:
+        """The search process was seen to die by a candidate's hand (``cause``, e.g.
+        ``SIGSEGV``: the supervisor of ``bnn-nas search`` saw it): each trial running in
+        it (``in_process``) has the death counted, as ``reclaim`` counts one, and is failed
+        where its deaths reach ``limit``, else it goes back to pending (no attempt used).
+        Trials of workers are left to ``reclaim``. Returns the trials counted, as now."""
+        counted = []
+        for record in self.trials():
+            if record.status is not TrialStatus.RUNNING or not record.in_process:
+                continue
+            deaths = record.process_deaths + 1
+            error = died_error(deaths, limit, cause) if deaths >= limit else None
+            self._count_death(record, error)
+            counted.append(self.get(record.id))
+        return counted
+
+    def _count_death(self, record: TrialRecord, error: str | None) -> None:
+        """``record`` (running in the search process) died with it: failed with ``error``,
+        or back to pending with its attempt given back; one write: a kill here loses
+        nothing."""
+        deaths = record.process_deaths + 1
+        if error is not None:
+            _check(record, "fail")
+            self._update(record.id, status=TrialStatus.FAILED, process_deaths=deaths,
+                         error=error, finished_at=time.time())  # fmt: skip
+        else:
+            _check(record, "release")
+            self._update(record.id, status=TrialStatus.PENDING, process_deaths=deaths,
+                         attempts=max(0, record.attempts - 1))  # fmt: skip
 
 
 def fails_at_resume(record: TrialRecord, max_process_deaths: int | None) -> bool:
@@ -184,11 +209,16 @@ def fails_at_resume(record: TrialRecord, max_process_deaths: int | None) -> bool
     )
 
 
-def died_error(deaths: int, max_process_deaths: int) -> str:
-    """The error of a trial failed for killing the search process (``reclaim``)."""
+def died_error(deaths: int, max_process_deaths: int, cause: str | None = None) -> str:
+    """The error of a trial failed for killing the search process: at a resume
+    (``reclaim``), or seen by the supervisor, which names the signal (``count_death``)."""
     times = "1 time" if deaths == 1 else f"{deaths} times"
-    return (f"the search process died while training this trial {times} (executor."
-            f"max_process_deaths = {max_process_deaths}); recorded as failed")  # fmt: skip
+    if cause is None:
+        return (f"the search process died while training this trial {times} (executor."
+                f"max_process_deaths = {max_process_deaths}); recorded as failed")  # fmt: skip
+    return (f"the search process died while training this trial {times}, the last killed "
+            f"by {cause}; recorded as failed at {max_process_deaths} (executor."
+            "max_process_deaths)")  # fmt: skip
 
 
 class MemoryStore(TrialStore):
