@@ -164,9 +164,10 @@ class ExecutorConfig:
     trials_per_device: int | None = None
     max_attempts: int = 2  # tries of a trial whose worker died before it is marked failed
     # local, streams (trials run inside the search process): a trial that was training
-    # when the search process died this many times is recorded failed at the next start
-    # (its candidate may be what kills it: a segfault, the OOM killer). None: never, a
-    # resume reruns it (a user's kill, a preemption, a timeout look the same in the store)
+    # when the search process died this many times is recorded failed (its candidate may
+    # be what kills it: a segfault, the OOM killer). None: 2 for deaths `bnn-nas search`'s
+    # supervisor saw (Linux: a signal nobody sent, bnn_nas.search.supervisor), never for
+    # one a resume finds (a user's kill, a preemption, a timeout look the same in the store)
     max_process_deaths: int | None = None
     address: str | None = None  # ray: an existing cluster (e.g. auto); default a local one
     # a plugin executor's own settings (its registry entry's dataclass), written flat

@@ -153,6 +153,20 @@ def lock_run_dir(run_dir: Path) -> None:
     _HELD[key] = fd
 
 
+def name_lock_holder(run_dir: Path, pid: int) -> None:
+    """Name ``pid`` in the lock this process holds on ``run_dir`` (no-op when not held):
+    a supervised search names its parent, the process a user should signal."""
+    try:
+        st = (Path(run_dir) / LOCK).stat()
+    except OSError:
+        return
+    fd = _HELD.get((st.st_dev, st.st_ino))
+    if fd is not None:
+        with contextlib.suppress(OSError):  # the lock is what counts; the pid is for the message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{pid}\n".encode(), 0)
+
+
 def run_dir_in_use(run_dir: Path) -> bool:
     """Whether a bnn-nas process holds ``run_dir``'s lock (a search running in it now).
 

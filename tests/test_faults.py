@@ -9,6 +9,7 @@ SIGKILL; the SQLite file is then reopened as a new process would). The slow part
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -322,13 +323,17 @@ def test_two_searches_on_one_directory(tmp_path, straight):
     config, expected = straight
     run = tmp_path / "run"
     first = subprocess.Popen(search_cmd(config, run), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert wait_for(lambda: (run / "trials.sqlite").is_file())
-    first.send_signal(signal.SIGSTOP)  # paused, lock held: the second meets it whatever the speed
+                             stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    assert wait_for(lambda: (run / "trials.sqlite").is_file() and (run / ".lock").read_text()
+                    == f"{first.pid}\n")  # the lock names `bnn-nas search`, not its child
+    # paused (its supervisor and the search process, one process group), lock held: the
+    # second meets it whatever the speed
+    os.killpg(first.pid, signal.SIGSTOP)
     try:
         second = subprocess.run(search_cmd(config, run), capture_output=True, text=True)
     finally:
-        first.send_signal(signal.SIGCONT)
+        os.killpg(first.pid, signal.SIGCONT)
     FAULTS["concurrent searches"] += 1
     assert second.returncode == 2
     lines = second.stderr.strip().splitlines()

@@ -45,6 +45,19 @@ class _Main(click.Group):
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
         args = list(sys.argv[1:] if args is None else args)
+        if _command_of([a for a in args if a != "--debug"]) == "search":
+            from bnn_nas.search import supervisor
+
+            if supervisor.supported():  # the search runs in a child (see the module)
+                code = supervisor.run_supervised(
+                    lambda: self._main(args, prog_name, complete_var, True, **extra))
+                if standalone_mode:
+                    sys.exit(code)
+                return code
+        return self._main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def _main(self, args: list[str], prog_name: Any, complete_var: Any,
+              standalone_mode: bool, **extra: Any) -> Any:  # fmt: skip
         debug = "--debug" in args
         args = [a for a in args if a != "--debug"]
         command = _command_of(args)

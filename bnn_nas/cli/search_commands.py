@@ -53,6 +53,7 @@ def search_command(
     from pathlib import Path
 
     from bnn_nas.cli.terminal_log import search_log
+    from bnn_nas.search import supervisor
     from bnn_nas.search.engine import default_run_dir, open_search, with_budget
 
     settings = (*overrides, "train.tensorboard=true") if tensorboard else overrides
@@ -71,6 +72,8 @@ def search_command(
         *repeated("--plugin", plugins),
         *(["--trust-run-plugins"] if run_plugins_trusted() else []),
     ]  # fmt: skip
+    # a supervisor (bnn_nas.search.supervisor) counts a candidate's death in this run
+    supervisor.report(target, shell_words(words), config.executor.max_process_deaths)
     # what the terminal shows, also in RUN/search.log (appended by a resumed search)
     with search_log(target, shell_words(words)):
         _search(config, target, search, evaluator, plugins, words)
