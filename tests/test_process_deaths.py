@@ -388,3 +388,50 @@ def test_a_candidate_that_sigkills_the_search_through_the_cli(tmp_path):
     line = next(x for x in status.output.splitlines() if x.split()[:1] == ["2"])
     assert line.split()[1] == "failed" and line.endswith(died)
 
+
+class InProcessFake(FakeExecutor):
+    """Trials run in the search process, three at a time; ``seen``: the trials in flight
+    after each submit; ``kill_at``: the search dies at that call of next_outcome."""
+
+    in_process = True
+
+    def __init__(self, kill_at: int | None = None) -> None:
+        super().__init__(capacity=3)
+        self.seen: list[list[int]] = []
+        self.kill_at, self.calls = kill_at, 0
+
+    def submit(self, trial) -> None:
+        super().submit(trial)
+        self.seen.append([t.id for t in self.queue])
+
+    def next_outcome(self):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise Killed("the search process dies with three trials in flight")
+        return super().next_outcome()
+
+
+def test_trials_the_search_process_died_under_run_alone(tmp_path):
+    """Three trials train side by side (as with the streams executor) when the search
+    process dies: each has the death counted, and the resume runs each alone, so a next
+    death is that trial's own; the trials after them run side by side again."""
+    cfg = config_from_dict({
+        "seed": 4, "device": "cpu", "search_space": SPACE,
+        "search": {"controller": "random", "budget": 6},
+    })  # fmt: skip
+    path = tmp_path / "trials.sqlite"
+    for executor in (InProcessFake(kill_at=1), InProcessFake()):
+        store = SQLiteStore(path)
+        search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0)
+        search.prepare()
+        try:
+            search.run(executor)
+        except Killed:
+            pass
+        finally:
+            store.close()
+    assert executor.seen == [[1], [2], [3], [4], [4, 5], [4, 5, 6]]
+    assert [(r[2], r[4]) for r in end_state(path)] == [("done", 1)] * 6
+    store = SQLiteStore(path, read_only=True)
+    assert [r.process_deaths for r in store.trials()] == [1, 1, 1, 0, 0, 0]
+    store.close()

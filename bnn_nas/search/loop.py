@@ -156,24 +156,34 @@ class SearchRun:
     ) -> list[TrialRecord]:
         """Keep the executor full until ``search.budget`` trials have finished.
 
-        On Ctrl-C the trials in flight go back to pending, to run again on resume.
+        On Ctrl-C the trials in flight go back to pending, to run again on resume. With
+        an executor that runs trials in this process (``in_process``), a trial this process
+        already died under (``process_deaths``) runs alone: the next death is then its own,
+        not that of the trials beside it (``streams`` runs several at once).
         """
         budget = self.config.search.budget
+        in_process = getattr(executor, "in_process", False)
         in_flight: set[int] = set()
+        alone: set[int] = set()  # the trial in flight alone, if any
         try:
             while self.finished() < budget:
-                while executor.in_flight() < executor.capacity:
+                while executor.in_flight() < executor.capacity and not alone:
                     record = self._next_trial()
                     if record is None:
                         break
-                    self.store.start(record.id, in_process=getattr(executor, "in_process",
-                                                                   False))  # fmt: skip
+                    suspect = in_process and record.process_deaths > 0
+                    if suspect and in_flight:
+                        break  # it starts once the trials in flight are done
+                    self.store.start(record.id, in_process=in_process)
                     executor.submit(self.store.get(record.id))
                     in_flight.add(record.id)
+                    if suspect:
+                        alone.add(record.id)
                 if not in_flight:
                     break
                 outcome = executor.next_outcome()
                 in_flight.discard(outcome.trial_id)
+                alone.discard(outcome.trial_id)
                 record = self._record(outcome)
                 self._write_files()
                 if on_trial is not None and record.finished:
