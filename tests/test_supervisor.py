@@ -9,6 +9,7 @@ where told; the slow part runs real ``bnn-nas search`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import io
 import os
@@ -139,7 +140,7 @@ def test_a_death_with_no_trial_training_is_not_a_candidates(tmp_path, capsys):
     code = supervisor.run_supervised(stand_in(tmp_path, during=between))
     assert code == 128 + signal.SIGBUS and starts(tmp_path) == 1
     assert said(capsys) == [f"bnn-nas: the search process was killed by SIGBUS with no trial "
-                            f"training; continue with: {RESUME}"]  # fmt: skip
+                            f"training in it; continue with: {RESUME}"]  # fmt: skip
     assert states(tmp_path) == [(1, "done", 1, 0), (2, "done", 1, 0), (3, "pending", 0, 0),
                                 (4, "pending", 0, 0)]  # fmt: skip
 
@@ -327,3 +328,44 @@ def test_the_users_kill_of_bnn_nas_search_counts_nothing(tmp_path, straight, sto
     assert resumed.returncode == 0, resumed.stderr
     assert [r[:4] for r in rows(run)] == [r[:4] for r in expected]
     assert all(r[4] == 1 for r in rows(run))
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_ends_the_supervised_search_once(tmp_path, straight):
+    """`bnn-nas search` on a terminal (a pty), Ctrl-C typed while a trial trains: the
+    terminal sends SIGINT to both processes, the supervisor does not send it again, and
+    the search ends as Ctrl-C always did: one line, exit 130, no traceback; the lock named
+    the process the terminal started."""
+    import pty
+    import select
+
+    config, _ = straight
+    run = tmp_path / "run"
+    pid, fd = pty.fork()
+    if pid == 0:  # the terminal's job: SIGINT as a foreground job has it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        command = search_cmd(config, run)
+        os.execv(command[0], command)
+    out = b""
+    try:
+        assert wait_for(lambda: any(r[2] == "running" for r in rows(run)))
+        assert (run / ".lock").read_text() == f"{pid}\n"
+        os.write(fd, b"\x03")
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:  # the terminal's other end is gone: the search ended
+                    break
+        _, status = os.waitpid(pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    text = out.decode(errors="replace").replace("\r", "\n")
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    lines = [line for line in text.splitlines() if line.startswith("bnn-nas:")]
+    assert len(lines) == 1 and lines[0].startswith("bnn-nas: interrupted; trials in flight"), text
+    assert "Traceback" not in text and "killed by" not in text
+    assert not any(r[2] == "running" for r in rows(run))

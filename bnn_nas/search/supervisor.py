@@ -121,7 +121,8 @@ def run_supervised(run: Callable[[], int]) -> int:
             if counted is None:
                 return code
             if not counted:
-                _say(facts, f"{said} with no trial training; continue with: {facts.resume}")
+                _say(facts, f"{said} with no trial training in it; continue with: "
+                     f"{facts.resume}")  # fmt: skip
                 return code
             in_a_row = in_a_row + 1 if done == done_before else 1
             done_before = done
