@@ -247,6 +247,20 @@ def test_supervised_only_where_a_fork_is_safe(monkeypatch, tmp_path):
         thread.join()
 
 
+def test_the_module_imports_where_signals_are_few(monkeypatch):
+    """`bnn-nas search` imports it on every platform (its report is a no-op there)."""
+    import importlib
+
+    for name in ("SIGKILL", "SIGBUS", "SIGSYS", "SIGCHLD", "SIGTERM"):  # not on Windows
+        monkeypatch.delattr(signal, name)
+    try:
+        assert signal.SIGSEGV in importlib.reload(supervisor).CANDIDATE_SIGNALS
+        supervisor.report(Path("run"), RESUME, None)  # no child: nothing
+    finally:
+        monkeypatch.undo()
+        importlib.reload(supervisor)
+
+
 @pytest.mark.parametrize("platform", ["linux", "darwin", "win32"])
 def test_only_search_on_linux_runs_under_the_supervisor(monkeypatch, tmp_path, platform):
     """`bnn-nas search` on Linux runs in a supervised child (the command's own code, its

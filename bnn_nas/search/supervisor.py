@@ -41,9 +41,11 @@ if TYPE_CHECKING:
     from bnn_nas.search.trials import TrialRecord
 
 # Signals that end a process from within (a fault in a kernel, an abort) or that the
-# kernel's OOM killer sends; any other (SIGHUP, SIGQUIT, SIGPIPE, ...) comes from outside
-CANDIDATE_SIGNALS = frozenset({signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT,
-                               signal.SIGFPE, signal.SIGILL, signal.SIGSYS})  # fmt: skip
+# kernel's OOM killer sends; any other (SIGHUP, SIGQUIT, SIGPIPE, ...) comes from outside.
+# By name: elsewhere some are missing, and this module is imported everywhere (report)
+CANDIDATE_SIGNALS = frozenset(getattr(signal, name) for name in (
+    "SIGKILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL", "SIGSYS")
+    if hasattr(signal, name))  # fmt: skip
 # A trial fails at its second death: one death may be bad luck that is not its own (the OOM
 # killer choosing this process while another job grew, a driver fault, a trial beside it
 # in the streams executor); training is seeded, so the same candidate dying again is it
