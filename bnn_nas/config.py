@@ -215,7 +215,7 @@ _POSITIVE = {
 # what to write instead, for keys whose plain error ("must be at least 1") does not say it
 _FIXES = {
     "executor.max_process_deaths": "give a whole number of deaths, 1 or more, or null (the "
-    "default: a resume always reruns the trial)",
+    "default: 2 deaths bnn-nas search saw happen, none that only a resume finds)",
 }
 # (section field, low, high, low included, high included) for every bounded number
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {

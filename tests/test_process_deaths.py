@@ -238,7 +238,8 @@ def test_one_kill_anywhere_with_the_local_executor_loses_nothing(tmp_path, monke
 @pytest.mark.parametrize("value", [0, -2, "x", 1.5, True])
 def test_max_process_deaths_must_be_a_positive_whole_number_or_null(tmp_path, value):
     message = ("executor.max_process_deaths must be {}, not {!r}; give a whole number of "
-               "deaths, 1 or more, or null (the default: a resume always reruns the trial)")
+               "deaths, 1 or more, or null (the default: 2 deaths bnn-nas search saw happen, none "
+               "that only a resume finds)")
     plain = "at least 1" if isinstance(value, int) and not isinstance(value, bool) else (
         "int or NoneType")
     with pytest.raises(ConfigError) as err:
