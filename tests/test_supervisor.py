@@ -348,10 +348,13 @@ def test_the_users_kill_of_bnn_nas_search_counts_nothing(tmp_path, straight, sto
 def test_ctrl_c_at_a_terminal_ends_the_supervised_search_once(tmp_path, straight):
     """`bnn-nas search` on a terminal (a pty), Ctrl-C typed while a trial trains: the
     terminal sends SIGINT to both processes, the supervisor does not send it again, and
-    the search ends as Ctrl-C always did: one line, exit 130, no traceback; the lock named
-    the process the terminal started."""
+    the search ends as Ctrl-C always did: one line, exit 130, no traceback; the progress
+    bar was drawn; the lock named the process the terminal started."""
+    import fcntl
     import pty
     import select
+    import struct
+    import termios
 
     config, _ = straight
     run = tmp_path / "run"
@@ -360,6 +363,7 @@ def test_ctrl_c_at_a_terminal_ends_the_supervised_search_once(tmp_path, straight
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         command = search_cmd(config, run)
         os.execv(command[0], command)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
     out = b""
     try:
         assert wait_for(lambda: any(r[2] == "running" for r in rows(run)))
@@ -382,4 +386,5 @@ def test_ctrl_c_at_a_terminal_ends_the_supervised_search_once(tmp_path, straight
     lines = [line for line in text.splitlines() if line.startswith("bnn-nas:")]
     assert len(lines) == 1 and lines[0].startswith("bnn-nas: interrupted; trials in flight"), text
     assert "Traceback" not in text and "killed by" not in text
+    assert "%|" in text  # the progress bar, drawn on the terminal the search inherited
     assert not any(r[2] == "running" for r in rows(run))
