@@ -71,6 +71,20 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class MixConfig:
+    """A mixing augmentation of whole batches, after crop/flip and Cutout (bnn_nas/data/mix.py).
+
+    ``kind``: ``mixup`` (Zhang et al. 2018: lam * x + (1 - lam) * x[perm]) or ``cutmix``
+    (Yun et al. 2019: x[perm] pasted into one box of area fraction 1 - lam); one lam ~
+    Beta(alpha, alpha) and one partner permutation per batch; the loss is lam * CE(labels)
+    + (1 - lam) * CE(partners). Both papers train CIFAR-10 with alpha = 1.
+    """
+
+    kind: str = "mixup"  # mixup | cutmix
+    alpha: float = 1.0
+
+
+@dataclass(frozen=True)
 class StageConfig:
     """One stage of a staged final training: its own binarizers, optimiser run and schedule.
 
@@ -117,6 +131,8 @@ class TrainConfig:
     # Cutout (DeVries & Taylor 2017) where augment is on: one square of this many pixels per
     # image (centre uniform over the image, clipped at the borders) set to the mean; 0: off
     cutout: int = 0
+    # mixup / CutMix where augment is on: {kind: mixup | cutmix, alpha}; none: off
+    mix: MixConfig | None = None
     bf16: bool = True  # autocast to bfloat16 on CUDA
     channels_last: bool = True  # on CUDA
     # torch.compile the forward (captured in the CUDA graph where that is on); the
@@ -276,6 +292,15 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        sections = [o for o in options if is_dataclass(o)]
+        if len(sections) == 1 and type(None) in options:  # an optional section (distill, mix)
+            if isinstance(value, Mapping):  # its own error: an unknown or bad key in it
+                return _convert(value, sections[0], key, where)
+            names = ", ".join(f.name for f in fields(sections[0]))
+            raise ConfigError(
+                f"{where}: {key} must be a mapping of settings ({names}) or null, not "
+                f"{shown(value)}"
+            )
         errors = []
         for option in options:
             if option is type(None):
@@ -513,6 +538,7 @@ def config_from_dict(
             )
         _check_recipe(settings, section, where)
         _check_cutout(settings, section, where)
+        _check_mix(settings, section, where)
         if settings.warmup_epochs > settings.epochs:  # the rise would never end
             raise ConfigError(
                 f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "
@@ -537,6 +563,31 @@ def _check_cutout(settings: TrainConfig, section: str, where: str) -> None:
         raise ConfigError(
             f"{where}: {section}.cutout={settings.cutout} applies with augmentation only but "
             f"{section}.augment is false; set {section}.augment=true or {section}.cutout=0"
+        )
+
+
+def _check_mix(settings: TrainConfig, section: str, where: str) -> None:
+    """A mixing augmentation that can apply: a known kind, Beta(alpha, alpha) with alpha >
+    0, and only where crop/flip augmentation is on."""
+    from bnn_nas.data.mix import MIX_KINDS
+
+    mix = settings.mix
+    if mix is None:
+        return
+    if mix.kind not in MIX_KINDS:
+        raise ConfigError(
+            f"{where}: {section}.mix.kind={shown(mix.kind)} is not a mixing augmentation; "
+            f"set {section}.mix.kind={' or '.join(MIX_KINDS)} (or {section}.mix=null: off)"
+        )
+    if not (math.isfinite(mix.alpha) and mix.alpha > 0):
+        raise ConfigError(
+            f"{where}: {section}.mix.alpha={mix.alpha:g} must be > 0 (lambda ~ Beta(alpha, "
+            f"alpha)); set --set {section}.mix.alpha=1 (mixup's and CutMix's CIFAR-10 value)"
+        )
+    if not settings.augment:
+        raise ConfigError(
+            f"{where}: {section}.mix applies with augmentation only but {section}.augment is "
+            f"false; set {section}.augment=true or {section}.mix=null"
         )
 
 

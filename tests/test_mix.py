@@ -5,6 +5,7 @@ Cutout's draws), checked against per-image references; off, every batch is as it
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -204,3 +205,271 @@ def test_the_loader_refuses_a_mix_it_cannot_apply():
         with pytest.raises(DataError, match="mix alpha must be a finite number > 0"):
             loader(data, mix="mixup", mix_alpha=bad)
     assert loader(data, mix="cutmix", mix_alpha=0.2).mix_alpha == 0.2
+
+
+# --- the setting, the loss and the step ----------------------------------------------------
+
+
+def test_mix_is_a_setting_of_train_and_final_off_by_default():
+    from bnn_nas.config import MixConfig, config_from_dict
+
+    defaults = config_from_dict({})
+    assert defaults.train.mix is None and defaults.final.mix is None
+    config = config_from_dict({"train": {"mix": {"kind": "cutmix"}},
+                               "final": {"mix": {"kind": "mixup", "alpha": 0.2}}})  # fmt: skip
+    assert config.train.mix == MixConfig("cutmix", 1.0)
+    assert config.final.mix == MixConfig("mixup", 0.2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"final": {"mix": {"alpha": 0}}}, "final.mix.alpha=0 must be > 0 (lambda ~ Beta(alpha, "
+      "alpha)); set --set final.mix.alpha=1"),
+     ({"train": {"mix": {"alpha": -0.5}}}, "train.mix.alpha=-0.5 must be > 0"),
+     ({"final": {"mix": {"alpha": math.nan}}}, "final.mix.alpha=nan must be > 0"),
+     ({"final": {"mix": {"kind": "mixupp"}}}, "final.mix.kind='mixupp' is not a mixing "
+      "augmentation; set final.mix.kind=mixup or cutmix (or final.mix=null: off)"),
+     ({"train": {"augment": False, "mix": {"kind": "cutmix"}}}, "train.mix applies with "
+      "augmentation only but train.augment is false; set train.augment=true or train.mix=null"),
+     ({"final": {"mix": {"alpah": 1}}}, "unknown key final.mix.alpah; did you mean "
+      "final.mix.alpha?"),
+     ({"final": {"mix": "cutmix"}}, "final.mix must be a mapping of settings (kind, alpha) or "
+      "null, not 'cutmix'")],
+)  # fmt: skip
+def test_a_bad_mix_is_a_one_line_config_error(settings, message):
+    from bnn_nas.config import config_from_dict
+    from bnn_nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        config_from_dict(settings, "c.yaml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("c.yaml: ")
+
+
+def smoothed_ce(logits: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+    """Mean over the batch of -(1 - eps) log p_y - eps / K sum_k log p_k, written out."""
+    logp = logits.log_softmax(dim=1)
+    own = logp.gather(1, labels[:, None])[:, 0]
+    return (-(1 - eps) * own - eps / logits.shape[1] * logp.sum(dim=1)).mean()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_the_mixed_loss_is_lam_ce_own_plus_one_minus_lam_ce_partner(eps):
+    from bnn_nas.config import DistillConfig
+    from bnn_nas.train.distill_loss import DistillLoss, kd_term
+    from bnn_nas.train.mix_loss import MixCrossEntropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    teacher = torch.randn(6, 10, generator=g, dtype=torch.float64)
+    labels, partners = torch.tensor([0, 3, 3, 9, 1, 5]), torch.tensor([3, 3, 0, 1, 5, 9])
+    lam = 0.3125
+    target = MixedTargets(labels, partners, torch.tensor(lam, dtype=torch.float32))
+    expected = lam * smoothed_ce(logits, labels, eps) + (1 - lam) * smoothed_ce(
+        logits, partners, eps)
+    loss = MixCrossEntropy(label_smoothing=eps)
+    torch.testing.assert_close(loss(logits, target), expected, rtol=1e-12, atol=0)
+    plain = torch.nn.CrossEntropyLoss(label_smoothing=eps)
+    assert torch.equal(loss(logits, labels), plain(logits, labels))  # mix off: as before
+    kd = kd_term(logits, teacher, 4.0)
+    ce_kl = DistillLoss(DistillConfig("t", "ce_kl", 4.0, 0.25), label_smoothing=eps)
+    torch.testing.assert_close(ce_kl(logits, target, teacher), 0.75 * expected + 0.25 * kd,
+                               rtol=1e-12, atol=0)  # fmt: skip
+    assert torch.equal(ce_kl(logits, labels, teacher), 0.75 * plain(logits, labels) + 0.25 * kd)
+    kl = DistillLoss(DistillConfig("t", "kl", 4.0, 1.0), label_smoothing=eps)
+    assert torch.equal(kl(logits, target, teacher), kl(logits, labels, teacher))
+
+
+def test_the_auxiliary_head_mixes_its_cross_entropy_too():
+    from bnn_nas.space.cell_parts import AuxiliaryLoss
+    from bnn_nas.train.mix_loss import MixCrossEntropy
+
+    net = torch.nn.Linear(1, 1)
+    logits, aux = torch.randn(4, 10, dtype=torch.float64), torch.randn(4, 10, dtype=torch.float64)
+    target = MixedTargets(torch.tensor([1, 2, 3, 4]), torch.tensor([2, 3, 4, 1]),
+                          torch.tensor(0.75))  # fmt: skip
+    loss = AuxiliaryLoss(MixCrossEntropy(), net, 0.4, MixCrossEntropy(label_smoothing=0.1))
+    net.auxiliary_logits = aux
+    expected = MixCrossEntropy()(logits, target) + 0.4 * (
+        0.75 * smoothed_ce(aux, target.labels, 0.1) + 0.25 * smoothed_ce(aux, target.partners, 0.1))
+    torch.testing.assert_close(loss(logits, target), expected, rtol=1e-6, atol=0)  # head: float32
+
+
+def test_the_eager_step_trains_on_the_mix_counts_the_larger_share_and_shows_the_teacher_it():
+    from bnn_nas.config import DistillConfig
+    from bnn_nas.train.distill_loss import DistillLoss
+    from bnn_nas.train.step import EagerStep
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4)).double()
+    seen = []
+
+    class Teacher(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x)
+            return x.flatten(1)[:, :4] * 3
+
+    x = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    partners = torch.tensor([1, 1, 3, 3, 2, 0, 0, 2])
+    loss = DistillLoss(DistillConfig("t", "ce_kl", 4.0, 0.5), label_smoothing=0.1)
+    step = EagerStep(model, model, torch.optim.SGD(model.parameters(), lr=0.0), loss,
+                     bf16=False, grad_clip=None, device=torch.device("cpu"), teacher=Teacher())
+    for lam, majority in ((0.6, labels), (0.4, partners)):
+        step.reset()
+        target = MixedTargets(labels, partners, torch.tensor(lam))
+        step(x, target)
+        logits = model(x).float()
+        assert seen[-1] is x  # the teacher sees the student's (mixed) batch
+        expected = loss(logits, target, Teacher()(x).float()) * 8
+        torch.testing.assert_close(step.loss_sum, expected.detach(), rtol=1e-6, atol=0)
+        assert int(step.correct) == int((logits.argmax(1) == majority).sum())
+
+
+# --- training: fit, compile, a search trial, bnn-nas train killed and resumed --------------
+
+
+def _fit_tiny(settings, monkeypatch=None):
+    import random
+
+    from bnn_nas.space.network import CellNetwork
+    from bnn_nas.train import fit
+    from tests.fixtures import tiny_search_data, tiny_space
+
+    space, data = tiny_space(), tiny_search_data()
+    torch.manual_seed(0)
+    net = CellNetwork(space.random_sample(random.Random(1)), space, 10)
+    return fit(net, data.train, settings, device=torch.device("cpu"), seed=0,
+               stats=data.stats, eval_set=data.valid)  # fmt: skip
+
+
+def test_a_fit_with_mix_trains_the_same_compiled_and_differs_from_one_without(monkeypatch):
+    """final.compile: the forward is compiled, mixing happens before it (Dynamo's eager
+    backend here, so the figures are the eager ones to rounding)."""
+    from dataclasses import replace
+
+    from bnn_nas.config import MixConfig, TrainConfig
+
+    settings = replace(TrainConfig(), epochs=2, batch_size=20, label_smoothing=0.1,
+                       mix=MixConfig("mixup", 0.4))  # fmt: skip
+    eager = _fit_tiny(settings)
+    real_compile = torch.compile
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(1)
+                        or real_compile(model, backend="eager"))  # fmt: skip
+    graph = _fit_tiny(replace(settings, compile=True))
+    assert compiled == [1]
+    for a, b in zip(eager, graph, strict=True):
+        assert math.isfinite(a.train_loss) and 0 <= a.train_acc <= 1
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5)
+        assert b.train_acc == a.train_acc and b.eval_acc == a.eval_acc
+    monkeypatch.undo()
+    unmixed = _fit_tiny(replace(settings, mix=None))
+    assert [m.train_loss for m in unmixed] != [m.train_loss for m in eager]
+
+
+def test_a_search_trial_trains_with_train_mix():
+    """The Evaluator (every executor's trial) hands train.mix to its trial's training
+    loader only; the search-valid loader scores unmixed images."""
+    import random
+    from dataclasses import replace
+
+    from bnn_nas.config import config_from_dict
+    from bnn_nas.search.evaluator import Evaluator
+    from bnn_nas.train import trainer
+    from tests.fixtures import tiny_search_data, tiny_space
+
+    settings = replace(config_from_dict({"train": {"mix": {"kind": "cutmix"}}}).train, epochs=1,
+                       batch_size=20)  # fmt: skip
+    space, data = tiny_space(), tiny_search_data()
+    made = []
+    real = trainer.DeviceLoader
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "DeviceLoader", lambda *a, **k: made.append(real(*a, **k))
+                      or made[-1])  # fmt: skip
+        result = Evaluator(space, data, settings, torch.device("cpu"), seed=0)(
+            space.random_sample(random.Random(1)))
+    assert [(ld.mix, ld.mix_alpha) for ld in made] == [("cutmix", 1.0), (None, 1.0)]
+    assert 0 <= result.metrics["accuracy"] <= 1 and math.isfinite(result.metrics["loss"])
+
+
+def _sample_folder(root, per_class: int, test_per_class: int):
+    """The packaged sample's first ``per_class`` training images of each class (and
+    ``test_per_class`` test images) as an image folder: real CIFAR-10 pixels, few enough
+    for a CPU epoch of about a second."""
+    from PIL import Image
+
+    from bnn_nas.data import load_cifar10_sample
+
+    sample = load_cifar10_sample()
+    for split, images, count in (("train", sample.train, per_class),
+                                 ("test", sample.test, test_per_class)):  # fmt: skip
+        for label, name in enumerate(images.classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i, index in enumerate(np.nonzero(images.labels == label)[0][:count]):
+                Image.fromarray(images.images[index]).save(folder / f"{i:04d}.png")
+    return root
+
+
+def _rows(run_dir):
+    import csv
+
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupted_run(tmp_path):
+    """CutMix with Cutout, label smoothing and ce_kl distillation (T = 4) from a float
+    teacher on packaged-sample images: SIGKILLed in epoch 2, resumed, every figure equals
+    the uninterrupted run's (the mix of every batch is replayed from its seed)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import SMALL_GENOTYPE
+    from tests.fixtures import write_config
+    from tests.test_recipe import _teacher_dir
+
+    teacher, _ = _teacher_dir(tmp_path / "teacher")
+    data = _sample_folder(tmp_path / "images", per_class=24, test_per_class=4)
+    config = write_config(tmp_path / "config.yaml", (
+        f"seed: 2\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final:\n  epochs: 2\n  batch_size: 16\n  lr: 0.01\n  label_smoothing: 0.1\n"
+        "  cutout: 8\n  mix: {kind: cutmix, alpha: 1.0}\n"
+        f"  distill: {{teacher: {teacher}, loss: ce_kl, temperature: 4.0, weight: 0.5}}\n"
+    ))  # fmt: skip
+
+    def command(run_dir, *extra):
+        return [sys.executable, "-m", "bnn_nas.cli", "train", "--config", str(config),
+                "--genotype", SMALL_GENOTYPE, "--run-dir", str(run_dir), *extra]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        (killed / "metrics.csv").exists() and len(_rows(killed)) >= 1
+    ):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(_rows(killed)) == 1, "the kill did not land in epoch 2"
+    result = subprocess.run(command(killed, "--resume"), env=env, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    a, b = _rows(straight), _rows(killed)
+    assert len(a) == len(b) == 2
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):
+            assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-6), key
+    assert "mix: {kind: cutmix, alpha: 1.0}" in (killed / "config.yaml").read_text()
+    report = json.loads((killed / "report.json").read_text())
+    assert report == {**json.loads((straight / "report.json").read_text()),
+                      **{k: report[k] for k in ("train_seconds", "wall_seconds_this_session",
+                                                "images_per_s")}}  # fmt: skip

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnn_nas.config import DistillConfig
+from bnn_nas.data.mix import MixedTargets
+from bnn_nas.train.mix_loss import MixCrossEntropy
 
 
 def kd_term(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
@@ -26,7 +28,9 @@ class DistillLoss(nn.Module):
     """``kl``: weight * KD; ``ce_kl``: (1 - weight) * CE(labels) + weight * KD.
 
     Called as ``loss(student_logits, labels, teacher_logits)``; the teacher's logits are
-    taken as constants (no gradient reaches the teacher).
+    taken as constants (no gradient reaches the teacher). ``labels`` of a mixed batch
+    (:class:`~bnn_nas.data.mix.MixedTargets`) mix the CE part: lam * CE(labels) + (1 - lam)
+    * CE(partners); the KD part needs no labels (the teacher sees the same mixed batch).
     """
 
     def __init__(self, settings: DistillConfig, label_smoothing: float = 0.0) -> None:
@@ -34,9 +38,9 @@ class DistillLoss(nn.Module):
         self.kind, self.temperature, self.weight = (
             settings.loss, settings.temperature, settings.weight
         )  # fmt: skip
-        self.cross_entropy = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.cross_entropy = MixCrossEntropy(label_smoothing=label_smoothing)
 
-    def forward(self, student: Tensor, labels: Tensor, teacher: Tensor) -> Tensor:
+    def forward(self, student: Tensor, labels: Tensor | MixedTargets, teacher: Tensor) -> Tensor:
         kd = kd_term(student, teacher.detach(), self.temperature)
         if self.kind == "kl":
             return self.weight * kd

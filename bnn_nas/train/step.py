@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from bnn_nas.binary.quantizers import StochasticSign
+from bnn_nas.data.mix import MixedTargets
+from bnn_nas.train.mix_loss import majority_labels
 
 
 def bf16_autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -51,6 +53,8 @@ class EagerStep:
 
     With a ``teacher`` (distillation), its forward runs first on the same batch, without
     gradients, and ``criterion`` is called as ``criterion(logits, y, teacher_logits)``.
+    ``y``: the labels, or a mixed batch's :class:`~bnn_nas.data.mix.MixedTargets` (mixup,
+    CutMix; the criterion takes it, accuracy counts the label with the larger share).
     """
 
     def __init__(
@@ -76,7 +80,7 @@ class EagerStep:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
 
-    def _step(self, x: Tensor, y: Tensor) -> None:
+    def _step(self, x: Tensor, y: Tensor | MixedTargets) -> None:
         with bf16_autocast(self.device, self.bf16):
             if self.teacher is not None:
                 with torch.no_grad():
@@ -90,10 +94,10 @@ class EagerStep:
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip, foreach=True)
         self.optimizer.step()
-        self.loss_sum += loss.detach() * y.shape[0]
-        self.correct += (logits.detach().argmax(dim=1) == y).sum()
+        self.loss_sum += loss.detach() * x.shape[0]
+        self.correct += (logits.detach().argmax(dim=1) == majority_labels(y)).sum()
 
-    def __call__(self, x: Tensor, y: Tensor) -> None:
+    def __call__(self, x: Tensor, y: Tensor | MixedTargets) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self._step(x, y)
 
@@ -168,12 +172,16 @@ class GraphedStep(EagerStep):
 
     Capture needs a few warm-up steps; they are undone (weights, BN statistics, optimiser
     state and RNG restored in place) so training is the same as without the graph.
+    A mixed batch's targets are static too: :class:`~bnn_nas.data.mix.MixedTargets` clones
+    and copies in place like a label tensor, its lambda a device tensor the graph reads.
     """
 
-    def __init__(self, *args, x_like: Tensor, y_like: Tensor, **kwargs) -> None:
+    def __init__(
+        self, *args, x_like: Tensor, y_like: Tensor | MixedTargets, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.static_x = x_like.clone()
-        self.static_y = y_like.clone()
+        self.static_y = y_like.clone()  # a label tensor or MixedTargets: both copy_ in place
         snapshot = _Snapshot(self.model, self.optimizer, self.device)
         try:
             side = _capture_stream(self.device)
@@ -194,7 +202,7 @@ class GraphedStep(EagerStep):
             self.reset()
         self.graph = graph
 
-    def __call__(self, x: Tensor, y: Tensor) -> None:
+    def __call__(self, x: Tensor, y: Tensor | MixedTargets) -> None:
         self.static_x.copy_(x, non_blocking=True)
         self.static_y.copy_(y, non_blocking=True)
         self.graph.replay()
@@ -222,7 +230,7 @@ def make_step(
     grad_clip: float | None,
     device: torch.device,
     cuda_graph: bool,
-    first_batch: tuple[Tensor, Tensor],
+    first_batch: tuple[Tensor, Tensor | MixedTargets],
     teacher: nn.Module | None = None,
 ) -> EagerStep:
     """A graphed step when asked for and possible, else eager (with a warning if it failed).

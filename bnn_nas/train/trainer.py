@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bnn_nas.config import TrainConfig
+from bnn_nas.config import MixConfig, TrainConfig
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
@@ -28,6 +28,7 @@ from bnn_nas.space.cell_parts import with_auxiliary_loss
 from bnn_nas.train.callbacks import Callback, FitRun, OnEpoch
 from bnn_nas.train.distill_loss import DistillLoss
 from bnn_nas.train.metrics import EpochMetrics
+from bnn_nas.train.mix_loss import MixCrossEntropy
 from bnn_nas.train.optim import CosineSchedule, build_optimizer
 from bnn_nas.train.seeding import seed_everything
 from bnn_nas.train.step import bf16_autocast, graph_capturable, make_step
@@ -81,6 +82,7 @@ def _loader(
     stats: tuple[tuple[float, ...], tuple[float, ...]],
     channels_last: bool,
     cutout: int = 0,
+    mix: MixConfig | None = None,
 ) -> DeviceLoader:
     mean, std = stats
     return DeviceLoader(
@@ -94,6 +96,8 @@ def _loader(
         drop_last=shuffle,
         seed=seed,
         cutout=cutout,
+        mix=None if mix is None else mix.kind,
+        mix_alpha=1.0 if mix is None else mix.alpha,
         channels_last=channels_last,
     )
 
@@ -173,6 +177,7 @@ def fit(
     train_loader = _loader(
         train_set, settings.batch_size, device, augment=settings.augment, shuffle=True,
         seed=seed, stats=stats, channels_last=channels_last, cutout=settings.cutout,
+        mix=settings.mix,
     )  # fmt: skip
     eval_loader = None
     if eval_set is not None:
@@ -241,7 +246,8 @@ def compiled(model: nn.Module) -> nn.Module:
 class _Step:
     """The training step of one fit (bnn_nas/train/step.py), made at the first batch (a
     CUDA graph is captured on it): the model compiled when asked, the loss with
-    distillation and DARTS's auxiliary head."""
+    distillation and DARTS's auxiliary head; every cross-entropy takes a mixed batch's
+    targets (train/final.mix: lam * CE(labels) + (1 - lam) * CE(partners))."""
 
     def __init__(
         self,
@@ -254,11 +260,11 @@ class _Step:
         self.model, self.settings, self.device = model, settings, device
         self.use_graph, self.teacher = use_graph, teacher
         self.forward = compiled(model) if settings.compile else model
-        criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        criterion: nn.Module = MixCrossEntropy(label_smoothing=settings.label_smoothing)
         if teacher is not None:
             criterion = DistillLoss(settings.distill, settings.label_smoothing)
         # DARTS's auxiliary head (network.auxiliary_head): its cross-entropy joins with its weight
-        aux_loss = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        aux_loss = MixCrossEntropy(label_smoothing=settings.label_smoothing)
         self.criterion = with_auxiliary_loss(criterion, model, settings.auxiliary_weight, aux_loss)
         self.made: Any = None
 
@@ -297,7 +303,7 @@ def _train_epoch(run: FitRun, step: _Step, loader: DeviceLoader, local: int) -> 
     for x, y in loader.epoch(epoch):
         made = step(run.optimizer, x, y)
         run.scheduler.step()
-        seen += len(y)
+        seen += len(x)  # y: labels, or a mixed batch's MixedTargets
     assert made is not None
     train_loss = float(made.loss_sum) / seen  # one sync per epoch
     train_acc = float(made.correct) / seen
