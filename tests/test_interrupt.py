@@ -88,8 +88,11 @@ def scores(run_dir) -> list[tuple]:
 
 def test_ctrl_c_in_train_exits_130_with_a_resume_command(tmp_path, monkeypatch):
     import bnn_nas.train.run as run_module
+    from bnn_nas.rundir import creating
 
-    def stop(*args, **kwargs):
+    def stop(config, run_dir, **kwargs):  # stopped in training: its run directory exists
+        with creating(run_dir, "train"):
+            pass
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run_module, "train_run", stop)
@@ -107,3 +110,26 @@ def test_ctrl_c_in_train_exits_130_with_a_resume_command(tmp_path, monkeypatch):
         assert words[words.index(flag) + 1] == value
     assert words.count("--set") == 1  # --epochs is repeated as itself, not as a --set
     assert "--trust-run-plugins" in words
+
+
+def test_ctrl_c_before_a_training_saved_anything_hints_a_fresh_start(tmp_path, monkeypatch):
+    """A training stopped before its run directory was born leaves nothing to resume:
+    the hint starts it again, and `--resume` of a folder without a training is refused."""
+    import bnn_nas.train.run as run_module
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "train_run", stop)
+    config = write(tmp_path)
+    target = str(tmp_path / "r")
+    args = ["train", "--config", str(config), "--model", "resnet20", "--run-dir", target]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == INTERRUPT_EXIT, result.output
+    words = hint_words(result.stderr, "nothing was saved yet; start again with: ")
+    assert words == args and not (tmp_path / "r").exists()
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 2
+    assert resumed.stderr.strip() == (
+        f"bnn-nas: error: no training to resume in {target}; drop --resume to start one"
+    )

@@ -59,6 +59,7 @@ def train_command(
     from pathlib import Path
 
     from bnn_nas.api import network_config, train_target
+    from bnn_nas.rundir import run_kind
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.train.run import train_run
 
@@ -75,6 +76,8 @@ def train_command(
     g = load_genotype(genotype) if genotype is not None else None
     config = network_config(config, g, model, family)
     target = Path(run_dir) if run_dir else train_target(config, g, family)
+    if resume and not target.is_file() and run_kind(target) is None:  # as search's --resume
+        fail(f"no training to resume in {target}; drop --resume to start one")
     from bnn_nas.train.trainer import TrainingDivergedError
 
     try:
@@ -82,15 +85,18 @@ def train_command(
     except TrainingDivergedError as err:  # the settings' doing, not a bug: lr, network, data
         fail(f"{err}; lower train/final lr, add grad_clip, or check the network's primitives")
     except KeyboardInterrupt:
+        # a training stopped before its run directory was born left nothing: no --resume
+        started = not target.is_file() and run_kind(target) == "train"
         interrupted(
-            "continue from the last checkpoint with",
+            "continue from the last checkpoint with" if started else
+            "nothing was saved yet; start again with",
             [
                 "bnn-nas", "train", "--config", config_path,
                 *(["--genotype", genotype] if genotype is not None else []),
                 *(["--model", model] if model is not None else []),
                 *(["--family", family] if family is not None else []),
                 *(["--epochs", str(epochs)] if epochs is not None else []),
-                "--run-dir", str(target), "--resume",
+                "--run-dir", str(target), *(["--resume"] if started else []),
                 *(["--tensorboard"] if tensorboard else []),
                 *repeated("--set", given), *repeated("--plugin", plugins),
                 *(["--trust-run-plugins"] if run_plugins_trusted() else []),
