@@ -41,6 +41,16 @@ def test_show_draws_with_matplotlib_without_graphviz_and_says_so(tmp_path, monke
     assert not (tmp_path / "cell.dot").exists()
 
 
+def test_show_refuses_a_drawing_format_it_cannot_write_before_printing(tmp_path):
+    result = CliRunner().invoke(main, ["show", SMALL, "-o", str(tmp_path / "cell.jpg")])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "bnn-nas: error: cannot draw a genotype to 'cell.jpg'; use a .dot, .gv, .png, .svg or "
+        ".pdf file"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_profile_genotype_and_baseline():
     result = CliRunner().invoke(main, ["profile", SMALL])
     assert result.exit_code == 0, result.output

@@ -192,10 +192,12 @@ def show_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.space.search_space import load_search_space
 
-    if output:
+    if output:  # a drawing it cannot write: one line before anything is printed
         from bnn_nas.io import check_output_path
+        from bnn_nas.space.drawing import check_drawing_path
 
         check_output_path(output)
+        check_drawing_path(output)
     explicit_config = config_path
     config, source = layout_config(config_path, run_dir, plugins)
     recorded = run_record(run_dir)

@@ -114,6 +114,16 @@ def to_dot(g: Genotype) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_drawing_path(path: Path | str) -> Path:
+    """``path`` names a format :func:`render` writes, or a one-line error (before any work)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".dot", ".gv", *_IMAGE_FORMATS):
+        raise BnnNasError(
+            f"cannot draw a genotype to {path.name!r}; use a .dot, .gv, .png, .svg or .pdf file"
+        )
+    return path
+
+
 def render(g: Genotype, path: Path | str) -> Drawing:
     """Write ``g`` as ``.dot``, or as ``.png``/``.svg``/``.pdf``.
 
@@ -121,12 +131,8 @@ def render(g: Genotype, path: Path | str) -> Drawing:
     neither, the DOT text is written next to the asked path (``path.with_suffix(".dot")``)
     and the returned note says so.
     """
-    path = Path(path)
+    path = check_drawing_path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".dot", ".gv", *_IMAGE_FORMATS):
-        raise BnnNasError(
-            f"cannot draw a genotype to {path.name!r}; use a .dot, .gv, .png, .svg or .pdf file"
-        )
     text = to_dot(g)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in (".dot", ".gv"):
