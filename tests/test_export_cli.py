@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 
 import pytest
@@ -59,6 +60,13 @@ def test_export_then_infer_matches_the_training_report(run):
         infer_command, run_dir / "model.bnn", "--dataset", "image_folder", "--data-root", data
     )
     assert accuracy_of(by_dataset.output) == accuracy_of(by_folder.output)
+    # the command export prints next runs the run's own data set
+    (hint,) = [line for line in exported.output.splitlines() if line.startswith("next: ")]
+    words = shlex.split(hint.removeprefix("next: "))
+    assert words == ["bnn-nas", "infer", str(run_dir / "model.bnn"), "--dataset",
+                     "image_folder", "--data-root", str(data)]  # fmt: skip
+    hinted = invoke(infer_command, *words[2:])
+    assert hinted.exit_code == 0 and accuracy_of(hinted.output) == accuracy_of(by_dataset.output)
     portable = invoke(infer_command, run_dir / "model.bnn", "--images", data / "test", "--portable")
     assert portable.exit_code == 0 and "portable torch fallback" in portable.output
     assert accuracy_of(portable.output) == accuracy_of(by_folder.output)

@@ -11,7 +11,9 @@ from bnn_nas.cli.options import (
     load_user_plugins,
     plugin_option,
     plural,
+    repeated,
     run_plugins_trusted,
+    shell_words,
     user_errors,
 )
 
@@ -69,7 +71,28 @@ def export_command(
     )  # fmt: skip
     click.echo(summary.describe())
     if file_format == "bnn":
-        click.echo(f"next: bnn-nas infer {summary.path} --dataset ... | --images DIR")
+        click.echo(_infer_hint(Path(source), summary.path, plugins))
+
+
+def _infer_hint(source: Any, model: Any, plugins: tuple[str, ...]) -> str:
+    """The `infer` command of ``model`` on the data set its run trained on (the run's
+    config.yaml, checked by the export already); the generic form where that is unknown."""
+    import yaml
+
+    run_dir = source if source.is_dir() else source.parent
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))["data"]
+        name, root = data["name"], data.get("root")
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        name, root = None, None
+    if name == "cifar10_sample":
+        where = ["--dataset", name]
+    elif name in ("cifar10", "image_folder") and isinstance(root, str):
+        where = ["--dataset", name, "--data-root", root]
+    else:
+        return f"next: bnn-nas infer {model} --dataset ... | --images DIR"
+    return "next: " + shell_words(["bnn-nas", "infer", str(model), *where,
+                                   *repeated("--plugin", plugins)])  # fmt: skip
 
 
 @click.command("infer")
