@@ -266,4 +266,5 @@ def test_train_says_which_precision_runs(tmp_path, bf16, expected):
                                        "--run-dir", str(run)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert expected in result.stdout.splitlines()  # stdout: a failure's stderr is one line
+    assert result.stdout.splitlines()[-1] == f"next: bnn-nas export {run}"
     assert json.loads((run / "report.json").read_text())["precision"] == "float32"

@@ -11,8 +11,10 @@ from bnn_nas.cli.options import (
     load_run_config,
     plugin_option,
     repeated,
+    run_config_plugins,
     run_plugins_trusted,
     set_option,
+    shell_words,
     user_errors,
 )
 from bnn_nas.objectives import labelled
@@ -108,3 +110,6 @@ def train_command(
         f"test accuracy {report['test_accuracy']:.4f}  {cost}  "
         f"train {report['train_seconds'] / 60:.1f} min  -> {target}"
     )
+    # the run's config lies in the run directory: export imports its plugins only when named
+    needs = repeated("--plugin", run_config_plugins(target / "config.yaml"))
+    click.echo(f"next: {shell_words(['bnn-nas', 'export', str(target), *needs])}")
