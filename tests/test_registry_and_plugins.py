@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
+from torch import nn
 
 from bnn_nas.cli import main
 from bnn_nas.errors import PluginError, PrimitiveError
@@ -56,6 +57,37 @@ def test_decorator_returns_the_function_and_duplicates_are_errors(clean_registry
     register_primitive("t_dup", override=True)(replacement)
     assert get_primitive("t_dup").factory is replacement
     assert get_primitive("t_dup").doc == "Replaced."
+
+
+def test_a_factory_of_the_wrong_shape_is_a_one_line_error_naming_the_fix(clean_registry):
+    """A plugin author's mistakes are theirs to fix, not bnn-nas bugs to report: a factory
+    that cannot take (C_in, C_out, stride) is refused when it registers, one that returns
+    no module when it builds."""
+
+    def two_args(C_in, C_out):
+        return nn.Identity()
+
+    with pytest.raises(PrimitiveError) as err:
+        register_primitive("t_two_args")(two_args)
+    assert str(err.value) == (
+        "primitive 't_two_args': its factory two_args(C_in, C_out) cannot be called as "
+        "(C_in, C_out, stride, **options); give it that signature"
+    )
+    assert "t_two_args" not in REGISTRY
+
+    @register_primitive("t_returns_none")
+    def returns_none(C_in, C_out, stride, **options):
+        nn.Identity()  # forgot to return it
+
+    with pytest.raises(PrimitiveError, match=r"^primitive 't_returns_none' \(.*\) returned "
+                       r"NoneType, not an nn.Module; its factory must return the module"):
+        get_primitive("t_returns_none").build(4, 4, 1)
+
+    @register_primitive("t_any_args")  # *args / defaults bind as well
+    def any_args(*args, width=None, **options):
+        return nn.Identity()
+
+    assert isinstance(get_primitive("t_any_args").build(4, 4, 2), nn.Identity)
 
 
 def test_unknown_name_suggests_close_names():

@@ -51,7 +51,31 @@ class PrimitiveSpec:
                 )
         if stride not in (1, 2):
             raise PrimitiveError(f"{self.name}: stride must be 1 or 2, got {stride!r}")
-        return self.factory(C_in, C_out, stride, **options)
+        module = self.factory(C_in, C_out, stride, **options)
+        if not isinstance(module, nn.Module):  # the plugin's mistake, not a bnn-nas bug
+            raise PrimitiveError(
+                f"primitive {self.name!r} ({self.source}) returned {type(module).__name__}, not "
+                "an nn.Module; its factory must return the module it builds"
+            )
+        return module
+
+
+def _check_signature(name: str, factory: PrimitiveFactory) -> None:
+    """A factory is called as ``factory(C_in, C_out, stride, **options)``: one that cannot
+    take three positional arguments is refused when it registers, not when a network
+    is built from it."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (some builtins): not checked
+        return
+    try:
+        signature.bind(1, 1, 1)
+    except TypeError:
+        raise PrimitiveError(
+            f"primitive {name!r}: its factory {getattr(factory, '__name__', factory)!s}"
+            f"{signature} cannot be called as (C_in, C_out, stride, **options); give it "
+            "that signature"
+        ) from None
 
 
 def _source_of(factory: PrimitiveFactory) -> str:
@@ -97,6 +121,7 @@ class PrimitiveRegistry:
         def decorator(factory: PrimitiveFactory) -> PrimitiveFactory:
             if not callable(factory):
                 raise PrimitiveError(f"primitive {name!r}: the decorated object is not callable")
+            _check_signature(name, factory)
             taken = self._specs.get(name)
             if taken is not None and not override:
                 raise PrimitiveError(
