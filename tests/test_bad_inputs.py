@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import sqlite3
 from pathlib import Path
 
@@ -337,6 +338,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("search-plugin-exits", [*S, "{w}/ok.yaml", "--run-dir", NEW, "--plugin",
                              "{w}/plugins/exits.py"]),
     ("search-unknown-option", [*S, "{w}/ok.yaml", "--run-dir", NEW, "--budgett", "3"]),
+    ("derive-run-dir-option", ["derive", "--run-dir", "{w}/search"]),
+    ("export-run-dir-option", ["export", "--run-dir", "{w}/ck_no_classifier", "-o", "{w}/m.bnn"]),
     ("train-neither", ["train", "--config", "{w}/ok.yaml", "--run-dir", NEW]),
     ("train-both", ["train", "--config", "{w}/ok.yaml", "--model", "resnet20", "--genotype", G,
                     "--run-dir", NEW]),
@@ -467,6 +470,25 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(isolated, case, argv):
     assert len(lines[0]) < 1500, "an error message echoed a huge value"
     assert digest(w) == before, "a failing command changed or created files"
     assert not (w / "code-ran").exists() and not (w / "plugin-ran").exists()
+
+
+def test_run_dir_as_an_option_of_a_command_that_takes_it_as_argument(world):
+    """search and train take --run-dir; derive, status, plot and export take the directory
+    as their argument: the option is answered with the corrected command, which runs."""
+    run = str(world / "search")
+    result = CliRunner().invoke(main, ["status", "--format", "csv", "--run-dir", run])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        "bnn-nas: error: `bnn-nas status` takes the run directory as its argument, not "
+        f"--run-dir: bnn-nas status {shlex.quote(run)} --format csv"
+    )
+    fixed = shlex.split(line.split("not --run-dir: ", 1)[1])
+    assert CliRunner().invoke(main, fixed[1:]).exit_code == 0
+    equals = CliRunner().invoke(main, ["derive", f"--run-dir={run}", "--top", "1"])
+    assert equals.stderr.strip().endswith(f"bnn-nas derive {shlex.quote(run)} --top 1")
+    other = CliRunner().invoke(main, ["derive", "--rund", run])  # another option: click's line
+    assert "No such option '--rund'" in other.stderr and other.exit_code == 2
 
 
 def test_the_table_is_large():

@@ -66,6 +66,10 @@ class _Main(click.Group):
             code = super().main(args, prog_name or "bnn-nas", complete_var,
                                 standalone_mode=False, **extra)  # fmt: skip
         except click.UsageError as err:
+            fixed = self._run_dir_as_argument(err, command, args)
+            if fixed is not None:
+                _say(f"`{name}` takes the run directory as its argument, not --run-dir: {fixed}")
+                sys.exit(USER_ERROR_EXIT)
             where = f"`{name} --help`" if command in self.commands else "`bnn-nas --help`"
             _say(f"{err.format_message()} (see {where})")
             sys.exit(USER_ERROR_EXIT)
@@ -101,6 +105,33 @@ class _Main(click.Group):
         if standalone_mode:
             sys.exit(code if isinstance(code, int) else 0)
         return code
+
+    def _run_dir_as_argument(self, err: click.UsageError, command: str,
+                             args: list[str]) -> str | None:  # fmt: skip
+        """The corrected command line when ``--run-dir D`` went to a command that takes the
+        run directory as its first argument (derive, status, plot, export, ...), as search
+        and train take it; else None."""
+        from bnn_nas.cli.options import shell_words
+
+        if not isinstance(err, click.NoSuchOption) or err.option_name != "--run-dir":
+            return None
+        params = self.commands[command].params if command in self.commands else []
+        first = next((p for p in params if isinstance(p, click.Argument)), None)
+        if first is None or first.name not in ("run_dir", "source", "runs"):
+            return None
+        rest, value, i = [], "RUN_DIR", 0
+        while i < len(args):
+            if args[i] == "--run-dir":
+                value = args[i + 1] if i + 1 < len(args) else value
+                i += 2
+                continue
+            if args[i].startswith("--run-dir="):
+                value = args[i].split("=", 1)[1]
+            else:
+                rest.append(args[i])
+            i += 1
+        at = rest.index(command) + 1
+        return shell_words(["bnn-nas", *rest[:at], value, *rest[at:]])
 
 
 @click.group(
