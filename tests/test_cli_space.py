@@ -51,6 +51,18 @@ def test_show_refuses_a_drawing_format_it_cannot_write_before_printing(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_show_of_an_unknown_op_prints_it_and_says_why_the_cost_is_not_counted():
+    typo = SMALL.replace("xnor_resnet_block", "xnor_resnet_blok")
+    result = CliRunner().invoke(main, ["show", typo])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == (
+        "cost: not counted (reduce cell, step 0, edge 1 ('xnor_resnet_blok', 1): unknown op "
+        "'xnor_resnet_blok' (did you mean 'xnor_resnet_block' or 'bireal_resnet_block' or "
+        "'xnor_vgg_block'?); see "
+        "`bnn-nas primitives`)"
+    )
+
+
 def test_profile_genotype_and_baseline():
     result = CliRunner().invoke(main, ["profile", SMALL])
     assert result.exit_code == 0, result.output

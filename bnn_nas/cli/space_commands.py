@@ -221,8 +221,11 @@ def show_command(
         net, layout = cell_network(space, settings, source, g, False, (None, None), classes,
                                    image_size)  # fmt: skip
         cost = count_cost(net, (1, 3, image_size, image_size))
-    except BnnNasError as err:
-        click.echo(f"cost: not counted ({str(err).splitlines()[0]})")
+    except BnnNasError as err:  # e.g. an op no loaded plugin registers: printed, not refused
+        reason = str(err).splitlines()[0]
+        if "unknown op" in reason and "; allowed: " in reason:  # the registry's whole list
+            reason = reason.split("; allowed: ", 1)[0] + "; see `bnn-nas primitives`"
+        click.echo(f"cost: not counted ({reason})")
     else:
         click.echo(layout)
         click.echo(cost.table().splitlines()[-1].replace("total: ", "cost: ", 1))
