@@ -176,6 +176,19 @@ def test_cli_lists_plugin_primitive(tmp_path, clean_registry):
     assert "xnor_resnet_block" in result.output and "bireal_nin" in result.output
 
 
+def test_cli_primitives_of_a_bare_name_that_matches_none_suggests_wildcards():
+    result = CliRunner().invoke(main, ["primitives", "xnor_conv"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "bnn-nas: error: no primitive is named 'xnor_conv'; to list those containing it: "
+        "bnn-nas primitives '*xnor_conv*'"
+    )
+    exact = CliRunner().invoke(main, ["primitives", "xnor_nin"])
+    assert exact.exit_code == 0 and exact.output.splitlines()[1].startswith("xnor_nin ")
+    none = CliRunner().invoke(main, ["primitives", "zz*"])
+    assert none.exit_code == 2 and "no primitive matches 'zz*'" in none.stderr
+
+
 def test_cli_broken_plugin_exit_code_2_one_line(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("import not_a_real_module_xyz\n")

@@ -26,6 +26,10 @@ def primitives_command(pattern: str, plugins: tuple[str, ...]) -> None:
     load_user_plugins(plugins)
     specs = list_primitives(pattern)
     if not specs:
+        wider = f"*{pattern}*"  # a bare name matches only itself: the wildcards it wanted
+        if not any(c in pattern for c in "*?[") and list_primitives(wider):
+            fail(f"no primitive is named {pattern!r}; to list those containing it: "
+                 f"bnn-nas primitives '{wider}'")  # fmt: skip
         fail(f"no primitive matches {pattern!r}; run `bnn-nas primitives` to see them all")
     rows = [("name", "family", "precision", "source", "description")]
     rows += [(s.name, s.family, s.precision, s.source, s.doc) for s in specs]
