@@ -160,3 +160,7 @@ def test_infer_mistakes_are_one_line(run, tmp_path):
     wrong.mkdir(parents=True)
     bad = invoke(infer_command, tmp_path / "m.bnn", "--images", wrong.parent)
     assert bad.exit_code == 2 and "not one of the model's classes" in bad.output
+    rootless = invoke(infer_command, tmp_path / "m.bnn", "--dataset", "image_folder")
+    assert rootless.exit_code == 2 and rootless.output.strip().endswith(
+        "--dataset image_folder needs --data-root DIR, the folder holding it"
+    )

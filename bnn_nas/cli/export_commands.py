@@ -155,7 +155,13 @@ def infer_command(
         data = images_from_folder(Path(images), network.input.classes)
     else:
         assert dataset is not None
-        data = images_from_dataset(dataset, data_root, split)
+        try:
+            data = images_from_dataset(dataset, data_root, split)
+        except DataError as err:  # the data set's own words name its config key, data.root
+            if data_root is None and "needs data.root" in str(err):
+                raise DataError(f"--dataset {dataset} needs --data-root DIR, the folder "
+                                "holding it") from None  # fmt: skip
+            raise
     # said once the inputs are known good: an error is then the only line on stderr
     click.echo(f"engine: {network.backend.describe()}", err=True)
     if limit is not None:
