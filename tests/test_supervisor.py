@@ -247,6 +247,22 @@ def test_supervised_only_where_a_fork_is_safe(monkeypatch, tmp_path):
         thread.join()
 
 
+def test_an_ignored_sigchld_inherited_from_the_launcher_does_not_hang_it():
+    """SIGCHLD set to SIG_IGN survives exec (some launchers leave it so): the kernel then
+    reaps the child itself and sends no SIGCHLD, and the supervisor waited forever. It
+    waits as usual, and the child (the search) keeps the disposition it was given."""
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "from bnn_nas.search import supervisor\n"
+        "def run():\n"
+        "    return 3 if signal.getsignal(signal.SIGCHLD) is signal.SIG_IGN else 4\n"
+        "sys.exit(supervisor.run_supervised(run))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
+    assert done.returncode == 3, done.stderr
+
+
 def test_the_module_imports_where_signals_are_few(monkeypatch):
     """`bnn-nas search` imports it on every platform (its report is a no-op there)."""
     import importlib

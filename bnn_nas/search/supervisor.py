@@ -103,12 +103,17 @@ def run_supervised(run: Callable[[], int]) -> int:
     child killed by one. The child never returns from here."""
     watched = {s for s in (signal.SIGINT, signal.SIGTERM)
                if signal.getsignal(s) is not signal.SIG_IGN}  # fmt: skip
+    # an ignored SIGCHLD (inherited through exec) makes the kernel reap the child unseen and
+    # send no SIGCHLD: waited for here as by default; the child gets it back as it was
+    chld = signal.getsignal(signal.SIGCHLD)
+    if chld is signal.SIG_IGN:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched | {signal.SIGCHLD})
     in_a_row, done_before = 0, -1
     locked: list[Path] = []  # the run directory, once this process holds its lock
     try:
         while True:
-            pid, reader = _start(run, mask)
+            pid, reader = _start(run, mask, chld)
             status, stopped = _wait(pid, watched)
             facts = _read_report(reader)
             if not os.WIFSIGNALED(status):
@@ -146,9 +151,11 @@ def run_supervised(run: Callable[[], int]) -> int:
         while signal.sigtimedwait(watched, 0) is not None:
             pass  # a stop that came after the child ended: this process ends anyway
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if chld is signal.SIG_IGN:
+            signal.signal(signal.SIGCHLD, chld)
 
 
-def _start(run: Callable[[], int], mask: set[signal.Signals]) -> tuple[int, int]:
+def _start(run: Callable[[], int], mask: set[signal.Signals], chld: object) -> tuple[int, int]:
     """Fork a child that runs ``run`` and exits with its code; returns its pid and the
     reading end of its report pipe."""
     parent = os.getpid()
@@ -158,13 +165,14 @@ def _start(run: Callable[[], int], mask: set[signal.Signals]) -> tuple[int, int]
     pid = os.fork()
     if pid == 0:
         os.close(reader)
-        _child(run, writer, mask, parent)
+        _child(run, writer, mask, parent, chld)
     os.close(writer)
     os.set_blocking(reader, False)  # read once the child is gone: never wait on a grandchild
     return pid, reader
 
 
-def _child(run: Callable[[], int], writer: int, mask: set[signal.Signals], parent: int) -> None:
+def _child(run: Callable[[], int], writer: int, mask: set[signal.Signals], parent: int,
+           chld: object) -> None:  # fmt: skip
     """The child's whole life: die with the parent, run, exit (never return to the caller)."""
     global _report_fd
     code = 1
@@ -173,6 +181,8 @@ def _child(run: Callable[[], int], writer: int, mask: set[signal.Signals], paren
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent was killed before the prctl
             os._exit(128 + signal.SIGKILL)
+        if chld is signal.SIG_IGN:
+            signal.signal(signal.SIGCHLD, chld)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _report_fd = writer
         code = run()
