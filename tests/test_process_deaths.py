@@ -15,6 +15,8 @@ search`` with a plugin whose forward SIGKILLs its own process for one genotype.
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -435,4 +437,47 @@ def test_trials_the_search_process_died_under_run_alone(tmp_path):
     assert [(r[2], r[4]) for r in end_state(path)] == [("done", 1)] * 6
     store = SQLiteStore(path, read_only=True)
     assert [r.process_deaths for r in store.trials()] == [1, 1, 1, 0, 0, 0]
+    store.close()
+
+
+class InterruptedFake(FakeExecutor):
+    """Three trials in flight when Ctrl-C comes (next_outcome raises KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=3)
+
+    def next_outcome(self):
+        raise KeyboardInterrupt
+
+
+def test_a_second_sigint_does_not_cut_the_release_of_the_trials_in_flight_short(
+        tmp_path, monkeypatch):  # fmt: skip
+    """A stop sent to the process group (kill -INT -PGID, timeout -s INT) reaches the
+    search twice, directly and forwarded by its supervisor; Ctrl-C may be typed twice. The
+    second SIGINT, arriving while the first one's release of the trials in flight runs,
+    left the trials after the first `running` (a resume then counted a death for them)."""
+    cfg = config_from_dict({
+        "seed": 4, "device": "cpu", "search_space": SPACE,
+        "search": {"controller": "random", "budget": 6},
+    })  # fmt: skip
+    store = SQLiteStore(tmp_path / "trials.sqlite")
+    release, sent = store.release, []
+
+    def release_then_sigint(trial_id, **kwargs):
+        release(trial_id, **kwargs)
+        if not sent:
+            sent.append(trial_id)
+            os.kill(os.getpid(), signal.SIGINT)  # the same stop, forwarded
+
+    monkeypatch.setattr(store, "release", release_then_sigint)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even under `&`
+    try:
+        search = SearchRun(cfg, load_search_space(cfg.search_space), store, lambda g: 1.0)
+        search.prepare()
+        with pytest.raises(KeyboardInterrupt):
+            search.run(InterruptedFake())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert sent and [r.status.value for r in store.trials()] == ["pending"] * 3
     store.close()

@@ -8,10 +8,13 @@ run directory's SQLite file, or the in-memory twin) and any executor.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,23 @@ class Progress:
     last: TrialRecord
     best: TrialRecord | None
     objectives: tuple[Objective, ...] = DEFAULT_OBJECTIVES
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile: Ctrl-C typed twice, or a stop sent to the whole process
+    group (``kill -INT -PGID``, ``timeout -s INT``, a scheduler), which reaches the search
+    both directly and forwarded by ``bnn-nas search``'s supervisor. One already caught but
+    not yet raised is dropped too. Outside the main thread no KeyboardInterrupt comes."""
+    previous = signal.getsignal(signal.SIGINT)  # None: not Python's to set, left alone
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def death_note(record: TrialRecord, max_process_deaths: int | None) -> str:
@@ -193,7 +213,8 @@ class SearchRun:
                     best = best_trial(records, objectives)
                     on_trial(Progress(finished, budget, record, best, objectives))
         except KeyboardInterrupt:
-            for trial_id in in_flight:
-                self.store.release(trial_id, count_attempt=False)
+            with _sigint_ignored():  # a second one must not cut the release short
+                for trial_id in in_flight:
+                    self.store.release(trial_id, count_attempt=False)
             raise
         return self.store.trials()
