@@ -3,9 +3,11 @@
 All share one small interface: ``submit`` a trial, ``next_outcome`` waits for one to end.
 An outcome is a result, a candidate's failure (recorded, the search goes on) or a lost
 worker (the trial is retried up to ``max_attempts``; nothing done is lost). A candidate
-that takes down the search process itself (``in_process`` executors) is counted at the
-next start, and failed after ``executor.max_process_deaths`` such deaths where that is set
-(``TrialStore.reclaim``; unset, a resume always reruns it).
+that takes down the search process itself (``in_process`` executors) is counted as it
+dies by ``bnn-nas search``'s supervisor on Linux (``TrialStore.count_death``: failed at
+``executor.max_process_deaths``, unset 2, and the search starts again,
+bnn_nas/search/supervisor.py); a death only the next start sees (no supervisor) is
+counted there and fails the trial only where that setting is set (``TrialStore.reclaim``).
 
 Executors are registered by name (``bnn_nas.extensions.EXECUTORS``, the table that
 ``executor.type`` picks from): an entry is ``make(config, evaluator, plugins, settings)
