@@ -72,7 +72,7 @@ def load_config(
     else:
         raise TypeError(f"config is a path, a mapping or a Config, not {type(config).__name__}")
     data = apply_overrides(data, overrides, where)
-    load_user_plugins(declared_plugins(data, where) + plugins)
+    load_user_plugins(declared_plugins(data, where, overrides) + plugins)
     return config_from_dict(data, where, overrides)
 
 

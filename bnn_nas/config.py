@@ -317,7 +317,10 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         return _from_mapping(tp, value, where, f"{key}.")
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {key} must be a list, not {shown(value)}")
+            raise ConfigError(
+                f"{where}: {key} must be a list, not {shown(value)}; write it in brackets, "
+                f"[{shown(value)[:MAX_SHOWN]}]"
+            )
         (item_type, _) = typing.get_args(tp)
         return tuple(_convert(v, item_type, f"{key}[{i}]", where) for i, v in enumerate(value))
     if origin is dict or tp is dict:
@@ -521,8 +524,9 @@ def config_from_dict(
         raise (_override_value_error(str(err), where, overrides) or err) from None
     try:
         check_objectives(config.search.objectives)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+    except ConfigError as err:  # the --set that gave the objectives, else the file
+        message = f"{where}: {err}"
+        raise (_override_value_error(message, where, overrides) or ConfigError(message)) from None
     for section in ("train", "final"):
         settings = getattr(config, section)
         cycle = settings.momentum_cycle
@@ -720,10 +724,16 @@ def plugin_path(spec: Any, base: Path) -> Any:
     return str(beside)
 
 
-def declared_plugins(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
+def declared_plugins(
+    data: Mapping[str, Any], where: str, overrides: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """The ``plugins`` a config mapping lists: loaded before it is checked, since they may
-    register the controller, executor or dataset it names."""
-    return _convert(data.get("plugins", ()), tuple[str, ...], "plugins", where)
+    register the controller, executor or dataset it names (a bad value a ``--set`` gave is
+    that --set's error)."""
+    try:
+        return _convert(data.get("plugins", ()), tuple[str, ...], "plugins", where)
+    except ConfigError as err:
+        raise (_override_value_error(str(err), where, overrides) or err) from None
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> Config:

@@ -95,3 +95,25 @@ def test_an_unknown_set_key_is_an_unknown_override_key_not_the_files(tmp_path):
     path.write_text("train: {epoch: 2}\n")
     with pytest.raises(ConfigError, match=rf"^{path}: unknown key train.epoch; did you mean"):
         load_config(path, ("train.lr=0.01",))
+
+
+def test_set_objectives_and_plugins_of_a_wrong_value_name_the_set_not_the_file(tmp_path):
+    from bnn_nas.cli.options import load_run_config
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train: {epochs: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ("search.objectives=[{name: acuracy}]",))
+    assert str(err.value).startswith(
+        "--set 'search.objectives=[{name: acuracy}]': search.objectives: unknown metric "
+        "'acuracy'; did you mean accuracy?"
+    )
+    with pytest.raises(ConfigError) as err:  # read before the config is checked, by commands
+        load_run_config(str(path), (), ("plugins=my_ops.py",))
+    assert str(err.value) == (
+        "--set 'plugins=my_ops.py': plugins must be a list, not 'my_ops.py'; write it in "
+        "brackets, ['my_ops.py']"
+    )
+    path.write_text("plugins: my_ops.py\n")  # the file's own: the file is named
+    with pytest.raises(ConfigError, match=rf"^{path}: plugins must be a list, not 'my_ops.py'"):
+        load_run_config(str(path), (), ())

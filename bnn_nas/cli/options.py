@@ -183,7 +183,7 @@ def load_run_config(
         data, where = read_config_mapping(config_path, overrides), str(Path(config_path))
     else:
         data, where = apply_overrides({}, overrides, "--set"), "--set"
-    declared = declared_plugins(data, where)
+    declared = declared_plugins(data, where, overrides)
     trusted = run_plugins_trusted() if trust is None else trust
     named = run_plugins(config_path, declared, plugins, trust=trusted)
     load_user_plugins(named + plugins)
