@@ -228,13 +228,23 @@ def real_stdio(monkeypatch, tmp_path: Path) -> None:
         monkeypatch.setattr(sys, name, stream)
 
 
+def one_thread(monkeypatch) -> None:
+    """The thread count of a fresh `bnn-nas` process: a test process keeps threads of
+    earlier tests (tqdm's monitor, say) that a command line never has at the fork."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+
+
 def test_supervised_only_where_a_fork_is_safe(monkeypatch, tmp_path):
     real_stdio(monkeypatch, tmp_path)
-    assert supervisor.supported()
     with monkeypatch.context() as patch:
+        one_thread(patch)
+        assert supervisor.supported()
+    with monkeypatch.context() as patch:
+        one_thread(patch)
         patch.setattr(sys, "platform", "darwin")
         assert not supervisor.supported()
     with monkeypatch.context() as patch:  # click's test runner: streams of no OS file
+        one_thread(patch)
         patch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO()))
         assert not supervisor.supported()
     release = threading.Event()
@@ -282,6 +292,7 @@ def test_only_search_on_linux_runs_under_the_supervisor(monkeypatch, tmp_path, p
     """`bnn-nas search` on Linux runs in a supervised child (the command's own code, its
     exit code passed on); elsewhere, and every other command, in this process as before."""
     real_stdio(monkeypatch, tmp_path)
+    one_thread(monkeypatch)
     monkeypatch.setattr(sys, "platform", platform)
     calls = []
     monkeypatch.setattr(_Main, "_main", lambda self, args, *rest, **kw: calls.append(

@@ -104,7 +104,11 @@ def test_tensorboard_is_a_setting_of_final_training_and_of_search_trials():
 
 
 def test_the_interrupt_hint_keeps_the_flag(tmp_path, monkeypatch):
-    def stop(*args, **kwargs):
+    from bnn_nas.rundir import _write_marker
+
+    def stop(*args, **kwargs):  # stopped once the run directory exists: a --resume hint
+        (tmp_path / "r").mkdir()
+        _write_marker(tmp_path / "r", "train")
         raise KeyboardInterrupt
 
     monkeypatch.setattr("bnn_nas.train.run.train_run", stop)
