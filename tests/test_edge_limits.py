@@ -176,7 +176,7 @@ def test_violations_are_one_line_errors():
 
 
 def test_impossible_and_malformed_limits_fail_at_load():
-    with pytest.raises(ConfigError, match=r"^t: search space t: no normal cell meets "
+    with pytest.raises(ConfigError, match=r"^t: no normal cell meets "
                        r"min_binary_edges 1: a cell has 4 edges and its 2 ops are 0 binary, "
                        r"2 parameter-free, 0 float$"):  # fmt: skip
         search_space_from_dict(space_dict(["skip_connect", "none"], min_binary_edges=1), "t")

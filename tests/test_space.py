@@ -214,14 +214,22 @@ def test_genotype_errors_against_the_space():
 
 
 def test_search_space_errors_name_the_problem(tmp_path):
-    with pytest.raises(ConfigError, match=r"test: unknown search-space key 'step'"):
+    with pytest.raises(ConfigError, match=r"test: unknown search-space key 'step'; did you "
+                       r"mean steps\? allowed: "):  # fmt: skip
         search_space_from_dict({"step": 3, "ops": ["skip_connect"]}, "test")
+    with pytest.raises(ConfigError) as err:  # the source is named once
+        search_space_from_dict({"steps": 0, "ops": ["skip_connect"]}, "test")
+    assert str(err.value) == "test: steps must be a positive integer"
+    with pytest.raises(ConfigError, match=r"^search space tinyy not found; did you mean tiny\? "):
+        load_search_space("tinyy")
     with pytest.raises(
         ConfigError, match=r"unknown primitive 'xnor_resnet_blok'.*xnor_resnet_block"
     ):
         search_space_from_dict({"ops": ["xnor_resnet_blok"]}, "test")
     with pytest.raises(ConfigError, match=r"option order='x' is invalid"):
         search_space_from_dict({"ops": [{"name": "xnor_conv_3x3", "order": "x"}]}, "test")
+    with pytest.raises(ConfigError, match=r"unknown network key 'cell'; did you mean cells\?"):
+        search_space_from_dict({"ops": ["skip_connect"], "network": {"cell": 3}}, "test")
     with pytest.raises(ConfigError, match="unknown network key 'layers'"):
         search_space_from_dict({"ops": ["skip_connect"], "network": {"layers": 3}}, "test")
     with pytest.raises(ConfigError, match="lists 'skip_connect' twice"):

@@ -367,7 +367,7 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
     if unknown:
         raise ConfigError(
             f"{where}: unknown search-space key {unknown[0]!r}; "
-            f"allowed: {', '.join(sorted(_SPACE_KEYS))}"
+            f"{_did_you_mean(unknown[0], _SPACE_KEYS)}allowed: {', '.join(sorted(_SPACE_KEYS))}"
         )
     shared = data.get("ops")
     lists = {}
@@ -382,7 +382,8 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
     bad = sorted(set(network) - _NETWORK_KEYS)
     if bad:
         raise ConfigError(
-            f"{where}: unknown network key {bad[0]!r}; allowed: {', '.join(sorted(_NETWORK_KEYS))}"
+            f"{where}: unknown network key {bad[0]!r}; {_did_you_mean(bad[0], _NETWORK_KEYS)}"
+            f"allowed: {', '.join(sorted(_NETWORK_KEYS))}"
         )
     limits = limits_from_dict(data, where)
     try:
@@ -398,11 +399,18 @@ def search_space_from_dict(data: Mapping[str, Any], where: str) -> SearchSpace:
             reduce_limits=limits["reduce"],
         )
         space.check_primitives()
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    except BnnNasError as err:
-        raise ConfigError(f"{where}: {err}") from None
+    except BnnNasError as err:  # said once: where, not also "search space NAME: "
+        text = str(err).removeprefix(f"search space {data.get('name', Path(where).stem)}: ")
+        raise ConfigError(f"{where}: {text}") from None
     return space
+
+
+def _did_you_mean(word: Any, choices: Any) -> str:
+    """``did you mean X? `` for the closest of ``choices``, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word)[:100], sorted(choices), n=1)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 def builtin_space_path(name: str) -> Path | None:
@@ -427,9 +435,10 @@ def load_search_space(source: str | Path | Mapping[str, Any] | None = None) -> S
     if not path.is_file():
         builtin = builtin_space_path(str(source))
         if builtin is None:
+            names = builtin_space_names()
             raise ConfigError(
-                f"search space {source} not found; pass a YAML file or a built-in name "
-                f"({', '.join(builtin_space_names())})"
+                f"search space {source} not found; {_did_you_mean(path.stem, names)}pass a "
+                f"YAML file or a built-in name ({', '.join(names)})"
             )
         path = builtin
     try:
