@@ -273,6 +273,26 @@ def test_an_ignored_sigchld_inherited_from_the_launcher_does_not_hang_it():
     assert done.returncode == 3, done.stderr
 
 
+def test_the_search_process_ends_as_a_program_does_its_exit_handlers_run(tmp_path):
+    """What the search registered with atexit runs as it ends (ray.init's ray.shutdown:
+    without it a supervised search with executor.type=ray left Ray's dashboard and
+    runtime-env agents running, adopted by init), and only there: not in the supervisor."""
+    code = (
+        "import atexit, os, sys\n"
+        "from pathlib import Path\n"
+        "from bnn_nas.search import supervisor\n"
+        f"log = Path({str(tmp_path / 'ran')!r})\n"
+        "def run():\n"
+        "    child = os.getpid()\n"
+        "    atexit.register(lambda: log.open('a').write(f'{os.getpid() == child}\\n'))\n"
+        "    return 3\n"
+        "sys.exit(supervisor.run_supervised(run))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
+    assert done.returncode == 3, done.stderr
+    assert (tmp_path / "ran").read_text() == "True\n"
+
+
 def test_the_module_imports_where_signals_are_few(monkeypatch):
     """`bnn-nas search` imports it on every platform (its report is a no-op there)."""
     import importlib

@@ -23,6 +23,7 @@ the search runs in this process, as it always did.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
@@ -193,6 +194,10 @@ def _child(run: Callable[[], int], writer: int, mask: set[signal.Signals], paren
     except BaseException:
         traceback.print_exc()
     finally:
+        # as the program's end: what the search registered runs (ray.init's ray.shutdown,
+        # without which Ray's agents outlived it); os._exit alone skips atexit
+        with contextlib.suppress(BaseException):
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
