@@ -30,6 +30,7 @@ from bnn_nas.search.evaluator import trial_seed
 from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
+from bnn_nas.train.compile_scope import compiled_regions, regions_of
 from bnn_nas.train.distill import DistillLoss
 from bnn_nas.train.optim import build_optimizer
 from bnn_nas.train.step import GraphedStep, graph_capturable, make_step
@@ -94,7 +95,8 @@ def batch_norm_in_float32(model: nn.Module) -> None:
 def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: bool,
                  graph: bool, profile: bool, bf16: bool = True,
                  settings: TrainConfig | None = None,
-                 teacher: nn.Module | None = None) -> tuple[float, bool]:  # fmt: skip
+                 teacher: nn.Module | None = None,
+                 compile_scope: str = "network") -> tuple[float, bool]:  # fmt: skip
     """The trainer's own step (bnn_nas.train.step), timed on a fixed device batch; and
     whether it ran as a CUDA graph (a failed capture falls back to eager steps).
     ``teacher``: a distillation teacher whose forward runs inside the step."""
@@ -108,7 +110,18 @@ def images_per_s(model: nn.Module, device, batch: int, steps: int, compile_: boo
     if cuda:
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
-    forward = torch.compile(model) if compile_ else model
+    # compile_scope ops: a cell network's regions compiled one by one (as the trainer does)
+    regions = regions_of(model, TrainConfig(compile=compile_, compile_scope=compile_scope))
+    forward = torch.compile(model) if compile_ and not regions else model
+    with compiled_regions(regions):
+        return _timed_step(model, forward, optimizer, x, y, device, steps, graph, profile,
+                           bf16, teacher)  # fmt: skip
+
+
+def _timed_step(model: nn.Module, forward, optimizer, x, y, device, steps: int, graph: bool,
+                profile: bool, bf16: bool, teacher) -> tuple[float, bool]:  # fmt: skip
+    cuda = device.type == "cuda"
+    batch = len(x)
     criterion: nn.Module = nn.CrossEntropyLoss()
     if teacher is not None:
         criterion = DistillLoss(DistillConfig(teacher="benchmark"))
@@ -157,6 +170,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile-scope", default="network", choices=("network", "ops"),
+                        help="with --compile: the whole forward, or a cell network op by op")
     parser.add_argument("--no-cuda-graph", action="store_true", help="eager steps on CUDA")
     parser.add_argument("--no-bf16", action="store_true", help="float32 activations on CUDA")
     parser.add_argument("--bn-fp32", action="store_true",
@@ -191,7 +206,7 @@ def main() -> None:
         speed, graphed[name] = images_per_s(model, device, args.batch_size, args.steps,
                                             args.compile, not args.no_cuda_graph,
                                             args.profile, not args.no_bf16,
-                                            settings)  # fmt: skip
+                                            settings, compile_scope=args.compile_scope)  # fmt: skip
         figures[name] = round(speed)
         print(f"{name}: {figures[name]} images/s", file=sys.stderr)
         if args.distill and "float_twin" not in name:
@@ -214,6 +229,7 @@ def main() -> None:
     }
     # what ran, not what was asked for: a model whose capture failed stepped eagerly
     emit("train_step", device, batch_size=args.batch_size, compile=args.compile,
+         compile_scope=args.compile_scope,
          cuda_graph=graphed,
          bf16=device.type == "cuda" and not args.no_bf16, bn_fp32=args.bn_fp32,
          cudnn_benchmark=args.cudnn_benchmark, momentum_cycle=args.momentum_cycle,

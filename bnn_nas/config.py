@@ -138,6 +138,10 @@ class TrainConfig:
     # torch.compile the forward (captured in the CUDA graph where that is on); the
     # binarizers are plain ATen arithmetic to it (bnn_nas/binary/compiled_sign.py says why)
     compile: bool = False
+    # what one compilation covers: network (the whole forward) | ops (a cell network's
+    # stem, preprocess units and edge ops one by one: far less to compile, no fusion across
+    # them; a network without cells is compiled whole either way)
+    compile_scope: str = "network"
     cuda_graph: bool = True  # capture the whole step in one CUDA graph (CUDA, no drop-path)
     checkpoint_every: int = 1  # epochs between checkpoints (final training)
     distill: DistillConfig | None = None  # a teacher's soft targets (off: none)
@@ -543,6 +547,11 @@ def config_from_dict(
         _check_recipe(settings, section, where)
         _check_cutout(settings, section, where)
         _check_mix(settings, section, where)
+        if settings.compile_scope not in COMPILE_SCOPES:
+            raise ConfigError(
+                f"{where}: {section}.compile_scope={settings.compile_scope!r} is not one of "
+                f"{', '.join(COMPILE_SCOPES)}; set --set {section}.compile_scope=network"
+            )
         if settings.warmup_epochs > settings.epochs:  # the rise would never end
             raise ConfigError(
                 f"{where}: {section}.warmup_epochs={settings.warmup_epochs:g} is longer than "
@@ -553,6 +562,7 @@ def config_from_dict(
 
 
 _DISTILL_LOSSES = ("kl", "ce_kl")
+COMPILE_SCOPES = ("network", "ops")
 
 
 def _check_cutout(settings: TrainConfig, section: str, where: str) -> None:

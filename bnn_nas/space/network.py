@@ -153,6 +153,19 @@ class CellNetwork(nn.Module):
         self.auxiliary_logits: Tensor | None = None
         self.auxiliary_enabled = True  # with_auxiliary_loss turns it off at weight 0
 
+    def regions(self) -> list[nn.Module]:
+        """The pieces ``compile_scope: ops`` compiles one by one: stem, every cell's
+        preprocess units, edge ops and shortcut. Why: a whole cell network is one long
+        graph (1,621 operators forward and backward at 8 cells) that takes minutes to
+        compile; its ops repeat in kind and shape, so their graphs are few and small. The
+        cells' sums and concats, pooling and classifier stay eager."""
+        pieces: list[nn.Module] = [self.stem]
+        for cell in self.cells:
+            pieces += [cell.preprocess0, cell.preprocess1, *cell.ops]
+            if cell.shortcut is not None:
+                pieces.append(cell.shortcut)
+        return pieces
+
     def forward(self, x: Tensor) -> Tensor:
         self.auxiliary_logits = None
         run_head = self.training and self.auxiliary is not None and self.auxiliary_enabled

@@ -26,6 +26,7 @@ from bnn_nas.data.loader import DeviceLoader
 from bnn_nas.errors import ConfigError
 from bnn_nas.space.cell_parts import with_auxiliary_loss
 from bnn_nas.train.callbacks import Callback, FitRun, OnEpoch
+from bnn_nas.train.compile_scope import compiled_regions, regions_of
 from bnn_nas.train.distill_loss import DistillLoss
 from bnn_nas.train.metrics import EpochMetrics
 from bnn_nas.train.mix_loss import MixCrossEntropy
@@ -198,34 +199,36 @@ def fit(
     )  # fmt: skip
     for hook in hooks:
         hook.setup(run)
-    step = _Step(model, settings, device, use_graph, teacher)
+    regions = regions_of(model, settings)  # compile_scope: ops
+    step = _Step(model, settings, device, use_graph, teacher, whole=not regions)
     for hook in hooks:
         hook.on_start(run)
     finished = False
-    try:
-        for local in range(run.start, settings.epochs):
-            metrics = _train_epoch(run, step, train_loader, local)
-            if eval_loader is not None and (
-                run.is_last(local) or (eval_every and (local + 1) % eval_every == 0)
-            ):
-                eval_loss, eval_acc = evaluate(model, eval_loader, bf16=settings.bf16)
-                metrics = replace(metrics, eval_loss=eval_loss, eval_acc=eval_acc)
-            run.history.append(metrics)
-            for hook in hooks:
-                hook.on_epoch(run, local, metrics)
-        finished = True
-    finally:  # also when a trial is cancelled or diverges
+    with compiled_regions(regions):  # compile_scope: ops (nothing otherwise)
         try:
-            step.release(finished)
-        finally:
-            for hook in hooks:
-                hook.on_end(run, finished)
-            if device.type == "cuda":
-                # a search fits thousands of models in one process (an H200 ran out of
-                # memory after ~130 graphed trials): should anything of a fit sit in a
-                # reference cycle, its device memory (data, weights) would wait for the
-                # collector's rare full passes; collecting here keeps at most one fit's worth
-                gc.collect()
+            for local in range(run.start, settings.epochs):
+                metrics = _train_epoch(run, step, train_loader, local)
+                if eval_loader is not None and (
+                    run.is_last(local) or (eval_every and (local + 1) % eval_every == 0)
+                ):
+                    eval_loss, eval_acc = evaluate(model, eval_loader, bf16=settings.bf16)
+                    metrics = replace(metrics, eval_loss=eval_loss, eval_acc=eval_acc)
+                run.history.append(metrics)
+                for hook in hooks:
+                    hook.on_epoch(run, local, metrics)
+            finished = True
+        finally:  # also when a trial is cancelled or diverges
+            try:
+                step.release(finished)
+            finally:
+                for hook in hooks:
+                    hook.on_end(run, finished)
+                if device.type == "cuda":
+                    # a search fits thousands of models in one process (an H200 ran out of
+                    # memory after ~130 graphed trials): should anything of a fit sit in a
+                    # reference cycle, its device memory (data, weights) would wait for the
+                    # collector's rare full passes; collecting here keeps at most one fit's worth
+                    gc.collect()
     return run.history
 
 
@@ -256,10 +259,12 @@ class _Step:
         device: torch.device,
         use_graph: bool,
         teacher: nn.Module | None,
+        whole: bool = True,
     ) -> None:
         self.model, self.settings, self.device = model, settings, device
         self.use_graph, self.teacher = use_graph, teacher
-        self.forward = compiled(model) if settings.compile else model
+        # whole: compile the forward as one graph (else its regions are, or nothing is)
+        self.forward = compiled(model) if settings.compile and whole else model
         criterion: nn.Module = MixCrossEntropy(label_smoothing=settings.label_smoothing)
         if teacher is not None:
             criterion = DistillLoss(settings.distill, settings.label_smoothing)
