@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import FLOAT_TWIN, emit
-from bnn_nas.config import DistillConfig, TrainConfig
+from bnn_nas.config import COMPILE_SCOPES, DistillConfig, TrainConfig
 from bnn_nas.search.evaluator import trial_seed
 from bnn_nas.space.network import CellNetwork, build_baseline
 from bnn_nas.space.search_space import load_search_space
@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--compile-scope", default="network", choices=("network", "ops"),
+    parser.add_argument("--compile-scope", default="network", choices=COMPILE_SCOPES,
                         help="with --compile: the whole forward, or a cell network op by op")
     parser.add_argument("--no-cuda-graph", action="store_true", help="eager steps on CUDA")
     parser.add_argument("--no-bf16", action="store_true", help="float32 activations on CUDA")
