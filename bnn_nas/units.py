@@ -7,6 +7,8 @@ same way (2.05M OPs everywhere, never 2.05e+06 in one place and 2.050M in anothe
 - :func:`size`: bytes in decimal units (the ones file sizes and the papers' model sizes
   use): ``512 B``, ``43.4 kB``, ``1.44 MB``, ``2.10 GB``.
 - :func:`plural`: a count with its noun: ``1 trial``, ``2 trials``.
+- :func:`parse_count`: the inverse of :func:`count` for what a person types back
+  (``--max-ops 2.2M``): ``2200000``, ``2.2e6``, ``98.3k``, ``2.2M``, ``1.16G``.
 
 Tables that carry the unit in a column header (``status``'s ``OPs (M)``) print scaled
 numbers without a suffix; trials.csv and JSON keep the raw values.
@@ -15,8 +17,12 @@ numbers without a suffix; trials.csv and JSON keep the raw values.
 from __future__ import annotations
 
 import math
+import re
+from decimal import Decimal
 
 _SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_COUNT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMGT]?)\s*")
+COUNT_FORMS = "a number, optionally with the suffix k, M, G or T as printed (2.2M, 98.3k, 2200000)"
 
 
 def _three(value: float, digits: int = 3) -> str:
@@ -37,6 +43,17 @@ def count(value: float, digits: int = 3) -> str:
     if float(value).is_integer():
         return str(int(value))
     return f"{value:.{digits}g}"
+
+
+def parse_count(text: str) -> float:
+    """``2.2M`` -> 2200000.0: a count as :func:`count` prints it (k, M, G, T; ``K`` too),
+    or a plain number (``2200000``, ``2.2e6``). ValueError naming the forms otherwise."""
+    match = _COUNT.fullmatch(str(text))
+    if match is None:
+        raise ValueError(f"{str(text)[:40]!r} is not a count; give {COUNT_FORMS}")
+    number, suffix = match.groups()
+    power = {"": 0, "k": 3, "K": 3, "M": 6, "G": 9, "T": 12}[suffix]
+    return float(Decimal(number).scaleb(power))  # 2.05M is 2050000.0, not 2049999.9999999998
 
 
 def size(num_bytes: float, digits: int = 3) -> str:

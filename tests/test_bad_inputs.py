@@ -392,6 +392,9 @@ CASES: list[tuple[str, list[str]]] = [
       for n in ("nope", "empty_run", "zero_store", "text_store", "dir_store", "foreign", "afile")],
     ("derive-no-finished-trial", ["derive", "{w}/no_trials", "-o", "{w}/out.yaml"]),
     ("derive-max-ops-too-low", ["derive", "{w}/search", "--max-ops", "1", "-o", "{w}/o.yaml"]),
+    ("derive-max-ops-too-low-suffixed", ["derive", "{w}/search", "--max-ops", "99.9k", "-o",
+                                         "{w}/o.yaml"]),
+    ("derive-max-ops-not-a-count", ["derive", "{w}/search", "--max-ops", "2.2MB"]),
     ("derive-by-unknown", ["derive", "{w}/search", "--by", "luck"]),
     ("derive-top-zero", ["derive", "{w}/search", "--top", "0"]),
     ("derive-output-under-file", ["derive", "{w}/search", "-o", "{w}/afile/g.yaml"]),
@@ -489,6 +492,19 @@ def test_run_dir_as_an_option_of_a_command_that_takes_it_as_argument(world):
     assert equals.stderr.strip().endswith(f"bnn-nas derive {shlex.quote(run)} --top 1")
     other = CliRunner().invoke(main, ["derive", "--rund", run])  # another option: click's line
     assert "No such option '--rund'" in other.stderr and other.exit_code == 2
+
+
+def test_max_ops_takes_the_counts_the_commands_print(world, tmp_path):
+    """derive --max-ops 100k (as status prints OPs) is 100,000; a bad value names the forms."""
+    run = str(world / "search")
+    for limit in ("100k", "0.1M", "100000", "1e5"):
+        out = tmp_path / f"{limit}.yaml"
+        result = CliRunner().invoke(main, ["derive", run, "--max-ops", limit, "-o", str(out)])
+        assert result.exit_code == 0, (limit, result.output)
+        assert "max_ops=100000" in out.read_text()
+    bad = CliRunner().invoke(main, ["derive", run, "--max-ops", "2.2MB"])
+    (line,) = bad.stderr.strip().splitlines()
+    assert "'2.2MB' is not a count" in line and "k, M, G or T" in line and "2.2M" in line
 
 
 def test_the_table_is_large():

@@ -217,6 +217,15 @@ def test_one_way_to_write_counts_and_sizes():
         "0", "512", "98.3k", "590k", "1.00M", "2.05M", "1.68G"]  # fmt: skip
     assert [size(v) for v in (512, 43_400, 1.44e6)] == ["512 B", "43.4 kB", "1.44 MB"]
     assert plural(1, "trial") == "1 trial" and plural(2, "thread") == "2 threads"
+    # what a person types back (derive --max-ops 2.05M) reads as the count printed
+    from bnn_nas.units import parse_count
+
+    assert [parse_count(count(v)) for v in (512, 98_300, 2.05e6, 1.68e9)] == [
+        512, 98_300, 2.05e6, 1.68e9]  # fmt: skip
+    assert parse_count("2200000") == parse_count("2.2e6") == parse_count(" 2.2M ") == 2.2e6
+    for bad in ("2.2m", "2.2 MB", "M", "", "nan", "-"):
+        with pytest.raises(ValueError, match="k, M, G or T"):
+            parse_count(bad)
     # progress lines, status's summary, derive's errors and profile's table agree
     assert labelled("ops", 2.05e6) == "OPs 2.05M" and summary("ops", 2.05e6) == "OPs 2.05M"
     assert labelled("params", 98_300) == "params 98.3k" and written("bytes", 1.44e6) == "1.44 MB"

@@ -108,6 +108,26 @@ class RegisteredName(click.ParamType):
             self._registry().get(value)
 
 
+class OpsCount(click.ParamType):
+    """An OPs count as every command prints it (``2.2M``, ``98.3k``, ``1.16G``) or a plain
+    number: what ``--max-ops`` takes (:func:`bnn_nas.units.parse_count`)."""
+
+    name = "ops"
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return "OPS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, int | float):
+            return float(value)
+        from bnn_nas.units import parse_count
+
+        try:
+            return parse_count(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
 def plugin_option(func: F) -> F:
     """``--plugin PATH_OR_MODULE`` (repeatable), loaded before the command runs, and
     ``--trust-run-plugins`` (import the plugins a run directory's config names)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bnn_nas.cli.options import (
+    OpsCount,
     interrupted,
     load_run_config,
     plugin_option,
@@ -117,7 +118,11 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
     help="Best trial by the primary objective (accuracy), or the knee of the Pareto front "
     "of the search's objectives.",
 )
-@click.option("--max-ops", type=float, help="Only trials with at most this many OPs.")
+@click.option(
+    "--max-ops",
+    type=OpsCount(),
+    help="Only trials with at most this many OPs: 2.2M, 980k, 1.16G or 2200000.",
+)
 @click.option(
     "--rung",
     default="top",
