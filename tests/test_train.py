@@ -268,3 +268,36 @@ def test_train_says_which_precision_runs(tmp_path, bf16, expected):
     assert expected in result.stdout.splitlines()  # stdout: a failure's stderr is one line
     assert result.stdout.splitlines()[-1] == f"next: bnn-nas export {run}"
     assert json.loads((run / "report.json").read_text())["precision"] == "float32"
+
+
+def test_cuda_asked_for_on_a_machine_without_it_names_the_config_and_the_set_fix(
+    tmp_path, monkeypatch
+):
+    """device: cuda (in the file or from --set device=cuda) without CUDA: one line whose fix
+    works for both origins; executor.devices names its own setting."""
+    import torch
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = tmp_path / "c.yaml"
+    config.write_text("device: cpu\nmodel: {type: resnet20}\nfinal: {epochs: 1}\n")
+    args = ["train", "--config", str(config), "--model", "resnet20", "--run-dir",
+            str(tmp_path / "r")]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "--set", "device=cuda"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "bnn-nas: error: device cuda asked for but CUDA is not available; set device: cpu "
+        "in the config or --set device=cpu"
+    )
+    assert not (tmp_path / "r").exists()
+    from bnn_nas.errors import ConfigError
+    from bnn_nas.search.processes import resolve_devices
+
+    with pytest.raises(ConfigError) as err:
+        resolve_devices(("cuda:0",))
+    assert str(err.value) == (
+        "executor.devices cuda:0 asked for but CUDA is not available; set executor.devices: "
+        "[cpu] in the config or --set executor.devices=[cpu]"
+    )

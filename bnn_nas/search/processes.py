@@ -94,7 +94,7 @@ def resolve_devices(devices: tuple[str, ...]) -> list[str]:
         from bnn_nas.train.trainer import resolve_device
 
         for device in devices:  # one that does not exist fails here, not in a worker
-            resolved = resolve_device(device)
+            resolved = resolve_device(device, "executor.devices", "[cpu]")
             if device == "auto" or resolved.type != device.split(":")[0]:
                 raise ConfigError(f"executor.devices: {device!r} is not cpu, cuda or cuda:N")
         return list(devices)

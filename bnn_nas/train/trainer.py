@@ -48,8 +48,10 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the run cannot go on."""
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> the first CUDA device if there is one, else the CPU."""
+def resolve_device(spec: str, setting: str = "device", cpu: str = "cpu") -> torch.device:
+    """``auto`` -> the first CUDA device if there is one, else the CPU. ``setting`` (and
+    its CPU value ``cpu``) is what a CUDA-less machine's error tells the user to set: in
+    the config or with ``--set``, wherever the CUDA device came from."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -61,7 +63,10 @@ def resolve_device(spec: str) -> torch.device:
             f"device {str(spec)[:40]!r} is not valid; use auto, cpu, cuda or cuda:N"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec} asked for but CUDA is not available; use device: cpu")
+        raise ConfigError(
+            f"{setting} {spec} asked for but CUDA is not available; set {setting}: {cpu} "
+            f"in the config or --set {setting}={cpu}"
+        )
     if device.type == "cuda" and device.index is not None:
         count = torch.cuda.device_count()
         if device.index >= count:
