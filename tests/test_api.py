@@ -273,6 +273,23 @@ def test_train_refuses_what_the_command_refuses(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_train_resume_of_a_folder_without_a_training_is_refused_as_the_command_does(
+    tmp_path,
+):
+    """resume=True of a missing folder, or of one that is no run, raises the command's
+    ConfigError instead of starting a fresh training; nothing is created."""
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    for target in (tmp_path / "nothere", tmp_path / "mine"):
+        with pytest.raises(ConfigError) as info:
+            bnn_nas.train(config, model="resnet20", resume=True, run_dir=target)
+        assert str(info.value) == f"no training to resume in {target}; drop --resume to start one"
+    assert not (tmp_path / "nothere").exists()
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
 STORED_SEARCHES = sorted(p.parent for p in (ROOT / "docs" / "results").rglob("trials.sqlite"))
 
 

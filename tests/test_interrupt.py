@@ -128,6 +128,7 @@ def test_ctrl_c_before_a_training_saved_anything_hints_a_fresh_start(tmp_path, m
     assert result.exit_code == INTERRUPT_EXIT, result.output
     words = hint_words(result.stderr, "nothing was saved yet; start again with: ")
     assert words == args and not (tmp_path / "r").exists()
+    monkeypatch.undo()  # the real train_run: it refuses the resume (the API's path too)
     resumed = CliRunner().invoke(main, [*args, "--resume"])
     assert resumed.exit_code == 2
     assert resumed.stderr.strip() == (

@@ -78,8 +78,6 @@ def train_command(
     g = load_genotype(genotype) if genotype is not None else None
     config = network_config(config, g, model, family)
     target = Path(run_dir) if run_dir else train_target(config, g, family)
-    if resume and not target.is_file() and run_kind(target) is None:  # as search's --resume
-        fail(f"no training to resume in {target}; drop --resume to start one")
     from bnn_nas.train.trainer import TrainingDivergedError
 
     try:

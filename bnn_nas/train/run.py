@@ -168,6 +168,10 @@ def train_run(
     ``say`` receives the line a person should see as training starts: the precision
     that runs."""
     run_dir = Path(run_dir)
+    # as search's resume: `--resume` (the API's resume=True) of a folder with no training in
+    # it is refused, not started fresh (a file: check_run_dir's own error below)
+    if resume and not run_dir.is_file() and run_kind(run_dir) is None:
+        raise ConfigError(f"no training to resume in {run_dir}; drop --resume to start one")
     # an existing folder that is not yet a run (empty, or the user's) is made one as a new run
     existed = check_run_dir(run_dir, "train", "train") and run_kind(run_dir) is not None
     if existed:
