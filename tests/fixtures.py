@@ -62,3 +62,50 @@ def tiny_search_data():
     small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
     return SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
                       image_shape=(3, 32, 32))  # fmt: skip
+
+
+def trial_loaders(settings):
+    """One search trial of the tiny space (the Evaluator, as every executor runs it) with
+    ``settings``: the DeviceLoaders it made (search-train first) and its result."""
+    import random
+
+    import pytest
+    import torch
+
+    from bnn_nas.search.evaluator import Evaluator
+    from bnn_nas.train import trainer
+
+    space, data = tiny_space(), tiny_search_data()
+    made = []
+    real = trainer.DeviceLoader
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "DeviceLoader", lambda *a, **k: made.append(real(*a, **k))
+                      or made[-1])  # fmt: skip
+        result = Evaluator(space, data, settings, torch.device("cpu"), seed=0)(
+            space.random_sample(random.Random(1)))
+    return made, result
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run directory's metrics.csv, one per epoch."""
+    import csv
+
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def kill_after_epochs(command: list[str], run_dir: Path, epochs: int, env: dict) -> int:
+    """Start ``command`` (a training into ``run_dir``), SIGKILL it once metrics.csv holds
+    ``epochs`` rows (or after 120 s), and return its exit status."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+        (run_dir / "metrics.csv").exists() and len(metrics_rows(run_dir)) >= epochs
+    ):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    return proc.wait()

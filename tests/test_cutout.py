@@ -210,19 +210,8 @@ def test_bnn_nas_train_runs_on_the_sample_with_cutout_and_refuses_one_too_large(
 def test_a_search_trial_trains_with_train_cutout():
     """The Evaluator (every executor's trial: local, processes, streams, ray) hands
     train.cutout to the loader of its trial."""
-    import random
-
-    from bnn_nas.search.evaluator import Evaluator
-    from bnn_nas.train import trainer
-    from tests.fixtures import tiny_search_data, tiny_space
+    from tests.fixtures import trial_loaders
 
     settings = replace(config_from_dict({"train": {"cutout": 8}}).train, epochs=1, batch_size=20)
-    space, data = tiny_space(), tiny_search_data()
-    made = []
-    real = trainer.DeviceLoader
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "DeviceLoader", lambda *a, **k: made.append(real(*a, **k))
-                      or made[-1])  # fmt: skip
-        Evaluator(space, data, settings, torch.device("cpu"), seed=0)(
-            space.random_sample(random.Random(1)))
+    made, _ = trial_loaders(settings)
     assert [ld.cutout for ld in made] == [8, 0]  # search-train masked, search-valid not

@@ -381,24 +381,14 @@ def test_a_fit_with_mix_trains_the_same_compiled_and_differs_from_one_without(mo
 def test_a_search_trial_trains_with_train_mix():
     """The Evaluator (every executor's trial) hands train.mix to its trial's training
     loader only; the search-valid loader scores unmixed images."""
-    import random
     from dataclasses import replace
 
     from bnn_nas.config import config_from_dict
-    from bnn_nas.search.evaluator import Evaluator
-    from bnn_nas.train import trainer
-    from tests.fixtures import tiny_search_data, tiny_space
+    from tests.fixtures import trial_loaders
 
     settings = replace(config_from_dict({"train": {"mix": {"kind": "cutmix"}}}).train, epochs=1,
                        batch_size=20)  # fmt: skip
-    space, data = tiny_space(), tiny_search_data()
-    made = []
-    real = trainer.DeviceLoader
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "DeviceLoader", lambda *a, **k: made.append(real(*a, **k))
-                      or made[-1])  # fmt: skip
-        result = Evaluator(space, data, settings, torch.device("cpu"), seed=0)(
-            space.random_sample(random.Random(1)))
+    made, result = trial_loaders(settings)
     assert [(ld.mix, ld.mix_alpha) for ld in made] == [("cutmix", 1.0), (None, 1.0)]
     assert 0 <= result.metrics["accuracy"] <= 1 and math.isfinite(result.metrics["loss"])
 
@@ -422,13 +412,6 @@ def _sample_folder(root, per_class: int, test_per_class: int):
     return root
 
 
-def _rows(run_dir):
-    import csv
-
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.mark.slow
 def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupted_run(tmp_path):
     """CutMix with Cutout, label smoothing and ce_kl distillation (T = 4) from a float
@@ -436,13 +419,11 @@ def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupte
     the uninterrupted run's (the mix of every batch is replayed from its seed)."""
     import json
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from tests.conftest import SMALL_GENOTYPE
-    from tests.fixtures import write_config
+    from tests.fixtures import kill_after_epochs, metrics_rows, write_config
     from tests.test_recipe import _teacher_dir
 
     teacher, _ = _teacher_dir(tmp_path / "teacher")
@@ -462,19 +443,12 @@ def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupte
     straight = tmp_path / "straight"
     subprocess.run(command(straight), check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        (killed / "metrics.csv").exists() and len(_rows(killed)) >= 1
-    ):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(_rows(killed)) == 1, "the kill did not land in epoch 2"
+    kill_after_epochs(command(killed), killed, 1, env)
+    assert len(metrics_rows(killed)) == 1, "the kill did not land in epoch 2"
     result = subprocess.run(command(killed, "--resume"), env=env, capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    a, b = _rows(straight), _rows(killed)
+    a, b = metrics_rows(straight), metrics_rows(killed)
     assert len(a) == len(b) == 2
     for row_a, row_b in zip(a, b, strict=True):
         for key in ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):

@@ -5,14 +5,11 @@ Nesterov momentum in multi-tensor form, weight decay per parameter group."""
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -36,7 +33,7 @@ from bnn_nas.train.optim import build_optimizer, parameter_groups
 from bnn_nas.train.step import EagerStep
 from bnn_nas.train.tensor_sgd import TensorLrSGD
 from tests.conftest import SMALL_GENOTYPE
-from tests.fixtures import make_image_folder, write_config
+from tests.fixtures import kill_after_epochs, make_image_folder, metrics_rows, write_config
 
 CPU = torch.device("cpu")
 TWIN = {"act": "identity", "weight": "identity"}
@@ -341,11 +338,6 @@ def test_two_stages_switch_binarizers_at_the_boundary_and_carry_the_latent_weigh
 GENOTYPE = SMALL_GENOTYPE
 
 
-def _rows(run_dir):
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.mark.slow
 def test_sigkill_in_stage_two_then_resume_ends_as_an_uninterrupted_run(tmp_path):
     """Two stages, distillation from a (float) teacher: killed in stage 2, resumed in
@@ -370,21 +362,14 @@ def test_sigkill_in_stage_two_then_resume_ends_as_an_uninterrupted_run(tmp_path)
     straight = tmp_path / "straight"
     subprocess.run(command(straight), check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (killed / "metrics.csv").exists() and len(_rows(killed)) >= 3:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = len(_rows(killed))
+    kill_after_epochs(command(killed), killed, 3, env)
+    done_before = len(metrics_rows(killed))
     assert 3 <= done_before < 6, "the kill did not land in stage 2"
     assert load_checkpoint(killed / "checkpoint.pt")["stage"] == 1
     result = subprocess.run(command(killed, "--resume"), env=env, capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    a, b = _rows(straight), _rows(killed)
+    a, b = metrics_rows(straight), metrics_rows(killed)
     assert [r["stage"] for r in a] == ["0", "0", "1", "1", "1", "1"]
     assert len(a) == len(b) == 6
     for row_a, row_b in zip(a, b, strict=True):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -24,7 +22,7 @@ from bnn_nas.space.search_space import search_space_from_dict
 from bnn_nas.train import fit, load_checkpoint, save_checkpoint
 from bnn_nas.train.optim import CosineSchedule, build_optimizer, lr_factor, parameter_groups
 from tests.conftest import SMALL_GENOTYPE
-from tests.fixtures import make_image_folder, write_config
+from tests.fixtures import kill_after_epochs, make_image_folder, metrics_rows, write_config
 
 CPU = torch.device("cpu")
 
@@ -156,11 +154,6 @@ def _train_cmd(config, run_dir, *extra):
             "--genotype", GENOTYPE, "--run-dir", str(run_dir), *extra]  # fmt: skip
 
 
-def _rows(run_dir):
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     epochs = 6
@@ -169,21 +162,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
     subprocess.run(_train_cmd(config, straight), check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(config, killed), env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if (killed / "metrics.csv").exists() and len(_rows(killed)) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    done_before = len(_rows(killed))
+    assert kill_after_epochs(_train_cmd(config, killed), killed, 2, env) == -signal.SIGKILL
+    done_before = len(metrics_rows(killed))
     assert 2 <= done_before < epochs, "the run finished before it could be killed"
     result = subprocess.run(_train_cmd(config, killed, "--resume"), env=env,
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    a, b = _rows(straight), _rows(killed)
+    a, b = metrics_rows(straight), metrics_rows(killed)
     assert len(a) == len(b) == epochs
     for row_a, row_b in zip(a, b, strict=True):
         for key in ("lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):
