@@ -286,8 +286,6 @@ def test_a_teacher_inside_the_graphed_step_computes_what_the_eager_step_computes
 
     from bnn_nas.config import DistillConfig
     from bnn_nas.train.distill import DistillLoss
-    from bnn_nas.train.optim import CosineSchedule, build_optimizer
-    from bnn_nas.train.step import EagerStep, GraphedStep, make_step
 
     torch.manual_seed(0)
     device = torch.device("cuda")
@@ -304,31 +302,11 @@ def test_a_teacher_inside_the_graphed_step_computes_what_the_eager_step_computes
          torch.randint(0, 10, (32,), device=device))
         for _ in range(4)
     ]  # fmt: skip
-    results = {}
-    for graphed in (False, True):
-        model = copy.deepcopy(student)
-        opt = build_optimizer(model, settings, capturable=True)
-        schedule = CosineSchedule(opt, settings, len(batches))
-        common = {"bf16": False, "grad_clip": None, "device": device, "teacher": teacher}
-        loss = DistillLoss(settings.distill)
-        if graphed:
-            step = make_step(model, model, opt, loss, cuda_graph=True, first_batch=batches[0],
-                             **common)  # fmt: skip
-            assert isinstance(step, GraphedStep)
-        else:
-            step = EagerStep(model, model, opt, loss, **common)
-        losses = []
-        for x, y in batches:
-            step.reset()
-            step(x, y)
-            losses.append(float(step.loss_sum) / len(y))
-            schedule.step()
-        results[graphed] = (model, losses)
-    assert results[True][1] == pytest.approx(results[False][1], rel=1e-9)
-    state = results[False][0].state_dict()
-    for key, value in results[True][0].state_dict().items():
-        if value.is_floating_point():
-            assert torch.allclose(value, state[key], rtol=0, atol=1e-9), key
+    results = _eager_and_graphed_steps(student, teacher, settings,
+                                       DistillLoss(settings.distill), batches)  # fmt: skip
+    losses = {graphed: [f[0] for f in figures] for graphed, (_, figures) in results.items()}
+    assert losses[True] == pytest.approx(losses[False], rel=1e-9)
+    _assert_same_weights(results[True][0], results[False][0])
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -343,14 +321,10 @@ def test_a_mixed_batch_inside_the_graphed_step_computes_what_the_eager_step_comp
     GPU from their own generators, each with its own lambda (the graph is captured on the
     first); float64 (no rounding flips a sign): graphed and eager steps agree in loss,
     accuracy (the larger share's label) and weights, with and without a teacher."""
-    import copy
-
     from bnn_nas.config import DistillConfig
     from bnn_nas.data.mix import MixedTargets, random_mix
     from bnn_nas.train.distill import DistillLoss
     from bnn_nas.train.mix_loss import MixCrossEntropy
-    from bnn_nas.train.optim import CosineSchedule, build_optimizer
-    from bnn_nas.train.step import EagerStep, GraphedStep, make_step
 
     torch.manual_seed(0)
     device = torch.device("cuda")
@@ -371,16 +345,32 @@ def test_a_mixed_batch_inside_the_graphed_step_computes_what_the_eager_step_comp
         batches.append(random_mix(x, y, kind, 1.0, g))
     assert all(isinstance(t, MixedTargets) and t.lam.device.type == "cuda" for _, t in batches)
     assert len({float(t.lam) for _, t in batches}) == len(batches)  # lambda differs per batch
+    if distill is not None:
+        loss = DistillLoss(distill, label_smoothing=0.1)
+    else:
+        loss = MixCrossEntropy(label_smoothing=0.1)
+    results = _eager_and_graphed_steps(student, teacher, settings, loss, batches)
+    eager, graph = results[False][1], results[True][1]
+    assert [f[0] for f in graph] == pytest.approx([f[0] for f in eager], rel=1e-9)
+    assert [f[1] for f in graph] == [f[1] for f in eager]
+    _assert_same_weights(results[True][0], results[False][0])
+
+
+def _eager_and_graphed_steps(student, teacher, settings, loss, batches):
+    """The same steps from copies of ``student``, eager (False) and as a CUDA graph
+    captured on the first batch (True): each copy and its (loss, correct) per step."""
+    import copy
+
+    from bnn_nas.train.optim import CosineSchedule, build_optimizer
+    from bnn_nas.train.step import EagerStep, GraphedStep, make_step
+
+    device = torch.device("cuda")
     results = {}
     for graphed in (False, True):
         model = copy.deepcopy(student)
         opt = build_optimizer(model, settings, capturable=True)
         schedule = CosineSchedule(opt, settings, len(batches))
         common = {"bf16": False, "grad_clip": None, "device": device, "teacher": teacher}
-        if distill is not None:
-            loss = DistillLoss(distill, label_smoothing=0.1)
-        else:
-            loss = MixCrossEntropy(label_smoothing=0.1)
         if graphed:
             step = make_step(model, model, opt, loss, cuda_graph=True, first_batch=batches[0],
                              **common)  # fmt: skip
@@ -394,11 +384,12 @@ def test_a_mixed_batch_inside_the_graphed_step_computes_what_the_eager_step_comp
             figures.append((float(step.loss_sum) / len(x), int(step.correct)))
             schedule.step()
         results[graphed] = (model, figures)
-    eager, graph = results[False][1], results[True][1]
-    assert [f[0] for f in graph] == pytest.approx([f[0] for f in eager], rel=1e-9)
-    assert [f[1] for f in graph] == [f[1] for f in eager]
-    state = results[False][0].state_dict()
-    for key, value in results[True][0].state_dict().items():
+    return results
+
+
+def _assert_same_weights(a, b) -> None:
+    state = b.state_dict()
+    for key, value in a.state_dict().items():
         if value.is_floating_point():
             assert torch.allclose(value, state[key], rtol=0, atol=1e-9), key
 
