@@ -20,8 +20,14 @@ import math
 import re
 from decimal import Decimal
 
-_SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
-_COUNT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([kKMGT]?)\s*")
+# the suffixes count() prints, largest first, as powers of ten; parse_count reads them
+# back (and K, which people write for k)
+_POWERS = {"T": 12, "G": 9, "M": 6, "k": 3}
+_SUFFIXES = tuple((10.0**power, suffix) for suffix, power in _POWERS.items())
+_READ_POWERS = {"": 0, "K": 3, **_POWERS}
+_COUNT = re.compile(
+    r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([" + "".join(_READ_POWERS) + r"]?)\s*"
+)
 COUNT_FORMS = "a number, optionally with the suffix k, M, G or T as printed (2.2M, 98.3k, 2200000)"
 
 
@@ -52,8 +58,8 @@ def parse_count(text: str) -> float:
     if match is None:
         raise ValueError(f"{str(text)[:40]!r} is not a count; give {COUNT_FORMS}")
     number, suffix = match.groups()
-    power = {"": 0, "k": 3, "K": 3, "M": 6, "G": 9, "T": 12}[suffix]
-    return float(Decimal(number).scaleb(power))  # 2.05M is 2050000.0, not 2049999.9999999998
+    # in decimal: 2.05M is 2050000.0, not 2049999.9999999998
+    return float(Decimal(number).scaleb(_READ_POWERS[suffix]))
 
 
 def size(num_bytes: float, digits: int = 3) -> str:
