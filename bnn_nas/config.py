@@ -23,6 +23,7 @@ from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.extensions import BASELINES, CONTROLLERS, DATASETS, EXECUTORS, FAMILIES
 from bnn_nas.objectives import DEFAULT_OBJECTIVES, Objective, check_objectives
 from bnn_nas.registry import Registry
+from bnn_nas.units import parse_count
 
 T = TypeVar("T")
 
@@ -249,6 +250,9 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "valid_fraction": (0.0, 1.0, False, False),
     "max_ops": (0.0, math.inf, False, False),
 }
+# fields holding a count (OPs, params, bytes: search.max_ops, search.objectives[i].limit):
+# text reads as `--max-ops` reads it, 3.2M, 98.3k, 1.16G or a plain number (bnn_nas.units)
+_COUNTS = {"max_ops", "limit"}
 MAX_SHOWN = 60  # characters of a value an error message prints
 
 
@@ -291,6 +295,12 @@ _YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     """``value`` checked (and lightly normalised) against the annotation ``tp``."""
+    counted = key.rpartition(".")[2] in _COUNTS and float in (typing.get_args(tp) or (tp,))
+    if counted and isinstance(value, str):
+        try:
+            value = parse_count(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {key}: {err}") from None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)

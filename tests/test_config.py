@@ -117,3 +117,37 @@ def test_set_objectives_and_plugins_of_a_wrong_value_name_the_set_not_the_file(t
     path.write_text("plugins: my_ops.py\n")  # the file's own: the file is named
     with pytest.raises(ConfigError, match=rf"^{path}: plugins must be a list, not 'my_ops.py'"):
         load_run_config(str(path), (), ())
+
+
+def test_count_fields_take_the_suffixes_commands_print(tmp_path):
+    # search.max_ops and objective limits read 3.2M as --max-ops does (bnn_nas.units)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        "search:\n  max_ops: 3.2M\n  objectives:\n    - {name: accuracy, limit: 0.5}\n"
+        "    - {name: ops, direction: minimize, limit: 2.05M}\n"
+        "    - {name: params, direction: minimize, limit: 98.3k}\n"
+    )
+    config = load_config(path)
+    assert config.search.max_ops == 3.2e6 and isinstance(config.search.max_ops, float)
+    assert [o.limit for o in config.search.objectives] == [0.5, 2.05e6, 98_300.0]
+    assert load_config(path, ("search.max_ops=1.16G",)).search.max_ops == 1.16e9
+    for plain in ("3200000", "3.2e6", "3.2e+6"):  # plain numbers as before
+        assert load_config(path, (f"search.max_ops={plain}",)).search.max_ops == 3.2e6
+    assert load_config(path, ("search.max_ops=null",)).search.max_ops is None
+    # a bad value: one line naming the key and the forms, the file or the --set
+    path.write_text("search: {max_ops: 3.2Q}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"{path}: search.max_ops: '3.2Q' is not a count; give a number, optionally with the "
+        "suffix k, M, G or T as printed (2.2M, 98.3k, 2200000)"
+    )
+    with pytest.raises(ConfigError, match=r"^--set 'search.max_ops=lots': search.max_ops: "
+                       r"'lots' is not a count; give a number"):  # fmt: skip
+        load_config(path, ("search.max_ops=lots",))
+    with pytest.raises(ConfigError, match=r"search.objectives\[0\].limit: '2x' is not a count"):
+        config_from_dict({"search": {"objectives": [{"name": "ops", "limit": "2x"}]}}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"search.max_ops=-1000000.0 is out of range"):
+        config_from_dict({"search": {"max_ops": "-1M"}}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"search.max_ops must be float or NoneType, not True"):
+        config_from_dict({"search": {"max_ops": True}}, "t.yaml")
