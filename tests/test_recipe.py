@@ -425,6 +425,7 @@ def test_the_named_recipes_load_and_say_what_they_follow():
     literature = recipes["literature"].final
     assert literature.distill is not None and literature.distill.temperature == 4.0
     assert literature.cutout == 16 and not literature.stages
+    assert literature.mix is not None and literature.mix.kind == "cutmix"
     two_stage = recipes["two_stage"].final
     assert two_stage.distill is not None and len(two_stage.stages) == 2
     assert two_stage.stages[0].weight == "identity" and two_stage.stages[1].weight is None
