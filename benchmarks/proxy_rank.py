@@ -14,7 +14,8 @@ the overlap of the top k, and the GPU-seconds it cost.
 
 A fidelity is a name and ``--set`` overrides of the config. Every score is appended to
 OUT/scores.csv as it finishes, so a killed run re-run with the same arguments trains only
-what is missing; OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
+what is missing; OUT/wall_seconds.json keeps each fidelity's wall seconds over such runs,
+OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import math
 import random
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 
 from bnn_nas.config import Config, load_config
 from bnn_nas.data import data_settings, load_dataset
@@ -153,16 +154,29 @@ def read_scores(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def read_wall_seconds(path: Path) -> dict[str, float]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def train_fidelity(
-    name: str, config: Config, dataset, genotypes: list[Genotype], todo: list[int], scores: Path
-) -> float:
-    """Train the genotypes ``todo`` under ``config``; append each score; wall seconds."""
+    name: str,
+    config: Config,
+    dataset,
+    genotypes: list[Genotype],
+    todo: list[int],
+    scores: Path,
+    wall_path: Path,
+) -> None:
+    """Train the genotypes ``todo`` under ``config``; append each score to ``scores`` and,
+    with it, the fidelity's wall seconds so far to ``wall_path``, so a killed study keeps
+    the time its finished trials cost (the time of trials in flight is lost with them)."""
     device = resolve_device(config.device)
     space = load_search_space(config.search_space)
     evaluator = Evaluator(
         space, split_for_search(dataset, config), config.train, device, config.seed
     )
-    tic = time.perf_counter()
+    before = read_wall_seconds(wall_path).get(name, 0.0)
+    tic = perf_counter()
     new_file = not scores.is_file()
     with scores.open("a", newline="") as handle, make_executor(config, evaluator) as executor:
         writer = csv.DictWriter(handle, fieldnames=SCORE_FIELDS, lineterminator="\n")
@@ -183,9 +197,11 @@ def train_fidelity(
                 "loss": result.loss, "train_seconds": round(result.train_seconds, 3),
             })  # fmt: skip
             handle.flush()
+            wall = read_wall_seconds(wall_path)
+            wall[name] = round(before + perf_counter() - tic, 1)
+            wall_path.write_text(json.dumps(wall, indent=2) + "\n")
             print(f"  {name} #{outcome.trial_id}: {result.accuracy:.4f}",
                   file=sys.stderr)  # fmt: skip
-    return time.perf_counter() - tic
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -212,8 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     assert [parse_genotype(line) for line in text.splitlines()] == genotypes
     dataset = load_dataset(data_settings(config.data))
     scores_path, summary_path = out / "scores.csv", out / "proxy_rank.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    seconds: dict[str, float] = summary.get("wall_seconds", {})
+    wall_path = out / "wall_seconds.json"
     fidelities = [*args.fidelity, args.reference]
     for fidelity in fidelities:
         settings = load_config(args.config, (*base, *fidelity.overrides))
@@ -221,8 +236,10 @@ def main(argv: list[str] | None = None) -> dict:
         todo = [i for i in range(len(genotypes)) if i not in done]
         if todo:
             print(f"{fidelity.name}: training {len(todo)} of {len(genotypes)}", file=sys.stderr)
-            wall = train_fidelity(fidelity.name, settings, dataset, genotypes, todo, scores_path)
-            seconds[fidelity.name] = seconds.get(fidelity.name, 0.0) + wall
+            train_fidelity(
+                fidelity.name, settings, dataset, genotypes, todo, scores_path, wall_path
+            )
+    seconds = read_wall_seconds(wall_path)
     rows = read_scores(scores_path)
     by = {f.name: [0.0] * len(genotypes) for f in fidelities}
     for row in rows:

@@ -87,3 +87,32 @@ def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_
     assert "training" not in capsys.readouterr().err
     assert (out / "scores.csv").read_text().splitlines() == rows
     assert again["fidelities"]["short"] == table["short"]
+
+
+def test_a_killed_proxy_study_keeps_the_wall_seconds_of_its_finished_trials(
+    tmp_path, monkeypatch
+):
+    config = write(tmp_path)
+    out = tmp_path / "proxy"
+    argv = [
+        "--config", str(config), "--genotypes", "3", "--out", str(out),
+        "--fidelity", "short: train.epochs=1 data.search_train_size=100",
+        "--reference", "long: train.epochs=1 data.search_train_size=200",
+    ]  # fmt: skip
+    clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
+    monkeypatch.setattr(proxy_rank, "perf_counter", lambda: float(next(clock)))
+    real = proxy_rank.kendall_tau_b
+
+    def killed(*args):  # the study dies once every score is in, before its table
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(proxy_rank, "kendall_tau_b", killed)
+    with pytest.raises(KeyboardInterrupt):
+        proxy_rank.main(argv)
+    assert not (out / "proxy_rank.json").exists()
+    # one clock reading at the start of each fidelity and one per finished trial
+    assert json.loads((out / "wall_seconds.json").read_text()) == {"short": 30.0, "long": 30.0}
+    monkeypatch.setattr(proxy_rank, "kendall_tau_b", real)
+    summary = proxy_rank.main(argv)  # trains nothing, reports the time of the first run
+    assert summary["wall_seconds"] == {"short": 30.0, "long": 30.0}
+    assert summary["fidelities"]["long"]["wall_seconds"] == 30.0
