@@ -198,3 +198,19 @@ def test_a_search_resumes_on_another_machine_but_not_with_other_data_settings(tm
     other["data"]["valid_fraction"] = 0.3  # other search-train/valid split: refused
     with pytest.raises(ConfigError, match=r"data\.valid_fraction=0\.5"):
         check_resumable(stored, other, tmp_path)
+
+
+def test_a_budget_below_the_trials_already_run_says_so_and_runs_nothing(tmp_path):
+    config, run = write(tmp_path, "random", 2), tmp_path / "run"
+    small = ("--set", "data.search_train_size=100", "--set", "data.search_valid_size=50")
+    assert cli("search", "--config", str(config), "--run-dir", str(run), *small).returncode == 0
+    before = store_rows(run)
+    for budget in ("1", "2"):  # fewer trials than the run has, and as many
+        again = cli("search", "--config", str(config), "--run-dir", str(run), "--budget",
+                    budget, *small)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert f"resuming {run}: 2 trials finished; the budget ({budget} trial" in again.stderr
+        assert "is spent: nothing to run (raise it with --budget N)" in again.stderr
+        assert "2/2" in again.stderr and "/?" not in again.stderr  # the bar: done, not 2/?
+        assert "2 trials done, 0 failed" in again.stdout
+    assert store_rows(run) == before

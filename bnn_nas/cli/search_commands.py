@@ -88,10 +88,14 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
 
     reclaimed = search.prepare()
     done = search.finished()
+    budget = config.search.budget
+    spent = (f"; the budget ({plural(budget, 'trial')}) is spent: nothing to run (raise it "
+             "with --budget N)")  # fmt: skip
     if done or reclaimed:
         click.echo(
             f"resuming {target}: {plural(done, 'trial')} finished"
-            + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else ""),
+            + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else "")
+            + (spent if done >= budget else ""),
             err=True,
         )
     for note in search.notes:  # trials that were training when the search process died

@@ -76,7 +76,8 @@ class SearchProgress:
     reports them (``trial 13 epoch 1/2``). The time left (after ``<``) is estimated from
     the finished trials' times, this session's and earlier ones' (``records``): wall
     seconds per trial (trials side by side counted once) times the trials still to run,
-    less the running trials' finished epochs.
+    less the running trials' finished epochs. A run with more trials ``done`` than the
+    ``budget`` (a lower ``--budget`` on resume) shows them all done (24/24), not 24/?.
     """
 
     def __init__(
@@ -91,8 +92,8 @@ class SearchProgress:
         running: RunningTrials | None = None,
     ) -> None:
         self.bar = _Bar(
-            total=budget, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
-            bar_format=BAR_FORMAT,
+            total=max(budget, done), initial=done, unit="trial", dynamic_ncols=True,
+            file=sys.stderr, bar_format=BAR_FORMAT,
         )  # fmt: skip
         self.before = before
         self.running = running
