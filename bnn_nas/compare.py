@@ -2,16 +2,21 @@
 
 Reads each training run's ``report.json`` (from ``bnn-nas train``) and, with a search
 run directory, its ``trials.sqlite``: test accuracy, OPs, params (binary / float),
-deployed bytes and GPU-minutes per network. The searched network's GPU-minutes include
+deployed bytes and device-minutes per network. The searched network's minutes include
 its search: the union of its trials' [start, end] intervals (trials side by side on one
 GPU count once) times the search's GPU count. Runs of one network with other seeds,
 joined by commas (``RUN,RUN,...``), make one row: the mean accuracy, its range and the
 seed count, and the mean training time.
+
+The minutes column names the device the runs trained on (report.json's ``device``):
+``GPU-min`` or ``CPU-min`` when every row agrees, else ``minutes`` with each cell's device
+after it (none where a report does not say).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +26,13 @@ from bnn_nas.errors import CheckpointError, ConfigError
 from bnn_nas.units import count, size
 
 COLUMNS = ("network", "epochs", "test acc", "OPs", "params (binary / float)", "bytes", "GPU-min")
+# what bnn_nas.train.run.device_name records for the CPU: platform.processor() or .machine()
+# (x86_64, aarch64, arm, i386; Windows: "Intel64 Family 6 Model 85 ..."), else "cpu"; a GPU
+# is its CUDA name (NVIDIA H200)
+_CPU_NAMES = re.compile(
+    r"x86_64|amd64|x64|i[3-6]86|aarch64|arm\w*|ppc\w*|s390x?|riscv\w*|mips\w*|cpu"
+    r"|\w+ Family \d+ Model .*", re.IGNORECASE,
+)  # fmt: skip
 # what a row reads of a report.json (and "model" for a baseline, one without a genotype)
 REPORT_KEYS = ("test_accuracy", "train_seconds", "epochs", "ops", "binary_params",
                "float_params", "bytes")  # fmt: skip
@@ -51,6 +63,15 @@ def network_name(report: dict) -> str:
     if report.get("genotype"):
         return "searched (derived genotype)"
     return f"{report['model']} {report.get('family') or ''}".strip()
+
+
+def device_kind(report: dict) -> str | None:
+    """``CPU`` or ``GPU``: what a training run's report says it trained on (None: it does
+    not say)."""
+    name = report.get("device")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    return "CPU" if _CPU_NAMES.fullmatch(name.strip()) else "GPU"
 
 
 def seed_runs(reports: list[dict], names: list[str]) -> dict:
@@ -125,6 +146,8 @@ def compare_rows(
             "binary_params": report["binary_params"],
             "float_params": report["float_params"],
             "bytes": report["bytes"],
+            "device": report.get("device"),
+            "device_kind": device_kind(report),  # CPU | GPU | None: what the minutes ran on
             "train_minutes": train_minutes,
             "search_minutes": minutes,
             "gpu_minutes": train_minutes + minutes,
@@ -133,14 +156,23 @@ def compare_rows(
     return rows
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
-    gpu = f"{row['train_minutes']:.1f}"
+def minutes_header(rows: Sequence[dict[str, Any]]) -> str:
+    """``GPU-min`` / ``CPU-min`` when every row ran on that kind of device, else ``minutes``."""
+    kinds = {row.get("device_kind") for row in rows}
+    kind = kinds.pop() if len(kinds) == 1 else None
+    return f"{kind}-min" if kind else "minutes"
+
+
+def _cells(row: dict[str, Any], tagged: bool = False) -> list[str]:
+    minutes = f"{row['train_minutes']:.1f}"
     if row["with_search"]:
-        gpu = f"{row['gpu_minutes']:.1f} ({row['search_minutes']:.1f} search)"
+        minutes = f"{row['gpu_minutes']:.1f} ({row['search_minutes']:.1f} search)"
+    if tagged and row.get("device_kind"):  # rows on different devices: each names its own
+        minutes += f" {row['device_kind']}"
     return [
         row["network"], str(row["epochs"]), accuracy_cell(row), count(row["ops"]),
         f"{count(row['binary_params'])} / {count(row['float_params'])}",
-        size(row["bytes"]), gpu,
+        size(row["bytes"]), minutes,
     ]  # fmt: skip  # counts and sizes as every command writes them (bnn_nas/units.py)
 
 
@@ -148,6 +180,8 @@ def table(runs: Sequence[str | Path], search: Path | str | None = None, search_g
           rows: list[dict[str, Any]] | None = None) -> str:  # fmt: skip
     """The markdown table of the README's end-to-end results."""
     rows = compare_rows(runs, search, search_gpus) if rows is None else rows
-    lines = [f"| {' | '.join(COLUMNS)} |", "|" + "---|" * len(COLUMNS)]
-    lines += [f"| {' | '.join(_cells(row))} |" for row in rows]
+    header = minutes_header(rows)
+    columns = (*COLUMNS[:-1], header)
+    lines = [f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)]
+    lines += [f"| {' | '.join(_cells(row, header == 'minutes'))} |" for row in rows]
     return "\n".join(lines)

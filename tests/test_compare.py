@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from bnn_nas import compare
 from bnn_nas.cli import main
+from tests.conftest import SMALL_GENOTYPE
+from tests.fixtures import write_config
 from tests.test_api import ROOT
 from tests.test_results_table import _run
 
@@ -76,3 +78,34 @@ def test_compare_mistakes_are_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         (line,) = result.output.strip().splitlines()
         assert line.startswith("bnn-nas: error: ") and expected in line
+
+
+def test_compare_names_the_device_a_run_trained_on(tmp_path):
+    # a CPU training on the packaged sample reads CPU-min, not GPU-min (report.json's device)
+    config = write_config(tmp_path / "c.yaml", (
+        "device: cpu\ndata: {name: cifar10_sample}\n"
+        "final: {epochs: 1, batch_size: 250, eval_batch_size: 500}\n"
+    ))  # fmt: skip
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(main, ["train", "--config", str(config), "--genotype",
+                                        SMALL_GENOTYPE, "--run-dir", str(run)])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    result = invoke(run)
+    assert result.exit_code == 0, result.output
+    header, _, row = result.output.splitlines()
+    assert header.endswith("| bytes | CPU-min |") and "GPU" not in result.output
+    assert row.startswith("| searched (derived genotype) | 1 | ") and not row.endswith("CPU |")
+    assert json.loads(invoke(run, "--format", "json").output)[0]["device_kind"] == "CPU"
+    # a GPU run beside it: one unit no longer fits the column, each cell names its own
+    gpu = _run(tmp_path, "gpu", 0.89, 300, device="NVIDIA H200")
+    header, _, cpu_row, gpu_row = invoke(run, gpu).output.splitlines()
+    assert header.endswith("| bytes | minutes |")
+    assert cpu_row.endswith(" CPU |") and gpu_row.endswith("| 5.0 GPU |")
+    assert invoke(gpu).output.splitlines()[0].endswith("| GPU-min |")
+    # a report that does not say (older ones, hand-written ones): minutes, no device claimed
+    unknown = _run(tmp_path, "unknown", 0.89, 300, device=None)
+    assert invoke(unknown).output.splitlines()[0].endswith("| bytes | minutes |")
+    assert [compare.device_kind({"device": name}) for name in (
+        "x86_64", "aarch64", "arm", "i386", "AMD64", "cpu",
+        "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel", "NVIDIA H200", "Tesla V100-SXM2-16GB",
+    )] == ["CPU"] * 7 + ["GPU"] * 2  # fmt: skip

@@ -78,7 +78,7 @@ def _run(tmp_path, name: str, accuracy: float, seconds: float, lr: float = 0.004
         "model": "resnet18", "family": "bireal", "genotype": None, "epochs": 143,
         "test_accuracy": accuracy, "train_seconds": seconds, "ops": 1.66e7,
         "binary_params": 10_985_472, "float_params": 192_000, "bytes": 2_140_000.0,
-        **changes,
+        "device": "NVIDIA H200", **changes,
     }  # fmt: skip
     run_dir = tmp_path / name
     run_dir.mkdir()

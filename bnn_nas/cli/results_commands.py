@@ -12,7 +12,7 @@ from bnn_nas.cli.options import user_errors
 @click.option(
     "--search",
     type=click.Path(file_okay=False),
-    help="The search run directory of the searched network: its GPU-minutes add the search's.",
+    help="The search run directory of the searched network: its minutes add the search's.",
 )
 @click.option(
     "--search-gpus",
@@ -30,7 +30,7 @@ from bnn_nas.cli.options import user_errors
 )
 @user_errors
 def compare_command(runs: tuple[str, ...], search: str | None, search_gpus: int, form: str) -> None:
-    """Compare `bnn-nas train` runs: test accuracy, OPs, params, bytes, GPU-minutes.
+    """Compare `bnn-nas train` runs: test accuracy, OPs, params, bytes, minutes (GPU or CPU).
 
     RUNS are training run directories; DIR,DIR,... (seeds of one network and schedule)
     make one row with the mean accuracy and its range.
