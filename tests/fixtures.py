@@ -98,14 +98,30 @@ def kill_after_epochs(command: list[str], run_dir: Path, epochs: int, env: dict)
     """Start ``command`` (a training into ``run_dir``), SIGKILL it once metrics.csv holds
     ``epochs`` rows (or after 120 s), and return its exit status."""
     import signal
+
+    return signal_after_epochs(command, run_dir, epochs, env, signal.SIGKILL)[0]
+
+
+def signal_after_epochs(
+    command: list[str], run_dir: Path, epochs: int, env: dict, sig: int
+) -> tuple[int, str]:
+    """Start ``command`` (a training into ``run_dir``), send it ``sig`` once metrics.csv
+    holds ``epochs`` rows (or after 120 s): its exit status and its stderr."""
     import subprocess
+    import tempfile
     import time
 
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (
-        (run_dir / "metrics.csv").exists() and len(metrics_rows(run_dir)) >= epochs
-    ):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    return proc.wait()
+    with tempfile.TemporaryFile("w+") as stderr:  # a file: a pipe left unread could fill
+        proc = subprocess.Popen(command, env=env, stderr=stderr, text=True)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and not (
+                (run_dir / "metrics.csv").exists() and len(metrics_rows(run_dir)) >= epochs
+            ):
+                time.sleep(0.02)
+            proc.send_signal(sig)
+            code = proc.wait(timeout=120)
+        finally:
+            proc.kill()  # a failing test leaves no training running
+        stderr.seek(0)
+        return code, stderr.read()

@@ -26,10 +26,10 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def hint_words(stderr: str, marker: str) -> list[str]:
+def hint_words(stderr: str, marker: str, why: str = "interrupted") -> list[str]:
     # The progress bar also writes to stderr; the message is one line, the last.
     lines = [line for line in stderr.splitlines() if line.startswith("bnn-nas:")]
-    assert len(lines) == 1 and lines[0].startswith("bnn-nas: interrupted; "), stderr
+    assert len(lines) == 1 and lines[0].startswith(f"bnn-nas: {why}; "), stderr
     assert stderr.rstrip().endswith(lines[0])
     words = shlex.split(lines[0].split(marker, 1)[1])
     assert words[0] == "bnn-nas"
@@ -134,3 +134,22 @@ def test_ctrl_c_before_a_training_saved_anything_hints_a_fresh_start(tmp_path, m
     assert resumed.stderr.strip() == (
         f"bnn-nas: error: no training to resume in {target}; drop --resume to start one"
     )
+
+
+def test_sigterm_in_train_exits_143_with_the_same_resume_hint(tmp_path):
+    """SIGTERM (kill, a scheduler's stop) ends a training as Ctrl-C does: one line saying
+    what was saved and the command that resumes it, exit 128 + 15; the resume finishes."""
+    from tests.fixtures import metrics_rows, signal_after_epochs
+    from tests.test_train import _config, _train_cmd
+
+    config, run = _config(tmp_path, 6), tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code, stderr = signal_after_epochs(_train_cmd(config, run), run, 1, env, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, stderr
+    assert 1 <= len(metrics_rows(run)) < 6, "the training ended before it could be stopped"
+    words = hint_words(stderr, "continue from the last checkpoint with: ", "terminated (SIGTERM)")
+    assert words[:2] == ["train", "--config"] and "--resume" in words
+    assert words[words.index("--run-dir") + 1] == str(run)
+    resumed = subprocess.run([*BNN_NAS, *words], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(metrics_rows(run)) == 6

@@ -6,10 +6,13 @@ bnn-nas. Every command module imports from here; this module imports no command.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,6 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 USER_ERROR_EXIT = 2
 INTERRUPT_EXIT = 130  # the shell's code for a command ended by SIGINT (128 + 2)
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143: the shell's code for one ended by SIGTERM
 
 
 def fail(message: str) -> None:
@@ -29,10 +33,40 @@ def fail(message: str) -> None:
     sys.exit(USER_ERROR_EXIT)
 
 
-def interrupted(what: str, command: Iterable[str]) -> NoReturn:
-    """Report Ctrl-C in one line with the command that continues, and exit 130."""
+def interrupted(what: str, command: Iterable[str], by: BaseException | None = None) -> NoReturn:
+    """Report Ctrl-C in one line with the command that continues, and exit 130 (``by`` a
+    :class:`Terminated`: ``terminated (SIGTERM)``, exit 143)."""
+    if isinstance(by, Terminated):
+        click.echo(f"bnn-nas: terminated (SIGTERM); {what}: {shell_words(command)}", err=True)
+        sys.exit(TERMINATED_EXIT)
     click.echo(f"bnn-nas: interrupted; {what}: {shell_words(command)}", err=True)
     sys.exit(INTERRUPT_EXIT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop) raised as Ctrl-C is: the work unwinds the same
+    way (what Ctrl-C keeps is kept) and the command prints the same hint."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Terminated` in the main thread, once: a second one
+    while that unwinds kills at once, as SIGTERM does by default. Left alone where SIGTERM
+    is not at its default (ignored, or someone's handler) or off the main thread."""
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def shell_words(words: Iterable[str]) -> str:

@@ -15,6 +15,7 @@ from bnn_nas.cli.options import (
     run_plugins_trusted,
     set_option,
     shell_words,
+    sigterm_interrupts,
     user_errors,
 )
 from bnn_nas.objectives import labelled
@@ -81,10 +82,11 @@ def train_command(
     from bnn_nas.train.trainer import TrainingDivergedError
 
     try:
-        report = train_run(config, target, genotype=g, resume=resume, say=click.echo)
+        with sigterm_interrupts():  # SIGTERM stops it as Ctrl-C does, with the same hint
+            report = train_run(config, target, genotype=g, resume=resume, say=click.echo)
     except TrainingDivergedError as err:  # the settings' doing, not a bug: lr, network, data
         fail(f"{err}; lower train/final lr, add grad_clip, or check the network's primitives")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         # a training stopped before its run directory was born left nothing: no --resume
         started = not target.is_file() and run_kind(target) == "train"
         interrupted(
@@ -101,6 +103,7 @@ def train_command(
                 *repeated("--set", given), *repeated("--plugin", plugins),
                 *(["--trust-run-plugins"] if run_plugins_trusted() else []),
             ],
+            by=err,
         )  # fmt: skip
     # the same units as the search's lines and status (bnn_nas.objectives)
     cost = "  ".join(labelled(name, report[name]) for name in ("ops", "params", "bytes"))
