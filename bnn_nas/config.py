@@ -78,11 +78,14 @@ class MixConfig:
     ``kind``: ``mixup`` (Zhang et al. 2018: lam * x + (1 - lam) * x[perm]) or ``cutmix``
     (Yun et al. 2019: x[perm] pasted into one box of area fraction 1 - lam); one lam ~
     Beta(alpha, alpha) and one partner permutation per batch; the loss is lam * CE(labels)
-    + (1 - lam) * CE(partners). Both papers train CIFAR-10 with alpha = 1.
+    + (1 - lam) * CE(partners). Both papers train CIFAR-10 with alpha = 1. ``prob``: the
+    share of batches mixed (each decided from its own seeded draw; the others train as they
+    are); CutMix's CIFAR experiments use 0.5.
     """
 
     kind: str = "mixup"  # mixup | cutmix
     alpha: float = 1.0
+    prob: float = 1.0  # in [0, 1]: the probability that a batch is mixed (1: every batch)
 
 
 @dataclass(frozen=True)
@@ -592,7 +595,7 @@ def _check_cutout(settings: TrainConfig, section: str, where: str) -> None:
 
 def _check_mix(settings: TrainConfig, section: str, where: str) -> None:
     """A mixing augmentation that can apply: a known kind, Beta(alpha, alpha) with alpha >
-    0, and only where crop/flip augmentation is on."""
+    0, a probability in [0, 1], and only where crop/flip augmentation is on."""
     from bnn_nas.data.mix import MIX_KINDS
 
     mix = settings.mix
@@ -607,6 +610,12 @@ def _check_mix(settings: TrainConfig, section: str, where: str) -> None:
         raise ConfigError(
             f"{where}: {section}.mix.alpha={mix.alpha:g} must be > 0 (lambda ~ Beta(alpha, "
             f"alpha)); set --set {section}.mix.alpha=1 (mixup's and CutMix's CIFAR-10 value)"
+        )
+    if not 0 <= mix.prob <= 1:
+        raise ConfigError(
+            f"{where}: {section}.mix.prob={mix.prob:g} must be in [0, 1] (the share of "
+            f"batches mixed; 1: every batch); set --set {section}.mix.prob=0.5 (CutMix's "
+            "CIFAR value) or 1"
         )
     if not settings.augment:
         raise ConfigError(

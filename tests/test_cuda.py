@@ -313,14 +313,17 @@ def test_a_teacher_inside_the_graphed_step_computes_what_the_eager_step_computes
 
 @pytest.mark.parametrize("kind", ["mixup", "cutmix"])
 @pytest.mark.parametrize("loss_kind", ["ce", "ce_kl"])
+@pytest.mark.parametrize("kept", [False, True])
 def test_a_mixed_batch_inside_the_graphed_step_computes_what_the_eager_step_computes(
-    kind, loss_kind
+    kind, loss_kind, kept
 ):
     """mixup / CutMix (train/final.mix): the partners and lambda are static device tensors
     copied in at every replay, never a number baked into the graph. Batches mixed on the
     GPU from their own generators, each with its own lambda (the graph is captured on the
     first); float64 (no rounding flips a sign): graphed and eager steps agree in loss,
-    accuracy (the larger share's label) and weights, with and without a teacher."""
+    accuracy (the larger share's label) and weights, with and without a teacher. ``kept``:
+    batches 1 and 3 left unmixed as mix.prob leaves a batch (lam 1, partners = labels, the
+    same tensor shapes) replay the graph captured on a mixed one."""
     from bnn_nas.config import DistillConfig
     from bnn_nas.data.mix import MixedTargets, random_mix
     from bnn_nas.train.distill import DistillLoss
@@ -342,9 +345,13 @@ def test_a_mixed_batch_inside_the_graphed_step_computes_what_the_eager_step_comp
         g = torch.Generator(device=device).manual_seed(i)
         x = torch.randn(32, 3, 32, 32, device=device, dtype=torch.float64)
         y = torch.randint(0, 10, (32,), device=device)
-        batches.append(random_mix(x, y, kind, 1.0, g))
+        prob = 0.0 if kept and i % 2 else 1.0  # prob 0: the batch as mix.prob leaves one
+        batches.append(random_mix(x, y, kind, 1.0, g, prob))
     assert all(isinstance(t, MixedTargets) and t.lam.device.type == "cuda" for _, t in batches)
-    assert len({float(t.lam) for _, t in batches}) == len(batches)  # lambda differs per batch
+    mixed = [t for i, (_, t) in enumerate(batches) if not (kept and i % 2)]
+    assert len({float(t.lam) for t in mixed}) == len(mixed)  # lambda differs per batch
+    for _, t in batches[1::2] if kept else ():
+        assert float(t.lam) == 1.0 and torch.equal(t.partners, t.labels)
     if distill is not None:
         loss = DistillLoss(distill, label_smoothing=0.1)
     else:

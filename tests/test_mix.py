@@ -174,6 +174,74 @@ def test_the_draws_replay_for_a_resume_and_change_with_epoch_and_seed():
                    for k in ("labels", "partners", "lam"))  # fmt: skip
     assert lams(first, 4) != lams(first, 5)
     assert lams(first, 4) != lams(loader(data, mix="cutmix", seed=4), 4)
+    # mix.prob < 1: whether a batch is mixed comes from its own stream too, so a resumed
+    # epoch mixes the same batches as the uninterrupted one
+    for kind in ("cutmix", "mixup"):
+        sometimes = loader(data, mix=kind, mix_prob=0.5)
+        full = list(sometimes.epoch(4)) + list(sometimes.epoch(5))
+        resumed = list(loader(data, mix=kind, mix_prob=0.5).epoch(4, start=1))
+        resumed += list(loader(data, mix=kind, mix_prob=0.5).epoch(5))
+        assert len(full[1:]) == len(resumed)
+        for (x, t), (xr, tr) in zip(full[1:], resumed, strict=True):
+            assert torch.equal(x, xr)
+            assert all(torch.equal(getattr(t, k), getattr(tr, k))
+                       for k in ("labels", "partners", "lam"))  # fmt: skip
+        assert {float(t.lam) == 1.0 for _, t in full} == {True, False}  # both happen
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mix_prob_mixes_a_batch_with_that_probability_else_keeps_it_and_its_targets_shape(
+    device, kind
+):
+    """mix.prob (CutMix's CIFAR runs: 0.5): after a batch's mixing draws, one more uniform
+    from its stream, < prob: the batch is the prob-1 loader's (the same lam, partners, box);
+    else it is the unmixed batch bit for bit, with MixedTargets of the same shapes and
+    dtypes, lam = 1 and partners = labels (a captured CUDA graph sees one structure).
+    prob 1 (the default) draws nothing more: every batch as before."""
+    data = random_set(96)
+    plain = loader(data, device)
+    always = loader(data, device, mix=kind, mix_alpha=0.7)
+    assert always.mix_prob == 1.0
+    explicit = loader(data, device, mix=kind, mix_alpha=0.7, mix_prob=1.0)
+    sometimes = loader(data, device, mix=kind, mix_alpha=0.7, mix_prob=0.4)
+    never = loader(data, device, mix=kind, mix_alpha=0.7, mix_prob=0.0)
+    coins = []
+    for epoch in (0, 2, 7):
+        batches = zip(plain.epoch(epoch), always.epoch(epoch), explicit.epoch(epoch),
+                      sometimes.epoch(epoch), never.epoch(epoch), strict=True)  # fmt: skip
+        for b, ((x, y), (xa, ta), (xe, te), (xs, ts), (xn, tn)) in enumerate(batches):
+            assert torch.equal(xe, xa) and torch.equal(te.lam, ta.lam)
+            assert torch.equal(te.partners, ta.partners)
+            g = sometimes._generator(epoch, b + 1)  # its stream after the mixing draws
+            drawn_again = drawn(sometimes, epoch, b)
+            assert drawn_again == drawn(always, epoch, b)
+            crop_flip_params(16, sometimes.pad, g, sometimes.device)
+            mix_params(16, 0.7, g, sometimes.device, box=kind == "cutmix", height=32,
+                       width=32)  # fmt: skip
+            mixed = bool(torch.rand((), generator=g, device=sometimes.device) < 0.4)
+            coins.append(mixed)
+            for t, xm, expected in ((ts, xs, (xa, ta) if mixed else None), (tn, xn, None)):
+                assert isinstance(t, MixedTargets) and torch.equal(t.labels, y)
+                assert t.lam.dtype == ta.lam.dtype and t.lam.shape == ta.lam.shape == ()
+                assert t.partners.dtype == ta.partners.dtype
+                assert t.partners.shape == ta.partners.shape
+                assert t.lam.device == ta.lam.device and t.partners.device == y.device
+                if expected is None:  # kept: the unmixed batch, its own labels at share 1
+                    assert torch.equal(xm, x) and float(t.lam) == 1.0
+                    assert torch.equal(t.partners, y)
+                else:
+                    assert torch.equal(xm, expected[0]) and torch.equal(t.lam, expected[1].lam)
+                    assert torch.equal(t.partners, expected[1].partners)
+    assert 0 < sum(coins) < len(coins)  # some batches mixed, some kept
+
+
+def test_mix_prob_out_of_range_is_refused_by_the_loader():
+    data = random_set(16)
+    for bad in (-0.1, 1.5, math.nan, math.inf, True, "0.5"):
+        with pytest.raises(DataError, match=r"mix prob must be a number in \[0, 1\]"):
+            loader(data, mix="cutmix", mix_prob=bad)
+    assert loader(data, mix="cutmix", mix_prob=0).mix_prob == 0.0
 
 
 def test_lambda_follows_beta_alpha_alpha():
@@ -228,8 +296,11 @@ def test_mix_is_a_setting_of_train_and_final_off_by_default():
     assert defaults.train.mix is None and defaults.final.mix is None
     config = config_from_dict({"train": {"mix": {"kind": "cutmix"}},
                                "final": {"mix": {"kind": "mixup", "alpha": 0.2}}})  # fmt: skip
-    assert config.train.mix == MixConfig("cutmix", 1.0)
+    assert config.train.mix == MixConfig("cutmix", 1.0) == MixConfig("cutmix", 1.0, 1.0)
     assert config.final.mix == MixConfig("mixup", 0.2)
+    half = config_from_dict({"final": {"mix": {"kind": "cutmix", "prob": 0.5}}})
+    assert half.final.mix == MixConfig("cutmix", 1.0, 0.5)
+    assert config_from_dict({"final": {"mix": {"prob": 0}}}).final.mix.prob == 0.0
 
 
 @pytest.mark.parametrize(
@@ -244,8 +315,14 @@ def test_mix_is_a_setting_of_train_and_final_off_by_default():
       "augmentation only but train.augment is false; set train.augment=true or train.mix=null"),
      ({"final": {"mix": {"alpah": 1}}}, "unknown key final.mix.alpah; did you mean "
       "final.mix.alpha?"),
-     ({"final": {"mix": "cutmix"}}, "final.mix must be a mapping of settings (kind, alpha) or "
-      "null, not 'cutmix'")],
+     ({"final": {"mix": "cutmix"}}, "final.mix must be a mapping of settings (kind, alpha, "
+      "prob) or null, not 'cutmix'"),
+     ({"final": {"mix": {"kind": "cutmix", "prob": 1.5}}}, "final.mix.prob=1.5 must be in "
+      "[0, 1] (the share of batches mixed; 1: every batch); set --set final.mix.prob=0.5 "
+      "(CutMix's CIFAR value) or 1"),
+     ({"train": {"mix": {"prob": -0.1}}}, "train.mix.prob=-0.1 must be in [0, 1]"),
+     ({"final": {"mix": {"prob": math.nan}}}, "final.mix.prob=nan must be in [0, 1]"),
+     ({"final": {"mix": {"prob": "half"}}}, "final.mix.prob must be a number, not 'half'")],
 )  # fmt: skip
 def test_a_bad_mix_is_a_one_line_config_error(settings, message):
     from bnn_nas.config import config_from_dict
@@ -386,10 +463,11 @@ def test_a_search_trial_trains_with_train_mix():
     from bnn_nas.config import config_from_dict
     from tests.fixtures import trial_loaders
 
-    settings = replace(config_from_dict({"train": {"mix": {"kind": "cutmix"}}}).train, epochs=1,
-                       batch_size=20)  # fmt: skip
+    settings = replace(config_from_dict({"train": {"mix": {"kind": "cutmix", "prob": 0.5}}}
+                                        ).train, epochs=1, batch_size=20)  # fmt: skip
     made, result = trial_loaders(settings)
-    assert [(ld.mix, ld.mix_alpha) for ld in made] == [("cutmix", 1.0), (None, 1.0)]
+    assert [(ld.mix, ld.mix_alpha, ld.mix_prob) for ld in made] == [("cutmix", 1.0, 0.5),
+                                                                    (None, 1.0, 1.0)]  # fmt: skip
     assert 0 <= result.metrics["accuracy"] <= 1 and math.isfinite(result.metrics["loss"])
 
 
@@ -414,9 +492,10 @@ def _sample_folder(root, per_class: int, test_per_class: int):
 
 @pytest.mark.slow
 def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupted_run(tmp_path):
-    """CutMix with Cutout, label smoothing and ce_kl distillation (T = 4) from a float
-    teacher on packaged-sample images: SIGKILLed in epoch 2, resumed, every figure equals
-    the uninterrupted run's (the mix of every batch is replayed from its seed)."""
+    """CutMix (on half the batches, mix.prob 0.5) with Cutout, label smoothing and ce_kl
+    distillation (T = 4) from a float teacher on packaged-sample images: SIGKILLed in epoch
+    2, resumed, every figure equals the uninterrupted run's (whether and how each batch is
+    mixed is replayed from its seed)."""
     import json
     import os
     import subprocess
@@ -431,7 +510,7 @@ def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupte
     config = write_config(tmp_path / "config.yaml", (
         f"seed: 2\ndevice: cpu\ndata: {{name: image_folder, root: {data}}}\n"
         "final:\n  epochs: 2\n  batch_size: 16\n  lr: 0.01\n  label_smoothing: 0.1\n"
-        "  cutout: 8\n  mix: {kind: cutmix, alpha: 1.0}\n"
+        "  cutout: 8\n  mix: {kind: cutmix, alpha: 1.0, prob: 0.5}\n"
         f"  distill: {{teacher: {teacher}, loss: ce_kl, temperature: 4.0, weight: 0.5}}\n"
     ))  # fmt: skip
 
@@ -453,7 +532,7 @@ def test_bnn_nas_train_with_final_mix_killed_and_resumed_ends_as_an_uninterrupte
     for row_a, row_b in zip(a, b, strict=True):
         for key in ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):
             assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-6), key
-    assert "mix: {kind: cutmix, alpha: 1.0}" in (killed / "config.yaml").read_text()
+    assert "mix: {kind: cutmix, alpha: 1.0, prob: 0.5}" in (killed / "config.yaml").read_text()
     report = json.loads((killed / "report.json").read_text())
     assert report == {**json.loads((straight / "report.json").read_text()),
                       **{k: report[k] for k in ("train_seconds", "wall_seconds_this_session",

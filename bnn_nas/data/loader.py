@@ -130,8 +130,8 @@ class DeviceLoader:
     ``augment``, each batch is randomly cropped (zero padding ``pad``) and flipped, then
     normalised, then, with ``cutout`` > 0, one square of ``cutout`` pixels per image is
     set to 0 (the mean), then, with ``mix`` (``mixup`` or ``cutmix``, lambda ~
-    Beta(``mix_alpha``, ``mix_alpha``), bnn_nas/data/mix.py), the batch is mixed and ``y``
-    is its :class:`~bnn_nas.data.mix.MixedTargets`. Use
+    Beta(``mix_alpha``, ``mix_alpha``), bnn_nas/data/mix.py), the batch is mixed (with
+    probability ``mix_prob``) and ``y`` is its :class:`~bnn_nas.data.mix.MixedTargets`. Use
     ``loader.epoch(e)`` (or ``set_epoch(e)`` then ``iter(loader)``); iterating never
     advances the epoch on its own.
     """
@@ -152,6 +152,7 @@ class DeviceLoader:
         cutout: int = 0,
         mix: str | None = None,
         mix_alpha: float = 1.0,
+        mix_prob: float = 1.0,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ) -> None:
@@ -172,7 +173,7 @@ class DeviceLoader:
         if pad < 0:
             raise DataError(f"crop padding must be >= 0, got {pad}")
         _check_cutout(cutout, self.images.shape[2], self.images.shape[3])
-        check_mix(mix, mix_alpha)
+        check_mix(mix, mix_alpha, mix_prob)
         self.batch_size = batch_size
         self.augment = augment
         self.shuffle = shuffle
@@ -180,7 +181,7 @@ class DeviceLoader:
         self.seed = seed
         self.pad = pad
         self.cutout = cutout
-        self.mix, self.mix_alpha = mix, float(mix_alpha)
+        self.mix, self.mix_alpha, self.mix_prob = mix, float(mix_alpha), float(mix_prob)
         self.dtype = dtype
         self.mean, self.std = tuple(map(float, mean)), tuple(map(float, std))
         self._scale, self._shift = _affine(mean, std, self.images.shape[1], self.device)
@@ -252,7 +253,8 @@ class DeviceLoader:
         if generator is not None and self.cutout:  # after crop/flip's draws, on 0 = the mean
             x = random_cutout(x, self.cutout, generator)
         if generator is not None and self.mix:  # after Cutout's draws, on the finished batch
-            return random_mix(x, self.labels[idx], self.mix, self.mix_alpha, generator)
+            return random_mix(x, self.labels[idx], self.mix, self.mix_alpha, generator,
+                              self.mix_prob)
         return x, self.labels[idx]
 
     def _generator(self, epoch: int, stream: int = 0) -> torch.Generator:
@@ -266,7 +268,9 @@ class DeviceLoader:
         return (
             f"DeviceLoader(n={len(self.labels)}, batch_size={self.batch_size}, "
             f"device={self.device}, augment={self.augment}, cutout={self.cutout}, "
-            f"mix={self.mix}{f' (alpha {self.mix_alpha:g})' if self.mix else ''}, "
+            f"mix={self.mix}{f' (alpha {self.mix_alpha:g}' if self.mix else ''}"
+            f"{f', prob {self.mix_prob:g}' if self.mix and self.mix_prob < 1 else ''}"
+            f"{')' if self.mix else ''}, "
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
             f"dtype={self.dtype})"
         )

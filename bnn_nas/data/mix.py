@@ -6,10 +6,16 @@ partner's pixels into one box instead, of area fraction ``1 - lam`` (centre unif
 clipped at the borders, ``lam`` then recomputed from the clipped area). As in both
 papers' code, one ``lam ~ Beta(alpha, alpha)`` and one random permutation of the batch
 (the partners) are drawn per batch, and the loss is ``lam * CE(labels) + (1 - lam) *
-CE(partners)`` (bnn_nas/train/mix_loss.py).
+CE(partners)`` (bnn_nas/train/mix_loss.py). With ``prob`` < 1 (CutMix's CIFAR runs: 0.5)
+a batch is mixed with that probability, decided by one more draw from the batch's own
+stream, after its mixing numbers: a resumed run mixes the same batches. A batch left
+unmixed is the batch as it was, bit for bit, with ``lam`` = 1 and its own labels as the
+partners; ``prob`` = 1 (the default) draws nothing more, every batch as before.
 
 A mixed batch's labels are :class:`MixedTargets`: fixed-shape device tensors, ``lam``
-included, so a captured CUDA graph reads each batch's values instead of baking one in.
+included, so a captured CUDA graph reads each batch's values instead of baking one in; an
+unmixed batch of a ``prob`` < 1 mix has the same structure (the choice is made on the
+device, no host sync), so the graph captured on one batch replays every other.
 """
 
 from __future__ import annotations
@@ -59,8 +65,9 @@ class MixedTargets:
         return self
 
 
-def check_mix(kind: str | None, alpha: float) -> None:
-    """A mixing kind and Beta parameter the loader can apply (``kind`` None: off)."""
+def check_mix(kind: str | None, alpha: float, prob: float = 1.0) -> None:
+    """A mixing kind, Beta parameter and probability the loader can apply (``kind`` None:
+    off)."""
     if kind is None:
         return
     if kind not in MIX_KINDS:
@@ -69,6 +76,8 @@ def check_mix(kind: str | None, alpha: float) -> None:
         math.isfinite(alpha) and alpha > 0
     ):
         raise DataError(f"mix alpha must be a finite number > 0, got {alpha!r}")
+    if isinstance(prob, bool) or not isinstance(prob, int | float) or not 0 <= prob <= 1:
+        raise DataError(f"mix prob must be a number in [0, 1], got {prob!r}")
 
 
 def mix_params(
@@ -134,14 +143,23 @@ def apply_cutmix(x: Tensor, box: tuple[Tensor, Tensor, Tensor, Tensor], perm: Te
 
 
 def random_mix(
-    x: Tensor, labels: Tensor, kind: str, alpha: float, generator: torch.Generator
+    x: Tensor, labels: Tensor, kind: str, alpha: float, generator: torch.Generator,
+    prob: float = 1.0,
 ) -> tuple[Tensor, MixedTargets]:
     """Mix the batch ``x`` (in place) with partners and ``lam`` drawn from ``generator``
-    (on ``x``'s device, :func:`mix_params`); returns it and its :class:`MixedTargets`."""
-    check_mix(kind, alpha)
+    (on ``x``'s device, :func:`mix_params`); returns it and its :class:`MixedTargets`.
+
+    ``prob`` < 1: then one uniform more from ``generator``; at or above ``prob`` the batch
+    is kept (``lam`` = 1, each image its own partner: mixup adds 0 times itself, CutMix's
+    box is empty), chosen on the device so the same kernels run either way."""
+    check_mix(kind, alpha, prob)
     B, _, H, W = x.shape
     cutmix = kind == "cutmix"
     lam, perm, cy, cx = mix_params(B, alpha, generator, x.device, box=cutmix, height=H, width=W)
+    if prob < 1:  # prob 1 draws nothing more: the stream, and every batch, as before
+        keep = torch.rand((), generator=generator, device=x.device) >= prob
+        lam = torch.where(keep, torch.ones_like(lam), lam)
+        perm = torch.where(keep, torch.arange(B, device=perm.device), perm)
     if cutmix:
         box = cutmix_box(lam, H, W, cy, cx)
         apply_cutmix(x, box, perm)

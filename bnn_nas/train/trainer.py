@@ -104,6 +104,7 @@ def _loader(
         cutout=cutout,
         mix=None if mix is None else mix.kind,
         mix_alpha=1.0 if mix is None else mix.alpha,
+        mix_prob=1.0 if mix is None else mix.prob,
         channels_last=channels_last,
     )
 
