@@ -212,5 +212,9 @@ def test_a_budget_below_the_trials_already_run_says_so_and_runs_nothing(tmp_path
         assert f"resuming {run}: 2 trials finished; the budget ({budget} trial" in again.stderr
         assert "is spent: nothing to run (raise it with --budget N)" in again.stderr
         assert "2/2" in again.stderr and "/?" not in again.stderr  # the bar: done, not 2/?
+        bars = [line for line in again.stderr.splitlines() if "2/2" in line]
+        # no "?" either for the time left or the rate: the earlier trials' time per trial
+        assert bars and not any("?" in line for line in bars), bars
+        assert all("s/trial" in line and "<00:00" in line for line in bars), bars
         assert "2 trials done, 0 failed" in again.stdout
     assert store_rows(run) == before

@@ -54,13 +54,20 @@ def union_seconds(spans: Iterable[tuple[float, float]]) -> float:
 
 
 class _Bar(tqdm):
-    """tqdm with ``{eta}`` in its format: the search's own estimate of the time left."""
+    """tqdm with ``{eta}`` in its format: the search's own estimate of the time left; and
+    until this session has a rate of its own, ``history_rate`` (trials per second of the
+    earlier sessions), so a resumed bar shows a rate, not ``?trial/s``."""
 
-    eta: str = "?"
+    def __init__(self, *args, eta: str = "?", history_rate: float | None = None, **kwargs):
+        self.eta, self.history_rate = eta, history_rate  # read by the first draw, in init
+        super().__init__(*args, **kwargs)
 
     @property
     def format_dict(self):  # type: ignore[override]
-        return {**super().format_dict, "eta": self.eta}
+        shown = {**super().format_dict, "eta": self.eta}
+        if shown.get("rate") is None and self.history_rate:
+            shown["rate"] = self.history_rate
+        return shown
 
 
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{eta}, {rate_fmt}{postfix}]"
@@ -91,17 +98,19 @@ class SearchProgress:
         records: Iterable[TrialRecord] = (),
         running: RunningTrials | None = None,
     ) -> None:
-        self.bar = _Bar(
-            total=max(budget, done), initial=done, unit="trial", dynamic_ncols=True,
-            file=sys.stderr, bar_format=BAR_FORMAT,
-        )  # fmt: skip
-        self.before = before
-        self.running = running
         self._spans = [
             (r.started_at, r.finished_at)
             for r in records
             if r.finished and r.started_at is not None and r.finished_at is not None
         ]
+        total, per_trial = max(budget, done), self.seconds_per_trial()
+        self.bar = _Bar(
+            total=total, initial=done, unit="trial", dynamic_ncols=True, file=sys.stderr,
+            bar_format=BAR_FORMAT, history_rate=1 / per_trial if per_trial else None,
+            eta="?" if per_trial is None else tqdm.format_interval((total - done) * per_trial),
+        )  # fmt: skip
+        self.before = before
+        self.running = running
         self._best = ""
         self._stop = threading.Event()
         self._show()
