@@ -4,7 +4,11 @@ Samples N genotypes of a config's space, trains every one under each candidate f
 (a few epochs, a fraction of the data, ...) and under a reference budget, all scored on
 the same search-valid split, and prints per fidelity: Kendall's tau-b (with a 95%
 bootstrap interval over the genotypes) and Spearman's rho against the reference ranking,
-the overlap of the top k, and the GPU-seconds it cost.
+the overlap of the top k, and the GPU-seconds it cost. And the pooling pathology (a short
+proxy favours ops that need no training): per fidelity, Kendall's tau between its scores
+and each genotype's parameter-free edges in the normal cell (registry precision ``free``:
+zero, identity, pooling, shortcuts), and the mean free edges of its top k, beside the
+reference's; a proxy that ranks by free edges where the reference does not is biased.
 
     python -m benchmarks.proxy_rank --config configs/cifar.yaml --set data.root=$DATA \\
         --genotypes 24 --out docs/results/proxy-rank \\
@@ -37,6 +41,7 @@ from bnn_nas.search.engine import make_executor
 from bnn_nas.search.evaluator import Evaluator, split_for_search
 from bnn_nas.search.executors import OutcomeKind
 from bnn_nas.search.trials import TrialRecord, TrialStatus
+from bnn_nas.space.edge_limits import edge_counts
 from bnn_nas.space.genotype import Genotype, parse_genotype
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
@@ -128,10 +133,19 @@ def bootstrap_interval(
     return low, high
 
 
+def top_k(v: list[float], k: int) -> list[int]:
+    """Indices of the k best under ``v`` (ties: the lower index first)."""
+    return sorted(range(len(v)), key=lambda i: -v[i])[:k]
+
+
 def top_k_overlap(x: list[float], y: list[float], k: int) -> float:
     """Share of the k best under ``y`` that are also among the k best under ``x``."""
-    best = lambda v: set(sorted(range(len(v)), key=lambda i: -v[i])[:k])  # noqa: E731
-    return len(best(x) & best(y)) / k
+    return len(set(top_k(x, k)) & set(top_k(y, k))) / k
+
+
+def normal_free_edges(genotype: Genotype) -> int:
+    """Parameter-free edges of the normal cell, by the registry's declared precision."""
+    return edge_counts(genotype.normal)[0]
 
 
 def sample_genotypes(config: Config, n: int, seed: int) -> list[Genotype]:
@@ -246,6 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         by[row["fidelity"]][int(row["index"])] = float(row["accuracy"])
     k = args.top or max(1, len(genotypes) // 4)
     reference = by[args.reference.name]
+    free = [float(normal_free_edges(g)) for g in genotypes]
     table = {
         f.name: {
             "overrides": list(f.overrides),
@@ -255,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"top{k}_overlap": top_k_overlap(by[f.name], reference, k),
             "wall_seconds": round(seconds.get(f.name, 0.0), 1),
             "mean_accuracy": sum(by[f.name]) / len(genotypes),
+            "tau_free_edges": kendall_tau_b(by[f.name], free),
+            f"top{k}_free_edges": sum(free[i] for i in top_k(by[f.name], k)) / k,
         }
         for f in fidelities
     }
@@ -266,12 +283,15 @@ def main(argv: list[str] | None = None) -> dict:
     }  # fmt: skip
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{'fidelity':16s} {'tau':>6s} {'tau 95%':>15s} {'rho':>6s} {'top' + str(k):>6s} "
-          f"{'wall s':>8s}")  # fmt: skip
+          f"{'wall s':>8s} {'tau free':>8s} {'free top' + str(k):>10s}")  # fmt: skip
     for name, row in table.items():
         low, high = row["kendall_tau_95"]
         print(f"{name:16s} {row['kendall_tau']:6.3f} {f'[{low:.2f}, {high:.2f}]':>15s} "
               f"{row['spearman_rho']:6.3f} {row[f'top{k}_overlap']:6.2f} "
-              f"{row['wall_seconds']:8.1f}")  # fmt: skip
+              f"{row['wall_seconds']:8.1f} {row['tau_free_edges']:8.3f} "
+              f"{row[f'top{k}_free_edges']:10.2f}")  # fmt: skip
+    print(f"(normal-cell free edges of the {len(genotypes)} genotypes: mean "
+          f"{sum(free) / len(free):.2f})")  # fmt: skip
     return summary
 
 

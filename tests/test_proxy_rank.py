@@ -82,6 +82,22 @@ def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_
     assert table["long"]["kendall_tau_95"] == [1.0, 1.0]
     assert json.loads((out / "proxy_rank.json").read_text())["fidelities"] == table
     assert "short: training 3 of 3" in capsys.readouterr().err
+    # the pooling-pathology columns, recomputed from the files by op name
+    from bnn_nas.space.genotype import parse_genotype
+
+    free_ops = {"none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"}
+    listed = [parse_genotype(line) for line in (out / "genotypes.txt").read_text().splitlines()]
+    free = [float(sum(op in free_ops for op, _ in g.normal)) for g in listed]
+    assert any(op not in free_ops for g in listed for op, _ in g.normal)  # the test can tell
+    for name, row in table.items():
+        scores = [0.0] * 3
+        for line in rows[1:]:
+            fidelity, index, _, accuracy = line.split(",")[:4]
+            if fidelity == name:
+                scores[int(index)] = float(accuracy)
+        best = max(range(3), key=lambda i: (scores[i], -i))
+        assert row["top1_free_edges"] == free[best]
+        assert row["tau_free_edges"] == pytest.approx(brute_tau_b(scores, free), nan_ok=True)
     # a re-run finds every score in scores.csv and trains nothing
     again = proxy_rank.main(argv)
     assert "training" not in capsys.readouterr().err
