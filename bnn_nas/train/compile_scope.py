@@ -30,7 +30,7 @@ def regions_of(model: nn.Module, settings: TrainConfig) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def compiled_regions(regions: list[nn.Module]) -> Iterator[None]:
+def compiled_regions(regions: list[nn.Module], *, reset: bool = True) -> Iterator[None]:
     """Within: every region's forward is ``torch.compile`` of it (set on the instance, so
     the module, its parameters and state-dict keys stay as they are) with Dynamo's
     recompile limits raised to cover them; after: the plain forwards are back, so the
@@ -42,7 +42,8 @@ def compiled_regions(regions: list[nn.Module]) -> Iterator[None]:
     if not regions:
         yield
         return
-    torch.compiler.reset()  # a fresh cache per fit, as bnn_nas.train.trainer.compiled
+    if reset:  # a fresh cache per fit, as bnn_nas.train.trainer.compiled
+        torch.compiler.reset()
     for region in regions:
         region.forward = torch.compile(region.forward)
     limit = 4 * len(regions)
