@@ -56,6 +56,25 @@ class ModelConfig:
     channels: int | None = None
 
 
+# the config whose `final` section trains a teacher given as a spec (beside the student's
+# config file, else from the working directory): the repository's float-teacher recipe
+DEFAULT_TEACHER_CONFIG = "configs/recipes/teacher.yaml"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher that distillation trains first when ``run_dir`` holds none yet: what
+    ``bnn-nas train --config CONFIG --model MODEL [--family FAMILY] | --genotype G
+    --run-dir RUN_DIR`` trains, on the student's ``data`` section and device (a finished
+    training there is used as it is, an unfinished one resumed to its end)."""
+
+    run_dir: str = ""  # where the teacher is trained and read from (required)
+    model: str | None = None  # a registered baseline (resnet18, ...), or
+    genotype: str | None = None  # a genotype (text or file), as `bnn-nas train --genotype`
+    family: str | None = None  # model's block family; float: its float twin (None: config's)
+    config: str = DEFAULT_TEACHER_CONFIG  # its `final` section trains the teacher
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     """Knowledge distillation from a trained (real-valued) teacher (Hinton et al. 2015).
@@ -65,7 +84,9 @@ class DistillConfig:
     KL (Hinton's mixture). The teacher runs in eval mode on the student's augmented batch.
     """
 
-    teacher: str = ""  # a run directory of `bnn-nas train`, or its checkpoint.pt
+    # a run directory of `bnn-nas train` or its checkpoint.pt; or a mapping (TeacherSpec):
+    # {model | genotype, family, config, run_dir}, trained first where run_dir holds none
+    teacher: str | TeacherSpec = ""
     loss: str = "kl"  # kl | ce_kl
     temperature: float = 1.0
     weight: float = 1.0
@@ -310,6 +331,8 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         sections = [o for o in options if is_dataclass(o)]
+        if len(sections) == 1 and isinstance(value, Mapping):
+            return _convert(value, sections[0], key, where)  # its own errors (unknown keys)
         if len(sections) == 1 and type(None) in options:  # an optional section (distill, mix)
             if isinstance(value, Mapping):  # its own error: an unknown or bad key in it
                 return _convert(value, sections[0], key, where)
@@ -326,7 +349,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
                 return _convert(value, option, key, where)
             except ConfigError as err:
                 errors.append(err)
-        names = " or ".join(_type_name(o) for o in options)
+        names = " or ".join("a mapping" if is_dataclass(o) else _type_name(o) for o in options)
         raise ConfigError(f"{where}: {key} must be {names}, not {shown(value)}")
     if is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -650,6 +673,8 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
                 f"{where}: {section}.distill.teacher is empty; give a run directory of "
                 "`bnn-nas train` (e.g. of --model resnet18 --family float) or its checkpoint.pt"
             )
+        if isinstance(kd.teacher, TeacherSpec):
+            _check_teacher_spec(kd.teacher, f"{section}.distill.teacher", where)
         if kd.loss not in _DISTILL_LOSSES:
             raise ConfigError(
                 f"{where}: {section}.distill.loss is {kd.loss!r}; choose one of "
@@ -710,6 +735,71 @@ def _check_recipe(settings: TrainConfig, section: str, where: str) -> None:
             )
 
 
+def _check_teacher_spec(spec: TeacherSpec, key: str, where: str) -> None:
+    """A teacher to train first: a run directory, and one network (a baseline or a
+    genotype), as `bnn-nas train` takes them."""
+    example = "{model: resnet18, family: float, run_dir: runs/teacher-r18-float}"
+    if not spec.run_dir:
+        raise ConfigError(
+            f"{where}: {key}.run_dir is missing; give the directory the teacher is trained in "
+            f"(or was): {key}={example}"
+        )
+    if (spec.model is None) == (spec.genotype is None):
+        given = (
+            "both model and genotype" if spec.model is not None else "neither model nor genotype"
+        )
+        raise ConfigError(
+            f"{where}: {key} gives {given}; give one network to train: model (a baseline, "
+            f"with family) or genotype, e.g. {key}={example}"
+        )
+    if spec.model is not None and (spec.model == "cells" or spec.model not in BASELINES):
+        raise ConfigError(f"{where}: {key}.model: {BASELINES.unknown(spec.model)}")
+    if spec.family is not None:
+        if spec.genotype is not None:
+            raise ConfigError(
+                f"{where}: {key}.family applies to a baseline model, not to a genotype (its "
+                "cells name their primitives); drop family or give model"
+            )
+        if spec.family != "float" and spec.family not in FAMILIES:
+            raise ConfigError(f"{where}: {key}.family: {FAMILIES.unknown(spec.family)}")
+    if not spec.config:
+        raise ConfigError(
+            f"{where}: {key}.config is empty; give the config whose final section trains the "
+            f"teacher (default {DEFAULT_TEACHER_CONFIG})"
+        )
+
+
+def teacher_config_path(spec: str, base: Path) -> str:
+    """A teacher spec's ``config`` as stored: a relative path made absolute against the
+    folder ``base`` of the config file that names it, else against the working directory
+    where only that has it (as :func:`plugin_path` does); one found in neither stays as
+    given (its error names it as written)."""
+    given = Path(spec).expanduser()
+    if given.is_absolute():
+        return str(given)
+    beside = (base / given).resolve()
+    if beside.is_file():
+        return str(beside)
+    return str(given.resolve()) if given.is_file() else spec
+
+
+def _teacher_config_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with the ``config`` of each teacher spec (train/final.distill.teacher as a
+    mapping) resolved by :func:`teacher_config_path` (the default filled in when unset):
+    the run's stored config then names the file from any directory."""
+    for section in ("train", "final"):
+        distill = data.get(section, {}).get("distill") if isinstance(
+            data.get(section), Mapping) else None  # fmt: skip
+        teacher = distill.get("teacher") if isinstance(distill, Mapping) else None
+        if not isinstance(teacher, Mapping):
+            continue
+        spec = teacher.get("config", DEFAULT_TEACHER_CONFIG)
+        if isinstance(spec, str) and spec:
+            data[section] = {**data[section], "distill": {**distill, "teacher": {
+                **teacher, "config": teacher_config_path(spec, base)}}}  # fmt: skip
+    return data
+
+
 def read_config_mapping(path: str | Path, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
     """A YAML config file as a mapping, ``--set`` overrides applied, not yet checked."""
     from bnn_nas.io import load_yaml, read_text_file
@@ -731,6 +821,7 @@ def read_config_mapping(path: str | Path, overrides: tuple[str, ...] = ()) -> di
     data = dict(data)
     if isinstance(data.get("plugins"), list | tuple):  # the file's own, before any --set
         data["plugins"] = [plugin_path(p, path.parent) for p in data["plugins"]]
+    data = _teacher_config_paths(data, path.parent)  # before --set: theirs are from the cwd
     if overrides:
         data = apply_overrides(data, overrides, str(path))
     return data
@@ -800,7 +891,7 @@ def apply_overrides(data: dict[str, Any], overrides: tuple[str, ...], where: str
             target[part] = dict(child) if isinstance(child, Mapping) else {}
             target = target[part]
         target[parts[-1]] = value
-    return result
+    return _teacher_config_paths(result, Path.cwd())  # a teacher spec's config a --set gave
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

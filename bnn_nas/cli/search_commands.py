@@ -64,7 +64,8 @@ def search_command(
 
         summary_writer_class("train.tensorboard")
     target = Path(run_dir) if run_dir else default_run_dir(config)
-    search, evaluator = open_search(config, target, resume=resume)
+    search, evaluator = open_search(config, target, resume=resume,
+                                    say=lambda line: click.echo(line, err=True))  # fmt: skip
     words = [
         "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
         *(["--budget", str(budget)] if budget is not None else []),

@@ -13,6 +13,7 @@ controller is rebuilt from the stored trials, so nothing done is lost or redone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from bnn_nas.search.executors import format_error, make_executor  # noqa: F401  
 from bnn_nas.search.loop import Progress, SearchRun  # noqa: F401  (re-exported)
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
 from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train.teacher_spec import ensure_teacher
 from bnn_nas.train.trainer import resolve_device
 
 # settings that may change between an interrupted search and its resumption: they do not
@@ -83,7 +85,9 @@ def check_resumable(stored: dict[str, Any], current: dict[str, Any], run_dir: Pa
             )
 
 
-def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchRun, Evaluator]:
+def open_search(
+    config: Config, run_dir: Path, *, resume: bool, say: Callable[[str], None] | None = None
+) -> tuple[SearchRun, Evaluator]:
     """Check everything, then create or reopen the run directory's search.
 
     All user input (space, plugins, data) is validated before the directory is touched,
@@ -103,7 +107,10 @@ def open_search(config: Config, run_dir: Path, *, resume: bool) -> tuple[SearchR
     check_batch_fits(config.train, len(data.train), "train")
     check_cutout_fits(config.train, data.train.image_shape, "train")
     evaluator = Evaluator(space, data, config.train, device, config.seed)
-    evaluator.check_teacher()  # train.distill: a teacher that does not fit fails here, once
+    # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
+    # does not fit fails here, once
+    ensure_teacher(config, "train", say=say)
+    evaluator.check_teacher()
     # built now: a controller that cannot be made (a missing extra, a bad sampler) fails
     # before the run directory is
     controller = make_controller(config.search, space, config.seed, evaluator.cost_metrics,

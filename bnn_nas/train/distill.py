@@ -6,7 +6,8 @@ keeps gradient sizes comparable across temperatures), alone (``kl``: ReActNet's
 distributional loss, Liu et al. 2020, at T = 1) or mixed with the labels' cross-entropy
 (``ce_kl``). The teacher is a network trained by `bnn-nas train` (typically a float
 twin: ``--family float``), rebuilt from the network its run directory records and loaded
-with the checkpoint loader; it runs in eval mode, in bf16 on CUDA, inside the student's (graphed)
+with the checkpoint loader (a teacher given as a spec is trained there first:
+teacher_spec.py); it runs in eval mode, in bf16 on CUDA, inside the student's (graphed)
 step on the same augmented batch. The caller of the training loop loads it
 (:func:`teacher_for`) and passes it in: the loop does not read run directories.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bnn_nas.config import DistillConfig, TrainConfig
+from bnn_nas.config import DistillConfig, TeacherSpec, TrainConfig
 from bnn_nas.data.arrays import ImageSet
 from bnn_nas.errors import ConfigError
 from bnn_nas.train.checkpoint import load_checkpoint
@@ -27,7 +28,16 @@ from bnn_nas.train.distill_loss import DistillLoss, kd_term
 from bnn_nas.train.final_network import build_trained_network, run_architecture, saved_run_config
 from bnn_nas.train.seeding import seeded_build
 
-__all__ = ["DistillLoss", "kd_term", "load_teacher", "place_teacher", "teacher_for"]
+__all__ = [
+    "DistillLoss", "kd_term", "load_teacher", "place_teacher", "teacher_for", "teacher_path",
+]  # fmt: skip
+
+
+def teacher_path(settings: DistillConfig) -> str:
+    """Where the teacher of ``settings`` is read from: the path given, or a spec's
+    ``run_dir`` (which :func:`bnn_nas.train.teacher_spec.ensure_teacher` fills first)."""
+    teacher = settings.teacher
+    return teacher.run_dir if isinstance(teacher, TeacherSpec) else teacher
 
 
 def _teacher_files(spec: str) -> tuple[Path, Path]:
@@ -61,7 +71,8 @@ def load_teacher(
     """The teacher of ``settings``, frozen, in eval mode on ``device`` (bf16 weights on
     CUDA when ``bf16``); refused in one line when its classes or image size differ from
     the student's data (``image_shape``: H, W, C)."""
-    run_dir, checkpoint = _teacher_files(settings.teacher)
+    where = teacher_path(settings)
+    run_dir, checkpoint = _teacher_files(where)
     config = saved_run_config(run_dir)
     assert config is not None  # _teacher_files checked the file
     report_file = run_dir / "report.json"
@@ -70,14 +81,14 @@ def load_teacher(
         shape = report.get("image_shape")
         if shape is not None and tuple(shape) != tuple(image_shape):
             raise ConfigError(
-                f"distill.teacher {settings.teacher} was trained on {_size(shape)} images, the "
+                f"distill.teacher {where} was trained on {_size(shape)} images, the "
                 f"student's data has {_size(image_shape)}; train a teacher on this data"
             )
     state = load_checkpoint(checkpoint)["model"]
     classes = _classes_of(state)
     if classes is not None and classes != num_classes:
         raise ConfigError(
-            f"distill.teacher {settings.teacher} predicts {classes} classes, the student's "
+            f"distill.teacher {where} predicts {classes} classes, the student's "
             f"data has {num_classes}; train a teacher on this data"
         )
     # the network its run recorded (older runs: its config and genotype at the student's
@@ -94,7 +105,7 @@ def load_teacher(
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(
-            f"distill.teacher {settings.teacher}: its checkpoint does not fit the network its "
+            f"distill.teacher {where}: its checkpoint does not fit the network its "
             f"config describes ({first[:120]})"
         ) from None
     teacher.requires_grad_(False)

@@ -38,7 +38,7 @@ from bnn_nas.space.architecture import Architecture
 from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.train.callbacks import Callback, MetricsCSV, ProgressBar, TensorBoard
 from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
-from bnn_nas.train.distill import load_teacher
+from bnn_nas.train.distill import load_teacher, teacher_path
 from bnn_nas.train.final_network import (
     NETWORK,
     build_trained_network,
@@ -48,6 +48,7 @@ from bnn_nas.train.final_network import (
 from bnn_nas.train.metrics import write_metrics_csv
 from bnn_nas.train.stages import ending_network, fit_stages
 from bnn_nas.train.step import precision_note, uses_bf16
+from bnn_nas.train.teacher_spec import ensure_teacher
 from bnn_nas.train.tensorboard_log import FOLDER as TENSORBOARD
 from bnn_nas.train.tensorboard_log import TensorBoardCurves, summary_writer_class
 from bnn_nas.train.trainer import resolve_device
@@ -76,6 +77,9 @@ _FREE_SETTINGS = {
     ("data", "search_train_size"), ("data", "search_valid_size"),
     ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "cuda_graph"),
     ("final", "channels_last"), ("final", "tensorboard"),
+    # a teacher spec's config file: where it lies (stored absolute); what it trains is
+    # compared with the teacher's run directory before the student trains
+    ("final", "distill", "teacher", "config"),
 }  # fmt: skip
 
 
@@ -212,6 +216,8 @@ def _train_locked(
     dataset = load_dataset(data_settings(config.data))
     teacher = None
     if config.final.distill is not None:  # before the student: its errors come first
+        # a teacher given as a spec: trained (or resumed) to its end in its run_dir first
+        ensure_teacher(config, "final", progress=progress, say=say)
         teacher = load_teacher(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,
@@ -315,7 +321,7 @@ def _fit_and_report(
         "image_shape": list(dataset.train.image_shape),
         "epochs": len(history),
         "stages": max(1, len(config.final.stages)),
-        "distill_teacher": None if teacher is None else config.final.distill.teacher,
+        "distill_teacher": None if teacher is None else teacher_path(config.final.distill),
         "test_accuracy": final.eval_acc,
         "test_loss": final.eval_loss,
         "train_seconds": sum(m.seconds for m in history),

@@ -1,0 +1,213 @@
+"""`distill.teacher` as a model spec: the teacher is trained first where its run_dir holds
+none, resumed to its end where a training there was cut off, used as it is when finished,
+and a run_dir holding another teacher is refused in one line with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnn_nas.config import DEFAULT_TEACHER_CONFIG, TeacherSpec, config_from_dict, load_config
+from bnn_nas.errors import ConfigError
+from tests.fixtures import kill_after_epochs, make_image_folder, metrics_rows
+
+# the teacher's own config: its seed, schedule and network settings (its data section is
+# the student's, so this one's is never read)
+TEACHER = """\
+seed: 1
+device: auto
+data: {name: cifar10_sample}
+model: {family: bireal}
+final: {epochs: EPOCHS, batch_size: 20, optimizer: sgd, lr: 0.05, checkpoint_every: 1}
+"""
+
+
+def _files(tmp_path: Path, teacher_epochs: int = 2) -> tuple[Path, Path]:
+    """A student config (resnet20 bireal, one epoch) whose teacher spec names
+    ``teacher.yaml`` beside it and run_dir ``tmp_path/teacher``; and the data folder."""
+    data = tmp_path / "images"
+    if not data.exists():
+        make_image_folder(data, train_per_class=4, test_per_class=2)
+    (tmp_path / "teacher.yaml").write_text(TEACHER.replace("EPOCHS", str(teacher_epochs)))
+    student = tmp_path / "student.yaml"
+    student.write_text(
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\nmodel: {{family: bireal}}\n"
+        "final:\n  epochs: 1\n  batch_size: 20\n"
+        f"  distill: {{teacher: {{model: resnet20, family: float, config: teacher.yaml, "
+        f"run_dir: {tmp_path / 'teacher'}}}, loss: kl, temperature: 4.0}}\n"
+    )
+    return student, data
+
+
+def _train(config: Path, run_dir: Path, *extra: str):
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+
+    return CliRunner().invoke(main, ["train", "--config", str(config), "--model", "resnet20",
+                                     "--run-dir", str(run_dir), *extra])  # fmt: skip
+
+
+def _state(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
+
+
+def test_a_student_trains_its_teacher_first_and_the_next_one_reuses_it(tmp_path, monkeypatch):
+    student, data = _files(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # teacher.yaml is found beside the student's config
+    teacher = tmp_path / "teacher"
+    first = _train(student, tmp_path / "s1")
+    assert first.exit_code == 0, first.output
+    assert f"training the teacher (resnet20 float, 2 epochs of {tmp_path / 'teacher.yaml'}) " \
+           f"in {teacher} first" in first.output
+    assert len(metrics_rows(teacher)) == 2
+    made = json.loads((teacher / "report.json").read_text())
+    assert made["epochs"] == 2 and made["float_params"] > 0 and made["binary_params"] == 0
+    taught = load_config(teacher / "config.yaml")
+    assert taught.data.root == str(data) and taught.data.name == "image_folder"  # the student's
+    assert taught.seed == 1 and taught.final.optimizer == "sgd"  # the teacher config's own
+    assert taught.model.type == "resnet20" and taught.model.options["act"] == "identity"
+    report = json.loads((tmp_path / "s1" / "report.json").read_text())
+    assert report["distill_teacher"] == str(teacher) and report["binary_params"] > 0
+    recorded = load_config(tmp_path / "s1" / "config.yaml").final.distill
+    assert recorded is not None and recorded.teacher == TeacherSpec(
+        run_dir=str(teacher), model="resnet20", family="float",
+        config=str(tmp_path / "teacher.yaml"))  # fmt: skip
+
+    before = _state(teacher)
+    second = _train(student, tmp_path / "s2")
+    assert second.exit_code == 0, second.output
+    assert f"using the teacher in {teacher} (resnet20 float)" in second.output
+    assert "training the teacher" not in second.output
+    assert _state(teacher) == before  # checkpoint, metrics and report untouched
+    assert json.loads((tmp_path / "s2" / "report.json").read_text())["distill_teacher"] == str(
+        teacher)  # fmt: skip
+
+
+def test_a_run_dir_of_another_teacher_is_refused_in_one_line_and_kept(tmp_path):
+    student, _ = _files(tmp_path)
+    assert _train(student, tmp_path / "s1").exit_code == 0
+    teacher = tmp_path / "teacher"
+    before = _state(teacher)
+    other = {
+        "final.distill.teacher.family=bireal": "model.options.act 'identity' there, None in",
+        "final.distill.teacher.model=resnet18": "model.type 'resnet20' there, 'resnet18' in",
+    }
+    for override, difference in other.items():
+        refused = _train(student, tmp_path / "s2", "--set", override)
+        assert refused.exit_code == 2, refused.output
+        lines = refused.output.strip().splitlines()
+        assert len(lines) == 1, refused.output
+        assert f"final.distill.teacher.run_dir {teacher} holds another teacher's" in lines[0]
+        assert difference in lines[0]
+        assert f"give final.distill.teacher.run_dir another directory, or delete {teacher}" \
+               in lines[0]
+    # the teacher's config file changed since (more epochs): another teacher as well
+    (tmp_path / "teacher.yaml").write_text(TEACHER.replace("EPOCHS", "3"))
+    refused = _train(student, tmp_path / "s2")
+    assert refused.exit_code == 2 and "final.epochs 2 there, 3 in the spec" in refused.output
+    assert _state(teacher) == before and not (tmp_path / "s2").exists()
+
+
+@pytest.mark.slow
+def test_a_teacher_killed_mid_training_is_resumed_to_its_end_by_the_next_student(tmp_path):
+    """SIGKILL while the first student trains its teacher; the next student resumes the
+    teacher to its end: every epoch's figures equal those of a teacher never interrupted."""
+    student, _ = _files(tmp_path, teacher_epochs=5)
+    teacher = tmp_path / "teacher"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "bnn_nas.cli", "train", "--config", str(student),
+               "--model", "resnet20", "--run-dir", str(tmp_path / "s1")]  # fmt: skip
+    kill_after_epochs(command, teacher, 2, env)
+    done = len(metrics_rows(teacher))
+    assert 2 <= done < 5 and not (teacher / "report.json").exists(), "the kill came too late"
+    assert not (tmp_path / "s1").exists()  # the student had not begun
+    resumed = _train(student, tmp_path / "s1")
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming the teacher in {teacher} (resnet20 float) to its end first" in resumed.output
+    straight = _train(student, tmp_path / "s2", "--set",
+                      f"final.distill.teacher.run_dir={tmp_path / 'straight'}")  # fmt: skip
+    assert straight.exit_code == 0 and "training the teacher" in straight.output
+    a, b = metrics_rows(tmp_path / "straight"), metrics_rows(teacher)
+    assert len(a) == len(b) == 5
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc"):
+            assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-5), key
+
+
+def test_a_search_whose_trials_distil_trains_the_teacher_before_its_run_directory(tmp_path):
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+    from tests.fixtures import TINY_SPACE
+
+    _, data = _files(tmp_path)
+    config = tmp_path / "search.yaml"
+    config.write_text(TINY_SPACE + (
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\nmodel: {{family: bireal}}\n"
+        "search: {controller: random, budget: 1}\n"
+        "train:\n  epochs: 1\n  batch_size: 10\n"
+        f"  distill: {{teacher: {{model: resnet20, family: float, config: teacher.yaml, "
+        f"run_dir: {tmp_path / 'teacher'}}}}}\n"
+    ))  # fmt: skip
+    result = CliRunner().invoke(main, ["search", "--config", str(config), "--run-dir",
+                                       str(tmp_path / "search")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "training the teacher (resnet20 float" in result.output
+    assert json.loads((tmp_path / "teacher" / "report.json").read_text())["epochs"] == 2
+    assert "1 trial done, 0 failed" in result.output
+
+
+@pytest.mark.parametrize(
+    "teacher, message",
+    [
+        ({"model": "resnet20", "run_dir": "t", "depth": 3},
+         r"unknown key final\.distill\.teacher\.depth; .*allowed: run_dir, model, genotype"),
+        ({"model": "resnet20", "family": "float"}, r"final\.distill\.teacher\.run_dir is missing"),
+        ({"model": "resnet20", "genotype": "g", "run_dir": "t"}, "both model and genotype"),
+        ({"family": "float", "run_dir": "t"}, "neither model nor genotype"),
+        ({"model": "resnt20", "run_dir": "t"}, r"teacher\.model: unknown baseline model 'resnt20'"),
+        ({"model": "resnet20", "family": "flaot", "run_dir": "t"}, r"teacher\.family: unknown"),
+        ({"genotype": "g", "family": "float", "run_dir": "t"}, "family applies to a baseline"),
+        ({"model": "resnet20", "run_dir": "t", "config": ""}, r"teacher\.config is empty"),
+        ({"model": ["resnet20"], "run_dir": "t"}, r"teacher\.model must be"),
+        (3, "final.distill.teacher must be str or a mapping, not 3"),
+    ],
+)
+def test_bad_teacher_specs_are_one_line_config_errors(teacher, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        config_from_dict({"final": {"distill": {"teacher": teacher}}}, "c.yaml")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_spec_config_resolves_beside_the_config_file_then_from_the_cwd(tmp_path, monkeypatch):
+    """Stored absolute (a resumed run finds it from anywhere); the default is the
+    repository's teacher recipe; a --set's relative path is the working directory's."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "mine.yaml").write_text("seed: 0\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "teacher.yaml").write_text("seed: 0\n")
+    student = tmp_path / "sub" / "student.yaml"
+    student.write_text("final: {distill: {teacher: {model: resnet20, run_dir: t}}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert DEFAULT_TEACHER_CONFIG == "configs/recipes/teacher.yaml"
+    (tmp_path / "configs" / "recipes").mkdir()
+    (tmp_path / "configs" / "recipes" / "teacher.yaml").write_text("seed: 0\n")
+
+    def spec(*overrides):
+        return load_config(student, overrides).final.distill.teacher
+
+    assert spec().config == str(tmp_path / DEFAULT_TEACHER_CONFIG)  # from the cwd
+    assert spec("final.distill.teacher.config=teacher.yaml").config == "teacher.yaml"  # no such
+    assert spec("final.distill.teacher.config=configs/mine.yaml").config == str(
+        tmp_path / "configs" / "mine.yaml")  # fmt: skip
+    student.write_text("final: {distill: {teacher: {model: resnet20, run_dir: t, "
+                       "config: teacher.yaml}}}\n")  # fmt: skip
+    assert spec().config == str(tmp_path / "sub" / "teacher.yaml")  # beside the file
+    assert load_config(student, ("final.distill.teacher=runs/t",)).final.distill.teacher == "runs/t"
