@@ -211,3 +211,24 @@ def test_a_spec_config_resolves_beside_the_config_file_then_from_the_cwd(tmp_pat
                        "config: teacher.yaml}}}\n")  # fmt: skip
     assert spec().config == str(tmp_path / "sub" / "teacher.yaml")  # beside the file
     assert load_config(student, ("final.distill.teacher=runs/t",)).final.distill.teacher == "runs/t"
+
+
+def test_the_literature_spec_is_the_teacher_its_documented_command_trains(monkeypatch):
+    """configs/recipes/literature.yaml's teacher spec describes what `bnn-nas train --config
+    configs/recipes/teacher.yaml --model resnet18 --family float --set data.root=DIR` trains:
+    a teacher trained by hand so is used as it is, not refused or trained again."""
+    from bnn_nas.api import network_config
+    from bnn_nas.train.run import changed_settings
+    from bnn_nas.train.teacher_spec import teacher_run_config
+
+    recipes = Path(__file__).resolve().parent.parent / "configs" / "recipes"
+    monkeypatch.chdir(recipes.parent.parent)
+    student = load_config(recipes / "literature.yaml", ("data.root=/data/cifar10",))
+    spec = student.final.distill.teacher
+    assert isinstance(spec, TeacherSpec) and spec.config == str(recipes / "teacher.yaml")
+    assert spec.run_dir == "runs/teacher-r18-float"
+    spec_config, genotype = teacher_run_config(student, spec, "final.distill.teacher")
+    by_hand = network_config(load_config(recipes / "teacher.yaml", ("data.root=/data/cifar10",)),
+                             None, "resnet18", "float")  # fmt: skip
+    assert genotype is None and changed_settings(by_hand, spec_config) == []
+    assert spec_config.final.epochs == 200 and spec_config.model.options["act"] == "identity"
