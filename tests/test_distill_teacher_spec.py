@@ -232,3 +232,30 @@ def test_the_literature_spec_is_the_teacher_its_documented_command_trains(monkey
                              None, "resnet18", "float")  # fmt: skip
     assert genotype is None and changed_settings(by_hand, spec_config) == []
     assert spec_config.final.epochs == 200 and spec_config.model.options["act"] == "identity"
+
+
+def test_a_genotype_teacher_is_trained_first_and_its_own_run_dir_is_the_students_never(
+    tmp_path,
+):
+    from tests.conftest import SMALL_GENOTYPE
+
+    student, _ = _files(tmp_path)
+    (tmp_path / "g.txt").write_text(SMALL_GENOTYPE)
+    genotype = f"final.distill.teacher={{genotype: {tmp_path / 'g.txt'}, config: " \
+               f"{tmp_path / 'teacher.yaml'}, run_dir: {tmp_path / 'cells'}}}"
+    made = _train(student, tmp_path / "s1", "--set", genotype)
+    assert made.exit_code == 0, made.output
+    assert "training the teacher (a genotype, 2 epochs" in made.output
+    assert (tmp_path / "cells" / "genotype.yaml").is_file()
+    assert json.loads((tmp_path / "s1" / "report.json").read_text())["distill_teacher"] == str(
+        tmp_path / "cells")  # fmt: skip
+    again = _train(student, tmp_path / "s2", "--set", genotype)
+    assert again.exit_code == 0 and "using the teacher in" in again.output
+    # a baseline spec on the genotype's run directory: another network
+    refused = _train(student, tmp_path / "s3", "--set",
+                     f"final.distill.teacher.run_dir={tmp_path / 'cells'}")  # fmt: skip
+    assert refused.exit_code == 2 and "another network (genotype)" in refused.output
+    own = _train(student, tmp_path / "s4", "--set",
+                 f"final.distill.teacher.run_dir={tmp_path / 's4'}")  # fmt: skip
+    assert own.exit_code == 2 and "is the student's own run directory" in own.output
+    assert not (tmp_path / "s4").exists()

@@ -109,7 +109,7 @@ def open_search(
     evaluator = Evaluator(space, data, config.train, device, config.seed)
     # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
     # does not fit fails here, once
-    ensure_teacher(config, "train", say=say)
+    ensure_teacher(config, "train", student_dir=run_dir, say=say)
     evaluator.check_teacher()
     # built now: a controller that cannot be made (a missing extra, a bad sampler) fails
     # before the run directory is

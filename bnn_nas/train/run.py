@@ -217,7 +217,7 @@ def _train_locked(
     teacher = None
     if config.final.distill is not None:  # before the student: its errors come first
         # a teacher given as a spec: trained (or resumed) to its end in its run_dir first
-        ensure_teacher(config, "final", progress=progress, say=say)
+        ensure_teacher(config, "final", student_dir=run_dir, progress=progress, say=say)
         teacher = load_teacher(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,

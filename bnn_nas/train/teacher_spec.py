@@ -59,12 +59,14 @@ def ensure_teacher(
     student: Config,
     section: str,
     *,
+    student_dir: Path | None = None,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> None:
     """Make the teacher of ``student``'s ``section`` (train | final) ``distill`` ready in
     its run directory when it is given as a spec (nothing for a path or no distillation):
-    trained, resumed or found there; ``say`` gets one line saying which."""
+    trained, resumed or found there; ``say`` gets one line saying which. ``student_dir``:
+    the student's own run directory, which the teacher's must not be."""
     from bnn_nas.train.run import REPORT, train_run
 
     distill = getattr(student, section).distill
@@ -73,6 +75,11 @@ def ensure_teacher(
     spec, key = distill.teacher, f"{section}.distill.teacher"
     config, genotype = teacher_run_config(student, spec, key)
     run_dir = Path(spec.run_dir)
+    if student_dir is not None and run_dir.resolve() == Path(student_dir).resolve():
+        raise ConfigError(
+            f"{key}.run_dir {run_dir} is the student's own run directory; give the teacher "
+            "another one (e.g. runs/teacher-r18-float)"
+        )
     what = _network(spec)
     kind = run_kind(run_dir) if run_dir.is_dir() else None
     if kind == "search":
