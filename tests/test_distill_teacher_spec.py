@@ -141,6 +141,25 @@ def test_a_teacher_killed_mid_training_is_resumed_to_its_end_by_the_next_student
             assert float(row_a[key]) == pytest.approx(float(row_b[key]), rel=1e-5), key
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_the_teacher_trains_says_the_same_command_resumes_it(tmp_path):
+    import signal
+
+    from tests.fixtures import signal_after_epochs
+
+    student, _ = _files(tmp_path, teacher_epochs=5)
+    teacher = tmp_path / "teacher"
+    command = [sys.executable, "-m", "bnn_nas.cli", "train", "--config", str(student),
+               "--model", "resnet20", "--run-dir", str(tmp_path / "s1")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code, stderr = signal_after_epochs(command, teacher, 1, env, signal.SIGTERM)
+    assert not (teacher / "report.json").exists(), "the signal came too late"
+    assert code == 143, stderr
+    assert f"the teacher's training in {teacher} is kept; the same command resumes it: " \
+           "bnn-nas train --config" in stderr
+    assert "--resume" not in stderr.splitlines()[-1]
+
+
 def test_a_search_whose_trials_distil_trains_the_teacher_before_its_run_directory(tmp_path):
     from click.testing import CliRunner
 
