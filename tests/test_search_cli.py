@@ -218,3 +218,26 @@ def test_a_budget_below_the_trials_already_run_says_so_and_runs_nothing(tmp_path
         assert all("s/trial" in line and "<00:00" in line for line in bars), bars
         assert "2 trials done, 0 failed" in again.stdout
     assert store_rows(run) == before
+
+
+def test_a_spent_budget_does_not_promise_to_rerun_the_interrupted_trials(tmp_path):
+    # a killed search left trial 3 running; resumed with --budget 2 (2 trials done) nothing
+    # runs, so the line must not say the interrupted trial is rerun now
+    from bnn_nas.search.store import SQLiteStore
+    from bnn_nas.search.trials import Proposal
+
+    config, run = write(tmp_path, "random", 2), tmp_path / "run"
+    small = ("--set", "data.search_train_size=100", "--set", "data.search_valid_size=50")
+    assert cli("search", "--config", str(config), "--run-dir", str(run), *small).returncode == 0
+    store = SQLiteStore(run / "trials.sqlite")
+    try:
+        (trial,) = store.add([Proposal(store.get(1).genotype)])
+        store.start(trial)  # as a search killed while it trained leaves it
+    finally:
+        store.close()
+    again = cli("search", "--config", str(config), "--run-dir", str(run), *small)
+    assert again.returncode == 0, again.stderr
+    assert (f"resuming {run}: 2 trials finished, 1 interrupted trial left pending (a higher "
+            "--budget reruns it); the budget (2 trials) is spent: nothing to run"
+            ) in again.stderr, again.stderr  # fmt: skip
+    assert [row[2] for row in store_rows(run)] == ["done", "done", "pending"]

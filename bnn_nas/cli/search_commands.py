@@ -92,10 +92,13 @@ def _search(config: Config, target: Path, search: SearchRun, evaluator: Evaluato
     budget = config.search.budget
     spent = (f"; the budget ({plural(budget, 'trial')}) is spent: nothing to run (raise it "
              "with --budget N)")  # fmt: skip
+    # a spent budget runs nothing: interrupted trials then wait for a higher one
+    them = "it" if len(reclaimed) == 1 else "them"
+    rerun = f"left pending (a higher --budget reruns {them})" if done >= budget else "to rerun"
     if done or reclaimed:
         click.echo(
             f"resuming {target}: {plural(done, 'trial')} finished"
-            + (f", {plural(len(reclaimed), 'interrupted trial')} to rerun" if reclaimed else "")
+            + (f", {plural(len(reclaimed), 'interrupted trial')} {rerun}" if reclaimed else "")
             + (spent if done >= budget else ""),
             err=True,
         )
