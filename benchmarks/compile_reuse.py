@@ -3,9 +3,10 @@
 
 Variants, each in a child process of its own with an empty Inductor cache directory (so no
 variant, and no earlier run, warms another's on-disk FX graph / AOTAutograd caches):
-  reset    compile_scope ops as the trainer runs it: ``torch.compiler.reset()`` at every fit
-           (the on-disk caches this process fills still hit for a repeated graph)
-  keep     compile_scope ops with Dynamo's cache kept from one candidate to the next
+  reset    compile_scope ops with ``torch.compiler.reset()`` at every fit (as the trainer did
+           before 2026-12-01; the on-disk caches this process fills still hit)
+  keep     compile_scope ops as the trainer runs it: Dynamo's cache kept from one candidate
+           to the next (bnn_nas.train.compile_scope.compiled_regions)
   network  the whole network compiled as the trainer does (reset per fit)
   eager    nothing compiled
 The candidates are the config's search space sampled as a controller's first proposals
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import replace
 
 import torch
@@ -99,8 +100,9 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
     settings = replace(config.train, compile=args.variant != "eager",
                        compile_scope="network" if args.variant == "network" else "ops")  # fmt: skip
     real_compile = torch.compile
-    if args.backend != "inductor":
-        torch.compile = lambda f, **kw: real_compile(f, backend=args.backend)  # type: ignore
+    if args.backend != "inductor" or args.static:
+        options = {"backend": args.backend, **({"dynamic": False} if args.static else {})}
+        torch.compile = lambda f, **kw: real_compile(f, **options)  # type: ignore
     recompiles = count_recompiles()
     data = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch_size, 3, 32, 32, generator=data).to(device)
@@ -120,7 +122,7 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
             forward = torch.compile(model)
         graph = settings.cuda_graph and graph_capturable(model, device)
         optimizer = build_optimizer(model, settings, capturable=graph)
-        counters.clear()
+        before = defaultdict(Counter, {k: Counter(v) for k, v in counters.items()})
         recompiles.kinds.clear()
         with compiled_regions(regions, reset=args.variant == "reset"):
             tic = time.perf_counter()
@@ -131,7 +133,7 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
                 step(x, y)
             sync(device)
             warm_up = time.perf_counter() - tic
-            train_graphs = counters["stats"]["unique_graphs"]
+            train_graphs = counters["stats"]["unique_graphs"] - before["stats"]["unique_graphs"]
             tic = time.perf_counter()
             for _ in range(args.steps):
                 step(x, y)
@@ -144,6 +146,7 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
                 model(x)
             sync(device)
             eval_warm_up = time.perf_counter() - tic
+        new = defaultdict(Counter, {k: Counter(v) - before[k] for k, v in counters.items()})
         norm = torch.cat([p.detach().double().flatten() for p in model.parameters()]).norm()
         rows.append({
             "candidate": i + 1, "genotype_hash": genotype.hash[:8], "regions": len(regions),
@@ -151,10 +154,10 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
             # the warm-up less its steps at the steady speed: what compiling cost
             "compile_s": round(warm_up - args.warm_steps * args.batch_size / speed, 2),
             "images_per_s": round(speed), "graphs_train": train_graphs,
-            "graphs_eval": counters["stats"]["unique_graphs"] - train_graphs,
+            "graphs_eval": new["stats"]["unique_graphs"] - train_graphs,
             "recompiles": dict(recompiles.kinds),
-            "fx_cache_hits": counters["inductor"]["fxgraph_cache_hit"],
-            "fx_cache_misses": counters["inductor"]["fxgraph_cache_miss"],
+            "fx_cache_hits": new["inductor"]["fxgraph_cache_hit"],
+            "fx_cache_misses": new["inductor"]["fxgraph_cache_miss"],
             "weights_norm": float(norm),
         })  # fmt: skip
         print(f"{args.variant} candidate {i + 1}: {json.dumps(rows[-1])}", file=sys.stderr,
@@ -183,6 +186,8 @@ def main() -> None:
                         help="candidates of the network variant (long compiles)")  # fmt: skip
     parser.add_argument("--backend", default="inductor",
                         help="torch.compile's (eager: Dynamo's graphs only)")  # fmt: skip
+    parser.add_argument("--static", action="store_true",
+                        help="torch.compile(dynamic=False): a graph per shape")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # the child's

@@ -84,6 +84,8 @@ def test_every_region_compiles_past_dynamos_default_limit_and_is_plain_again_aft
 
     with compiled_regions(regions), torch._dynamo.config.patch(recompile_limit=8):
         at_default = one_step()
+    # the cache is kept, but the frames Dynamo gave up on at the limit would stay eager:
+    # the next scope empties it first
     with compiled_regions(regions):
         within = one_step()
     assert within > at_default > 0
@@ -110,3 +112,42 @@ def test_a_fit_compiled_op_by_op_trains_as_the_eager_one(graphs):
     for a, b in zip(eager, ops, strict=True):
         assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5)
         assert b.train_acc == a.train_acc and b.eval_acc == a.eval_acc
+
+
+def test_a_later_fit_reuses_earlier_graphs_trains_the_same_and_frees_the_network(graphs):
+    """Dynamo's cache outlives a fit: the next candidate (other genotype, other weights)
+    compiles fewer graphs than from an empty cache, trains to the same weights, and the
+    cache holds no reference to the networks it was compiled on."""
+    import gc
+    import weakref
+
+    from bnn_nas.data import load_cifar10_sample
+
+    sample = load_cifar10_sample().train.subset(range(16))
+    settings = replace(OPS, epochs=1, batch_size=8)
+
+    def run(seed: int) -> tuple[CellNetwork, list]:
+        net = network(cells=3, seed=seed)
+        history = fit(net, sample, settings, device=torch.device("cpu"), seed=seed,
+                      stats=sample.channel_stats(), eval_set=sample)  # fmt: skip
+        return net, history
+
+    torch.compiler.reset()
+    first, _ = run(0)
+    compiled_first = len(graphs)
+    later, history = run(1)
+    reused = len(graphs) - compiled_first
+    torch.compiler.reset()  # the same candidate from an empty cache
+    alone, alone_history = run(1)
+    assert str(later) != str(first)  # another genotype
+    assert reused < len(graphs) - compiled_first - reused
+    def figures(h: list) -> list:
+        return [(m.train_loss, m.train_acc, m.eval_loss, m.eval_acc) for m in h]
+
+    assert figures(history) == figures(alone_history)
+    for (key, a), b in zip(later.state_dict().items(), alone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is None

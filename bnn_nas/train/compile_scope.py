@@ -29,24 +29,45 @@ def regions_of(model: nn.Module, settings: TrainConfig) -> list[nn.Module]:
     return list(unique.values())
 
 
+# Dynamo's cache is process-wide; what compiled_regions knows of it since it last emptied
+# it: the regions compiled into it, and Dynamo's count of frames it gave up on then
+_since_reset = {"regions": 0, "failed_frames": 0}
+
+
 @contextlib.contextmanager
-def compiled_regions(regions: list[nn.Module], *, reset: bool = True) -> Iterator[None]:
+def compiled_regions(regions: list[nn.Module], *, reset: bool = False) -> Iterator[None]:
     """Within: every region's forward is ``torch.compile`` of it (set on the instance, so
     the module, its parameters and state-dict keys stay as they are) with Dynamo's
     recompile limits raised to cover them; after: the plain forwards are back, so the
     trained network copies, saves and exports as one never compiled.
 
+    Dynamo's cache is kept from one call to the next (``reset``: emptied first), so a
+    search's later candidates reuse the graphs of earlier ones: Dynamo guards a graph on
+    what it depends on (the region's class and settings such as stride or padding, input
+    shapes, grad mode, the backend), not on the module instance, whose parameters are
+    graph inputs. configs/cifar.yaml's space at 8 cells x 16 channels: the first candidate
+    compiled 37 training graphs, the next three 7, 0 and 2 (31, 28 and 33 with a reset per
+    fit); of 24 candidates none after the fifth had a new graph (benchmarks/compile_reuse,
+    2026-12-01, CPU). A reused graph may be one Dynamo made shape-dynamic for an earlier
+    candidate, so Inductor's kernels, and a trained weight's last bits, can depend on the
+    candidates before (weight norms after 7 steps 2e-4 apart, relative; compiled vs eager:
+    5e-4 to 9e-4). The cache is emptied anyway when Dynamo gave up on a frame since the last
+    reset (a failed compile, a recompile limit hit): it runs that code eagerly until one.
+
     The limits: every region of a kind shares its class's forward code, which Dynamo
     caches once per input shape and mode (training, evaluation); past its limit (8 per
-    code object) later regions would run eagerly with only a log line."""
+    code object) later regions would run eagerly with only a log line. They allow 4
+    entries for every region compiled since the last reset."""
     if not regions:
         yield
         return
-    if reset:  # a fresh cache per fit, as bnn_nas.train.trainer.compiled
+    if reset or _failed_frames() != _since_reset["failed_frames"]:
         torch.compiler.reset()
+        _since_reset.update(regions=0, failed_frames=_failed_frames())
     for region in regions:
         region.forward = torch.compile(region.forward)
-    limit = 4 * len(regions)
+    _since_reset["regions"] += len(regions)
+    limit = 4 * _since_reset["regions"]
     try:
         with torch._dynamo.config.patch(
             recompile_limit=max(8, limit), accumulated_recompile_limit=max(256, limit)
@@ -55,3 +76,9 @@ def compiled_regions(regions: list[nn.Module], *, reset: bool = True) -> Iterato
     finally:
         for region in regions:
             region.__dict__.pop("forward", None)
+
+
+def _failed_frames() -> int:
+    """Frames Dynamo did not compile in this process (its counters survive a reset)."""
+    frames = torch._dynamo.utils.counters["frames"]
+    return frames["total"] - frames["ok"]
