@@ -100,9 +100,8 @@ def run_variant(args: argparse.Namespace) -> list[dict]:
     settings = replace(config.train, compile=args.variant != "eager",
                        compile_scope="network" if args.variant == "network" else "ops")  # fmt: skip
     real_compile = torch.compile
-    if args.backend != "inductor" or args.static:
-        options = {"backend": args.backend, **({"dynamic": False} if args.static else {})}
-        torch.compile = lambda f, **kw: real_compile(f, **options)  # type: ignore
+    if args.backend != "inductor":
+        torch.compile = lambda f, **kw: real_compile(f, **kw, backend=args.backend)  # type: ignore
     recompiles = count_recompiles()
     data = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch_size, 3, 32, 32, generator=data).to(device)
@@ -186,8 +185,6 @@ def main() -> None:
                         help="candidates of the network variant (long compiles)")  # fmt: skip
     parser.add_argument("--backend", default="inductor",
                         help="torch.compile's (eager: Dynamo's graphs only)")  # fmt: skip
-    parser.add_argument("--static", action="store_true",
-                        help="torch.compile(dynamic=False): a graph per shape")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # the child's

@@ -40,8 +40,28 @@ def graphs(monkeypatch) -> list[int]:
         seen.append(len(gm.graph.nodes))
         return gm.forward
 
-    monkeypatch.setattr(torch, "compile", lambda f, **kw: real(f, backend=backend))
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: real(f, **kw, backend=backend))
     return seen
+
+
+def test_region_graphs_are_static_so_a_reused_graph_is_a_fresh_compiles(monkeypatch):
+    """Regions of one class see several shapes (a reduction cell halves the size, doubles
+    the channels); Dynamo's default would turn the second into one shape-generic graph,
+    whose inputs then carry symbolic sizes. Within the scope every graph is static."""
+    real = torch.compile
+    symbolic: list[bool] = []
+
+    def backend(gm, inputs):
+        symbolic.append(any(isinstance(x, torch.SymInt) for x in inputs))
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: real(f, **kw, backend=backend))
+    torch.compiler.reset()
+    net = network()
+    with compiled_regions(regions_of(net, OPS)):
+        for size in (16, 12):  # a second input size, as the next candidate's shapes can be
+            net(torch.randn(2, 3, size, size)).sum().backward()
+    assert len(symbolic) > 8 and not any(symbolic)
 
 
 def test_the_scope_is_checked_and_network_is_the_default():
@@ -73,6 +93,7 @@ def test_regions_are_the_stem_preprocess_units_and_edge_ops_of_every_cell():
 def test_every_region_compiles_past_dynamos_default_limit_and_is_plain_again_after(graphs):
     """Regions of one kind share their class's forward code: at Dynamo's default limit (8
     entries per code object) some would run eagerly; within the scope every one compiles."""
+    torch.compiler.reset()  # from an empty cache: graphs of earlier tests would be reused
     net = network()
     regions = regions_of(net, OPS)
     keys = set(net.state_dict())

@@ -48,11 +48,17 @@ def compiled_regions(regions: list[nn.Module], *, reset: bool = False) -> Iterat
     graph inputs. configs/cifar.yaml's space at 8 cells x 16 channels: the first candidate
     compiled 37 training graphs, the next three 7, 0 and 2 (31, 28 and 33 with a reset per
     fit); of 24 candidates none after the fifth had a new graph (benchmarks/compile_reuse,
-    2026-12-01, CPU). A reused graph may be one Dynamo made shape-dynamic for an earlier
-    candidate, so Inductor's kernels, and a trained weight's last bits, can depend on the
-    candidates before (weight norms after 7 steps 2e-4 apart, relative; compiled vs eager:
-    5e-4 to 9e-4). The cache is emptied anyway when Dynamo gave up on a frame since the last
-    reset (a failed compile, a recompile limit hit): it runs that code eagerly until one.
+    2026-12-01, CPU, before graphs were static). The cache is emptied anyway when Dynamo
+    gave up on a frame since the last reset (a failed compile, a recompile limit hit): it
+    runs that code eagerly until one.
+
+    Graphs are static (``dynamic=False``): a shared forward seen at a second shape gets a
+    graph of its own instead of Dynamo's automatic switch to one shape-generic graph. So a
+    reused graph is the one a fresh compile makes for that shape, and a candidate trains
+    the same whatever candidates came before (with shape-generic graphs its weights' last
+    bits depended on them: norms 2e-4 apart after 7 steps under Inductor), and Inductor's
+    kernels are specialised to the shapes, as a whole-network compile's are (the session-11
+    GPU logs of ops scope showed symbolic-shape warnings from the 17th graph on).
 
     The limits: every region of a kind shares its class's forward code, which Dynamo
     caches once per input shape and mode (training, evaluation); past its limit (8 per
@@ -65,7 +71,7 @@ def compiled_regions(regions: list[nn.Module], *, reset: bool = False) -> Iterat
         torch.compiler.reset()
         _since_reset.update(regions=0, failed_frames=_failed_frames())
     for region in regions:
-        region.forward = torch.compile(region.forward)
+        region.forward = torch.compile(region.forward, dynamic=False)
     _since_reset["regions"] += len(regions)
     limit = 4 * _since_reset["regions"]
     try:
