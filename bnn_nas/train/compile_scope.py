@@ -54,9 +54,10 @@ def compiled_regions(regions: list[nn.Module], *, reset: bool = False) -> Iterat
 
     Graphs are static (``dynamic=False``): a shared forward seen at a second shape gets a
     graph of its own instead of Dynamo's automatic switch to one shape-generic graph. So a
-    reused graph is the one a fresh compile makes for that shape, and a candidate trains
-    the same whatever candidates came before (with shape-generic graphs its weights' last
-    bits depended on them: norms 2e-4 apart after 7 steps under Inductor), and Inductor's
+    reused graph is the one a fresh compile makes for that shape, so what a candidate trains
+    with does not depend on the candidates before (with the default, a CPU run under
+    Inductor on 2 threads gave weight norms 2e-4 apart after 7 steps with the cache kept and
+    emptied; put down to shape-generic graphs, not proven; not re-measured), and Inductor's
     kernels are specialised to the shapes, as a whole-network compile's are (the session-11
     GPU logs of ops scope showed symbolic-shape warnings from the 17th graph on).
 
