@@ -251,6 +251,17 @@ def test_the_literature_spec_is_the_teacher_its_documented_command_trains(monkey
                              None, "resnet18", "float")  # fmt: skip
     assert genotype is None and changed_settings(by_hand, spec_config) == []
     assert spec_config.final.epochs == 200 and spec_config.model.options["act"] == "identity"
+    # on a CPU without a C++ compiler the recipe's comment says to train it uncompiled:
+    # compile is a speed setting, so that teacher is the spec's too
+    uncompiled = network_config(
+        load_config(recipes / "teacher.yaml", ("data.root=/data/cifar10", "final.compile=false",
+                                               "final.compile_scope=ops")),
+        None, "resnet18", "float",
+    )  # fmt: skip
+    assert changed_settings(uncompiled, spec_config) == []
+    other = network_config(load_config(recipes / "teacher.yaml", ("final.epochs=10",)),
+                           None, "resnet18", "float")  # fmt: skip
+    assert changed_settings(other, spec_config) == ["final.epochs"]
 
 
 def test_a_genotype_teacher_is_trained_first_and_its_own_run_dir_is_the_students_never(

@@ -77,6 +77,9 @@ _FREE_SETTINGS = {
     ("data", "search_train_size"), ("data", "search_valid_size"),
     ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "cuda_graph"),
     ("final", "channels_last"), ("final", "tensorboard"),
+    # torch.compile changes how fast the step runs, not what it computes (compiled trainings
+    # match eager ones within the seed spread: README, "Training recipes")
+    ("final", "compile"), ("final", "compile_scope"),
     # a teacher spec's config file: where it lies (stored absolute); what it trains is
     # compared with the teacher's run directory before the student trains
     ("final", "distill", "teacher", "config"),
