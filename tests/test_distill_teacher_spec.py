@@ -90,6 +90,18 @@ def test_a_student_trains_its_teacher_first_and_the_next_one_reuses_it(tmp_path,
         teacher)  # fmt: skip
 
 
+def test_a_bad_student_setting_fails_before_its_teacher_spec_trains(tmp_path):
+    """The student's cheap checks (batch size, Cutout) come before minutes of teacher
+    training: the error is the student's, and no teacher run directory is made."""
+    student, _ = _files(tmp_path)
+    for bad in ("final.batch_size=100000", "final.cutout=64"):
+        result = _train(student, tmp_path / "s1", "--set", bad)
+        assert result.exit_code != 0, bad
+        assert "training the teacher" not in result.output, bad
+        assert bad.split("=")[0].split(".")[1] in result.output, result.output
+        assert not (tmp_path / "teacher").exists(), bad
+
+
 def test_a_run_dir_of_another_teacher_is_refused_in_one_line_and_kept(tmp_path):
     student, _ = _files(tmp_path)
     assert _train(student, tmp_path / "s1").exit_code == 0

@@ -107,18 +107,18 @@ def open_search(
     check_batch_fits(config.train, len(data.train), "train")
     check_cutout_fits(config.train, data.train.image_shape, "train")
     evaluator = Evaluator(space, data, config.train, device, config.seed)
-    # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
-    # does not fit fails here, once
-    ensure_teacher(config, "train", student_dir=run_dir, say=say)
-    evaluator.check_teacher()
     # built now: a controller that cannot be made (a missing extra, a bad sampler) fails
-    # before the run directory is
+    # before the run directory is, and before a teacher spec trains
     controller = make_controller(config.search, space, config.seed, evaluator.cost_metrics,
                                  config)
     d, cap = config.data, config.data.search_train_size
     controller.check_data(len(data.train), f"data.name {d.name}, data.valid_fraction "
                           f"{d.valid_fraction:g}, data.search_train_size "
                           f"{'unset' if cap is None else cap}")  # fmt: skip
+    # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
+    # does not fit fails here, once
+    ensure_teacher(config, "train", student_dir=run_dir, say=say)
+    evaluator.check_teacher()
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():

@@ -217,21 +217,22 @@ def _train_locked(
         summary_writer_class()  # a missing package: one line, before any work
     device = resolve_device(config.device)
     dataset = load_dataset(data_settings(config.data))
+    # the student's cheap checks first: a bad one fails before a teacher spec trains
+    image_size = dataset.train.image_shape[0]
+    architecture = Architecture.from_config(config, genotype, dataset.num_classes, image_size)
+    check_batch_fits(config.final, len(dataset.train), "final")
+    check_cutout_fits(config.final, dataset.train.image_shape, "final")
     teacher = None
-    if config.final.distill is not None:  # before the student: its errors come first
+    if config.final.distill is not None:  # before the student's weights: its errors first
         # a teacher given as a spec: trained (or resumed) to its end in its run_dir first
         ensure_teacher(config, "final", student_dir=run_dir, progress=progress, say=say)
         teacher = load_teacher(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,
         )  # fmt: skip
-    image_size = dataset.train.image_shape[0]
-    architecture = Architecture.from_config(config, genotype, dataset.num_classes, image_size)
     model = build_trained_network(architecture, config.seed)
     # the cost of the network as it ends: with the last stage's binarizers
     cost = count_cost(ending_network(model, config.final), (1, *_chw(dataset.train.image_shape)))
-    check_batch_fits(config.final, len(dataset.train), "final")
-    check_cutout_fits(config.final, dataset.train.image_shape, "final")
     if resume and checkpoint.is_file():  # a checkpoint that cannot be resumed: nothing written
         state = load_checkpoint(checkpoint)
         check_training_checkpoint(state, checkpoint)
