@@ -167,34 +167,6 @@ def _search(search: Any, executor: Executor, progress: bool) -> None:
         search.run(executor, bar.update)
 
 
-def network_config(
-    config: Config, genotype: Genotype | None, model: str | None, family: str | None
-) -> Config:
-    """``config`` set to train ``genotype`` or baseline ``model`` (``family``: its block
-    family, ``"float"`` the float twin of the config's family), as `bnn-nas train`'s
-    --genotype/--model/--family do."""
-    from bnn_nas import extensions
-    from bnn_nas.errors import ConfigError
-    from bnn_nas.train.run import FLOAT_TWIN
-
-    if (genotype is None) == (model is None):
-        raise ConfigError("give either --genotype FILE_OR_TEXT or --model NAME")
-    twin = family == "float"
-    if model is None:
-        if twin:
-            raise ConfigError(
-                "--family float trains the float twin of a baseline: give --model NAME too"
-            )
-        return config
-    extensions.get_baseline(model)  # an unknown name: one line with the close names
-    if family is not None and not twin:
-        extensions.get_family(family)
-    blocks = config.model.family if twin or family is None else family
-    options = {**config.model.options, **FLOAT_TWIN} if twin else config.model.options
-    return replace(config, model=replace(config.model, type=model, family=blocks,
-                                         options=options))  # fmt: skip
-
-
 def train_target(config: Config, genotype: Genotype | None, family: str | None) -> Path:
     """`bnn-nas train`'s default run directory: runs/train-<genotype hash> or
     runs/train-<model>-<family>."""
@@ -225,6 +197,7 @@ def train(
     ``run_dir``: default ``runs/train-<genotype hash>`` (``runs/train-<model>-<family>``).
     """
     from bnn_nas.space.genotype import Genotype, load_genotype
+    from bnn_nas.train.network_choice import network_config
     from bnn_nas.train.run import train_run
 
     overrides = tuple(overrides)
@@ -260,6 +233,7 @@ def build_network(
     from bnn_nas.errors import ConfigError
     from bnn_nas.space.genotype import Genotype, load_genotype
     from bnn_nas.train.final_network import build_final_network
+    from bnn_nas.train.network_choice import network_config
 
     if layout not in ("final", "search"):
         raise ConfigError(f"layout {layout!r} is not one of final, search")

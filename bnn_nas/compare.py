@@ -79,7 +79,7 @@ def seed_runs(reports: list[dict], names: list[str]) -> dict:
     mean accuracy and training time, and ``accuracies`` for the row to show their spread
     (settings that do not change what a run computes may differ: changed_settings)."""
     from bnn_nas.train.final_network import saved_run_config
-    from bnn_nas.train.run import changed_settings
+    from bnn_nas.train.settings_diff import changed_settings
 
     first, first_config = reports[0], saved_run_config(Path(names[0]))
     same = ("model", "family", "genotype", "epochs", "ops", "binary_params", "float_params")

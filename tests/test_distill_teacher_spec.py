@@ -248,8 +248,8 @@ def test_the_literature_spec_is_the_teacher_its_documented_command_trains(monkey
     """configs/recipes/literature.yaml's teacher spec describes what `bnn-nas train --config
     configs/recipes/teacher.yaml --model resnet18 --family float --set data.root=DIR` trains:
     a teacher trained by hand so is used as it is, not refused or trained again."""
-    from bnn_nas.api import network_config
-    from bnn_nas.train.run import changed_settings
+    from bnn_nas.train.network_choice import network_config
+    from bnn_nas.train.settings_diff import changed_settings
     from bnn_nas.train.teacher_spec import teacher_run_config
 
     recipes = Path(__file__).resolve().parent.parent / "configs" / "recipes"

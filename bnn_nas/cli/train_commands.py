@@ -61,9 +61,10 @@ def train_command(
     """Train a genotype (or a hand-designed baseline) to the end and report test accuracy."""
     from pathlib import Path
 
-    from bnn_nas.api import network_config, train_target
+    from bnn_nas.api import train_target
     from bnn_nas.rundir import run_kind
     from bnn_nas.space.genotype import load_genotype
+    from bnn_nas.train.network_choice import network_config
     from bnn_nas.train.run import train_run
 
     given = overrides

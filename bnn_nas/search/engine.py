@@ -37,6 +37,7 @@ from bnn_nas.search.executors import format_error, make_executor  # noqa: F401  
 from bnn_nas.search.loop import Progress, SearchRun  # noqa: F401  (re-exported)
 from bnn_nas.search.store import STORE_FILE, SQLiteStore
 from bnn_nas.space.search_space import load_search_space
+from bnn_nas.train.run import train_run
 from bnn_nas.train.teacher_spec import ensure_teacher
 from bnn_nas.train.trainer import resolve_device
 
@@ -117,7 +118,7 @@ def open_search(
                           f"{'unset' if cap is None else cap}")  # fmt: skip
     # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
     # does not fit fails here, once
-    ensure_teacher(config, "train", student_dir=run_dir, say=say)
+    ensure_teacher(config, "train", train_run, student_dir=run_dir, say=say)
     evaluator.check_teacher()
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)

@@ -23,6 +23,7 @@ from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.train.seeding import seeded_build
 
 NETWORK = "network.yaml"  # the run's Architecture, as `bnn-nas train` built it
+REPORT = "report.json"  # a training's figures, written once its last epoch is done
 
 
 def saved_run_config(run_dir: Path) -> Config | None:

@@ -41,11 +41,13 @@ from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fi
 from bnn_nas.train.distill import load_teacher, teacher_path
 from bnn_nas.train.final_network import (
     NETWORK,
+    REPORT,
     build_trained_network,
     network_text,
     saved_run_config,
 )
 from bnn_nas.train.metrics import write_metrics_csv
+from bnn_nas.train.settings_diff import changed_settings
 from bnn_nas.train.stages import ending_network, fit_stages
 from bnn_nas.train.step import precision_note, uses_bf16
 from bnn_nas.train.teacher_spec import ensure_teacher
@@ -53,56 +55,14 @@ from bnn_nas.train.tensorboard_log import FOLDER as TENSORBOARD
 from bnn_nas.train.tensorboard_log import TensorBoardCurves, summary_writer_class
 from bnn_nas.train.trainer import resolve_device
 
-# a baseline's float twin (`bnn-nas train --family float`): its blocks with both binarizers
-# off; a distillation teacher
-FLOAT_TWIN = {"act": "identity", "weight": "identity"}
-
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
-REPORT = "report.json"
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine() or "cpu"
-
-
-# Settings in which two trainings may differ and still be one run (a resumed run, seeds of
-# one schedule): where files are, the device, how often it saves, how fast (not what) a
-# step computes, and what only a search reads.
-_FREE_SETTINGS = {
-    ("device",), ("run_dir",), ("plugins",), ("train",), ("search",), ("executor",),
-    ("data", "root"), ("data", "download"), ("data", "cache_dir"), ("data", "valid_fraction"),
-    ("data", "search_train_size"), ("data", "search_valid_size"),
-    ("final", "checkpoint_every"), ("final", "eval_batch_size"), ("final", "cuda_graph"),
-    ("final", "channels_last"), ("final", "tensorboard"),
-    # torch.compile changes how fast the step runs, not what it computes (compiled trainings
-    # match eager ones within the seed spread: README, "Training recipes")
-    ("final", "compile"), ("final", "compile_scope"),
-    # a teacher spec's config file: where it lies (stored absolute); what it trains is
-    # compared with the teacher's run directory before the student trains
-    ("final", "distill", "teacher", "config"),
-}  # fmt: skip
-
-
-def _changed_keys(before: Any, now: Any, path: tuple[str, ...] = ()) -> list[str]:
-    if path in _FREE_SETTINGS:
-        return []
-    if isinstance(before, dict) and isinstance(now, dict):
-        keys = sorted(set(before) | set(now))
-        return [
-            changed
-            for key in keys
-            for changed in _changed_keys(before.get(key), now.get(key), (*path, key))
-        ]
-    return [] if before == now else [".".join(path)]
-
-
-def changed_settings(before: Config, now: Config) -> list[str]:
-    """Dotted keys of the settings that make two runs different runs (paths, device,
-    checkpoint interval, speed and search-only settings do not)."""
-    return _changed_keys(config_to_dict(before), config_to_dict(now))
 
 
 def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | None) -> None:
@@ -225,7 +185,8 @@ def _train_locked(
     teacher = None
     if config.final.distill is not None:  # before the student's weights: its errors first
         # a teacher given as a spec: trained (or resumed) to its end in its run_dir first
-        ensure_teacher(config, "final", student_dir=run_dir, progress=progress, say=say)
+        ensure_teacher(config, "final", train_run, student_dir=run_dir, progress=progress,
+                       say=say)  # fmt: skip
         teacher = load_teacher(
             config.final.distill, num_classes=dataset.num_classes,
             image_shape=dataset.train.image_shape, device=device, bf16=config.final.bf16,

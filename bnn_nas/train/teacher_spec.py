@@ -21,6 +21,8 @@ from bnn_nas.config import Config, TeacherSpec, config_to_dict, load_config
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.rundir import run_kind
 from bnn_nas.space.genotype import Genotype, load_genotype
+from bnn_nas.train.final_network import REPORT
+from bnn_nas.train.network_choice import network_config
 
 __all__ = ["ensure_teacher", "teacher_run_config"]
 
@@ -31,8 +33,6 @@ def teacher_run_config(
     """The config (and genotype) that trains the teacher of ``spec``: ``spec.config`` set
     to its network as `bnn-nas train` sets it, with the student's data, device and
     plugins (``key``: where the spec is, for errors)."""
-    from bnn_nas.api import network_config
-
     path = Path(spec.config)
     if not path.is_file():
         raise ConfigError(
@@ -58,6 +58,7 @@ def teacher_run_config(
 def ensure_teacher(
     student: Config,
     section: str,
+    train: Callable[..., dict],
     *,
     student_dir: Path | None = None,
     progress: bool = True,
@@ -66,9 +67,8 @@ def ensure_teacher(
     """Make the teacher of ``student``'s ``section`` (train | final) ``distill`` ready in
     its run directory when it is given as a spec (nothing for a path or no distillation):
     trained, resumed or found there; ``say`` gets one line saying which. ``student_dir``:
-    the student's own run directory, which the teacher's must not be."""
-    from bnn_nas.train.run import REPORT, train_run
-
+    the student's own run directory, which the teacher's must not be. ``train``:
+    :func:`bnn_nas.train.run.train_run` (passed in: that module calls this one)."""
     distill = getattr(student, section).distill
     if distill is None or not isinstance(distill.teacher, TeacherSpec):
         return
@@ -94,11 +94,11 @@ def ensure_teacher(
             tell(f"using the teacher in {run_dir} ({what})")
             return
         tell(f"resuming the teacher in {run_dir} ({what}) to its end first")
-        train_run(config, run_dir, genotype=genotype, resume=True, progress=progress, say=say)
+        train(config, run_dir, genotype=genotype, resume=True, progress=progress, say=say)
         return
     tell(f"training the teacher ({what}, {config.final.epochs} epochs of {spec.config}) in "
          f"{run_dir} first")  # fmt: skip
-    train_run(config, run_dir, genotype=genotype, resume=False, progress=progress, say=say)
+    train(config, run_dir, genotype=genotype, resume=False, progress=progress, say=say)
 
 
 def _network(spec: TeacherSpec) -> str:
@@ -113,7 +113,7 @@ def _check_same_teacher(
     """The training in ``run_dir`` is the one ``spec`` describes (the settings a resume
     compares, and the genotype), else the one-line refusal naming both."""
     from bnn_nas.train.final_network import saved_run_config
-    from bnn_nas.train.run import changed_settings
+    from bnn_nas.train.settings_diff import changed_settings
 
     fix = f"give {key}.run_dir another directory, or delete {run_dir} to train it there"
     try:
