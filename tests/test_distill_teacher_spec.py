@@ -193,6 +193,14 @@ def test_a_search_whose_trials_distil_trains_the_teacher_before_its_run_director
     assert "training the teacher (resnet20 float" in result.output
     assert json.loads((tmp_path / "teacher" / "report.json").read_text())["epochs"] == 2
     assert "1 trial done, 0 failed" in result.output
+    # a search that cannot go on fails before a teacher spec trains: no teacher is made
+    other = tmp_path / "other-teacher"
+    config.write_text(config.read_text().replace(str(tmp_path / "teacher"), str(other)))
+    for argv in (["--resume", "--run-dir", str(tmp_path / "nothing")],  # nothing to resume
+                 ["--run-dir", str(tmp_path / "search"), "--set", "seed=5"]):  # other seed
+        refused = CliRunner().invoke(main, ["search", "--config", str(config), *argv])
+        assert refused.exit_code != 0, refused.output
+        assert "training the teacher" not in refused.output and not other.exists(), argv
 
 
 @pytest.mark.parametrize(

@@ -116,10 +116,6 @@ def open_search(
     controller.check_data(len(data.train), f"data.name {d.name}, data.valid_fraction "
                           f"{d.valid_fraction:g}, data.search_train_size "
                           f"{'unset' if cap is None else cap}")  # fmt: skip
-    # train.distill: a teacher given as a spec is trained (or resumed) first; a teacher that
-    # does not fit fails here, once
-    ensure_teacher(config, "train", train_run, student_dir=run_dir, say=say)
-    evaluator.check_teacher()
     store_path = run_dir / STORE_FILE
     current = config_to_dict(config)
     if store_path.exists():
@@ -132,14 +128,19 @@ def open_search(
         if stored is None:
             raise ConfigError(f"{store_path} holds no search metadata; use another --run-dir")
         check_resumable(stored, current, run_dir)
+    elif resume:
+        raise ConfigError(f"no search to resume in {run_dir}; drop --resume to start one")
+    # train.distill: a teacher given as a spec is trained (or resumed) first, once every
+    # cheap check has passed; a teacher that does not fit fails here, once
+    ensure_teacher(config, "train", train_run, student_dir=run_dir, say=say)
+    evaluator.check_teacher()
+    if store_path.exists():
         store = SQLiteStore(store_path)
         store.set_meta("config", current)  # a changed budget or device is recorded
         # the settings in force now (a resumed search may change its budget, final
         # schedule, data path, ...): derive points `bnn-nas train --config` at this file
         write_text_atomic(run_dir / "config.yaml", dump_yaml(current))
     else:
-        if resume:
-            raise ConfigError(f"no search to resume in {run_dir}; drop --resume to start one")
         # born whole (store, metadata, config) or not at all: a kill leaves nothing
         with creating(run_dir, "search") as staging:
             store = SQLiteStore(staging / STORE_FILE)
