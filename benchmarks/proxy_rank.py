@@ -189,7 +189,8 @@ def train_fidelity(
     evaluator = Evaluator(
         space, split_for_search(dataset, config), config.train, device, config.seed
     )
-    before = read_wall_seconds(wall_path).get(name, 0.0)
+    wall = read_wall_seconds(wall_path)  # only this process writes it while it trains
+    before = wall.get(name, 0.0)
     tic = perf_counter()
     new_file = not scores.is_file()
     with scores.open("a", newline="") as handle, make_executor(config, evaluator) as executor:
@@ -211,7 +212,6 @@ def train_fidelity(
                 "loss": result.loss, "train_seconds": round(result.train_seconds, 3),
             })  # fmt: skip
             handle.flush()
-            wall = read_wall_seconds(wall_path)
             wall[name] = round(before + perf_counter() - tic, 1)
             wall_path.write_text(json.dumps(wall, indent=2) + "\n")
             print(f"  {name} #{outcome.trial_id}: {result.accuracy:.4f}",

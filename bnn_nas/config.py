@@ -334,8 +334,6 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         if len(sections) == 1 and isinstance(value, Mapping):
             return _convert(value, sections[0], key, where)  # its own errors (unknown keys)
         if len(sections) == 1 and type(None) in options:  # an optional section (distill, mix)
-            if isinstance(value, Mapping):  # its own error: an unknown or bad key in it
-                return _convert(value, sections[0], key, where)
             names = ", ".join(f.name for f in fields(sections[0]))
             raise ConfigError(
                 f"{where}: {key} must be a mapping of settings ({names}) or null, not "

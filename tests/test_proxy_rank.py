@@ -65,14 +65,19 @@ def test_the_bootstrap_interval_holds_the_estimate_and_narrows_with_more_items()
     assert (low24, high24) == (values[24], values[975])
 
 
-def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_path, capsys):
-    config = write(tmp_path)
-    out = tmp_path / "proxy"
-    argv = [
-        "--config", str(config), "--genotypes", "3", "--out", str(out),
+def study(tmp_path, out, reference: str) -> list[str]:
+    """proxy_rank's arguments for 3 genotypes of a tiny space: one short fidelity and
+    ``reference``."""
+    return [
+        "--config", str(write(tmp_path)), "--genotypes", "3", "--out", str(out),
         "--fidelity", "short: train.epochs=1 data.search_train_size=100",
-        "--reference", "long: train.epochs=2 data.search_train_size=300",
+        "--reference", reference,
     ]  # fmt: skip
+
+
+def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_path, capsys):
+    out = tmp_path / "proxy"
+    argv = study(tmp_path, out, "long: train.epochs=2 data.search_train_size=300")
     summary = proxy_rank.main(argv)
     rows = (out / "scores.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 3  # header, then every genotype under both fidelities
@@ -108,13 +113,8 @@ def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_
 def test_a_killed_proxy_study_keeps_the_wall_seconds_of_its_finished_trials(
     tmp_path, monkeypatch
 ):
-    config = write(tmp_path)
     out = tmp_path / "proxy"
-    argv = [
-        "--config", str(config), "--genotypes", "3", "--out", str(out),
-        "--fidelity", "short: train.epochs=1 data.search_train_size=100",
-        "--reference", "long: train.epochs=1 data.search_train_size=200",
-    ]  # fmt: skip
+    argv = study(tmp_path, out, "long: train.epochs=1 data.search_train_size=200")
     clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
     monkeypatch.setattr(proxy_rank, "perf_counter", lambda: float(next(clock)))
     real = proxy_rank.kendall_tau_b

@@ -39,6 +39,12 @@ def saved_run_config(run_dir: Path) -> Config | None:
     return config_from_dict(saved, str(path))
 
 
+def saved_genotype(run_dir: Path) -> Genotype | None:
+    """The genotype RUN/genotype.yaml records, or None (a baseline's run has none)."""
+    path = Path(run_dir) / "genotype.yaml"
+    return load_genotype(str(path)) if path.is_file() else None
+
+
 def network_text(architecture: Architecture) -> str:
     """RUN/network.yaml's text for ``architecture``."""
     return dump_yaml(architecture.to_dict())
@@ -71,9 +77,7 @@ def run_architecture(
     recorded = recorded_architecture(run_dir)
     if recorded is not None:
         return recorded
-    genotype_file = Path(run_dir) / "genotype.yaml"
-    genotype = load_genotype(str(genotype_file)) if genotype_file.is_file() else None
-    return Architecture.from_config(config, genotype, num_classes, image_size)
+    return Architecture.from_config(config, saved_genotype(run_dir), num_classes, image_size)
 
 
 def build_trained_network(architecture: Architecture, seed: int) -> nn.Module:

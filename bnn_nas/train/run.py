@@ -35,7 +35,7 @@ from bnn_nas.rundir import (
     run_kind,
 )
 from bnn_nas.space.architecture import Architecture
-from bnn_nas.space.genotype import Genotype, load_genotype
+from bnn_nas.space.genotype import Genotype
 from bnn_nas.train.callbacks import Callback, MetricsCSV, ProgressBar, TensorBoard
 from bnn_nas.train.checkpoint import check_training_checkpoint, check_weights_fit, load_checkpoint
 from bnn_nas.train.distill import load_teacher, teacher_path
@@ -44,6 +44,7 @@ from bnn_nas.train.final_network import (
     REPORT,
     build_trained_network,
     network_text,
+    saved_genotype,
     saved_run_config,
 )
 from bnn_nas.train.metrics import write_metrics_csv
@@ -83,8 +84,7 @@ def _check_resume_matches(run_dir: Path, config: Config, genotype: Genotype | No
                 f"with its own config (--config {run_dir / 'config.yaml'}) or choose another "
                 "--run-dir"
             )
-    saved_genotype = run_dir / "genotype.yaml"
-    before_genotype = load_genotype(saved_genotype) if saved_genotype.is_file() else None
+    before_genotype = saved_genotype(run_dir)
     before_hash = before_genotype.hash if before_genotype is not None else None
     if before_hash != (genotype.hash if genotype is not None else None):
 

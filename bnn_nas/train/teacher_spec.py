@@ -21,7 +21,7 @@ from bnn_nas.config import Config, TeacherSpec, config_to_dict, load_config
 from bnn_nas.errors import BnnNasError, ConfigError
 from bnn_nas.rundir import run_kind
 from bnn_nas.space.genotype import Genotype, load_genotype
-from bnn_nas.train.final_network import REPORT
+from bnn_nas.train.final_network import REPORT, saved_genotype, saved_run_config
 from bnn_nas.train.network_choice import network_config
 
 __all__ = ["ensure_teacher", "teacher_run_config"]
@@ -112,7 +112,6 @@ def _check_same_teacher(
 ) -> None:
     """The training in ``run_dir`` is the one ``spec`` describes (the settings a resume
     compares, and the genotype), else the one-line refusal naming both."""
-    from bnn_nas.train.final_network import saved_run_config
     from bnn_nas.train.settings_diff import changed_settings
 
     fix = f"give {key}.run_dir another directory, or delete {run_dir} to train it there"
@@ -128,8 +127,7 @@ def _check_same_teacher(
     was, now = config_to_dict(before), config_to_dict(config)
     for name in changed_settings(before, config):
         differences.append(f"{name} {_at(was, name)} there, {_at(now, name)} in the spec")
-    saved = run_dir / "genotype.yaml"
-    before_genotype = load_genotype(saved) if saved.is_file() else None
+    before_genotype = saved_genotype(run_dir)
     if (before_genotype is None) != (genotype is None) or (
         genotype is not None and before_genotype is not None
         and before_genotype.hash != genotype.hash
