@@ -20,7 +20,30 @@ A fidelity is a name and ``--set`` overrides of the config. Every score is appen
 OUT/scores.csv as it finishes, so a killed run re-run with the same arguments trains only
 what is missing; OUT/wall_seconds.json keeps each fidelity's wall seconds over such runs,
 OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
-"""
+
+One study in several processes (to fill a GPU, or over several sessions): give each its
+own --out and the same --config, --set, --genotypes and --seed (so the same genotypes),
+then make one table of them all without training:
+
+    python -m benchmarks.proxy_rank ... --out A --fidelity "e5-25k: ..." --reference "e10-12k: ..."
+    python -m benchmarks.proxy_rank ... --out B --reference "e40-25k: ..."
+    python -m benchmarks.proxy_rank ... --out AB --scores-from A --scores-from B --no-train \\
+        --fidelity "e5-25k: ..." --fidelity "e10-12k: ..." --reference "e40-25k: ..."
+
+``--scores-from DIR`` (repeatable) counts DIR/scores.csv as scores already done: they are
+in the table and not trained again, but they are not copied into OUT/scores.csv, which
+keeps only what this study trained (so DIR may still grow, and a later table reads it
+afresh). A fidelity's wall seconds are the sum of OUT's and every DIR's (each study's
+wall_seconds.json counts only what that study trained). Refused: a DIR whose genotypes.txt
+differs from this study's, and a genotype that two studies give different scores under
+one fidelity name (they trained different budgets under one name).
+
+``--no-train`` trains nothing and prints the table of the scores there are, so a study
+whose time ran out still reports. Each row's statistics against the reference are taken
+over the genotypes scored under both it and the reference ("n 9/24"; below 3 the row
+gives none and says so), its free-edge columns and mean accuracy over the genotypes it
+scored, and the top-k columns need k of them; proxy_rank.json keeps ``n`` (shared with
+the reference) and ``scored`` per fidelity, ``null`` for a statistic not computed."""
 
 from __future__ import annotations
 
@@ -37,6 +60,7 @@ from time import perf_counter
 
 from bnn_nas.config import Config, load_config
 from bnn_nas.data import data_settings, load_dataset
+from bnn_nas.errors import BnnNasError
 from bnn_nas.search.engine import make_executor
 from bnn_nas.search.evaluator import Evaluator, split_for_search
 from bnn_nas.search.executors import OutcomeKind
@@ -47,6 +71,7 @@ from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
 
 SCORE_FIELDS = ["fidelity", "index", "hash", "accuracy", "loss", "train_seconds"]
+MIN_SHARED = 3  # genotypes scored under both a fidelity and the reference for its statistics
 
 
 @dataclass(frozen=True)
@@ -78,9 +103,7 @@ def kendall_tau_b(x: list[float], y: list[float]) -> float:
                 concordant += 1
             else:
                 discordant += 1
-    denominator = math.sqrt(
-        (concordant + discordant + ties_x) * (concordant + discordant + ties_y)
-    )
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
     return (concordant - discordant) / denominator if denominator else float("nan")
 
 
@@ -172,6 +195,106 @@ def read_wall_seconds(path: Path) -> dict[str, float]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def read_study(directory: Path, listing: str) -> tuple[list[dict], dict[str, float]]:
+    """Another study's scores.csv rows and wall_seconds.json, refused unless its
+    genotypes.txt is ``listing`` (this study's)."""
+    genotypes = directory / "genotypes.txt"
+    if not genotypes.is_file():
+        raise SystemExit(f"--scores-from {directory}: no genotypes.txt there; "
+                         "name the --out folder of a proxy_rank study")  # fmt: skip
+    if genotypes.read_text() != listing:
+        raise SystemExit(f"--scores-from {directory}: its genotypes.txt differs from this "
+                         "study's; give the --config, --set, --genotypes and --seed it ran "
+                         "with")  # fmt: skip
+    return read_scores(directory / "scores.csv"), read_wall_seconds(directory / "wall_seconds.json")
+
+
+def merge_scores(
+    studies: list[tuple[Path, list[dict]]], names: set[str]
+) -> dict[str, dict[int, float]]:
+    """``{fidelity: {genotype index: accuracy}}`` of the fidelities ``names`` over every
+    study's rows; refused when two rows give one genotype two accuracies under one name."""
+    merged: dict[str, dict[int, float]] = {name: {} for name in names}
+    first: dict[tuple[str, int], Path] = {}
+    for where, rows in studies:
+        for row in rows:
+            name, i, accuracy = row["fidelity"], int(row["index"]), float(row["accuracy"])
+            if name not in names:
+                continue
+            known = merged[name].get(i)
+            if known is not None and known != accuracy:
+                raise SystemExit(
+                    f"{name} #{i} scored {known} in {first[name, i]} but {accuracy} in {where}: "
+                    f"two budgets under one name; leave one study out of --scores-from, or "
+                    f"rename {name} in one study's scores.csv"
+                )
+            merged[name][i] = accuracy
+            first.setdefault((name, i), where)
+    return merged
+
+
+def sum_wall_seconds(walls: list[dict[str, float]]) -> dict[str, float]:
+    """Each fidelity's wall seconds summed over studies (each counts what it trained)."""
+    total: dict[str, float] = {}
+    for wall in walls:
+        for name, seconds in wall.items():
+            total[name] = round(total.get(name, 0.0) + seconds, 1)
+    return total
+
+
+def fidelity_row(
+    fidelity: Fidelity,
+    scores: dict[int, float],
+    reference: dict[int, float],
+    free: list[float],
+    k: int,
+    wall: float,
+) -> dict:
+    """One row of the table: the statistics against ``reference`` over the genotypes scored
+    under both, the free-edge columns and the mean accuracy over the genotypes ``scores``
+    holds; ``None`` for a statistic with too few genotypes (the top-k columns need k)."""
+    shared = sorted(scores.keys() & reference.keys())
+    x, y = [scores[i] for i in shared], [reference[i] for i in shared]
+    own = sorted(scores)
+    v, f = [scores[i] for i in own], [free[i] for i in own]
+    ranked = len(shared) >= MIN_SHARED
+    return {
+        "overrides": list(fidelity.overrides), "n": len(shared), "scored": len(own),
+        "kendall_tau": kendall_tau_b(x, y) if ranked else None,
+        "kendall_tau_95": list(bootstrap_interval(x, y, kendall_tau_b)) if ranked else None,
+        "spearman_rho": spearman_rho(x, y) if ranked else None,
+        f"top{k}_overlap": top_k_overlap(x, y, k) if ranked and len(shared) >= k else None,
+        "wall_seconds": round(wall, 1),
+        "mean_accuracy": sum(v) / len(v) if v else None,
+        "tau_free_edges": kendall_tau_b(v, f) if len(own) >= MIN_SHARED else None,
+        f"top{k}_free_edges": sum(f[i] for i in top_k(v, k)) / k if len(own) >= k else None,
+    }  # fmt: skip
+
+
+def print_table(table: dict[str, dict], k: int, count: int) -> None:
+    """The table on stdout, ``-`` for a statistic not computed, and why under it."""
+
+    def cell(value: float | None, width: int, spec: str) -> str:
+        return f"{'-':>{width}s}" if value is None else f"{value:{width}{spec}}"
+
+    print(f"{'fidelity':16s} {'n':>7s} {'tau':>6s} {'tau 95%':>15s} {'rho':>6s} "
+          f"{'top' + str(k):>6s} {'wall s':>8s} {'tau free':>8s} "
+          f"{'free top' + str(k):>10s}")  # fmt: skip
+    for name, row in table.items():
+        interval = row["kendall_tau_95"]
+        interval = "-" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+        print(f"{name:16s} {str(row['n']) + '/' + str(count):>7s} "
+              f"{cell(row['kendall_tau'], 6, '.3f')} {interval:>15s} "
+              f"{cell(row['spearman_rho'], 6, '.3f')} {cell(row[f'top{k}_overlap'], 6, '.2f')} "
+              f"{row['wall_seconds']:8.1f} {cell(row['tau_free_edges'], 8, '.3f')} "
+              f"{cell(row[f'top{k}_free_edges'], 10, '.2f')}")  # fmt: skip
+    for name, row in table.items():
+        if row["kendall_tau"] is None:
+            print(f"({name}: {row['n']} of the {count} genotypes scored under both it and "
+                  f"the reference, {MIN_SHARED} needed: no statistics against the "
+                  "reference)")  # fmt: skip
+
+
 def train_fidelity(
     name: str,
     config: Config,
@@ -218,7 +341,25 @@ def train_fidelity(
                   file=sys.stderr)  # fmt: skip
 
 
+def fidelity_config(path: str, base: tuple[str, ...], fidelity: Fidelity) -> Config:
+    """The config a fidelity trains under; a bad override refused with the fidelity's name."""
+    try:
+        return load_config(path, (*base, *fidelity.overrides))
+    except BnnNasError as err:
+        raise SystemExit(f"fidelity {fidelity.name}: {str(err).splitlines()[0]}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
+    """The benchmark; a user's mistake (a :class:`BnnNasError`: bad config, override or data
+    setting) ends it as bnn-nas's commands do, with that error's one line and no traceback
+    (exit 1, as the script's own refusals)."""
+    try:
+        return run_study(argv)
+    except BnnNasError as err:
+        raise SystemExit(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+
+
+def run_study(argv: list[str] | None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/cifar.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -228,68 +369,78 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reference", required=True, type=Fidelity.parse)
     parser.add_argument("--top", type=int, help="k of the top-k overlap (default N / 4)")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--scores-from", action="append", default=[], type=Path, metavar="DIR",
+        help="another study's --out (same genotypes): its scores count as done and are not "
+        "trained again; OUT/scores.csv does not copy them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-train", action="store_true",
+        help="train nothing: the table of the scores OUT and --scores-from hold",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     base = tuple(args.overrides)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    fidelities = [*args.fidelity, args.reference]
+    names = [f.name for f in fidelities]
+    for name in names:
+        if names.count(name) > 1:
+            raise SystemExit(f"fidelity {name} is named twice; give each --fidelity and the "
+                             "--reference its own name")  # fmt: skip
+    seen = {out.resolve()}
+    for directory in args.scores_from:
+        if directory.resolve() in seen:
+            raise SystemExit(f"--scores-from {directory} is --out or given twice; its scores "
+                             "would count twice, name each other study once")  # fmt: skip
+        seen.add(directory.resolve())
     config = load_config(args.config, base)
+    data = data_settings(config.data)  # checked even when nothing trains
+    settings = {f.name: fidelity_config(args.config, base, f) for f in fidelities}
     genotypes = sample_genotypes(config, args.genotypes, args.seed)
     listing = out / "genotypes.txt"
     text = "".join(f"{g}\n" for g in genotypes)
     if listing.is_file() and listing.read_text() != text:
         raise SystemExit(f"{out} holds other genotypes; use another --out or the same arguments")
-    listing.write_text(text)
     assert [parse_genotype(line) for line in text.splitlines()] == genotypes
-    dataset = load_dataset(data_settings(config.data))
     scores_path, summary_path = out / "scores.csv", out / "proxy_rank.json"
     wall_path = out / "wall_seconds.json"
-    fidelities = [*args.fidelity, args.reference]
-    for fidelity in fidelities:
-        settings = load_config(args.config, (*base, *fidelity.overrides))
-        done = {int(r["index"]) for r in read_scores(scores_path) if r["fidelity"] == fidelity.name}
-        todo = [i for i in range(len(genotypes)) if i not in done]
-        if todo:
-            print(f"{fidelity.name}: training {len(todo)} of {len(genotypes)}", file=sys.stderr)
-            train_fidelity(
-                fidelity.name, settings, dataset, genotypes, todo, scores_path, wall_path
-            )
-    seconds = read_wall_seconds(wall_path)
-    rows = read_scores(scores_path)
-    by = {f.name: [0.0] * len(genotypes) for f in fidelities}
-    for row in rows:
-        by[row["fidelity"]][int(row["index"])] = float(row["accuracy"])
+
+    def merged() -> tuple[dict[str, dict[int, float]], dict[str, float]]:
+        # read afresh each time: a study in another process may have added rows since
+        others = [(d, *read_study(d, text)) for d in args.scores_from]
+        studies = [(out, read_scores(scores_path)), *((d, rows) for d, rows, _ in others)]
+        walls = [read_wall_seconds(wall_path), *(wall for _, _, wall in others)]
+        return merge_scores(studies, set(names)), sum_wall_seconds(walls)
+
+    done = merged()[0]  # another study refused before anything is written or trained
+    out.mkdir(parents=True, exist_ok=True)
+    listing.write_text(text)
+    if not args.no_train:
+        dataset = load_dataset(data)
+        for fidelity in fidelities:
+            todo = [i for i in range(len(genotypes)) if i not in done[fidelity.name]]
+            if todo:
+                print(f"{fidelity.name}: training {len(todo)} of {len(genotypes)}",
+                      file=sys.stderr)  # fmt: skip
+                train_fidelity(fidelity.name, settings[fidelity.name], dataset, genotypes, todo,
+                               scores_path, wall_path)  # fmt: skip
+    by, seconds = merged()
     k = args.top or max(1, len(genotypes) // 4)
     reference = by[args.reference.name]
     free = [float(normal_free_edges(g)) for g in genotypes]
     table = {
-        f.name: {
-            "overrides": list(f.overrides),
-            "kendall_tau": kendall_tau_b(by[f.name], reference),
-            "kendall_tau_95": list(bootstrap_interval(by[f.name], reference, kendall_tau_b)),
-            "spearman_rho": spearman_rho(by[f.name], reference),
-            f"top{k}_overlap": top_k_overlap(by[f.name], reference, k),
-            "wall_seconds": round(seconds.get(f.name, 0.0), 1),
-            "mean_accuracy": sum(by[f.name]) / len(genotypes),
-            "tau_free_edges": kendall_tau_b(by[f.name], free),
-            f"top{k}_free_edges": sum(free[i] for i in top_k(by[f.name], k)) / k,
-        }
+        f.name: fidelity_row(f, by[f.name], reference, free, k, seconds.get(f.name, 0.0))
         for f in fidelities
     }
     command = shlex.join(["python", "-m", "benchmarks.proxy_rank", *(argv or sys.argv[1:])])
     summary = {
         "config": args.config, "overrides": list(base), "genotypes": len(genotypes),
         "seed": args.seed, "reference": args.reference.name, "wall_seconds": seconds,
-        "fidelities": table, "command": command,
+        "scores_from": [str(d) for d in args.scores_from], "fidelities": table,
+        "command": command,
     }  # fmt: skip
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{'fidelity':16s} {'tau':>6s} {'tau 95%':>15s} {'rho':>6s} {'top' + str(k):>6s} "
-          f"{'wall s':>8s} {'tau free':>8s} {'free top' + str(k):>10s}")  # fmt: skip
-    for name, row in table.items():
-        low, high = row["kendall_tau_95"]
-        print(f"{name:16s} {row['kendall_tau']:6.3f} {f'[{low:.2f}, {high:.2f}]':>15s} "
-              f"{row['spearman_rho']:6.3f} {row[f'top{k}_overlap']:6.2f} "
-              f"{row['wall_seconds']:8.1f} {row['tau_free_edges']:8.3f} "
-              f"{row[f'top{k}_free_edges']:10.2f}")  # fmt: skip
+    print_table(table, k, len(genotypes))
     print(f"(normal-cell free edges of the {len(genotypes)} genotypes: mean "
           f"{sum(free) / len(free):.2f})")  # fmt: skip
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import math
@@ -110,9 +111,7 @@ def test_a_tiny_proxy_study_writes_its_table_and_resumes_without_retraining(tmp_
     assert again["fidelities"]["short"] == table["short"]
 
 
-def test_a_killed_proxy_study_keeps_the_wall_seconds_of_its_finished_trials(
-    tmp_path, monkeypatch
-):
+def test_a_killed_proxy_study_keeps_the_wall_seconds_of_its_finished_trials(tmp_path, monkeypatch):
     out = tmp_path / "proxy"
     argv = study(tmp_path, out, "long: train.epochs=1 data.search_train_size=200")
     clock = iter(range(0, 10_000, 10))  # every reading of the clock is 10 s later
@@ -132,3 +131,214 @@ def test_a_killed_proxy_study_keeps_the_wall_seconds_of_its_finished_trials(
     summary = proxy_rank.main(argv)  # trains nothing, reports the time of the first run
     assert summary["wall_seconds"] == {"short": 30.0, "long": 30.0}
     assert summary["fidelities"]["long"]["wall_seconds"] == 30.0
+
+
+# Studies split over processes, and tables of partial scores: scripted scores, no training.
+
+FIDELITIES = [
+    "--fidelity", "short: train.epochs=1", "--fidelity", "mid: train.epochs=2",
+    "--fidelity", "few: train.epochs=1", "--reference", "long: train.epochs=3",
+]  # fmt: skip
+N = 8
+
+
+def table_args(tmp_path, out, *extra: str) -> list[str]:
+    """proxy_rank's arguments for N genotypes of the tiny space and four fidelities."""
+    config = str(write(tmp_path))
+    return ["--config", config, "--genotypes", str(N), "--out", str(out), *FIDELITIES, *extra]
+
+
+def scripted_study(tmp_path, out, scores: dict[str, dict[int, float]], wall, *extra: str):
+    """A study folder as proxy_rank leaves it, holding ``scores`` as if it had trained them."""
+    from benchmarks.proxy_rank import SCORE_FIELDS
+    from bnn_nas.space.genotype import parse_genotype
+
+    proxy_rank.main(table_args(tmp_path, out, "--no-train", *extra))  # only genotypes.txt
+    listed = [parse_genotype(line) for line in (out / "genotypes.txt").read_text().splitlines()]
+    with (out / "scores.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SCORE_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for name, by in scores.items():
+            for i, accuracy in by.items():
+                writer.writerow({"fidelity": name, "index": i, "hash": listed[i].hash,
+                                 "accuracy": accuracy, "loss": 1 - accuracy,
+                                 "train_seconds": 1.0})  # fmt: skip
+    (out / "wall_seconds.json").write_text(json.dumps(wall))
+    return out
+
+
+_rng = random.Random(3)
+SHORT = {i: round(_rng.random(), 4) for i in range(N)}
+MID = {i: round(_rng.random(), 4) for i in range(N)}
+LONG = {i: round(_rng.random(), 4) for i in (0, 2, 3, 5, 7)}  # the reference, cut at 5 of 8
+FEW = {i: round(_rng.random(), 4) for i in (1, 2, 3, 4, 6)}  # 2 shared with the reference
+WALL = {"short": 10.0, "mid": 20.0, "few": 5.0}
+
+
+def split_studies(tmp_path):
+    """A: the three proxies; B: the reference, cut at 5 of 8 (as issue 21's two processes)."""
+    a = scripted_study(tmp_path, tmp_path / "A", {"short": SHORT, "mid": MID, "few": FEW}, WALL)
+    b = scripted_study(tmp_path, tmp_path / "B", {"long": LONG}, {"long": 100.0})
+    return a, b
+
+
+def test_a_merged_table_equals_the_table_of_one_study_holding_every_row(tmp_path, capsys):
+    a, b = split_studies(tmp_path)
+    every = {"short": SHORT, "mid": MID, "few": FEW, "long": LONG}
+    one = scripted_study(tmp_path, tmp_path / "one", every, {**WALL, "long": 100.0})
+    capsys.readouterr()
+    alone = proxy_rank.main(table_args(tmp_path, one, "--no-train"))
+    alone_out = capsys.readouterr().out
+    merged_out_dir = tmp_path / "AB"
+    argv = table_args(tmp_path, merged_out_dir, "--no-train", "--scores-from", str(a),
+                      "--scores-from", str(b))  # fmt: skip
+    merged = proxy_rank.main(argv)
+    assert merged["fidelities"] == alone["fidelities"]
+    assert merged["wall_seconds"] == alone["wall_seconds"] == {**WALL, "long": 100.0}
+    assert capsys.readouterr().out == alone_out  # the printed table too
+    assert merged["scores_from"] == [str(a), str(b)]
+    assert not (merged_out_dir / "scores.csv").exists()  # OUT's files stay its own
+    assert (
+        json.loads((merged_out_dir / "proxy_rank.json").read_text())["fidelities"]
+        == (alone["fidelities"])
+    )
+    # the same fidelity in two studies: the union of their genotypes, the sum of their time
+    c = scripted_study(tmp_path, tmp_path / "C", {"long": {0: LONG[0], 1: 0.5}}, {"long": 7.0})
+    both = proxy_rank.main([*argv, "--scores-from", str(c)])
+    assert both["fidelities"]["long"]["scored"] == 6 and both["wall_seconds"]["long"] == 107.0
+
+
+def test_scores_from_another_study_are_not_trained_again_nor_copied(tmp_path, monkeypatch):
+    _, b = split_studies(tmp_path)
+    trained = []
+
+    def fake_train(name, settings, dataset, genotypes, todo, scores, wall_path):
+        trained.append((name, todo))
+        new = not scores.is_file()
+        with scores.open("a") as handle:
+            if new:
+                handle.write(",".join(proxy_rank.SCORE_FIELDS) + "\n")
+            for i in todo:
+                handle.write(f"{name},{i},{genotypes[i].hash},0.{i + 1},1.0,1.0\n")
+
+    monkeypatch.setattr(proxy_rank, "train_fidelity", fake_train)
+    monkeypatch.setattr(proxy_rank, "load_dataset", lambda settings: None)
+    out = tmp_path / "rest"
+    summary = proxy_rank.main(table_args(tmp_path, out, "--scores-from", str(b)))
+    everything = list(range(N))
+    assert trained == [("short", everything), ("mid", everything), ("few", everything),
+                       ("long", [1, 4, 6])]  # fmt: skip
+    assert all(row["n"] == N for row in summary["fidelities"].values())
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert sorted(int(r["index"]) for r in rows if r["fidelity"] == "long") == [1, 4, 6]
+
+
+def safe_tau_b(x, y):
+    try:
+        return brute_tau_b(x, y)
+    except ZeroDivisionError:  # every item alike in one ranking
+        return float("nan")
+
+
+def test_partial_scores_give_statistics_over_the_genotypes_scored_under_both(tmp_path, capsys):
+    from benchmarks.proxy_rank import bootstrap_interval
+    from bnn_nas.space.genotype import parse_genotype
+
+    a, b = split_studies(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "AB"
+    argv = table_args(tmp_path, out, "--no-train", "--scores-from", str(a), "--scores-from", str(b))
+    table = proxy_rank.main(argv)["fidelities"]
+    printed = capsys.readouterr().out
+    free_ops = {"none", "skip_connect", "max_pool_3x3", "avg_pool_3x3"}
+    listed = [parse_genotype(line) for line in (out / "genotypes.txt").read_text().splitlines()]
+    free = [float(sum(op in free_ops for op, _ in g.normal)) for g in listed]
+    assert len(set(free)) > 1 and not math.isnan(table["short"]["tau_free_edges"])  # can tell
+    k = N // 4
+    for name, scores in [("short", SHORT), ("mid", MID), ("long", LONG)]:
+        row, shared = table[name], sorted(set(scores) & set(LONG))
+        x, y = [scores[i] for i in shared], [LONG[i] for i in shared]
+        assert (row["n"], row["scored"]) == (5, len(scores))
+        assert row["kendall_tau"] == pytest.approx(brute_tau_b(x, y))
+        d2 = sum((a - b) ** 2 for a, b in zip(ranks(x), ranks(y), strict=True))  # no ties
+        assert row["spearman_rho"] == pytest.approx(1 - 6 * d2 / (5 * (25 - 1)))
+        assert row["kendall_tau_95"] == list(bootstrap_interval(x, y, kendall_tau_b))
+        best_x = set(sorted(shared, key=lambda i: -scores[i])[:k])
+        best_y = set(sorted(shared, key=lambda i: -LONG[i])[:k])
+        assert row[f"top{k}_overlap"] == len(best_x & best_y) / k
+        # the free-edge columns and the mean over every genotype the fidelity scored
+        own = sorted(scores)
+        assert row["mean_accuracy"] == pytest.approx(sum(scores.values()) / len(scores))
+        tau_free = safe_tau_b([scores[i] for i in own], [free[i] for i in own])
+        assert row["tau_free_edges"] == pytest.approx(tau_free, nan_ok=True)
+        top = sorted(own, key=lambda i: (-scores[i], i))[:k]
+        assert row[f"top{k}_free_edges"] == sum(free[i] for i in top) / k
+    assert table["long"]["kendall_tau"] == 1.0
+    # below 3 shared genotypes: no statistics against the reference, and it says so
+    few = table["few"]
+    assert (few["n"], few["scored"]) == (2, 5)
+    assert few["kendall_tau"] is few["spearman_rho"] is few["kendall_tau_95"] is None
+    assert few[f"top{k}_overlap"] is None
+    tau_free = safe_tau_b([FEW[i] for i in sorted(FEW)], [free[i] for i in sorted(FEW)])
+    assert few["tau_free_edges"] == pytest.approx(tau_free, nan_ok=True)
+    lines = {line.split()[0]: line for line in printed.splitlines() if line.strip()}
+    assert lines["short"].split()[1] == "5/8" and lines["few"].split()[1] == "2/8"
+    assert lines["few"].split()[2:6] == ["-", "-", "-", "-"]
+    assert "(few: 2 of the 8 genotypes scored under both it and the reference, 3 needed: " \
+        "no statistics against the reference)" in printed  # fmt: skip
+    assert json.loads((out / "proxy_rank.json").read_text())["fidelities"]["few"]["n"] == 2
+    # an empty study prints its table too: n 0 everywhere, no statistics
+    empty = proxy_rank.main(table_args(tmp_path, tmp_path / "empty", "--no-train"))
+    assert all(row["n"] == 0 and row["kendall_tau"] is None
+               for row in empty["fidelities"].values())  # fmt: skip
+
+
+def test_another_study_with_other_genotypes_or_other_scores_is_refused(tmp_path):
+    a, _ = split_studies(tmp_path)
+    other = scripted_study(tmp_path, tmp_path / "seed1", {"long": LONG}, {}, "--seed", "1")
+    out = tmp_path / "AB"
+    refusal = r"--scores-from .*seed1: its genotypes.txt differs from this study's; give the "
+    with pytest.raises(SystemExit, match=refusal + r"--config, --set, --genotypes and --seed"):
+        proxy_rank.main(table_args(tmp_path, out, "--scores-from", str(a), "--scores-from",
+                                   str(other)))  # fmt: skip
+    with pytest.raises(SystemExit, match=r"no genotypes\.txt there"):
+        proxy_rank.main(table_args(tmp_path, out, "--scores-from", str(tmp_path)))
+    clash = scripted_study(tmp_path, tmp_path / "clash", {"short": {0: SHORT[0] + 0.01}}, {})
+    with pytest.raises(SystemExit, match=r"short #0 scored .* in .*A but .* in .*clash: two "
+                       r"budgets under one name"):  # fmt: skip
+        proxy_rank.main(table_args(tmp_path, out, "--scores-from", str(a), "--scores-from",
+                                   str(clash)))  # fmt: skip
+    with pytest.raises(SystemExit, match="given twice"):
+        proxy_rank.main(table_args(tmp_path, out, "--scores-from", str(a), "--scores-from",
+                                   str(a)))  # fmt: skip
+    with pytest.raises(SystemExit, match="fidelity long is named twice"):
+        proxy_rank.main(table_args(tmp_path, out, "--fidelity", "long: train.epochs=1"))
+    assert not out.exists()  # every refusal came before anything was written or trained
+    # the same score in two studies is no clash
+    same = scripted_study(tmp_path, tmp_path / "same", {"short": {0: SHORT[0]}}, {})
+    proxy_rank.main(table_args(tmp_path, out, "--no-train", "--scores-from", str(a),
+                               "--scores-from", str(same)))  # fmt: skip
+
+
+def test_a_bad_setting_ends_in_one_line_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_search_cli import ROOT
+
+    argv = ["--config", str(write(tmp_path)), "--genotypes", "3", "--out", str(tmp_path / "p"),
+            "--reference", "long: train.epochs=1"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "benchmarks.proxy_rank", *argv,
+                           "--set", "data.root=x"], capture_output=True, text=True,
+                          cwd=ROOT)  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "data.root applies to cifar10, image_folder only, not 'cifar10_sample'; drop it"
+    )
+    assert not (tmp_path / "p" / "scores.csv").exists()
+    # a fidelity's bad override is named with the fidelity, before anything trains
+    with pytest.raises(SystemExit) as caught:
+        proxy_rank.main([*argv, "--fidelity", "short: train.bogus=1"])
+    message = str(caught.value)
+    assert message.startswith("fidelity short: --set 'train.bogus=1': unknown override key")
+    assert "\n" not in message
