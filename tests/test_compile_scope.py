@@ -162,6 +162,7 @@ def test_a_later_fit_reuses_earlier_graphs_trains_the_same_and_frees_the_network
     alone, alone_history = run(1)
     assert str(later) != str(first)  # another genotype
     assert reused < len(graphs) - compiled_first - reused
+
     def figures(h: list) -> list:
         return [(m.train_loss, m.train_acc, m.eval_loss, m.eval_acc) for m in h]
 
@@ -172,3 +173,33 @@ def test_a_later_fit_reuses_earlier_graphs_trains_the_same_and_frees_the_network
     del first
     gc.collect()
     assert gone() is None
+
+
+def test_evaluation_within_a_fit_compiles_no_graphs_and_is_the_eager_one(graphs):
+    """A fit evaluates between epochs, its regions compiled: their training graphs guard
+    on grad mode and the training flag (batch norm), so evaluation would compile a set of
+    its own. It runs the plain forwards instead: no graphs beyond training's, and the
+    fit's figures are those of the eager evaluation of its network."""
+    from bnn_nas.data import load_cifar10_sample
+    from bnn_nas.data.loader import DeviceLoader
+    from bnn_nas.train import evaluate
+
+    sample = load_cifar10_sample().train.subset(range(16))
+    settings = replace(OPS, epochs=2, batch_size=8)
+
+    def run(eval_set) -> tuple[CellNetwork, list, int]:
+        torch.compiler.reset()  # from an empty cache, so both fits compile their own
+        before = len(graphs)
+        net = network(cells=3)
+        history = fit(net, sample, settings, device=torch.device("cpu"), seed=0,
+                      stats=sample.channel_stats(), eval_set=eval_set)  # fmt: skip
+        return net, history, len(graphs) - before
+
+    _, _, training = run(None)
+    net, history, with_evaluation = run(sample)
+    assert training > 0
+    assert with_evaluation == training
+    mean, std = sample.channel_stats()
+    loader = DeviceLoader(sample, settings.eval_batch_size, mean=mean, std=std)
+    last = history[-1]
+    assert (last.eval_loss, last.eval_acc) == evaluate(net, loader, bf16=settings.bf16)
