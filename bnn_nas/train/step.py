@@ -166,6 +166,33 @@ def _capture_stream(device: torch.device) -> torch.cuda.Stream:
 
 _SIDE_STREAMS = threading.local()  # a cache of streams, not a setting
 
+# Held through every capture and through every return of graph memory, so the two never
+# overlap (give_back_graph_memory says why). Captures in threads take turns: a capture is
+# one step, so a trial waits at most for the few other threads' captures, once.
+_CAPTURE_LOCK = threading.Lock()
+
+
+def give_back_graph_memory() -> None:
+    """Return the pools of released graphs (and other unused cached memory) to the GPU.
+
+    ``graph.reset()`` only marks a graph's private pool freeable. No later capture reuses
+    it (each graph gets a pool of its own), and PyTorch's caching allocator cudaFrees it
+    only in ``empty_cache`` or when an allocation would otherwise fail, and the allocator
+    skips that retry while any capture is underway on the GPU. A capture's memory comes
+    from new segments, so the allocation that runs out is most often a new trial's
+    capture, the one time nothing can be freed: finished trials' pools piled up (73 GiB
+    in private pools after 72 trials on 8 streams of an H200, 2026-12-01) and captures
+    failed. So a released graph's memory goes back at once, never while a capture is
+    underway here (PyTorch versions whose ``empty_cache`` syncs all events assert that
+    none is): both hold ``_CAPTURE_LOCK``. This also frees the common pool's unused
+    cache; the next allocations of trials still running cudaMalloc it again.
+    """
+    with _CAPTURE_LOCK:
+        try:
+            torch.cuda.empty_cache()  # nothing where CUDA was never used
+        except RuntimeError as err:  # e.g. a failed capture left the allocator capturing
+            warnings.warn(f"could not give CUDA graph memory back ({err})", stacklevel=2)
+
 
 class GraphedStep(EagerStep):
     """The same step captured once and replayed: static input buffers, no host syncs.
@@ -191,11 +218,12 @@ class GraphedStep(EagerStep):
                 for _ in range(3):
                     super().__call__(self.static_x, self.static_y)
                 self.optimizer.zero_grad(set_to_none=True)
-                graph.capture_begin(capture_error_mode="thread_local")
-                try:
-                    self._step(self.static_x, self.static_y)
-                finally:
-                    graph.capture_end()
+                with _CAPTURE_LOCK:  # no memory is given back while this captures
+                    graph.capture_begin(capture_error_mode="thread_local")
+                    try:
+                        self._step(self.static_x, self.static_y)
+                    finally:
+                        graph.capture_end()
             torch.cuda.current_stream(self.device).wait_stream(side)
         finally:
             snapshot.restore()
@@ -208,16 +236,18 @@ class GraphedStep(EagerStep):
         self.graph.replay()
 
     def release(self) -> None:
-        """Release the graph's private memory pool now, not when Python frees the step.
+        """Give the graph's private memory pool back to the GPU now.
 
         A search trains thousands of graphed candidates in one process (8 streams on an
-        H200 ran out of memory after ~130 trials, 114 GiB held in graph pools); the
-        gradients live in the pool, so they go too. The allocator reuses or frees the
-        released memory at ``empty_cache`` or when an allocation would otherwise fail.
+        H200 ran out of memory after ~130 trials, 114 GiB held in graph pools). The
+        gradients live in the pool: they are dropped first, as nothing allocated in the
+        pool may stay alive if the pool is to be freed. ``graph.reset()`` alone only
+        marks the pool freeable; :func:`give_back_graph_memory` frees it.
         """
         self.optimizer.zero_grad(set_to_none=True)
         self.graph.reset()
         del self.static_x, self.static_y
+        give_back_graph_memory()
 
 
 def make_step(
@@ -245,4 +275,8 @@ def make_step(
             return GraphedStep(model, forward, optimizer, criterion, x_like=x, y_like=y, **common)
         except RuntimeError as err:  # an op that cannot be captured: train eagerly
             warnings.warn(f"CUDA graph capture failed ({err}); training eagerly", stacklevel=2)
+        # the failed graph went with err's traceback: its pool and the gradients the
+        # capture made go back (an out-of-memory capture left the GPU full of them)
+        optimizer.zero_grad(set_to_none=True)
+        give_back_graph_memory()
     return EagerStep(model, forward, optimizer, criterion, **common)
