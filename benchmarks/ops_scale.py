@@ -82,8 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", default="configs/cifar.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--final-limit", type=float, default=1.03e7,
-                        help="OPs limit of the final network (default ResNet-18 xnor's)")  # fmt: skip
+    parser.add_argument(
+        "--final-limit", type=float, default=1.03e7,
+        help="OPs limit of the final network (default: ResNet-18 xnor's)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.samples < 1:
