@@ -16,7 +16,7 @@ echo "start proxyB at $(el) s"
    --set data.root=$W/data --genotypes 24 --out $W/out/proxyB --reference "$REF" \
    > $L/proxyB.log 2>&1; echo "end proxyB rc=$? at $(el) s") &
 S=docs/results/search-bireal/run; R=$W/runs/cifar
-if [ -f $S/trials.sqlite ]; then mkdir -p $R && cp $S/* $R/; RESUME=--resume; else RESUME=; fi
+if [ -f $S/trials.sqlite ]; then mkdir -p $R && cp -r $S/. $R/; RESUME=--resume; else RESUME=; fi
 echo "start search ($RESUME) at $(el) s"
 (timeout -s INT $(( BUDGET - $(el) )) bnn-nas search --config configs/cifar.yaml --run-dir $R \
    $RESUME --set data.root=$W/data > $L/search.log 2>&1; echo "end search rc=$? at $(el) s") &
