@@ -22,6 +22,7 @@ from benchmarks.common import emit
 from bnn_nas.cli.options import load_run_config
 from bnn_nas.config import Config, ModelConfig
 from bnn_nas.cost import count_cost
+from bnn_nas.errors import BnnNasError
 from bnn_nas.space.network import build_model
 from bnn_nas.space.search_space import load_search_space
 from bnn_nas.train import resolve_device
@@ -90,7 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
-    config = load_run_config(args.config, (), tuple(args.overrides))
+    try:  # a bad config or --set: its one line, as bnn-nas's commands print it
+        config = load_run_config(args.config, (), tuple(args.overrides))
+    except BnnNasError as err:
+        raise SystemExit(str(err).splitlines()[0]) from None
     scales = sampled_scales(config, args.samples, args.seed)
     figures = summary(scales, config.search.max_ops, args.final_limit)
     final_size = f"{config.model.cells} x {config.model.channels}"

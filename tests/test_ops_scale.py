@@ -39,3 +39,18 @@ def test_sampled_scales_are_the_cost_model_at_both_sizes(tmp_path):
         assert scale.search_ops == count_cost(small).ops
         assert scale.final_ops == count_cost(large).ops
         assert scale.final_ops != scale.search_ops
+
+
+def test_a_bad_config_or_setting_ends_in_its_one_line(tmp_path):
+    import pytest
+
+    from benchmarks.ops_scale import main
+
+    missing = tmp_path / "none.yaml"
+    with pytest.raises(SystemExit, match=r"^config file .*none\.yaml not found; pass --config"):
+        main(["--config", str(missing)])
+    with pytest.raises(SystemExit) as caught:
+        main(["--config", "configs/cifar_tiny.yaml", "--set", "search.bogus=1"])
+    message = str(caught.value)
+    assert message.startswith("--set 'search.bogus=1': unknown override key")
+    assert "\n" not in message
