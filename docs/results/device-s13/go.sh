@@ -13,7 +13,9 @@ mkdir -p $W/repo && tar --exclude=./.data --exclude=./devjobs --exclude=./runs -
 cp -r docs/results/device-s13 $W/scripts
 git log --oneline -1 2>/dev/null; python3 -c "import torch; print(torch.__version__)"; nvidia-smi -L
 echo "setup done at $(( $(date +%s) - T0 )) s"
-LEFT=$(( 1740 - ($(date +%s) - T0) ))
+# device time counts from the machine request (~90 s before this command in s12) and
+# between calls: stop the jobs ~40 s before the 1800 s run out
+LEFT=$(( 1660 - ($(date +%s) - T0) ))
 setsid nohup bash $W/scripts/portfolio.sh $W $LEFT $W/repo > $W/logs/portfolio.log 2>&1 < /dev/null &
 sleep 5
 bash $W/scripts/mon.sh $W $(( 585 - ($(date +%s) - T0) ))
