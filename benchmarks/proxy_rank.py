@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import random
@@ -61,6 +62,7 @@ from time import perf_counter
 from bnn_nas.config import Config, load_config
 from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.errors import BnnNasError
+from bnn_nas.io import write_text_atomic
 from bnn_nas.search.engine import make_executor
 from bnn_nas.search.evaluator import Evaluator, split_for_search
 from bnn_nas.search.executors import OutcomeKind
@@ -185,14 +187,48 @@ def sample_genotypes(config: Config, n: int, seed: int) -> list[Genotype]:
 
 
 def read_scores(path: Path) -> list[dict]:
+    """scores.csv's rows. A last line without its newline is a row a kill cut off while
+    it was written: not a score (its genotype trains again); any other bad row is refused
+    in one line, naming it."""
     if not path.is_file():
         return []
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
+    text = path.read_text()
+    rows = list(csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1])))
+    for line, row in enumerate(rows, start=2):
+        try:
+            int(row["index"]), float(row["accuracy"]), str(row["fidelity"])
+        except (KeyError, TypeError, ValueError):
+            raise SystemExit(
+                f"{path}, line {line}: not a score row; delete that line (its genotype then "
+                "trains again) or give another --out"
+            ) from None
+    return rows
+
+
+def drop_cut_off_row(path: Path) -> None:
+    """Remove a last line a kill cut off (see read_scores), so appended rows start on a
+    line of their own."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def read_wall_seconds(path: Path) -> dict[str, float]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        wall = json.loads(path.read_text())
+    except ValueError:
+        wall = None
+    if not isinstance(wall, dict) or not all(
+        isinstance(v, int | float) for v in wall.values()
+    ):
+        raise SystemExit(
+            f"{path}: not a mapping of fidelity names to seconds; delete it (the table then "
+            "shows 0 seconds for the trials before) or give another --out"
+        )
+    return wall
 
 
 def read_study(directory: Path, listing: str) -> tuple[list[dict], dict[str, float]]:
@@ -315,7 +351,8 @@ def train_fidelity(
     wall = read_wall_seconds(wall_path)  # only this process writes it while it trains
     before = wall.get(name, 0.0)
     tic = perf_counter()
-    new_file = not scores.is_file()
+    drop_cut_off_row(scores)
+    new_file = not scores.is_file() or scores.stat().st_size == 0
     with scores.open("a", newline="") as handle, make_executor(config, evaluator) as executor:
         writer = csv.DictWriter(handle, fieldnames=SCORE_FIELDS, lineterminator="\n")
         if new_file:
@@ -336,7 +373,7 @@ def train_fidelity(
             })  # fmt: skip
             handle.flush()
             wall[name] = round(before + perf_counter() - tic, 1)
-            wall_path.write_text(json.dumps(wall, indent=2) + "\n")
+            write_text_atomic(wall_path, json.dumps(wall, indent=2) + "\n")  # a kill keeps one
             print(f"  {name} #{outcome.trial_id}: {result.accuracy:.4f}",
                   file=sys.stderr)  # fmt: skip
 

@@ -342,3 +342,63 @@ def test_a_bad_setting_ends_in_one_line_not_a_traceback(tmp_path):
     message = str(caught.value)
     assert message.startswith("fidelity short: --set 'train.bogus=1': unknown override key")
     assert "\n" not in message
+
+
+def test_a_row_cut_off_by_a_kill_trains_again_and_later_rows_start_on_their_own_line(
+    tmp_path, monkeypatch
+):
+    out = scripted_study(tmp_path, tmp_path / "cut", {"long": LONG}, {"long": 100.0})
+    whole = (out / "scores.csv").read_text()
+    lines = whole.splitlines(keepends=True)
+    cut = lines[-1][: len(lines[-1]) // 2]  # the last row (genotype 7) half written
+    (out / "scores.csv").write_text("".join(lines[:-1]) + cut)
+    assert [int(r["index"]) for r in proxy_rank.read_scores(out / "scores.csv")] == [0, 2, 3, 5]
+    trained = []
+
+    def fake_train_fidelity(name, config, dataset, genotypes, todo, scores, wall_path):
+        trained.append((name, todo))
+        proxy_rank.drop_cut_off_row(scores)  # as train_fidelity does before it appends
+        with scores.open("a") as handle:
+            for i in todo:
+                handle.write(f"{name},{i},{genotypes[i].hash},0.{i + 1},1.0,1.0\n")
+
+    monkeypatch.setattr(proxy_rank, "train_fidelity", fake_train_fidelity)
+    monkeypatch.setattr(proxy_rank, "load_dataset", lambda settings: None)
+    config = table_args(tmp_path, out)[1]
+    proxy_rank.main(["--config", config, "--genotypes", str(N), "--out", str(out),
+                     "--reference", "long: train.epochs=3"])  # fmt: skip
+    assert trained == [("long", [1, 4, 6, 7])]
+    text = (out / "scores.csv").read_text()
+    assert text.startswith("".join(lines[:-1]))  # the whole rows as they were
+    new = text[len("".join(lines[:-1])) :].splitlines()
+    assert [line.split(",")[:2] for line in new] == [["long", str(i)] for i in (1, 4, 6, 7)]
+    assert all(len(line.split(",")) == 6 for line in new)  # the cut row is gone, not glued
+    rows = proxy_rank.read_scores(out / "scores.csv")
+    assert sorted(int(r["index"]) for r in rows) == list(range(N))
+
+
+def test_dropping_a_cut_off_row_keeps_every_whole_row(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("fidelity,index,hash,accuracy,loss,train_seconds\nlong,0,ab,0.5,1,1\nlo")
+    proxy_rank.drop_cut_off_row(path)
+    assert path.read_text().endswith("long,0,ab,0.5,1,1\n")
+    path.write_text("fideli")  # a header cut off: nothing is left (train_fidelity writes one)
+    proxy_rank.drop_cut_off_row(path)
+    assert path.read_text() == ""
+    assert proxy_rank.read_scores(path) == []
+
+
+@pytest.mark.parametrize("text", ["long,x,ab,0.5,1,1\n", "long,3,ab,,1,1\n", "long\n"])
+def test_a_bad_score_row_is_refused_in_one_line_naming_it(tmp_path, text):
+    path = tmp_path / "scores.csv"
+    path.write_text("fidelity,index,hash,accuracy,loss,train_seconds\nlong,0,ab,0.5,1,1\n" + text)
+    with pytest.raises(SystemExit, match=r"scores.csv, line 3: not a score row; delete"):
+        proxy_rank.read_scores(path)
+
+
+@pytest.mark.parametrize("text", ['{"long": 1', "[1, 2]", '{"long": "a"}'])
+def test_broken_wall_seconds_are_refused_in_one_line(tmp_path, text):
+    path = tmp_path / "wall_seconds.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match="not a mapping of fidelity names to seconds"):
+        proxy_rank.read_wall_seconds(path)
