@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(str(err).splitlines()[0]) from None
     scales = sampled_scales(config, args.samples, args.seed)
     figures = summary(scales, config.search.max_ops, args.final_limit)
-    final_size = f"{config.model.cells} x {config.model.channels}"
+    network = load_search_space(config.search_space).network  # what build_model falls back to
+    cells = config.model.cells or network.cells
+    final_size = f"{cells} x {config.model.channels or network.channels}"
     emit("ops_scale", resolve_device("cpu"), config=args.config, final_size=final_size, **figures)
     return figures
 

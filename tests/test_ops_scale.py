@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from benchmarks.ops_scale import Scale, sampled_scales, summary
@@ -54,3 +55,13 @@ def test_a_bad_config_or_setting_ends_in_its_one_line(tmp_path):
     message = str(caught.value)
     assert message.startswith("--set 'search.bogus=1': unknown override key")
     assert "\n" not in message
+
+
+def test_a_config_without_a_final_size_reports_the_spaces_own(capsys):
+    from benchmarks.ops_scale import main
+
+    figures = main(["--config", "configs/cifar_tiny.yaml", "--samples", "1"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    space = load_search_space(load_run_config("configs/cifar_tiny.yaml", ()).search_space)
+    assert line["final_size"] == f"{space.network.cells} x {space.network.channels}"
+    assert figures["ratio_min"] == figures["ratio_max"] == 1.0  # the same network twice
