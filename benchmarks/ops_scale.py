@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from benchmarks.common import emit
 from bnn_nas.cli.options import load_run_config
-from bnn_nas.config import Config, ModelConfig
+from bnn_nas.config import ModelConfig
 from bnn_nas.cost import count_cost
 from bnn_nas.errors import BnnNasError
 from bnn_nas.space.network import build_model
-from bnn_nas.space.search_space import load_search_space
+from bnn_nas.space.search_space import SearchSpace, load_search_space
 from bnn_nas.train import resolve_device
 
 
@@ -38,12 +38,12 @@ class Scale:
         return self.final_ops / self.search_ops
 
 
-def sampled_scales(config: Config, samples: int, seed: int) -> list[Scale]:
-    """Search-size and final-size OPs of ``samples`` genotypes drawn as a random controller
-    would (seeded)."""
-    space = load_search_space(config.search_space)
+def sampled_scales(
+    space: SearchSpace, final: ModelConfig, samples: int, seed: int
+) -> list[Scale]:
+    """OPs at the space's size and at ``final``'s of ``samples`` genotypes drawn as a random
+    controller would (seeded)."""
     rng = random.Random(seed)
-    final = replace(ModelConfig(), cells=config.model.cells, channels=config.model.channels)
     scales = []
     for _ in range(samples):
         genotype = space.random_sample(rng)
@@ -94,12 +94,13 @@ def main(argv: list[str] | None = None) -> dict:
     try:  # a bad config or --set: its one line, as bnn-nas's commands print it
         config = load_run_config(args.config, (), tuple(args.overrides))
     except BnnNasError as err:
-        raise SystemExit(str(err).splitlines()[0]) from None
-    scales = sampled_scales(config, args.samples, args.seed)
+        raise SystemExit(err.line()) from None
+    space = load_search_space(config.search_space)
+    final = ModelConfig(cells=config.model.cells, channels=config.model.channels)
+    scales = sampled_scales(space, final, args.samples, args.seed)
     figures = summary(scales, config.search.max_ops, args.final_limit)
-    network = load_search_space(config.search_space).network  # what build_model falls back to
-    cells = config.model.cells or network.cells
-    final_size = f"{cells} x {config.model.channels or network.channels}"
+    network = space.network  # what build_model falls back to where final names no size
+    final_size = f"{final.cells or network.cells} x {final.channels or network.channels}"
     emit("ops_scale", resolve_device("cpu"), config=args.config, final_size=final_size, **figures)
     return figures
 

@@ -383,7 +383,7 @@ def fidelity_config(path: str, base: tuple[str, ...], fidelity: Fidelity) -> Con
     try:
         return load_config(path, (*base, *fidelity.overrides))
     except BnnNasError as err:
-        raise SystemExit(f"fidelity {fidelity.name}: {str(err).splitlines()[0]}") from None
+        raise SystemExit(f"fidelity {fidelity.name}: {err.line()}") from None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         return run_study(argv)
     except BnnNasError as err:
-        raise SystemExit(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+        raise SystemExit(err.line()) from None
 
 
 def run_study(argv: list[str] | None) -> dict:

@@ -12,6 +12,11 @@ from __future__ import annotations
 class BnnNasError(Exception):
     """A problem with the user's input; the message is shown as-is."""
 
+    def line(self) -> str:
+        """What is shown: the message's first line (the class name when it is empty)."""
+        text = str(self)
+        return text.splitlines()[0] if text else type(self).__name__
+
 
 class ConfigError(BnnNasError):
     """A config file or option is invalid."""

@@ -52,15 +52,15 @@ def tiny_space():
     return search_space_from_dict(TWO_OP_SPACE, "test")
 
 
-def tiny_search_data():
-    """The packaged sample's first 40 training images to train on and the next 20 to score
-    on, as a search's trials see them."""
+def tiny_search_data(train: int = 40, valid: int = 20):
+    """The packaged sample's first ``train`` training images to train on and the next
+    ``valid`` to score on, as a search's trials see them."""
     from bnn_nas.data import load_cifar10_sample
     from bnn_nas.search.evaluator import SearchData
 
     sample = load_cifar10_sample().train
-    small, valid = sample.subset(range(40)), sample.subset(range(40, 60))
-    return SearchData(train=small, valid=valid, stats=small.channel_stats(), num_classes=10,
+    small, held_out = sample.subset(range(train)), sample.subset(range(train, train + valid))
+    return SearchData(train=small, valid=held_out, stats=small.channel_stats(), num_classes=10,
                       image_shape=(3, 32, 32))  # fmt: skip
 
 

@@ -157,17 +157,16 @@ def test_a_streams_search_gives_each_finished_trials_graph_memory_back(monkeypat
     is underway: finished trials' pools piled up to 73 GiB after 72 trials on 8 streams
     of an H200 (2026-12-01). One genotype for all, so every round holds the same; a
     trial's pool here is (estimated, not measured) a few hundred MB."""
-    from bnn_nas.search.evaluator import Evaluator, SearchData
+    from bnn_nas.search.evaluator import Evaluator
     from bnn_nas.search.executors import OutcomeKind, format_error
     from bnn_nas.search.streams import StreamExecutor
     from bnn_nas.search.trials import TrialRecord, TrialStatus
     from bnn_nas.space.search_space import search_space_from_dict
 
     made = record_steps(monkeypatch)
-    sample = load_cifar10_sample().train
-    train, valid = sample.subset(range(1000)), sample.subset(range(1000, 1200))
-    data = SearchData(train=train, valid=valid, stats=train.channel_stats(), num_classes=10,
-                      image_shape=(3, 32, 32))  # fmt: skip
+    from tests.fixtures import tiny_search_data
+
+    data = tiny_search_data(train=1000, valid=200)
     space = search_space_from_dict(
         {"steps": 2, "ops": ["xnor_conv_3x3", "bireal_conv_3x3_skip_connect", "skip_connect"],
          "network": {"cells": 3, "channels": 16, "stem_multiplier": 3}}, "test",

@@ -29,9 +29,9 @@ def test_summary_counts_shares_and_admitted_genotypes_over_the_final_limit():
 
 
 def test_sampled_scales_are_the_cost_model_at_both_sizes(tmp_path):
-    config = load_run_config("configs/cifar_tiny.yaml", (), ("model.cells=3", "model.channels=12"))
-    scales = sampled_scales(config, 2, seed=5)
+    config = load_run_config("configs/cifar_tiny.yaml", ())
     space = load_search_space(config.search_space)
+    scales = sampled_scales(space, ModelConfig(cells=3, channels=12), 2, seed=5)
     rng = random.Random(5)
     for scale in scales:
         genotype = space.random_sample(rng)

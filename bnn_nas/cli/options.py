@@ -89,7 +89,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except BnnNasError as err:
-            fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            fail(err.line())
 
     return wrapper  # type: ignore[return-value]
 
