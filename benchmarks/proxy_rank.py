@@ -16,7 +16,11 @@ reference's; a proxy that ranks by free edges where the reference does not is bi
         --fidelity "e3-45k: train.epochs=3 data.search_train_size=45000" \\
         --reference "e40-45k: train.epochs=40 train.warmup_epochs=2 data.search_train_size=45000"
 
-A fidelity is a name and ``--set`` overrides of the config. Every score is appended to
+A fidelity is a name and ``--set`` overrides of the config, and may end in
+``stop_after=N``: scored after N epochs of its ``train.epochs`` schedule, as
+``search.promotion: continue`` scores a lower rung (e.g. "c2-of-18: train.epochs=18
+stop_after=2" against "e2: train.epochs=2": which ranks better, continued or retrained
+rungs). Every score is appended to
 OUT/scores.csv as it finishes, so a killed run re-run with the same arguments trains only
 what is missing; OUT/wall_seconds.json keeps each fidelity's wall seconds over such runs,
 OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
@@ -63,6 +67,7 @@ from bnn_nas.config import Config, load_config
 from bnn_nas.data import data_settings, load_dataset
 from bnn_nas.errors import BnnNasError
 from bnn_nas.io import write_text_atomic
+from bnn_nas.search.budget import checkpoint_name
 from bnn_nas.search.engine import make_executor
 from bnn_nas.search.evaluator import Evaluator, split_for_search
 from bnn_nas.search.executors import OutcomeKind
@@ -74,19 +79,34 @@ from bnn_nas.train import resolve_device
 
 SCORE_FIELDS = ["fidelity", "index", "hash", "accuracy", "loss", "train_seconds"]
 MIN_SHARED = 3  # genotypes scored under both a fidelity and the reference for its statistics
+STOP_KEY = "stop_after"  # a fidelity's token that is no config override (Fidelity)
 
 
 @dataclass(frozen=True)
 class Fidelity:
+    """A name, ``--set`` overrides of the config, and ``stop_after``: score after that many
+    epochs of the configured schedule (None: at its end). A stopped fidelity is what
+    ``search.promotion: continue`` scores at a lower rung: every rung trains under the last
+    rung's schedule, stopped early, so its learning rate has not decayed."""
+
     name: str
     overrides: tuple[str, ...]
+    stop_after: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Fidelity:
         name, sep, rest = text.partition(":")
         if not sep or not name.strip():
             raise SystemExit(f"fidelity {text!r} must look like 'NAME: key=value key=value'")
-        return cls(name.strip(), tuple(rest.split()))
+        name, tokens = name.strip(), rest.split()
+        stops = [t for t in tokens if t.startswith(f"{STOP_KEY}=")]
+        if not stops:
+            return cls(name, tuple(tokens))
+        value = stops[-1].partition("=")[2]
+        if len(stops) > 1 or not value.isdigit() or int(value) < 1:
+            raise SystemExit(f"fidelity {name}: {STOP_KEY} takes one whole number of epochs "
+                             f">= 1, e.g. {STOP_KEY}=2 (got {' '.join(stops)})")  # fmt: skip
+        return cls(name, tuple(t for t in tokens if t not in stops), int(value))
 
 
 def kendall_tau_b(x: list[float], y: list[float]) -> float:
@@ -295,7 +315,8 @@ def fidelity_row(
     v, f = [scores[i] for i in own], [free[i] for i in own]
     ranked = len(shared) >= MIN_SHARED
     return {
-        "overrides": list(fidelity.overrides), "n": len(shared), "scored": len(own),
+        "overrides": list(fidelity.overrides), "stop_after": fidelity.stop_after,
+        "n": len(shared), "scored": len(own),
         "kendall_tau": kendall_tau_b(x, y) if ranked else None,
         "kendall_tau_95": list(bootstrap_interval(x, y, kendall_tau_b)) if ranked else None,
         "spearman_rho": spearman_rho(x, y) if ranked else None,
@@ -332,7 +353,7 @@ def print_table(table: dict[str, dict], k: int, count: int) -> None:
 
 
 def train_fidelity(
-    name: str,
+    fidelity: Fidelity,
     config: Config,
     dataset,
     genotypes: list[Genotype],
@@ -342,12 +363,22 @@ def train_fidelity(
 ) -> None:
     """Train the genotypes ``todo`` under ``config``; append each score to ``scores`` and,
     with it, the fidelity's wall seconds so far to ``wall_path``, so a killed study keeps
-    the time its finished trials cost (the time of trials in flight is lost with them)."""
+    the time its finished trials cost (the time of trials in flight is lost with them).
+    A stopped fidelity trains as a continued rung does (the evaluator's own path: the
+    schedule of ``train.epochs``, stopped after ``stop_after``), its checkpoints in a
+    folder beside ``scores`` that is emptied as each trial ends."""
+    name = fidelity.name
     device = resolve_device(config.device)
     space = load_search_space(config.search_space)
     evaluator = Evaluator(
         space, split_for_search(dataset, config), config.train, device, config.seed
     )
+    origin: dict = {}
+    if fidelity.stop_after is not None:
+        evaluator.checkpoints = (scores.parent / "checkpoints" / name).resolve()
+        budget = {"epochs": fidelity.stop_after, "schedule_epochs": config.train.epochs,
+                  "continue": True}  # fmt: skip
+        origin = {"kind": "proxy", "budget": budget}
     wall = read_wall_seconds(wall_path)  # only this process writes it while it trains
     before = wall.get(name, 0.0)
     tic = perf_counter()
@@ -361,11 +392,14 @@ def train_fidelity(
         while queue or executor.in_flight():
             while queue and executor.in_flight() < executor.capacity:
                 i = queue.pop(0)
-                executor.submit(TrialRecord(i, genotypes[i], TrialStatus.RUNNING, {}))
+                executor.submit(TrialRecord(i, genotypes[i], TrialStatus.RUNNING, origin))
             outcome = executor.next_outcome()
             if outcome.kind is not OutcomeKind.DONE or outcome.result is None:
                 raise SystemExit(f"genotype {outcome.trial_id} did not train: {outcome.error}")
             result = outcome.result
+            if evaluator.checkpoints is not None:  # only the score is kept
+                (evaluator.checkpoints / checkpoint_name(outcome.trial_id)).unlink(
+                    missing_ok=True)  # fmt: skip
             writer.writerow({
                 "fidelity": name, "index": outcome.trial_id,
                 "hash": genotypes[outcome.trial_id].hash, "accuracy": result.accuracy,
@@ -433,6 +467,11 @@ def run_study(argv: list[str] | None) -> dict:
     config = load_config(args.config, base)
     data = data_settings(config.data)  # checked even when nothing trains
     settings = {f.name: fidelity_config(args.config, base, f) for f in fidelities}
+    for f in fidelities:
+        if f.stop_after is not None and f.stop_after > settings[f.name].train.epochs:
+            raise SystemExit(f"fidelity {f.name}: {STOP_KEY}={f.stop_after} is beyond its "
+                             f"schedule of train.epochs={settings[f.name].train.epochs}; give "
+                             f"at most that many")  # fmt: skip
     genotypes = sample_genotypes(config, args.genotypes, args.seed)
     listing = out / "genotypes.txt"
     text = "".join(f"{g}\n" for g in genotypes)
@@ -459,7 +498,7 @@ def run_study(argv: list[str] | None) -> dict:
             if todo:
                 print(f"{fidelity.name}: training {len(todo)} of {len(genotypes)}",
                       file=sys.stderr)  # fmt: skip
-                train_fidelity(fidelity.name, settings[fidelity.name], dataset, genotypes, todo,
+                train_fidelity(fidelity, settings[fidelity.name], dataset, genotypes, todo,
                                scores_path, wall_path)  # fmt: skip
     by, seconds = merged()
     k = args.top or max(1, len(genotypes) // 4)

@@ -212,7 +212,8 @@ def test_scores_from_another_study_are_not_trained_again_nor_copied(tmp_path, mo
     _, b = split_studies(tmp_path)
     trained = []
 
-    def fake_train(name, settings, dataset, genotypes, todo, scores, wall_path):
+    def fake_train(fidelity, settings, dataset, genotypes, todo, scores, wall_path):
+        name = fidelity.name
         trained.append((name, todo))
         new = not scores.is_file()
         with scores.open("a") as handle:
@@ -355,7 +356,8 @@ def test_a_row_cut_off_by_a_kill_trains_again_and_later_rows_start_on_their_own_
     assert [int(r["index"]) for r in proxy_rank.read_scores(out / "scores.csv")] == [0, 2, 3, 5]
     trained = []
 
-    def fake_train_fidelity(name, config, dataset, genotypes, todo, scores, wall_path):
+    def fake_train_fidelity(fidelity, config, dataset, genotypes, todo, scores, wall_path):
+        name = fidelity.name
         trained.append((name, todo))
         proxy_rank.drop_cut_off_row(scores)  # as train_fidelity does before it appends
         with scores.open("a") as handle:
@@ -402,3 +404,73 @@ def test_broken_wall_seconds_are_refused_in_one_line(tmp_path, text):
     path.write_text(text)
     with pytest.raises(SystemExit, match="not a mapping of fidelity names to seconds"):
         proxy_rank.read_wall_seconds(path)
+
+
+# A stopped fidelity (stop_after=N): scored as promotion: continue scores a lower rung.
+
+
+def test_a_stopped_fidelity_scores_as_a_continued_rung_does(tmp_path):
+    """``stop_after=1`` of a 2-epoch schedule gives, per genotype, the score the evaluator
+    gives a continued rung-0 trial of that schedule (so the study measures what a
+    continued search ranks by); stopped at the schedule's end it equals the plain
+    fidelity; it is not the 1-epoch training (the schedule differs); no checkpoint stays."""
+    import torch
+
+    from bnn_nas.data import data_settings, load_dataset
+    from bnn_nas.search.budget import Budget
+    from bnn_nas.search.evaluator import Evaluator, split_for_search
+    from bnn_nas.space.search_space import load_search_space
+
+    config_path = write(tmp_path)
+    out = tmp_path / "proxy"
+    fit = "train.epochs=2 data.search_train_size=100"
+    summary = proxy_rank.main([
+        "--config", str(config_path), "--genotypes", "3", "--out", str(out),
+        "--fidelity", f"c1-of-2: {fit} stop_after=1",
+        "--fidelity", f"c2-of-2: {fit} stop_after=2",
+        "--fidelity", "e1: train.epochs=1 data.search_train_size=100",
+        "--reference", f"e2: {fit}",
+    ])  # fmt: skip
+    scores: dict[str, dict[int, float]] = {}
+    with (out / "scores.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            scores.setdefault(row["fidelity"], {})[int(row["index"])] = float(row["loss"])
+    assert scores["c2-of-2"] == scores["e2"]
+    assert scores["c1-of-2"] != scores["e1"]
+    assert summary["fidelities"]["c1-of-2"]["stop_after"] == 1
+    assert summary["fidelities"]["c1-of-2"]["overrides"] == fit.split()
+    assert not any((out / "checkpoints").rglob("*.pt"))
+    # the continued rung's score, computed by the evaluator itself
+    fidelity = proxy_rank.Fidelity.parse(f"c1-of-2: {fit} stop_after=1")
+    config = proxy_rank.fidelity_config(str(config_path), (), fidelity)
+    genotypes = proxy_rank.sample_genotypes(config, 3, 0)
+    evaluator = Evaluator(
+        load_search_space(config.search_space),
+        split_for_search(load_dataset(data_settings(config.data)), config),
+        config.train, torch.device("cpu"), config.seed,
+    )  # fmt: skip
+    evaluator.checkpoints = tmp_path / "rungs"
+    for i, genotype in enumerate(genotypes):
+        low = evaluator(genotype, budget=Budget(epochs=1, schedule_epochs=2, save=f"t{i}.pt"))
+        assert low.loss == scores["c1-of-2"][i]
+
+
+@pytest.mark.parametrize(
+    ("fidelity", "says"),
+    [
+        ("c: train.epochs=2 stop_after=0", "stop_after takes one whole number of epochs >= 1"),
+        ("c: train.epochs=2 stop_after=x", "stop_after takes one whole number of epochs >= 1"),
+        ("c: stop_after=1 train.epochs=2 stop_after=2", "(got stop_after=1 stop_after=2)"),
+        ("c: train.epochs=2 stop_after=3", "stop_after=3 is beyond its schedule of "
+                                           "train.epochs=2; give at most that many"),
+    ],
+)  # fmt: skip
+def test_a_bad_stop_after_is_refused_in_one_line_before_anything_trains(tmp_path, fidelity, says):
+    out = tmp_path / "proxy"
+    with pytest.raises(SystemExit) as caught:
+        proxy_rank.main(["--config", str(write(tmp_path)), "--genotypes", "3", "--out",
+                         str(out), "--fidelity", fidelity,
+                         "--reference", "long: train.epochs=1"])  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith("fidelity c: ") and says in message and "\n" not in message
+    assert not (out / "scores.csv").exists()
