@@ -10,7 +10,10 @@ seed count, and the mean training time.
 
 The minutes column names the device the runs trained on (report.json's ``device``):
 ``GPU-min`` or ``CPU-min`` when every row agrees, else ``minutes`` with each cell's device
-after it (none where a report does not say).
+after it (none where a report does not say). A row of seeds names every device its
+runs trained on (``NVIDIA H200, NVIDIA A100``) and claims a kind only when each run's
+report says the same one; seeds on a CPU and on a GPU are refused (their mean minutes
+would be neither's).
 """
 
 from __future__ import annotations
@@ -95,9 +98,21 @@ def seed_runs(reports: list[dict], names: list[str]) -> dict:
                     f"{name} trained with another final schedule than {names[0]} "
                     f"({', '.join(schedule)})"
                 )
+    kinds = {device_kind(r) for r in reports} - {None}
+    if len(kinds) > 1:  # a mean of CPU and GPU minutes is no figure of either
+        cpu = next(n for r, n in zip(reports, names, strict=True) if device_kind(r) == "CPU")
+        gpu = next(n for r, n in zip(reports, names, strict=True) if device_kind(r) == "GPU")
+        raise ConfigError(
+            f"{cpu} trained on a CPU and {gpu} on a GPU; seeds of one row train on one kind "
+            "of device (give them as separate rows)"
+        )
+    devices = list(dict.fromkeys(r.get("device") or "unknown device" for r in reports))
     accuracies = [r["test_accuracy"] for r in reports]
     return {
         **first,
+        # every device the seeds trained on (one name when they agree)
+        "device": ", ".join(devices) if len(devices) > 1 else first.get("device"),
+        "device_kinds": [device_kind(r) for r in reports],
         "test_accuracy": statistics.mean(accuracies),
         "train_seconds": statistics.mean(r["train_seconds"] for r in reports),
         "accuracies": accuracies,
@@ -147,13 +162,20 @@ def compare_rows(
             "float_params": report["float_params"],
             "bytes": report["bytes"],
             "device": report.get("device"),
-            "device_kind": device_kind(report),  # CPU | GPU | None: what the minutes ran on
+            # CPU | GPU | None: what the minutes ran on (None when a seed's report does not say)
+            "device_kind": _row_kind(report),
             "train_minutes": train_minutes,
             "search_minutes": minutes,
             "gpu_minutes": train_minutes + minutes,
             "with_search": with_search,  # the searched network's minutes include its search
         })  # fmt: skip
     return rows
+
+
+def _row_kind(report: dict) -> str | None:
+    """The one kind of device every seed of a row trained on, else None."""
+    kinds = set(report.get("device_kinds") or [device_kind(report)])
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def minutes_header(rows: Sequence[dict[str, Any]]) -> str:

@@ -109,3 +109,24 @@ def test_compare_names_the_device_a_run_trained_on(tmp_path):
         "x86_64", "aarch64", "arm", "i386", "AMD64", "cpu",
         "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel", "NVIDIA H200", "Tesla V100-SXM2-16GB",
     )] == ["CPU"] * 7 + ["GPU"] * 2  # fmt: skip
+
+
+def test_a_seed_row_names_every_device_its_runs_trained_on(tmp_path):
+    # the row once took the first seed's device: seeds on two GPUs read as all on the first
+    h200 = _run(tmp_path, "h200", 0.89, 300)
+    a100 = _run(tmp_path, "a100", 0.88, 360, device="NVIDIA A100-SXM4-80GB")
+    (row,) = compare.compare_rows([f"{h200},{a100}"])
+    assert row["device"] == "NVIDIA H200, NVIDIA A100-SXM4-80GB" and row["device_kind"] == "GPU"
+    assert invoke(f"{h200},{a100}").output.splitlines()[0].endswith("| GPU-min |")
+    # a seed whose report does not say: the row claims no kind for its minutes
+    unknown = _run(tmp_path, "unknown", 0.88, 300, device=None)
+    (row,) = compare.compare_rows([f"{h200},{unknown}"])
+    assert row["device"] == "NVIDIA H200, unknown device" and row["device_kind"] is None
+    assert invoke(f"{h200},{unknown}").output.splitlines()[0].endswith("| minutes |")
+    # one seed on a CPU, one on a GPU: a mean of their minutes is neither's, refused
+    cpu = _run(tmp_path, "cpu", 0.88, 3000, device="x86_64")
+    result = invoke(f"{h200},{cpu}")
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("bnn-nas: error: ") and "trained on a CPU and" in line
+    assert "separate rows" in line
