@@ -193,6 +193,38 @@ def test_profile_and_show_build_the_network_a_run_recorded(tmp_path):
     assert invoke("show", "--run-dir", str(run))[4] == older[0]
 
 
+def test_a_run_whose_network_yaml_says_it_all_is_not_asked_its_report(tmp_path, monkeypatch):
+    """run_input reads RUN/network.yaml first: report.json (read on every call before) is
+    read only for what the flags and network.yaml leave open (an image size it lacks)."""
+    import json
+
+    from bnn_nas import rundir
+    from bnn_nas.config import ModelConfig
+    from bnn_nas.space.architecture import Architecture
+    from bnn_nas.space.genotype import parse_genotype
+    from bnn_nas.space.search_space import load_search_space
+    from bnn_nas.train.final_network import NETWORK, network_text
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("search_space: tiny\n")
+    (run / "report.json").write_text(json.dumps({"image_shape": [48, 48, 3], "num_classes": 5}))
+    space, genotype = load_search_space("tiny"), parse_genotype(SMALL)
+    (run / NETWORK).write_text(network_text(
+        Architecture(ModelConfig(cells=3, channels=8), 7, space, genotype, 40)))  # fmt: skip
+    reads = []
+    real = rundir.report_input
+    monkeypatch.setattr(rundir, "report_input", lambda d: reads.append(d) or real(d))
+    for command in ("profile", "show"):
+        lines = invoke(command, "--run-dir", str(run))
+        assert any(", 40 px, 7 classes (" in line for line in lines)
+    assert reads == []  # network.yaml held both figures
+    (run / NETWORK).write_text(network_text(
+        Architecture(ModelConfig(cells=3, channels=8), 7, space, genotype, None)))  # fmt: skip
+    assert ", 48 px, 7 classes (" in invoke("profile", "--run-dir", str(run))[0]
+    assert reads == [str(run)]  # no image size recorded: report.json's, its classes not
+
+
 def test_profile_and_show_take_image_size_and_classes_from_the_run_report(tmp_path):
     """A training run's report.json records its images' shape and class count: an ImageNet
     run is profiled at its size (it was profiled at 32 px, 10 classes: another layout, or

@@ -115,14 +115,17 @@ def run_input(run_dir: str | None, image_size: int | None, classes: int | None,
     (``recorded``), else what the training run's report.json records (its images' height,
     its class count), else CIFAR-10's 32 and 10."""
     shape, counted = (None, None)
-    if run_dir:
-        from bnn_nas.rundir import report_input
-
-        shape, counted = report_input(run_dir)
     if recorded is not None:
         counted = recorded.num_classes
         if recorded.image_size is not None:
             shape = (recorded.image_size,)
+    wanted = (image_size is None and shape is None) or (classes is None and counted is None)
+    if run_dir and wanted:  # report.json only for what the flags and network.yaml leave open
+        from bnn_nas.rundir import report_input
+
+        reported, reported_classes = report_input(run_dir)
+        shape = reported if shape is None else shape
+        counted = reported_classes if counted is None else counted
     if image_size is None:
         image_size = shape[0] if shape is not None else 32
     if classes is None:
