@@ -63,6 +63,21 @@ def test_show_of_an_unknown_op_prints_it_and_says_why_the_cost_is_not_counted():
     )
 
 
+def test_show_of_a_cost_error_without_a_message_names_its_class(monkeypatch):
+    # show cut the reason as str(err).splitlines()[0]: an empty message was an IndexError
+    # (exit 1, "unexpected"); BnnNasError.line() names the class then
+    from bnn_nas import cost
+    from bnn_nas.errors import PrimitiveError
+
+    def refuse(*args, **kwargs):
+        raise PrimitiveError()
+
+    monkeypatch.setattr(cost, "count_cost", refuse)
+    result = CliRunner().invoke(main, ["show", SMALL])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "cost: not counted (PrimitiveError)"
+
+
 def test_profile_genotype_and_baseline():
     result = CliRunner().invoke(main, ["profile", SMALL])
     assert result.exit_code == 0, result.output

@@ -229,7 +229,7 @@ def show_command(
                                    image_size)  # fmt: skip
         cost = count_cost(net, (1, 3, image_size, image_size))
     except BnnNasError as err:  # e.g. an op no loaded plugin registers: printed, not refused
-        reason = str(err).splitlines()[0]
+        reason = err.line()
         if "unknown op" in reason and "; allowed: " in reason:  # the registry's whole list
             reason = reason.split("; allowed: ", 1)[0] + "; see `bnn-nas primitives`"
         click.echo(f"cost: not counted ({reason})")

@@ -115,8 +115,7 @@ class TerminalLog:
         sys.stdout, sys.stderr = self._saved
         if err is not None and not isinstance(err, SystemExit | KeyboardInterrupt):
             if isinstance(err, BnnNasError):  # what the terminal will show, as one line
-                message = str(err).splitlines()[0] if str(err) else type(err).__name__
-                self._file.write(f"bnn-nas: error: {message}\n")
+                self._file.write(f"bnn-nas: error: {err.line()}\n")
             else:  # the terminal shows one line (the traceback with --debug); keep it here
                 self._file.write("bnn-nas: error: unexpected, traceback:\n")
                 self._file.write("".join(traceback.format_exception(kind, err, tb)))

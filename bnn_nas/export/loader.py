@@ -124,7 +124,7 @@ def load_packed(
         check_size(architecture, sum(t.nbytes for t in tensors.values()), path)
         module = architecture.build()
     except BnnNasError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = err.line()
         # errors of Architecture.from_dict name the file already: not twice
         named = first.startswith(f"{path}:")
         raise CheckpointError(first if named else f"{path}: {first}") from None
