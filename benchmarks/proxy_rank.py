@@ -20,7 +20,10 @@ A fidelity is a name and ``--set`` overrides of the config, and may end in
 ``stop_after=N``: scored after N epochs of its ``train.epochs`` schedule, as
 ``search.promotion: continue`` scores a lower rung (e.g. "c2-of-18: train.epochs=18
 stop_after=2" against "e2: train.epochs=2": which ranks better, continued or retrained
-rungs). Every score is appended to
+rungs). Every fidelity trains on the base config's data (loaded once): one whose
+overrides change which images are loaded (data.name, data.root, a plugin dataset's own
+settings) is refused; its split (data.search_train_size, ...) is its own. Every score is
+appended to
 OUT/scores.csv as it finishes, so a killed run re-run with the same arguments trains only
 what is missing; OUT/wall_seconds.json keeps each fidelity's wall seconds over such runs,
 OUT/proxy_rank.json holds the table, OUT/genotypes.txt the genotypes.
@@ -420,6 +423,27 @@ def fidelity_config(path: str, base: tuple[str, ...], fidelity: Fidelity) -> Con
         raise SystemExit(f"fidelity {fidelity.name}: {err.line()}") from None
 
 
+# what data_settings takes from a config's data section to pick the images load_dataset
+# loads (download and cache_dir only say how to get them; the split is each fidelity's own)
+IMAGE_KEYS = ("name", "root")
+
+
+def check_same_images(base: Config, fidelity: Fidelity, config: Config, label: str) -> None:
+    """Refuse a fidelity whose overrides change which images are loaded: the study loads the
+    base config's dataset once and trains every fidelity on it."""
+    changed = [k for k in IMAGE_KEYS if getattr(config.data, k) != getattr(base.data, k)]
+    extra, base_extra = config.data.extra or {}, base.data.extra or {}
+    changed += sorted(k for k in {*extra, *base_extra} if extra.get(k) != base_extra.get(k))
+    if changed:
+        key = changed[0]
+        value = getattr(config.data, key) if key in IMAGE_KEYS else extra.get(key)
+        raise SystemExit(
+            f"{label} {fidelity.name}: data.{key}={value} changes which images are loaded, "
+            f"but every fidelity trains on the base config's data; set data.{key} with "
+            "--set (or in --config) for the whole study instead"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict:
     """The benchmark; a user's mistake (a :class:`BnnNasError`: bad config, override or data
     setting) ends it as bnn-nas's commands do, with that error's one line and no traceback
@@ -467,6 +491,9 @@ def run_study(argv: list[str] | None) -> dict:
     config = load_config(args.config, base)
     data = data_settings(config.data)  # checked even when nothing trains
     settings = {f.name: fidelity_config(args.config, base, f) for f in fidelities}
+    for f in fidelities:
+        label = "--reference" if f is args.reference else "fidelity"
+        check_same_images(config, f, settings[f.name], label)
     for f in fidelities:
         if f.stop_after is not None and f.stop_after > settings[f.name].train.epochs:
             raise SystemExit(f"fidelity {f.name}: {STOP_KEY}={f.stop_after} is beyond its "

@@ -474,3 +474,27 @@ def test_a_bad_stop_after_is_refused_in_one_line_before_anything_trains(tmp_path
     message = str(caught.value)
     assert message.startswith("fidelity c: ") and says in message and "\n" not in message
     assert not (out / "scores.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("fidelity", "reference", "says"),
+    [
+        ("c: train.epochs=1 data.name=cifar10 data.root=/data/cifar10", "long: train.epochs=1",
+         "fidelity c: data.name=cifar10 changes which images are loaded"),
+        ("c: train.epochs=1", "long: train.epochs=1 data.root=/other/images",
+         "--reference long: data.root=/other/images changes which images are loaded"),
+    ],
+)  # fmt: skip
+def test_a_fidelity_on_other_images_is_refused_in_one_line_before_anything_trains(
+    tmp_path, fidelity, reference, says
+):
+    # the study loads the base config's data once: another data.name or data.root in a
+    # fidelity's overrides trained silently on the base images
+    out = tmp_path / "proxy"
+    with pytest.raises(SystemExit) as caught:
+        proxy_rank.main(["--config", str(write(tmp_path)), "--genotypes", "3", "--out",
+                         str(out), "--fidelity", fidelity, "--reference", reference])  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(says) and "\n" not in message
+    assert "every fidelity trains on the base config's data" in message
+    assert not (out / "scores.csv").exists()
