@@ -95,12 +95,14 @@ def run_search(
     :class:`~bnn_nas.search.executors.Executor` (left open), or a callable
     ``(config, evaluator) -> Executor``. ``progress``: a tqdm bar (``tqdm.auto``: a
     widget in notebooks) with one line per finished trial. On KeyboardInterrupt the
-    trials in flight go back to pending; calling this again resumes.
+    trials in flight go back to pending; calling this again resumes (a teacher spec's
+    training, which comes first and says so on stderr, too: it is kept in its run_dir).
     """
     from bnn_nas.cli.terminal_log import search_log
     from bnn_nas.rundir import release_run_dir
     from bnn_nas.search.engine import default_run_dir, make_executor, open_search, with_budget
     from bnn_nas.search.executors import Executor
+    from bnn_nas.train.teacher_spec import teacher_line
 
     extra = (f"executor.type={executor}",) if isinstance(executor, str) else ()
     overrides, plugins = tuple(overrides), tuple(plugins)
@@ -108,7 +110,8 @@ def run_search(
                       budget)  # fmt: skip
     target = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     try:
-        search, evaluator = open_search(cfg, target, resume=resume)
+        # a train.distill teacher spec trains first, with `bnn-nas search`'s line
+        search, evaluator = open_search(cfg, target, resume=resume, say=teacher_line)
     except BaseException:  # a refused resume: the directory is free again
         release_run_dir(target)
         raise

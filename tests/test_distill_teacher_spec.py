@@ -176,17 +176,8 @@ def test_a_search_whose_trials_distil_trains_the_teacher_before_its_run_director
     from click.testing import CliRunner
 
     from bnn_nas.cli import main
-    from tests.fixtures import TINY_SPACE
 
-    _, data = _files(tmp_path)
-    config = tmp_path / "search.yaml"
-    config.write_text(TINY_SPACE + (
-        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\nmodel: {{family: bireal}}\n"
-        "search: {controller: random, budget: 1}\n"
-        "train:\n  epochs: 1\n  batch_size: 10\n"
-        f"  distill: {{teacher: {{model: resnet20, family: float, config: teacher.yaml, "
-        f"run_dir: {tmp_path / 'teacher'}}}}}\n"
-    ))  # fmt: skip
+    config = _search_config(tmp_path)
     result = CliRunner().invoke(main, ["search", "--config", str(config), "--run-dir",
                                        str(tmp_path / "search")])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -309,3 +300,70 @@ def test_a_genotype_teacher_is_trained_first_and_its_own_run_dir_is_the_students
                  f"final.distill.teacher.run_dir={tmp_path / 's4'}")  # fmt: skip
     assert own.exit_code == 2 and "is the student's own run directory" in own.output
     assert not (tmp_path / "s4").exists()
+
+
+def _search_config(tmp_path: Path) -> Path:
+    """A one-trial search of the tiny space whose trials distil from a teacher spec
+    (resnet20 float, ``teacher.yaml``, run_dir ``tmp_path/teacher``)."""
+    from tests.fixtures import TINY_SPACE
+
+    _, data = _files(tmp_path)
+    config = tmp_path / "search.yaml"
+    config.write_text(TINY_SPACE + (
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\nmodel: {{family: bireal}}\n"
+        "search: {controller: random, budget: 1}\n"
+        "train:\n  epochs: 1\n  batch_size: 10\n"
+        f"  distill: {{teacher: {{model: resnet20, family: float, config: teacher.yaml, "
+        f"run_dir: {tmp_path / 'teacher'}}}}}\n"
+    ))  # fmt: skip
+    return config
+
+
+def _cut_off(config, run_dir, **kwargs):
+    """A teacher's training stopped by Ctrl-C once its run directory is made."""
+    from bnn_nas.rundir import creating, release_run_dir
+
+    with creating(Path(run_dir), "train"):
+        pass
+    release_run_dir(Path(run_dir))
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_a_searchs_teacher_trains_says_the_same_command_resumes_it(
+    tmp_path, monkeypatch
+):
+    # it said `bnn-nas search interrupted`, the search's generic line, naming nothing kept
+    from click.testing import CliRunner
+
+    from bnn_nas.cli import main
+
+    config = _search_config(tmp_path)
+    monkeypatch.setattr("bnn_nas.search.engine.train_run", _cut_off)
+    argv = ["search", "--config", str(config), "--run-dir", str(tmp_path / "search")]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 130, result.output
+    assert "training the teacher (resnet20 float" in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"bnn-nas: interrupted; the teacher's training in {tmp_path / 'teacher'} is kept; the "
+        f"same command resumes it: bnn-nas search --config {config} --run-dir "
+        f"{tmp_path / 'search'}"
+    )
+    assert not (tmp_path / "search").exists()  # the search had not begun
+
+
+def test_run_search_says_when_it_trains_a_teacher_first_as_the_cli_does(
+    tmp_path, monkeypatch, capsys
+):
+    # bnn_nas.run_search gave open_search no say: the teacher trained without a word
+    import bnn_nas
+
+    config = _search_config(tmp_path)
+    monkeypatch.setattr("bnn_nas.search.engine.train_run", _cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        bnn_nas.run_search(config, run_dir=tmp_path / "search", progress=False)
+    err = capsys.readouterr().err
+    assert f"training the teacher (resnet20 float, 2 epochs of {tmp_path / 'teacher.yaml'}) " \
+           f"in {tmp_path / 'teacher'} first" in err
+    from bnn_nas.train.teacher_spec import teacher_begun
+
+    assert teacher_begun(load_config(config), "train") == tmp_path / "teacher"  # kept

@@ -56,6 +56,7 @@ def search_command(
     from bnn_nas.cli.terminal_log import search_log
     from bnn_nas.search import supervisor
     from bnn_nas.search.engine import default_run_dir, open_search, with_budget
+    from bnn_nas.train.teacher_spec import teacher_begun, teacher_line
 
     settings = (*overrides, "train.tensorboard=true") if tensorboard else overrides
     config = with_budget(load_run_config(config_path, plugins, settings), budget)
@@ -64,8 +65,6 @@ def search_command(
 
         summary_writer_class("train.tensorboard")
     target = Path(run_dir) if run_dir else default_run_dir(config)
-    search, evaluator = open_search(config, target, resume=resume,
-                                    say=lambda line: click.echo(line, err=True))  # fmt: skip
     words = [
         "bnn-nas", "search", "--config", config_path, "--run-dir", str(target),
         *(["--budget", str(budget)] if budget is not None else []),
@@ -74,6 +73,14 @@ def search_command(
         *repeated("--plugin", plugins),
         *(["--trust-run-plugins"] if run_plugins_trusted() else []),
     ]  # fmt: skip
+    try:  # a train.distill teacher spec trains here, first, saying so
+        search, evaluator = open_search(config, target, resume=resume, say=teacher_line)
+    except KeyboardInterrupt:
+        teacher = teacher_begun(config, "train")  # Ctrl-C while it trained: kept there
+        if teacher is None:
+            raise
+        interrupted(f"the teacher's training in {teacher} is kept; the same command "
+                    "resumes it", words)  # fmt: skip
     # a supervisor (bnn_nas.search.supervisor) counts a candidate's death in this run
     supervisor.report(target, shell_words(words), config.executor.max_process_deaths)
     # what the terminal shows, also in RUN/search.log (appended by a resumed search)

@@ -66,6 +66,7 @@ def train_command(
     from bnn_nas.space.genotype import load_genotype
     from bnn_nas.train.network_choice import network_config
     from bnn_nas.train.run import train_run
+    from bnn_nas.train.teacher_spec import teacher_begun
 
     given = overrides
     if epochs is not None:  # checked with the rest of the config (e.g. against warm-up)
@@ -90,7 +91,7 @@ def train_command(
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         # a training stopped before its run directory was born left nothing: no --resume
         started = not target.is_file() and run_kind(target) == "train"
-        teacher = _teacher_begun(config)  # a teacher spec's training cut off: kept there
+        teacher = teacher_begun(config, "final")  # a teacher spec's training cut off: kept
         interrupted(
             "continue from the last checkpoint with" if started else
             f"the teacher's training in {teacher} is kept; the same command resumes it"
@@ -117,23 +118,3 @@ def train_command(
     # the run's config lies in the run directory: export imports its plugins only when named
     needs = repeated("--plugin", run_config_plugins(target / "config.yaml"))
     click.echo(f"next: {shell_words(['bnn-nas', 'export', str(target), *needs])}")
-
-
-def _teacher_begun(config):
-    """The run directory of ``final.distill``'s teacher spec when a training of it was
-    begun there and is not finished (a Ctrl-C while the teacher trained), else None."""
-    from pathlib import Path
-
-    from bnn_nas.config import TeacherSpec
-    from bnn_nas.errors import BnnNasError
-    from bnn_nas.rundir import run_kind
-
-    distill = config.final.distill
-    if distill is None or not isinstance(distill.teacher, TeacherSpec):
-        return None
-    run_dir = Path(distill.teacher.run_dir)
-    try:
-        begun = run_dir.is_dir() and run_kind(run_dir) == "train"
-    except (OSError, BnnNasError):  # a damaged marker: the plain hint
-        return None
-    return run_dir if begun and not (run_dir / "report.json").is_file() else None

@@ -13,6 +13,7 @@ The student then loads the teacher from ``run_dir`` as from a teacher given as a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from bnn_nas.space.genotype import Genotype, load_genotype
 from bnn_nas.train.final_network import REPORT, saved_genotype, saved_run_config
 from bnn_nas.train.network_choice import network_config
 
-__all__ = ["ensure_teacher", "teacher_run_config"]
+__all__ = ["ensure_teacher", "teacher_begun", "teacher_line", "teacher_run_config"]
 
 
 def teacher_run_config(
@@ -99,6 +100,27 @@ def ensure_teacher(
     tell(f"training the teacher ({what}, {config.final.epochs} epochs of {spec.config}) in "
          f"{run_dir} first")  # fmt: skip
     train(config, run_dir, genotype=genotype, resume=False, progress=progress, say=say)
+
+
+def teacher_line(line: str) -> None:
+    """Where a search shows :func:`ensure_teacher`'s line (training, resuming or using the
+    teacher), `bnn-nas search` and :func:`bnn_nas.run_search` alike: stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def teacher_begun(student: Config, section: str) -> Path | None:
+    """The run directory of ``student``'s ``section`` (train | final) ``distill`` teacher
+    spec when a training of it was begun there and is not finished (a Ctrl-C while
+    :func:`ensure_teacher` trained it: the next call resumes it), else None."""
+    distill = getattr(student, section).distill
+    if distill is None or not isinstance(distill.teacher, TeacherSpec):
+        return None
+    run_dir = Path(distill.teacher.run_dir)
+    try:
+        begun = run_dir.is_dir() and run_kind(run_dir) == "train"
+    except (OSError, BnnNasError):  # a damaged marker: the plain hint
+        return None
+    return run_dir if begun and not (run_dir / REPORT).is_file() else None
 
 
 def _network(spec: TeacherSpec) -> str:
