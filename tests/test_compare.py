@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from bnn_nas import compare
 from bnn_nas.cli import main
 from tests.conftest import SMALL_GENOTYPE
-from tests.fixtures import write_config
+from tests.fixtures import make_image_folder, write_config
 from tests.test_api import ROOT
 from tests.test_results_table import _run
 
@@ -81,10 +81,12 @@ def test_compare_mistakes_are_one_line(tmp_path):
 
 
 def test_compare_names_the_device_a_run_trained_on(tmp_path):
-    # a CPU training on the packaged sample reads CPU-min, not GPU-min (report.json's device)
+    # a CPU training reads CPU-min, not GPU-min (report.json's device); a small image
+    # folder, not the packaged sample: the device is what this test is about
+    data = make_image_folder(tmp_path / "images", train_per_class=4, test_per_class=2)
     config = write_config(tmp_path / "c.yaml", (
-        "device: cpu\ndata: {name: cifar10_sample}\n"
-        "final: {epochs: 1, batch_size: 250, eval_batch_size: 500}\n"
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final: {epochs: 1, batch_size: 20}\n"
     ))  # fmt: skip
     run = tmp_path / "run"
     trained = CliRunner().invoke(main, ["train", "--config", str(config), "--genotype",

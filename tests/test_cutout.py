@@ -24,7 +24,7 @@ from bnn_nas.data import (
 )
 from bnn_nas.errors import ConfigError, DataError
 from tests.conftest import SMALL_GENOTYPE
-from tests.fixtures import write_config
+from tests.fixtures import make_image_folder, write_config
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 MEAN, STD = (0.5 / 255,) * 3, (0.25,) * 3  # no uint8 pixel normalises to exactly 0
@@ -187,9 +187,11 @@ def test_bnn_nas_train_runs_on_the_sample_with_cutout_and_refuses_one_too_large(
         return made[-1]
 
     monkeypatch.setattr(trainer, "DeviceLoader", spy)
+    # 32x32 images as in the packaged sample, far fewer of them (a cutout, not learning)
+    data = make_image_folder(tmp_path / "images", train_per_class=4, test_per_class=2)
     config = write_config(tmp_path / "c.yaml", (
-        "device: cpu\ndata: {name: cifar10_sample}\n"
-        "final: {epochs: 1, batch_size: 250, eval_batch_size: 500}\n"
+        f"device: cpu\ndata: {{name: image_folder, root: {data}}}\n"
+        "final: {epochs: 1, batch_size: 20}\n"
     ))  # fmt: skip
     run = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", "--config", str(config), "--genotype",

@@ -14,6 +14,7 @@ from bnn_nas.config import config_from_dict
 from bnn_nas.errors import ConfigError
 from bnn_nas.train.metrics import EpochMetrics
 from tests.conftest import SMALL_GENOTYPE
+from tests.fixtures import make_image_folder
 
 GENOTYPE = SMALL_GENOTYPE
 CONFIG = """\
@@ -40,8 +41,16 @@ def _scalars(log_dir):
 
 def test_train_writes_per_epoch_scalars_that_tensorboard_reads_back(tmp_path):
     pytest.importorskip("tensorboard")
+    # a small image folder, not the packaged sample: what is asserted is that the event
+    # file holds each epoch's figures of metrics.csv, however many images made them
+    images = make_image_folder(tmp_path / "images", train_per_class=4, test_per_class=2)
     config = tmp_path / "c.yaml"
-    config.write_text(CONFIG)
+    data = f"data: {{name: image_folder, root: {images}}}"
+    config.write_text(
+        CONFIG.replace("data: {name: cifar10_sample}", data)
+        .replace("batch_size: 500, eval_batch_size: 1000", "batch_size: 20")
+    )
+    assert "image_folder" in config.read_text() and "batch_size: 20" in config.read_text()
     run = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", "--config", str(config), "--genotype", GENOTYPE,
                                        "--run-dir", str(run), "--tensorboard"])  # fmt: skip
