@@ -348,7 +348,9 @@ def run_plugins(
     given = {_plugin_key(p) for p in passed}
     missing = [p for p in named if _plugin_key(p) not in given]
     if missing:
-        shown = ", ".join(p[:80] for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        # a long path keeps its end, so the line still names the file to read
+        shown = ", ".join(p if len(p) <= 80 else "..." + p[-77:] for p in missing[:3])
+        shown += " ..." if len(missing) > 3 else ""
         raise PluginError(
             f"{config_file} is in run directory {run_dir} and names plugins ({shown}); "
             "bnn-nas imports no code from a run directory unless asked: read them, then pass "
