@@ -491,10 +491,9 @@ def run_study(argv: list[str] | None) -> dict:
     config = load_config(args.config, base)
     data = data_settings(config.data)  # checked even when nothing trains
     settings = {f.name: fidelity_config(args.config, base, f) for f in fidelities}
-    for f in fidelities:
+    for f in fidelities:  # every fidelity's own refusals, before anything trains
         label = "--reference" if f is args.reference else "fidelity"
         check_same_images(config, f, settings[f.name], label)
-    for f in fidelities:
         if f.stop_after is not None and f.stop_after > settings[f.name].train.epochs:
             raise SystemExit(f"fidelity {f.name}: {STOP_KEY}={f.stop_after} is beyond its "
                              f"schedule of train.epochs={settings[f.name].train.epochs}; give "
